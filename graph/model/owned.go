@@ -1,0 +1,37 @@
+// Package model holds the GraphQL types: generated ones in models_gen.go,
+// hand-written ones (which carry data the schema does not expose) here.
+package model
+
+import "time"
+
+// Owned is implemented by every type with @pii fields: the @pii directive
+// compares the owner with the caller.
+type Owned interface {
+	OwnerID() string
+}
+
+// User is a person's account as the API shows it.
+type User struct {
+	ID            string
+	Username      string
+	Role          Role
+	Email         *string
+	EmailVerified bool
+	Profile       *Profile
+	CreatedAt     time.Time
+}
+
+// OwnerID implements Owned.
+func (u *User) OwnerID() string { return u.ID }
+
+// Profile is the volunteered demographic data of a user.
+type Profile struct {
+	Owner     string
+	BirthYear *int
+	Country   *string
+	Gender    *Gender
+	Language  *string
+}
+
+// OwnerID implements Owned.
+func (p *Profile) OwnerID() string { return p.Owner }

@@ -1,0 +1,146 @@
+// Package app wires the domain services, the GraphQL handler and the HTTP
+// endpoints into one http.Handler. server.go runs it; tests start it too.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/consentgraph/consentgraph/internal/accounts"
+	"github.com/consentgraph/consentgraph/internal/config"
+	"github.com/consentgraph/consentgraph/internal/envelope"
+	"github.com/consentgraph/consentgraph/internal/store"
+)
+
+// App is a running Consentgraph instance.
+type App struct {
+	cfg      config.Config
+	log      *slog.Logger
+	Store    *store.Store
+	Keyring  *envelope.Keyring
+	Secrets  *envelope.Secrets
+	Accounts *accounts.Service
+
+	handler http.Handler
+	stop    context.CancelFunc
+	bg      sync.WaitGroup
+}
+
+// New opens the store, prepares every service and starts background jobs.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error) {
+	a := &App{cfg: cfg, log: log}
+	st, err := store.Open(ctx, store.Config{URI: cfg.MongoDBURI, Database: cfg.Database, DataDir: cfg.DataDir, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	a.Store = st
+	if err := a.init(ctx); err != nil {
+		_ = st.Close(context.Background())
+		return nil, err
+	}
+	bgCtx, cancel := context.WithCancel(context.Background())
+	a.stop = cancel
+	a.every(bgCtx, time.Minute, "sweep expired sessions", func(ctx context.Context) error {
+		_, err := a.Accounts.SweepExpiredSessions(ctx)
+		return err
+	})
+	return a, nil
+}
+
+func (a *App) init(ctx context.Context) error {
+	kr, err := a.keyring()
+	if err != nil {
+		return err
+	}
+	a.Keyring = kr
+	a.Secrets = envelope.OpenSecrets(ctx, a.Store.DB, kr)
+	hasher, err := accounts.NewHasher(accounts.HashParams{
+		MemoryKiB: a.cfg.Argon2MemoryKiB, Iterations: a.cfg.Argon2Iterations,
+		Parallelism: a.cfg.Argon2Parallelism, Concurrency: a.cfg.Argon2Concurrency,
+	})
+	if err != nil {
+		return fmt.Errorf("password hashing: %w", err)
+	}
+	a.Accounts, err = accounts.New(ctx, a.Store.DB, accounts.Options{
+		Hasher: hasher, Keyring: kr, Secrets: a.Secrets, SessionTTL: a.cfg.SessionTTL, Logger: a.log,
+	})
+	if err != nil {
+		return err
+	}
+	if a.cfg.AdminUsername != "" {
+		if err := a.Accounts.EnsureAdmin(ctx, a.cfg.AdminUsername, a.cfg.AdminPassword); err != nil {
+			return fmt.Errorf("first admin: %w", err)
+		}
+	}
+	a.handler = a.routes()
+	return nil
+}
+
+// keyring loads the master key from configuration, or for local use from a
+// key file generated in the data directory.
+func (a *App) keyring() (*envelope.Keyring, error) {
+	var current []byte
+	if a.cfg.MasterKey != "" {
+		k, err := envelope.ParseKey(a.cfg.MasterKey)
+		if err != nil {
+			return nil, fmt.Errorf("CONSENTGRAPH_MASTER_KEY: %w", err)
+		}
+		current = k
+	} else {
+		path := filepath.Join(a.cfg.DataDir, "master.key")
+		k, created, err := envelope.LoadOrCreateKeyFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("master key file: %w", err)
+		}
+		current = k
+		a.log.Warn("no CONSENTGRAPH_MASTER_KEY set; using a key file next to the data — fine for local use, not for production",
+			"path", path, "created", created)
+	}
+	var previous [][]byte
+	for i, p := range a.cfg.PreviousMasterKeys {
+		k, err := envelope.ParseKey(p)
+		if err != nil {
+			return nil, fmt.Errorf("CONSENTGRAPH_PREVIOUS_MASTER_KEYS entry %d: %w", i+1, err)
+		}
+		previous = append(previous, k)
+	}
+	return envelope.NewKeyring(current, previous...)
+}
+
+// Handler serves every HTTP endpoint.
+func (a *App) Handler() http.Handler { return a.handler }
+
+// Close stops background jobs and the store.
+func (a *App) Close(ctx context.Context) error {
+	if a.stop != nil {
+		a.stop()
+	}
+	a.bg.Wait()
+	return a.Store.Close(ctx)
+}
+
+// every runs job periodically until ctx ends, logging failures.
+func (a *App) every(ctx context.Context, interval time.Duration, name string, job func(context.Context) error) {
+	a.bg.Add(1)
+	go func() {
+		defer a.bg.Done()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := job(ctx); err != nil && !errors.Is(err, context.Canceled) {
+					a.log.Warn("background job failed", "job", name, "err", err)
+				}
+			}
+		}
+	}()
+}

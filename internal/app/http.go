@@ -1,0 +1,190 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql/handler"
+	"github.com/99designs/gqlgen/graphql/handler/extension"
+	"github.com/99designs/gqlgen/graphql/handler/lru"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/rs/cors"
+	"github.com/vektah/gqlparser/v2/ast"
+
+	"github.com/consentgraph/consentgraph/graph"
+	"github.com/consentgraph/consentgraph/internal/auth"
+)
+
+func (a *App) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/graphql", a.graphqlHandler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := a.Store.Ping(ctx); err != nil {
+			a.log.WarnContext(r.Context(), "not ready: store does not answer", "err", err)
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "store unavailable"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+	var h http.Handler = mux
+	if len(a.cfg.CORSOrigins) > 0 {
+		h = cors.New(cors.Options{
+			AllowedOrigins:   a.cfg.CORSOrigins,
+			AllowedMethods:   []string{http.MethodGet, http.MethodPost},
+			AllowedHeaders:   []string{"Authorization", "Content-Type", "Accept"},
+			AllowCredentials: true,
+			MaxAge:           600,
+		}).Handler(h)
+	}
+	return a.withRequestID(a.withLogging(h))
+}
+
+func (a *App) graphqlHandler() http.Handler {
+	srv := handler.New(graph.NewExecutableSchema(graph.Config{
+		Resolvers:  &graph.Resolver{Accounts: a.Accounts},
+		Directives: graph.Directives(),
+	}))
+	srv.AddTransport(transport.GET{})
+	srv.AddTransport(transport.POST{})
+	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	if a.cfg.Dev {
+		srv.Use(extension.Introspection{})
+	} else {
+		srv.Use(graph.NoIntrospection{})
+	}
+	srv.SetDisableSuggestion(!a.cfg.Dev)
+	srv.Use(extension.FixedComplexityLimit(a.cfg.MaxComplexity))
+	srv.Use(graph.DepthLimit{Max: a.cfg.MaxDepth})
+	srv.SetErrorPresenter(graph.ErrorPresenter(a.log, RequestID))
+	srv.SetRecoverFunc(graph.Recover(a.log))
+	return a.limitBody(a.authenticate(http.TimeoutHandler(srv, a.cfg.RequestTimeout, timeoutBody)))
+}
+
+var timeoutBody = `{"errors":[{"message":"request took too long","extensions":{"code":"INTERNAL"}}]}`
+
+// limitBody refuses bodies over the configured size before anything parses them.
+func (a *App) limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body == nil || r.Method == http.MethodGet {
+			next.ServeHTTP(w, r)
+			return
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, a.cfg.MaxBodyBytes+1))
+		if err != nil {
+			writeGraphQLError(w, http.StatusBadRequest, graph.CodeBadRequest, "could not read the request body")
+			return
+		}
+		if int64(len(body)) > a.cfg.MaxBodyBytes {
+			writeGraphQLError(w, http.StatusRequestEntityTooLarge, graph.CodePayloadTooLarge,
+				"request body is larger than the limit of "+itoa(a.cfg.MaxBodyBytes)+" bytes")
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		next.ServeHTTP(w, r)
+	})
+}
+
+// authenticate resolves the Bearer token or session cookie into a principal.
+// An unknown or expired token makes the caller anonymous rather than failing
+// the request, so `me` answers null as documented.
+func (a *App) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token := ""
+		if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "Bearer ") {
+			token = strings.TrimSpace(h[7:])
+		} else if c, err := r.Cookie(auth.CookieName); err == nil {
+			token = c.Value
+		}
+		var p *auth.Principal
+		if token != "" {
+			var err error
+			p, err = a.Accounts.Authenticate(r.Context(), token)
+			if err != nil {
+				a.log.ErrorContext(r.Context(), "session lookup failed", "err", err, "request_id", RequestID(r.Context()))
+				writeGraphQLError(w, http.StatusServiceUnavailable, "INTERNAL", "session lookup failed; quote request id "+RequestID(r.Context()))
+				return
+			}
+		}
+		ctx := auth.NewRequest(r.Context(), p, w, r.TLS != nil)
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+type requestIDKey struct{}
+
+// RequestID returns the id of the request ctx belongs to.
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+func (a *App) withRequestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b := make([]byte, 8)
+		_, _ = rand.Read(b)
+		id := hex.EncodeToString(b)
+		w.Header().Set("X-Request-Id", id)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id)))
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (a *App) withLogging(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		level := slog.LevelDebug
+		if rec.status >= 500 {
+			level = slog.LevelWarn
+		}
+		a.log.Log(r.Context(), level, "request", "method", r.Method, "path", r.URL.Path,
+			"status", rec.status, "duration_ms", time.Since(start).Milliseconds(), "request_id", RequestID(r.Context()))
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeGraphQLError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, map[string]any{"errors": []map[string]any{{"message": msg, "extensions": map[string]any{"code": code}}}})
+}
+
+func itoa(n int64) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}

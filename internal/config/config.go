@@ -1,0 +1,177 @@
+// Package config reads the server configuration from flags and
+// CONSENTGRAPH_* environment variables (a flag wins over its variable).
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is everything the server can be told.
+type Config struct {
+	Addr       string
+	DataDir    string
+	MongoDBURI string
+	Database   string
+	Dev        bool
+	ConfigFile string
+
+	CORSOrigins []string
+
+	AdminUsername string
+	AdminPassword string
+
+	// MasterKey is base64 of 32 bytes; empty means a key file in DataDir.
+	MasterKey          string
+	PreviousMasterKeys []string
+
+	SessionTTL     time.Duration
+	MaxBodyBytes   int64
+	MaxComplexity  int
+	MaxDepth       int
+	RequestTimeout time.Duration
+
+	Argon2MemoryKiB   uint32
+	Argon2Iterations  uint32
+	Argon2Parallelism uint8
+	Argon2Concurrency int
+
+	LogLevel  string
+	LogFormat string
+}
+
+// Option describes one setting, for the usage text and the README table.
+type Option struct {
+	Flag, Env, Default, Usage string
+}
+
+// EnvName derives a setting's environment variable from its flag name.
+func EnvName(flagName string) string {
+	return "CONSENTGRAPH_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// Load parses args (without the program name) and the environment.
+func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("consentgraph", flag.ContinueOnError)
+	fs.SetOutput(usageOut)
+	var problems []error
+	env := func(name, def string) string {
+		if v := getenv(EnvName(name)); v != "" {
+			return v
+		}
+		return def
+	}
+	str := func(p *string, name, def, usage string) {
+		fs.StringVar(p, name, env(name, def), usage+" (env "+EnvName(name)+")")
+	}
+	num := func(name string, def int, usage string) *int {
+		v := env(name, strconv.Itoa(def))
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("%s: %q is not a whole number", EnvName(name), v))
+		}
+		return fs.Int(name, n, usage+" (env "+EnvName(name)+")")
+	}
+	dur := func(p *time.Duration, name string, def time.Duration, usage string) {
+		v := env(name, def.String())
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("%s: %q is not a duration like 30s or 24h", EnvName(name), v))
+		}
+		fs.DurationVar(p, name, d, usage+" (env "+EnvName(name)+")")
+	}
+	str(&c.Addr, "addr", "127.0.0.1:8080", "address to listen on")
+	str(&c.DataDir, "data-dir", "data", "directory of the embedded store and generated keys")
+	str(&c.MongoDBURI, "mongodb-uri", "", "MongoDB connection string; empty starts the embedded store")
+	str(&c.Database, "database", "consentgraph", "database name")
+	str(&c.ConfigFile, "config", "", "YAML file with purposes, processors and policy")
+	devDefault := env("dev", "false")
+	dev, err := strconv.ParseBool(devDefault)
+	if err != nil {
+		problems = append(problems, fmt.Errorf("%s: %q is not true or false", EnvName("dev"), devDefault))
+	}
+	fs.BoolVar(&c.Dev, "dev", dev, "development mode: introspection and field suggestions on (env "+EnvName("dev")+")")
+	var cors, prevKeys string
+	str(&cors, "cors-origins", "", "comma-separated origins allowed to call the API from a browser")
+	str(&c.AdminUsername, "admin-username", "", "username of the admin account created at start-up")
+	// Secrets come only from the environment: flags are visible in ps.
+	c.AdminPassword = getenv(EnvName("admin-password"))
+	c.MasterKey = getenv(EnvName("master-key"))
+	prevKeys = getenv(EnvName("previous-master-keys"))
+	dur(&c.SessionTTL, "session-ttl", 7*24*time.Hour, "how long a session lasts")
+	maxBody := num("max-body-bytes", 64<<10, "largest accepted request body in bytes")
+	maxComplexity := num("max-complexity", 1000, "largest accepted query complexity")
+	maxDepth := num("max-depth", 12, "deepest accepted query nesting")
+	dur(&c.RequestTimeout, "request-timeout", 15*time.Second, "time limit for one request")
+	mem := num("argon2-memory-kib", 19*1024, "argon2id memory per hash in KiB (OWASP minimum 19456)")
+	iter := num("argon2-iterations", 2, "argon2id passes (minimum 2)")
+	par := num("argon2-parallelism", 1, "argon2id lanes")
+	conc := num("argon2-concurrency", runtime.NumCPU(), "password hashes computed at once; bounds memory under bursts")
+	str(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	str(&c.LogFormat, "log-format", "text", "text or json")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		problems = append(problems, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	}
+	c.CORSOrigins = splitList(cors)
+	c.PreviousMasterKeys = splitList(prevKeys)
+	c.MaxBodyBytes = int64(*maxBody)
+	c.MaxComplexity, c.MaxDepth = *maxComplexity, *maxDepth
+	c.Argon2Concurrency = *conc
+	if *mem < 0 || *iter < 0 || *par < 1 || *par > 255 {
+		problems = append(problems, errors.New("argon2 parameters out of range"))
+	} else {
+		c.Argon2MemoryKiB, c.Argon2Iterations, c.Argon2Parallelism = uint32(*mem), uint32(*iter), uint8(*par)
+	}
+	problems = append(problems, c.validate()...)
+	return c, errors.Join(problems...)
+}
+
+func (c Config) validate() []error {
+	var errs []error
+	if c.MaxBodyBytes < 1024 {
+		errs = append(errs, errors.New("max-body-bytes must be at least 1024"))
+	}
+	if c.MaxComplexity < 10 || c.MaxDepth < 3 {
+		errs = append(errs, errors.New("max-complexity must be at least 10 and max-depth at least 3"))
+	}
+	if c.SessionTTL < time.Minute {
+		errs = append(errs, errors.New("session-ttl must be at least 1m"))
+	}
+	if (c.AdminUsername == "") != (c.AdminPassword == "") {
+		errs = append(errs, errors.New("set both CONSENTGRAPH_ADMIN_USERNAME and CONSENTGRAPH_ADMIN_PASSWORD, or neither"))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log-level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("log-format %q: want text or json", c.LogFormat))
+	}
+	for _, o := range c.CORSOrigins {
+		if !strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") {
+			errs = append(errs, fmt.Errorf("cors origin %q must start with http:// or https://", o))
+		}
+	}
+	return errs
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

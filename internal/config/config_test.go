@@ -1,0 +1,53 @@
+package config
+
+import (
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestDefaults(t *testing.T) {
+	c, err := Load(nil, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:8080" || c.DataDir != "data" || c.MongoDBURI != "" || c.Dev || c.Argon2MemoryKiB != 19456 {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+func TestFlagBeatsEnvironment(t *testing.T) {
+	c, err := Load([]string{"--addr", "127.0.0.1:9999"}, env(map[string]string{
+		"CONSENTGRAPH_ADDR": "127.0.0.1:7777", "CONSENTGRAPH_SESSION_TTL": "2h",
+		"CONSENTGRAPH_CORS_ORIGINS": "https://a.example, https://b.example", "CONSENTGRAPH_DEV": "true",
+	}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:9999" || c.SessionTTL != 2*time.Hour || len(c.CORSOrigins) != 2 || !c.Dev {
+		t.Fatalf("got %+v", c)
+	}
+}
+
+func TestBadSettingsNamed(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{nil, map[string]string{"CONSENTGRAPH_SESSION_TTL": "forever"}, "CONSENTGRAPH_SESSION_TTL"},
+		{nil, map[string]string{"CONSENTGRAPH_MAX_DEPTH": "deep"}, "CONSENTGRAPH_MAX_DEPTH"},
+		{nil, map[string]string{"CONSENTGRAPH_ADMIN_USERNAME": "root"}, "ADMIN_PASSWORD"},
+		{[]string{"--cors-origins", "example.org"}, nil, "cors origin"},
+		{[]string{"--log-level", "loud"}, nil, "log-level"},
+		{[]string{"stray"}, nil, "unexpected argument"},
+	} {
+		_, err := Load(tc.args, env(tc.env), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v %v: err %v, want mention of %q", tc.args, tc.env, err, tc.want)
+		}
+	}
+}

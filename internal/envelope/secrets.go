@@ -1,0 +1,170 @@
+package envelope
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+)
+
+// SecretsCollection is the MongoDB collection holding wrapped named secrets.
+const SecretsCollection = "secrets"
+
+// Secrets are named random 32-byte secrets (blind-index keys, pseudonym
+// keys, ...) shared by every server replica through the database, each
+// wrapped under the master key. A secret never changes once created: data
+// derived from it (indexes, pseudonyms) would otherwise stop matching.
+type Secrets struct {
+	coll *mongo.Collection
+	kr   *Keyring
+
+	mu    sync.RWMutex
+	cache map[string][]byte
+}
+
+type secretDoc struct {
+	Name      string    `bson:"_id"`
+	Value     []byte    `bson:"value"`
+	KeyID     string    `bson:"keyId"`
+	CreatedAt time.Time `bson:"createdAt"`
+}
+
+// OpenSecrets returns the secrets kept in db. It does not touch the database;
+// secrets are created on first use by Get. ctx is accepted for symmetry with
+// other Open functions.
+func OpenSecrets(ctx context.Context, db *mongo.Database, kr *Keyring) *Secrets {
+	_ = ctx
+	return &Secrets{
+		coll:  db.Collection(SecretsCollection),
+		kr:    kr,
+		cache: make(map[string][]byte),
+	}
+}
+
+func secretAAD(name string) string { return "secret:" + name }
+
+// Get returns the secret called name, creating it on first use. Replicas
+// racing to create the same secret all end up with the one that was inserted
+// first: the name is the document _id, so only one insert can succeed.
+// The returned slice is the caller's to keep.
+func (s *Secrets) Get(ctx context.Context, name string) ([]byte, error) {
+	if name == "" {
+		return nil, errors.New("secret name is empty")
+	}
+	s.mu.RLock()
+	v, ok := s.cache[name]
+	s.mu.RUnlock()
+	if ok {
+		return bytes.Clone(v), nil
+	}
+
+	v, err := s.load(ctx, name)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		v, err = s.create(ctx, name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.cache[name] = v
+	s.mu.Unlock()
+	return bytes.Clone(v), nil
+}
+
+func (s *Secrets) load(ctx context.Context, name string) ([]byte, error) {
+	var doc secretDoc
+	if err := s.coll.FindOne(ctx, bson.D{{Key: "_id", Value: name}}).Decode(&doc); err != nil {
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("load secret %q: %w", name, err)
+	}
+	v, err := s.kr.Unwrap(doc.Value, secretAAD(name))
+	if err != nil {
+		// Never fall back to creating a new secret here: that would silently
+		// invalidate every blind index and pseudonym derived from the old one.
+		return nil, fmt.Errorf("unwrap secret %q (is the right master key configured?): %w", name, err)
+	}
+	if len(v) != KeySize {
+		return nil, fmt.Errorf("secret %q has %d bytes, want %d", name, len(v), KeySize)
+	}
+	return v, nil
+}
+
+func (s *Secrets) create(ctx context.Context, name string) ([]byte, error) {
+	v := make([]byte, KeySize)
+	_, _ = rand.Read(v)
+	wrapped, err := s.kr.Wrap(v, secretAAD(name))
+	if err != nil {
+		return nil, fmt.Errorf("wrap secret %q: %w", name, err)
+	}
+	_, err = s.coll.InsertOne(ctx, secretDoc{
+		Name:      name,
+		Value:     wrapped,
+		KeyID:     s.kr.CurrentKeyID(),
+		CreatedAt: time.Now().UTC(),
+	})
+	if mongo.IsDuplicateKeyError(err) {
+		// Another replica (or goroutine) won the race; use its secret.
+		v, err := s.load(ctx, name)
+		if err != nil {
+			return nil, fmt.Errorf("load secret %q after losing creation race: %w", name, err)
+		}
+		return v, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store secret %q: %w", name, err)
+	}
+	return v, nil
+}
+
+// RewrapAll re-wraps every stored secret that is not yet under the current
+// master key and returns how many it changed. It keeps going past secrets it
+// cannot re-wrap and reports them all in err. Safe to run on several
+// replicas at once: each update only applies if the stored blob is still
+// the one that was read.
+func (s *Secrets) RewrapAll(ctx context.Context) (n int, err error) {
+	cur, err := s.coll.Find(ctx, bson.D{})
+	if err != nil {
+		return 0, fmt.Errorf("list secrets: %w", err)
+	}
+	var docs []secretDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return 0, fmt.Errorf("list secrets: %w", err)
+	}
+	var errs []error
+	for _, d := range docs {
+		if !s.kr.NeedsRewrap(d.Value) {
+			continue
+		}
+		out, changed, err := s.kr.Rewrap(d.Value, secretAAD(d.Name))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("rewrap secret %q: %w", d.Name, err))
+			continue
+		}
+		if !changed {
+			continue
+		}
+		res, err := s.coll.UpdateOne(ctx,
+			bson.D{{Key: "_id", Value: d.Name}, {Key: "value", Value: d.Value}},
+			bson.D{{Key: "$set", Value: bson.D{
+				{Key: "value", Value: out},
+				{Key: "keyId", Value: s.kr.CurrentKeyID()},
+			}}},
+		)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("store rewrapped secret %q: %w", d.Name, err))
+			continue
+		}
+		if res.ModifiedCount == 1 {
+			n++
+		}
+	}
+	return n, errors.Join(errs...)
+}
