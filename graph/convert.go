@@ -3,6 +3,8 @@ package graph
 import (
 	"context"
 
+	"github.com/99designs/gqlgen/graphql"
+
 	"github.com/consentgraph/consentgraph/graph/model"
 	"github.com/consentgraph/consentgraph/internal/accounts"
 	"github.com/consentgraph/consentgraph/internal/auth"
@@ -27,14 +29,30 @@ func userModel(u *accounts.User) *model.User {
 	}
 }
 
+// profileFromInput reads a sign-up profile: absent and null both mean "not given".
 func profileFromInput(in *model.ProfileInput) accounts.Profile {
 	if in == nil {
 		return accounts.Profile{}
 	}
-	p := accounts.Profile{BirthYear: in.BirthYear, Country: in.Country, Language: in.Language}
-	if in.Gender != nil {
-		g := string(*in.Gender)
-		p.Gender = &g
+	u := profileUpdate(*in)
+	return accounts.Profile{BirthYear: u.BirthYear.Value, Country: u.Country.Value, Gender: u.Gender.Value, Language: u.Language.Value}
+}
+
+func profileUpdate(in model.ProfileInput) accounts.ProfileUpdate {
+	var u accounts.ProfileUpdate
+	u.BirthYear = optional(in.BirthYear)
+	u.Country = optional(in.Country)
+	u.Language = optional(in.Language)
+	g, set := in.Gender.ValueOK()
+	u.Gender.Set = set
+	if g != nil {
+		s := string(*g)
+		u.Gender.Value = &s
 	}
-	return p
+	return u
+}
+
+func optional[T any](o graphql.Omittable[*T]) accounts.Optional[T] {
+	v, set := o.ValueOK()
+	return accounts.Optional[T]{Set: set, Value: v}
 }

@@ -3,10 +3,22 @@
 package graph
 
 import (
+	"context"
+
 	"github.com/consentgraph/consentgraph/internal/accounts"
+	"github.com/consentgraph/consentgraph/internal/consent"
+	"github.com/consentgraph/consentgraph/internal/signing"
 )
 
 // Resolver holds the domain services the resolvers call.
 type Resolver struct {
 	Accounts *accounts.Service
+	Verifier EmailVerifier
+	Consent  *consent.Service
+	Signing  *signing.Keyset
+}
+
+// EmailVerifier mails an email verification token to an address.
+type EmailVerifier interface {
+	SendVerification(ctx context.Context, to, token string)
 }

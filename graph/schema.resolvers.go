@@ -11,15 +11,23 @@ import (
 	"github.com/consentgraph/consentgraph/graph/model"
 	"github.com/consentgraph/consentgraph/internal/accounts"
 	"github.com/consentgraph/consentgraph/internal/auth"
+	"github.com/consentgraph/consentgraph/internal/consent"
 )
 
 func (r *mutationResolver) Register(ctx context.Context, input model.RegisterInput) (*model.AuthPayload, error) {
+	id := accounts.NewID()
+	// Consent is created with the account in one insert (GPC opt-outs included).
+	consentFields, err := r.Consent.SignUpFields(ctx, id, consent.GPCFrom(ctx))
+	if err != nil {
+		return nil, err
+	}
 	u, sess, err := r.Accounts.Register(ctx, accounts.RegisterInput{
+		ID:       id,
 		Username: input.Username,
 		Password: input.Password,
 		Email:    input.Email,
 		Profile:  profileFromInput(input.Profile),
-	}, nil)
+	}, consentFields)
 	if err != nil {
 		return nil, err
 	}
@@ -63,7 +71,10 @@ func (r *Resolver) Mutation() MutationResolver { return &mutationResolver{r} }
 
 func (r *Resolver) Query() QueryResolver { return &queryResolver{r} }
 
+func (r *Resolver) User() UserResolver { return &userResolver{r} }
+
 type (
 	mutationResolver struct{ *Resolver }
 	queryResolver    struct{ *Resolver }
+	userResolver     struct{ *Resolver }
 )

@@ -8,6 +8,8 @@ import (
 	"io"
 	"strconv"
 	"time"
+
+	"github.com/99designs/gqlgen/graphql"
 )
 
 type AuthPayload struct {
@@ -17,19 +19,112 @@ type AuthPayload struct {
 	ExpiresAt time.Time `json:"expiresAt"`
 }
 
+// Your consent for one purpose.
+type Consent struct {
+	Purpose *Purpose `json:"purpose"`
+	// Whether the purpose is in force now.
+	Granted bool `json:"granted"`
+	// When you last changed it; null while the default applies.
+	UpdatedAt *time.Time `json:"updatedAt,omitempty"`
+	// The policy version of your last change, or the current one while the default applies.
+	PolicyVersion string `json:"policyVersion"`
+	// How your last change was made; null while the default applies.
+	Method *ConsentMethod `json:"method,omitempty"`
+	// You granted this purpose, a later policy version changed it materially, and
+	// it stays off until you grant it again.
+	NeedsRenewal bool `json:"needsRenewal"`
+}
+
+// One entry of your consent ledger, a hash chain.
+type ConsentEvent struct {
+	Sequence      int           `json:"sequence"`
+	Purpose       string        `json:"purpose"`
+	Action        ConsentAction `json:"action"`
+	PolicyVersion string        `json:"policyVersion"`
+	At            time.Time     `json:"at"`
+	Method        ConsentMethod `json:"method"`
+	PreviousHash  string        `json:"previousHash"`
+	Hash          string        `json:"hash"`
+	// The signed receipt issued for this event.
+	Receipt string `json:"receipt"`
+}
+
+type ConsentEventConnection struct {
+	Edges      []*ConsentEventEdge `json:"edges"`
+	PageInfo   *PageInfo           `json:"pageInfo"`
+	TotalCount int                 `json:"totalCount"`
+}
+
+type ConsentEventEdge struct {
+	Cursor string        `json:"cursor"`
+	Node   *ConsentEvent `json:"node"`
+}
+
+type ConsentReceipt struct {
+	// The signed consent receipt: a compact JWS (EdDSA, key id in the header)
+	// whose claims follow the Kantara consent receipt. Verify it with the keys
+	// at /.well-known/jwks.json or with Query.verifyReceipt.
+	Receipt string `json:"receipt"`
+	// The consent after the request.
+	Consent *Consent `json:"consent"`
+	// False when the request repeated the current state and nothing was recorded.
+	Changed bool `json:"changed"`
+}
+
 type Mutation struct {
 }
 
+// Relay pagination state.
+type PageInfo struct {
+	HasNextPage     bool    `json:"hasNextPage"`
+	HasPreviousPage bool    `json:"hasPreviousPage"`
+	StartCursor     *string `json:"startCursor,omitempty"`
+	EndCursor       *string `json:"endCursor,omitempty"`
+}
+
+// A published version of the privacy policy.
+type Policy struct {
+	Version     string    `json:"version"`
+	URL         string    `json:"url"`
+	PublishedAt time.Time `json:"publishedAt"`
+	// Purposes this version changed materially: earlier grants of them no longer count.
+	Reconsent []string `json:"reconsent"`
+}
+
+// In updates, a field left out stays as it is and an explicit null clears it.
 type ProfileInput struct {
-	BirthYear *int `json:"birthYear,omitempty"`
+	BirthYear graphql.Omittable[*int] `json:"birthYear,omitempty"`
 	// ISO 3166-1 alpha-2 country code, e.g. DE.
-	Country *string `json:"country,omitempty"`
-	Gender  *Gender `json:"gender,omitempty"`
+	Country graphql.Omittable[*string] `json:"country,omitempty"`
+	Gender  graphql.Omittable[*Gender] `json:"gender,omitempty"`
 	// BCP 47 primary language subtag, e.g. en.
-	Language *string `json:"language,omitempty"`
+	Language graphql.Omittable[*string] `json:"language,omitempty"`
+}
+
+// Something your data may be used for.
+type Purpose struct {
+	ID          string           `json:"id"`
+	Mechanism   ConsentMechanism `json:"mechanism"`
+	Description string           `json:"description"`
+	// The only personal data this purpose may use, e.g. user.contact.email.
+	DataCategories []string `json:"dataCategories"`
 }
 
 type Query struct {
+}
+
+// The result of checking a consent receipt.
+type ReceiptCheck struct {
+	Valid bool `json:"valid"`
+	// Why the receipt is not valid; null when it is.
+	Reason        *string        `json:"reason,omitempty"`
+	Purpose       *string        `json:"purpose,omitempty"`
+	Action        *ConsentAction `json:"action,omitempty"`
+	IssuedAt      *time.Time     `json:"issuedAt,omitempty"`
+	ReceiptID     *string        `json:"receiptId,omitempty"`
+	PolicyVersion *string        `json:"policyVersion,omitempty"`
+	// The id of the key that signed it.
+	Kid *string `json:"kid,omitempty"`
 }
 
 type RegisterInput struct {
@@ -41,6 +136,183 @@ type RegisterInput struct {
 	Email *string `json:"email,omitempty"`
 	// Optional demographic details, each of them optional.
 	Profile *ProfileInput `json:"profile,omitempty"`
+}
+
+type ConsentAction string
+
+const (
+	ConsentActionGrant    ConsentAction = "GRANT"
+	ConsentActionWithdraw ConsentAction = "WITHDRAW"
+)
+
+var AllConsentAction = []ConsentAction{
+	ConsentActionGrant,
+	ConsentActionWithdraw,
+}
+
+func (e ConsentAction) IsValid() bool {
+	switch e {
+	case ConsentActionGrant, ConsentActionWithdraw:
+		return true
+	}
+	return false
+}
+
+func (e ConsentAction) String() string {
+	return string(e)
+}
+
+func (e *ConsentAction) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = ConsentAction(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid ConsentAction", str)
+	}
+	return nil
+}
+
+func (e ConsentAction) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *ConsentAction) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e ConsentAction) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// How consent for a purpose is obtained.
+type ConsentMechanism string
+
+const (
+	// Off until you grant it.
+	ConsentMechanismOptIn ConsentMechanism = "OPT_IN"
+	// On until you withdraw it.
+	ConsentMechanismOptOut ConsentMechanism = "OPT_OUT"
+	// Essential to run your account: you are told, and it cannot be withdrawn.
+	ConsentMechanismNoticeOnly ConsentMechanism = "NOTICE_ONLY"
+)
+
+var AllConsentMechanism = []ConsentMechanism{
+	ConsentMechanismOptIn,
+	ConsentMechanismOptOut,
+	ConsentMechanismNoticeOnly,
+}
+
+func (e ConsentMechanism) IsValid() bool {
+	switch e {
+	case ConsentMechanismOptIn, ConsentMechanismOptOut, ConsentMechanismNoticeOnly:
+		return true
+	}
+	return false
+}
+
+func (e ConsentMechanism) String() string {
+	return string(e)
+}
+
+func (e *ConsentMechanism) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = ConsentMechanism(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid ConsentMechanism", str)
+	}
+	return nil
+}
+
+func (e ConsentMechanism) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *ConsentMechanism) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e ConsentMechanism) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// How a choice was expressed.
+type ConsentMethod string
+
+const (
+	// You asked for it.
+	ConsentMethodExplicit ConsentMethod = "EXPLICIT"
+	// Your browser sent the Global Privacy Control signal (Sec-GPC: 1).
+	ConsentMethodGpc ConsentMethod = "GPC"
+	// Nothing was recorded: the mechanism's default applies (receipts only).
+	ConsentMethodDefault ConsentMethod = "DEFAULT"
+)
+
+var AllConsentMethod = []ConsentMethod{
+	ConsentMethodExplicit,
+	ConsentMethodGpc,
+	ConsentMethodDefault,
+}
+
+func (e ConsentMethod) IsValid() bool {
+	switch e {
+	case ConsentMethodExplicit, ConsentMethodGpc, ConsentMethodDefault:
+		return true
+	}
+	return false
+}
+
+func (e ConsentMethod) String() string {
+	return string(e)
+}
+
+func (e *ConsentMethod) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = ConsentMethod(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid ConsentMethod", str)
+	}
+	return nil
+}
+
+func (e ConsentMethod) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *ConsentMethod) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e ConsentMethod) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
 }
 
 // Volunteered gender; leaving it empty is always allowed.

@@ -56,8 +56,12 @@ type Options struct {
 type Service struct {
 	users    *mongo.Collection
 	sessions *mongo.Collection
+	keys     *mongo.Collection
+	keyCache keyCache
 	opts     Options
-	log      *slog.Logger
+	// listeners are told about committed changes (see Subscribe).
+	listeners []Listener
+	log       *slog.Logger
 }
 
 // Collection names owned by this package.
@@ -80,7 +84,8 @@ func New(ctx context.Context, db *mongo.Database, opts Options) (*Service, error
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Service{users: db.Collection(UsersCollection), sessions: db.Collection(SessionsCollection), opts: opts, log: opts.Logger}
+	s := &Service{users: db.Collection(UsersCollection), sessions: db.Collection(SessionsCollection),
+		keys: db.Collection(DataKeysCollection), opts: opts, log: opts.Logger}
 	if err := store.EnsureIndexes(ctx, s.users,
 		mongo.IndexModel{Keys: bson.D{{Key: "usernameKey", Value: 1}}, Options: options.Index().SetUnique(true).SetName("usernameKey_unique")},
 		mongo.IndexModel{Keys: bson.D{{Key: "emailIndex", Value: 1}}, Options: options.Index().SetUnique(true).SetSparse(true).SetName("emailIndex_unique")},
@@ -102,6 +107,10 @@ func (s *Service) Users() *mongo.Collection { return s.users }
 
 // RegisterInput is what a new user gives.
 type RegisterInput struct {
+	// ID is the new account's id; empty means a fresh NewID(). Callers set
+	// it when extra fields must refer to the id (e.g. signed consent
+	// receipts written with the account).
+	ID       string
 	Username string
 	Password string
 	Email    *string
@@ -133,7 +142,10 @@ func (s *Service) Register(ctx context.Context, in RegisterInput, extra bson.D) 
 	if err != nil {
 		return nil, nil, err
 	}
-	u := &User{ID: NewID(), Username: in.Username, Role: auth.RoleUser, Profile: profile, CreatedAt: s.opts.Now().UTC().Truncate(time.Millisecond)}
+	if in.ID == "" {
+		in.ID = NewID()
+	}
+	u := &User{ID: in.ID, Username: in.Username, Role: auth.RoleUser, Profile: profile, CreatedAt: s.opts.Now().UTC().Truncate(time.Millisecond)}
 	if in.Email != nil {
 		u.Email = &email
 	}
@@ -148,6 +160,7 @@ func (s *Service) Register(ctx context.Context, in RegisterInput, extra bson.D) 
 		}
 		return nil, nil, fmt.Errorf("insert user: %w", err)
 	}
+	_ = s.announce(ctx, Change{UserID: u.ID, Kind: Registered})
 	sess, err := s.newSession(ctx, u.ID, u.Role)
 	if err != nil {
 		return nil, nil, err
@@ -174,7 +187,7 @@ func (s *Service) Login(ctx context.Context, username, password string) (*User, 
 	key, verr := NormalizeUsername("username", username)
 	found := false
 	if verr == nil && len(password) <= 1024 {
-		err := s.users.FindOne(ctx, bson.D{{Key: "usernameKey", Value: key}}).Decode(&d)
+		err := s.users.FindOne(ctx, bson.D{{Key: "usernameKey", Value: key}, {Key: "erasingSince", Value: bson.D{{Key: "$exists", Value: false}}}}).Decode(&d)
 		switch {
 		case err == nil:
 			found = true

@@ -13,8 +13,10 @@ import (
 )
 
 // userDoc is the stored account. Personal data is sealed with the user's own
-// data key, itself wrapped by the master key: deleting dataKey makes every
-// copy of the sealed fields (backups, replicas) unreadable.
+// data key, itself wrapped by the master key and kept in a separate
+// collection (data_keys): erasing that one small document makes every copy of
+// the sealed fields — backups, replicas, exports of the users collection —
+// unreadable ("crypto-shredding").
 type userDoc struct {
 	ID            string        `bson:"_id"`
 	Username      string        `bson:"username"`
@@ -51,14 +53,20 @@ func (s *Service) emailIndex(ctx context.Context, email string) (string, error) 
 	return envelope.BlindIndex(key, EmailKey(email)), nil
 }
 
+// newDoc creates the user's data key (stored first, so a crash leaves at
+// worst an unused key, never a user without one) and the sealed document.
 func (s *Service) newDoc(ctx context.Context, u *User, usernameKey, passwordHash string) (bson.D, error) {
 	dk, wrapped, err := s.opts.Keyring.NewDataKey(dataKeyAAD(u.ID))
 	if err != nil {
 		return nil, fmt.Errorf("new data key: %w", err)
 	}
+	if _, err := s.keys.InsertOne(ctx, keyDoc{ID: u.ID, Wrapped: wrapped, CreatedAt: u.CreatedAt}); err != nil {
+		return nil, fmt.Errorf("store data key: %w", err)
+	}
+	s.keyCache.put(u.ID, dk)
 	d := userDoc{
 		ID: u.ID, Username: u.Username, UsernameKey: usernameKey, PasswordHash: passwordHash,
-		Role: u.Role, CreatedAt: u.CreatedAt, DataKey: wrapped,
+		Role: u.Role, CreatedAt: u.CreatedAt,
 		Profile: sealProfile(dk, u.ID, u.Profile),
 	}
 	if u.Email != nil {
@@ -98,11 +106,11 @@ func sealProfile(dk *envelope.DataKey, userID string, p Profile) sealedProfile {
 	}
 }
 
-func (s *Service) decode(_ context.Context, d *userDoc) (*User, error) {
+func (s *Service) decode(ctx context.Context, d *userDoc) (*User, error) {
 	u := &User{ID: d.ID, Username: d.Username, Role: d.Role, CreatedAt: d.CreatedAt, EmailVerified: d.EmailVerified}
-	dk, err := s.opts.Keyring.OpenDataKey(d.DataKey, dataKeyAAD(d.ID))
+	dk, err := s.dataKey(ctx, d.ID)
 	if err != nil {
-		return nil, fmt.Errorf("open data key of user %s: %w", d.ID, err)
+		return nil, err
 	}
 	open := func(field string, ct []byte) (*string, error) {
 		if ct == nil {

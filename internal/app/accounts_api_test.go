@@ -68,7 +68,9 @@ func TestRegisterLoginMeLogout(t *testing.T) {
 	var login struct{ Login struct{ Token string } }
 	r.Decode(t, &login)
 	bearer.Token = login.Login.Token
-	var me struct{ Me *struct{ ID, Username string } }
+	var me struct {
+		Me *struct{ ID, Username string }
+	}
 	bearer.Do(t, meQuery, nil).Decode(t, &me)
 	if me.Me == nil || me.Me.ID != u.ID {
 		t.Fatalf("me by bearer = %+v, want %s", me.Me, u.ID)
@@ -261,7 +263,9 @@ func TestRestartKeepsAccounts(t *testing.T) {
 
 	s = apptest.StartWith(t, cfg)
 	r := s.Client().Do(t, `mutation { login(username: "persistent", password: "correct horse battery") { user { username } } }`, nil)
-	var out struct{ Login struct{ User struct{ Username string } } }
+	var out struct {
+		Login struct{ User struct{ Username string } }
+	}
 	r.Decode(t, &out)
 	if out.Login.User.Username != "persistent" {
 		t.Fatalf("after restart: %s", r.Raw)
@@ -293,7 +297,9 @@ func TestFirstAdminFromConfiguration(t *testing.T) {
 		c.AdminUsername, c.AdminPassword = "root-admin", "admin password 123"
 	})
 	r := s.Client().Do(t, `mutation { login(username: "root-admin", password: "admin password 123") { user { role } } }`, nil)
-	var out struct{ Login struct{ User struct{ Role string } } }
+	var out struct {
+		Login struct{ User struct{ Role string } }
+	}
 	r.Decode(t, &out)
 	if out.Login.User.Role != "ADMIN" {
 		t.Fatalf("admin role = %q", out.Login.User.Role)

@@ -14,7 +14,9 @@ import (
 
 	"github.com/consentgraph/consentgraph/internal/accounts"
 	"github.com/consentgraph/consentgraph/internal/config"
+	"github.com/consentgraph/consentgraph/internal/consent"
 	"github.com/consentgraph/consentgraph/internal/envelope"
+	"github.com/consentgraph/consentgraph/internal/signing"
 	"github.com/consentgraph/consentgraph/internal/store"
 )
 
@@ -26,15 +28,24 @@ type App struct {
 	Keyring  *envelope.Keyring
 	Secrets  *envelope.Secrets
 	Accounts *accounts.Service
+	Signing  *signing.Keyset
+	Consent  *consent.Service
+	// File is the --config file (purposes, policy, controller), or its defaults.
+	File *config.File
 
-	handler http.Handler
-	stop    context.CancelFunc
-	bg      sync.WaitGroup
+	verifier *verificationMailer
+	handler  http.Handler
+	stop     context.CancelFunc
+	bg       sync.WaitGroup
 }
 
 // New opens the store, prepares every service and starts background jobs.
 func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error) {
-	a := &App{cfg: cfg, log: log}
+	file, err := config.LoadFile(cfg.ConfigFile)
+	if err != nil {
+		return nil, err
+	}
+	a := &App{cfg: cfg, log: log, File: file}
 	st, err := store.Open(ctx, store.Config{URI: cfg.MongoDBURI, Database: cfg.Database, DataDir: cfg.DataDir, Logger: log})
 	if err != nil {
 		return nil, err
@@ -44,8 +55,21 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		_ = st.Close(context.Background())
 		return nil, err
 	}
+	if n, err := a.Accounts.ResumeErasures(ctx); err != nil || n > 0 {
+		log.Info("resumed interrupted erasures", "finished", n, "err", err)
+	}
 	bgCtx, cancel := context.WithCancel(context.Background())
 	a.stop = cancel
+	a.bg.Add(1)
+	go func() {
+		defer a.bg.Done()
+		a.Signing.Run(bgCtx, time.Minute) // picks up key rotations made by other replicas
+	}()
+	a.every(bgCtx, time.Minute, "resume interrupted erasures", func(ctx context.Context) error {
+		_, err := a.Accounts.ResumeErasures(ctx)
+		return err
+	})
+	a.every(bgCtx, 30*time.Second, "refresh policy versions", a.Consent.Refresh)
 	a.every(bgCtx, time.Minute, "sweep expired sessions", func(ctx context.Context) error {
 		_, err := a.Accounts.SweepExpiredSessions(ctx)
 		return err
@@ -60,6 +84,9 @@ func (a *App) init(ctx context.Context) error {
 	}
 	a.Keyring = kr
 	a.Secrets = envelope.OpenSecrets(ctx, a.Store.DB, kr)
+	if a.Signing, err = signing.Open(ctx, a.Store.DB, kr, a.log); err != nil {
+		return fmt.Errorf("signing keys: %w", err)
+	}
 	hasher, err := accounts.NewHasher(accounts.HashParams{
 		MemoryKiB: a.cfg.Argon2MemoryKiB, Iterations: a.cfg.Argon2Iterations,
 		Parallelism: a.cfg.Argon2Parallelism, Concurrency: a.cfg.Argon2Concurrency,
@@ -73,10 +100,19 @@ func (a *App) init(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if a.Consent, err = consent.New(ctx, consent.Options{
+		DB: a.Store.DB, Users: a.Accounts.Users(), Purposes: a.File.Catalog, Controller: a.File.Controller,
+		InitialPolicy: a.File.Policy, Signer: a.Signing, Secrets: a.Secrets, Logger: a.log,
+	}); err != nil {
+		return fmt.Errorf("consent: %w", err)
+	}
 	if a.cfg.AdminUsername != "" {
 		if err := a.Accounts.EnsureAdmin(ctx, a.cfg.AdminUsername, a.cfg.AdminPassword); err != nil {
 			return fmt.Errorf("first admin: %w", err)
 		}
+	}
+	if a.verifier, err = newVerificationMailer(a.cfg.SMTPURL, a.cfg.PublicURL, a.cfg.Dev, a.log); err != nil {
+		return err
 	}
 	a.handler = a.routes()
 	return nil

@@ -26,6 +26,7 @@ import (
 func (a *App) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/graphql", a.graphqlHandler())
+	mux.Handle("GET /.well-known/jwks.json", a.Signing.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -54,7 +55,7 @@ func (a *App) routes() http.Handler {
 
 func (a *App) graphqlHandler() http.Handler {
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{
-		Resolvers:  &graph.Resolver{Accounts: a.Accounts},
+		Resolvers:  &graph.Resolver{Accounts: a.Accounts, Verifier: a.verifier, Consent: a.Consent, Signing: a.Signing},
 		Directives: graph.Directives(),
 	}))
 	srv.AddTransport(transport.GET{})
@@ -70,7 +71,7 @@ func (a *App) graphqlHandler() http.Handler {
 	srv.Use(graph.DepthLimit{Max: a.cfg.MaxDepth})
 	srv.SetErrorPresenter(graph.ErrorPresenter(a.log, RequestID))
 	srv.SetRecoverFunc(graph.Recover(a.log))
-	return a.limitBody(a.authenticate(http.TimeoutHandler(srv, a.cfg.RequestTimeout, timeoutBody)))
+	return a.limitBody(a.authenticate(http.TimeoutHandler(a.Consent.HonorGPC(srv), a.cfg.RequestTimeout, timeoutBody)))
 }
 
 var timeoutBody = `{"errors":[{"message":"request took too long","extensions":{"code":"INTERNAL"}}]}`

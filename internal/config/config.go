@@ -24,6 +24,11 @@ type Config struct {
 
 	CORSOrigins []string
 
+	// SMTPURL is where mail goes (smtp://user:pass@host:587?from=...).
+	SMTPURL string
+	// PublicURL is how users reach this server, for links in mail.
+	PublicURL string
+
 	AdminUsername string
 	AdminPassword string
 
@@ -100,10 +105,12 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 	fs.BoolVar(&c.Dev, "dev", dev, "development mode: introspection and field suggestions on (env "+EnvName("dev")+")")
 	var cors, prevKeys string
 	str(&cors, "cors-origins", "", "comma-separated origins allowed to call the API from a browser")
+	str(&c.PublicURL, "public-url", "", "URL users reach the server at, for links in mail (default http://ADDR)")
 	str(&c.AdminUsername, "admin-username", "", "username of the admin account created at start-up")
 	// Secrets come only from the environment: flags are visible in ps.
 	c.AdminPassword = getenv(EnvName("admin-password"))
 	c.MasterKey = getenv(EnvName("master-key"))
+	c.SMTPURL = getenv(EnvName("smtp-url")) // may hold a password
 	prevKeys = getenv(EnvName("previous-master-keys"))
 	dur(&c.SessionTTL, "session-ttl", 7*24*time.Hour, "how long a session lasts")
 	maxBody := num("max-body-bytes", 64<<10, "largest accepted request body in bytes")
@@ -123,6 +130,10 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 		problems = append(problems, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}
 	c.CORSOrigins = splitList(cors)
+	if c.PublicURL == "" {
+		c.PublicURL = "http://" + c.Addr
+	}
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
 	c.PreviousMasterKeys = splitList(prevKeys)
 	c.MaxBodyBytes = int64(*maxBody)
 	c.MaxComplexity, c.MaxDepth = *maxComplexity, *maxDepth

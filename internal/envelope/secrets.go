@@ -127,8 +127,9 @@ func (s *Secrets) create(ctx context.Context, name string) ([]byte, error) {
 // RewrapAll re-wraps every stored secret that is not yet under the current
 // master key and returns how many it changed. It keeps going past secrets it
 // cannot re-wrap and reports them all in err. Safe to run on several
-// replicas at once: each update only applies if the stored blob is still
-// the one that was read.
+// replicas at once: each update is conditional on the blob read, and even
+// where that condition is not atomic (FerretDB v1) every writer stores a
+// valid wrap of the same unchanged secret; only n may then over-count.
 func (s *Secrets) RewrapAll(ctx context.Context) (n int, err error) {
 	cur, err := s.coll.Find(ctx, bson.D{})
 	if err != nil {

@@ -11,9 +11,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
@@ -37,6 +39,10 @@ type Store struct {
 	Client   *mongo.Client
 	DB       *mongo.Database
 	Embedded bool
+	// Serialized means all commands go through one connection (FerretDB);
+	// several server processes on one such store would still race, so the
+	// embedded store is for a single replica — production uses MongoDB.
+	Serialized bool
 	// URI is what the client connected to (for the embedded store, its
 	// loopback address), so tests can open further clients on it.
 	URI string
@@ -61,27 +67,50 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		uri, s.stopEmbedded, s.Embedded = embeddedURI, stop, true
 	}
-	opts := options.Client().ApplyURI(uri).SetAppName("consentgraph")
-	if s.Embedded {
-		// FerretDB has a single connection-level lock per SQLite database;
-		// a modest pool avoids queueing thousands of idle connections.
-		opts.SetMaxPoolSize(64)
-	}
-	client, err := mongo.Connect(opts)
-	if err != nil {
-		s.stop()
-		return nil, fmt.Errorf("connect to store: %w", err)
-	}
-	s.Client = client
 	s.URI = uri
-	s.DB = client.Database(cfg.Database)
 	pingCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := s.Ping(pingCtx); err != nil {
-		_ = s.Close(context.Background())
-		return nil, fmt.Errorf("store does not answer: %w", err)
+	// The embedded store is FerretDB; a URI may point at one too.
+	serialize := s.Embedded
+	for {
+		opts := options.Client().ApplyURI(uri).SetAppName("consentgraph")
+		if serialize {
+			opts.SetMaxPoolSize(1)
+		}
+		client, err := mongo.Connect(opts)
+		if err != nil {
+			s.stop()
+			return nil, fmt.Errorf("connect to store: %w", err)
+		}
+		s.Client = client
+		s.DB = client.Database(cfg.Database)
+		if err := s.Ping(pingCtx); err != nil {
+			_ = s.Close(context.Background())
+			return nil, fmt.Errorf("store does not answer: %w", err)
+		}
+		if serialize || !isFerretDB(pingCtx, client) {
+			s.Serialized = serialize
+			return s, nil
+		}
+		// FerretDB v1 runs an update as read-then-write without locking, so
+		// concurrent conditional updates and $inc on one document lose
+		// writes. One connection makes it execute commands one at a time,
+		// which restores the single-document atomicity the code relies on.
+		cfg.Logger.Info("store is FerretDB: using one connection so single-document updates stay atomic")
+		_ = client.Disconnect(context.Background())
+		serialize = true
 	}
-	return s, nil
+}
+
+// isFerretDB recognises FerretDB by the fields it adds to buildInfo.
+func isFerretDB(ctx context.Context, c *mongo.Client) bool {
+	var info bson.M
+	if err := c.Database("admin").RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&info); err != nil {
+		return false
+	}
+	_, features := info["ferretdbFeatures"]
+	_, version := info["ferretdbVersion"]
+	return features || version
 }
 
 // Ping reports whether the store answers.
@@ -158,9 +187,13 @@ func (l levelFilter) WithGroup(name string) slog.Handler {
 	return levelFilter{h: l.h.WithGroup(name), min: l.min}
 }
 
-// IsDuplicateKey reports whether err is a unique-index violation.
+// IsDuplicateKey reports whether err is a unique-index violation. FerretDB
+// reports one raised by an update as an InternalError carrying SQLite's text.
 func IsDuplicateKey(err error) bool {
-	return mongo.IsDuplicateKeyError(err)
+	if err == nil {
+		return false
+	}
+	return mongo.IsDuplicateKeyError(err) || strings.Contains(err.Error(), "UNIQUE constraint failed")
 }
 
 // IsNotImplemented reports whether the store refused a feature it lacks

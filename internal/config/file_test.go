@@ -1,0 +1,139 @@
+package config_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/consentgraph/consentgraph/internal/config"
+	"github.com/consentgraph/consentgraph/internal/policy"
+)
+
+func TestNoConfigFileGivesDefaults(t *testing.T) {
+	f, err := config.LoadFile("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]policy.Mechanism{
+		"newsletter": policy.OptIn, "surveys": policy.OptIn,
+		"aggregate_statistics": policy.OptOut, "essential": policy.NoticeOnly,
+	}
+	if got := f.Catalog.IDs(); strings.Join(got, ",") != "newsletter,surveys,aggregate_statistics,essential" {
+		t.Fatalf("default purposes %v", got)
+	}
+	for id, m := range want {
+		p, _ := f.Catalog.Get(id)
+		if p.Mechanism != m || p.Description == "" {
+			t.Errorf("%s: %+v", id, p)
+		}
+	}
+	sv, _ := f.Catalog.Get("surveys")
+	if strings.Join(sv.DataCategories, ",") != "user.contact.email,user.demographic.age_band,user.demographic.country" {
+		t.Errorf("surveys categories %v", sv.DataCategories)
+	}
+	nl, _ := f.Catalog.Get("newsletter")
+	if strings.Join(nl.DataCategories, ",") != "user.contact.email" {
+		t.Errorf("newsletter categories %v", nl.DataCategories)
+	}
+	ag, _ := f.Catalog.Get("aggregate_statistics")
+	if len(ag.DataCategories) != 4 || len(ag.ThirdParties) == 0 {
+		t.Errorf("aggregate_statistics %+v", ag)
+	}
+	if f.Policy.Version != "1" || f.Controller.Name == "" {
+		t.Errorf("defaults %+v %+v", f.Policy, f.Controller)
+	}
+}
+
+func TestConfigFileChangesAndAddsPurposes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "consentgraph.yaml")
+	err := os.WriteFile(path, []byte(`
+controller:
+  name: Example GmbH
+  contact: Data protection officer
+  email: privacy@example.org
+  jurisdiction: DE
+policy:
+  version: 7
+  url: https://example.org/privacy
+purposes:
+  newsletter:
+    description: Our monthly letter.
+  research:
+    mechanism: OPT_IN
+    description: Studies by our partner university.
+    dataCategories: [user.contact.email, user.demographic.age_band]
+    thirdParties: [Example University]
+  aggregate_statistics:
+    mechanism: OPT_IN
+`), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := config.LoadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(f.Catalog.IDs(), ","); got != "newsletter,surveys,aggregate_statistics,essential,research" {
+		t.Fatalf("purposes %s", got)
+	}
+	nl, _ := f.Catalog.Get("newsletter")
+	if nl.Description != "Our monthly letter." || nl.Mechanism != policy.OptIn || len(nl.DataCategories) != 1 {
+		t.Errorf("changed newsletter %+v", nl)
+	}
+	rs, _ := f.Catalog.Get("research")
+	if rs.Mechanism != policy.OptIn || len(rs.DataCategories) != 2 || rs.ThirdParties[0] != "Example University" {
+		t.Errorf("added research %+v", rs)
+	}
+	ag, _ := f.Catalog.Get("aggregate_statistics")
+	if ag.Mechanism != policy.OptIn {
+		t.Errorf("aggregate_statistics mechanism %s", ag.Mechanism)
+	}
+	if f.Policy.Version != "7" || f.Policy.URL != "https://example.org/privacy" {
+		t.Errorf("policy %+v", f.Policy)
+	}
+	if f.Controller.Name != "Example GmbH" || f.Controller.Email != "privacy@example.org" || f.Controller.Language != "en" {
+		t.Errorf("controller %+v", f.Controller)
+	}
+}
+
+func TestInvalidConfigFileNamesTheBadKey(t *testing.T) {
+	cases := map[string]struct{ yaml, want string }{
+		"unknown top-level key":  {"purposes: {}\nprocesors: {}\n", `procesors: unknown key`},
+		"bad mechanism":          {"purposes:\n  newsletter:\n    mechanism: MAYBE\n", `purposes.newsletter.mechanism: "MAYBE" is not one of OPT_IN, OPT_OUT, NOTICE_ONLY`},
+		"unknown purpose field":  {"purposes:\n  newsletter:\n    mechanisms: OPT_IN\n", `purposes.newsletter.mechanisms: unknown key`},
+		"unknown category":       {"purposes:\n  surveys:\n    dataCategories: [user.contact.phone]\n", `purposes.surveys.dataCategories[0]: "user.contact.phone" is not a known data category`},
+		"new purpose incomplete": {"purposes:\n  research:\n    mechanism: OPT_IN\n", `purposes.research.description: is required for a new purpose`},
+		"bad purpose id":         {"purposes:\n  Research.Studies:\n    mechanism: OPT_IN\n    description: x\n", `purposes.Research.Studies: purpose id`},
+		"purpose not a mapping":  {"purposes:\n  newsletter: yes\n", `purposes.newsletter: want a mapping`},
+		"categories not a list":  {"purposes:\n  newsletter:\n    dataCategories: user.contact.email\n", `purposes.newsletter.dataCategories: want a list`},
+		"bad policy url":         {"policy:\n  url: privacy.html\n", `policy.url:`},
+		"policy float version":   {"policy:\n  version: 1.10\n", `policy.version: want a string`},
+		"controller unknown":     {"controller:\n  nmae: x\n", `controller.nmae: unknown key`},
+		"controller empty name":  {"controller:\n  name: \"\"\n", `controller.name: must not be empty`},
+		"not a mapping":          {"- a\n- b\n", `must be a mapping`},
+		"not YAML":               {"purposes: [\n", `not valid YAML`},
+		"duplicate purpose":      {"purposes:\n  research: {mechanism: OPT_IN, description: a}\n  research: {mechanism: OPT_IN, description: b}\n", `mapping key "research" already defined`},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := config.ParseFile("test.yaml", []byte(c.yaml))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "test.yaml") {
+				t.Fatalf("error %q does not contain %q and the file name", err, c.want)
+			}
+		})
+	}
+}
+
+func TestEmptyConfigFileAndMissingFile(t *testing.T) {
+	f, err := config.ParseFile("empty.yaml", []byte("# nothing here\n"))
+	if err != nil || len(f.Purposes) != 4 {
+		t.Fatalf("empty file: %v %v", f, err)
+	}
+	if _, err := config.LoadFile(filepath.Join(t.TempDir(), "missing.yaml")); err == nil || !strings.Contains(err.Error(), "missing.yaml") {
+		t.Fatalf("missing file: %v", err)
+	}
+}

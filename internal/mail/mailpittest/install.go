@@ -1,0 +1,161 @@
+package mailpittest
+
+import (
+	"bytes"
+	"context"
+	"debug/buildinfo"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Version is the Mailpit release the tests are written against; it is what
+// Binary installs and what scripts/install-mailpit.sh installs.
+const Version = "v1.27.11"
+
+const module = "github.com/axllent/mailpit"
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// Binary returns the path of a mailpit executable, installing it on first
+// use. The search order is:
+//
+//  1. $MAILPIT_BIN (an error if set but not executable),
+//  2. mailpit on $PATH,
+//  3. mailpit in $(go env GOBIN), else $(go env GOPATH)/bin, if it was
+//     built from module version Version,
+//  4. otherwise `go install github.com/axllent/mailpit@Version` into that
+//     directory, run from a temporary directory so no go.mod is touched and
+//     serialised with a file lock so parallel test binaries build it once.
+//
+// The result is cached for the life of the process.
+func Binary() (string, error) {
+	binOnce.Do(func() { binPath, binErr = findOrInstall() })
+	return binPath, binErr
+}
+
+func exeName() string {
+	if runtime.GOOS == "windows" {
+		return "mailpit.exe"
+	}
+	return "mailpit"
+}
+
+func isExecutable(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() {
+		return fmt.Errorf("%s is a directory", path)
+	}
+	if runtime.GOOS != "windows" && fi.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("%s is not executable", path)
+	}
+	return nil
+}
+
+// moduleVersion reports the module version a Go binary was built from, or
+// "" when it cannot tell (e.g. release builds stripped of build info).
+func moduleVersion(path string) string {
+	bi, err := buildinfo.ReadFile(path)
+	if err != nil || bi.Main.Path != module {
+		return ""
+	}
+	return bi.Main.Version
+}
+
+func findOrInstall() (string, error) {
+	if p := os.Getenv("MAILPIT_BIN"); p != "" {
+		if err := isExecutable(p); err != nil {
+			return "", fmt.Errorf("MAILPIT_BIN=%s: %w", p, err)
+		}
+		return p, nil
+	}
+	if p, err := exec.LookPath("mailpit"); err == nil {
+		return p, nil
+	}
+
+	goBin, err := goBinDir()
+	if err != nil {
+		return "", err
+	}
+	target := filepath.Join(goBin, exeName())
+	if isExecutable(target) == nil && moduleVersion(target) == Version {
+		return target, nil
+	}
+
+	if err := os.MkdirAll(goBin, 0o755); err != nil {
+		return "", fmt.Errorf("create %s: %w", goBin, err)
+	}
+	unlock, err := lockFile(filepath.Join(os.TempDir(), "consentgraph-mailpit-install.lock"))
+	if err != nil {
+		return "", fmt.Errorf("lock for mailpit install: %w", err)
+	}
+	defer unlock()
+	// Another process may have installed it while we waited for the lock.
+	if isExecutable(target) == nil && moduleVersion(target) == Version {
+		return target, nil
+	}
+	if err := goInstall(goBin); err != nil {
+		return "", err
+	}
+	if err := isExecutable(target); err != nil {
+		return "", fmt.Errorf("go install reported success but: %w", err)
+	}
+	return target, nil
+}
+
+// goBinDir is where `go install` puts binaries: GOBIN, else GOPATH[0]/bin.
+func goBinDir() (string, error) {
+	out, err := exec.Command("go", "env", "GOBIN", "GOPATH").Output()
+	if err != nil {
+		return "", fmt.Errorf("mailpit not found and `go env` failed (is Go on PATH?): %w", err)
+	}
+	lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+	if len(lines) == 2 && strings.TrimSpace(lines[0]) != "" {
+		return strings.TrimSpace(lines[0]), nil
+	}
+	if len(lines) == 2 && strings.TrimSpace(lines[1]) != "" {
+		first := filepath.SplitList(strings.TrimSpace(lines[1]))[0]
+		return filepath.Join(first, "bin"), nil
+	}
+	return "", errors.New("cannot tell where go install puts binaries: GOBIN and GOPATH are empty")
+}
+
+func goInstall(goBin string) error {
+	tmp, err := os.MkdirTemp("", "mailpit-install-*")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "install", module+"@"+Version)
+	// Outside any module: the project's go.mod and go.sum stay untouched.
+	cmd.Dir = tmp
+	cmd.Env = append(os.Environ(), "GOBIN="+goBin, "GOFLAGS=-mod=mod", "GOWORK=off")
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	start := time.Now()
+	fmt.Fprintf(os.Stderr, "mailpittest: installing %s@%s into %s (run scripts/install-mailpit.sh to do this ahead of time)\n",
+		module, Version, goBin)
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go install %s@%s failed after %s: %w\n%s", module, Version,
+			time.Since(start).Round(time.Second), err, out.String())
+	}
+	fmt.Fprintf(os.Stderr, "mailpittest: installed mailpit in %s\n", time.Since(start).Round(time.Second))
+	return nil
+}
