@@ -32,7 +32,19 @@ func main() {
 	}
 }
 
+// commands are the subcommands besides serving (`go run . NAME [flags]`);
+// each takes the same flags and variables as the server.
+var commands = map[string]func(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Writer) error{
+	"rotate-master-key": rotateMasterKey,
+}
+
 func run(args []string, getenv func(string) string, stderr io.Writer) error {
+	command := serveCommand
+	if len(args) > 0 {
+		if c, ok := commands[args[0]]; ok {
+			command, args = c, args[1:]
+		}
+	}
 	cfg, err := config.Load(args, getenv, stderr)
 	if err != nil {
 		return err
@@ -40,7 +52,30 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	log := newLogger(cfg, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	return command(ctx, cfg, log, os.Stdout)
+}
+
+func serveCommand(ctx context.Context, cfg config.Config, log *slog.Logger, _ io.Writer) error {
 	return serve(ctx, cfg, log)
+}
+
+// rotateMasterKey re-wraps every key the master key protects. Run it with
+// the new key as CONSENTGRAPH_MASTER_KEY and the old one in
+// CONSENTGRAPH_PREVIOUS_MASTER_KEYS while servers configured the same way
+// keep serving: every blob stays readable under one of the two throughout.
+func rotateMasterKey(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Writer) error {
+	a, err := app.New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.Close(context.Background())
+	r, err := a.RotateMasterKey(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "re-wrapped under master key %s: %d data keys, %d secrets, %d signing keys\n",
+		a.Keyring.CurrentKeyID(), r.DataKeys, r.Secrets, r.SigningKeys)
+	return nil
 }
 
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {

@@ -7,6 +7,7 @@ package graph
 
 import (
 	"context"
+
 	"github.com/consentgraph/consentgraph/graph/model"
 	"github.com/consentgraph/consentgraph/internal/auth"
 )

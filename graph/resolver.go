@@ -7,6 +7,7 @@ import (
 
 	"github.com/consentgraph/consentgraph/internal/accounts"
 	"github.com/consentgraph/consentgraph/internal/consent"
+	"github.com/consentgraph/consentgraph/internal/export"
 	"github.com/consentgraph/consentgraph/internal/signing"
 )
 
@@ -16,6 +17,7 @@ type Resolver struct {
 	Verifier EmailVerifier
 	Consent  *consent.Service
 	Signing  *signing.Keyset
+	Export   *export.Service
 }
 
 // EmailVerifier mails an email verification token to an address.

@@ -59,3 +59,11 @@ func (r *mutationResolver) EraseUser(ctx context.Context, id string) (bool, erro
 	}
 	return true, nil
 }
+
+func (r *queryResolver) ExportMyData(ctx context.Context) (*model.DataExport, error) {
+	e, err := r.Export.Build(ctx, auth.From(ctx).UserID)
+	if err != nil {
+		return nil, err
+	}
+	return &model.DataExport{Document: string(e.Document), Signature: e.Signature}, nil
+}

@@ -71,6 +71,13 @@ type ConsentReceipt struct {
 	Changed bool `json:"changed"`
 }
 
+// Everything held about you, and a detached JWS (RFC 7515, EdDSA) over the exact bytes of document, verifiable with /.well-known/jwks.json.
+type DataExport struct {
+	// JSON document: account, profile, sessions, consents, consent ledger, disclosures.
+	Document  string `json:"document"`
+	Signature string `json:"signature"`
+}
+
 type Mutation struct {
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/consentgraph/consentgraph/internal/config"
 	"github.com/consentgraph/consentgraph/internal/consent"
 	"github.com/consentgraph/consentgraph/internal/envelope"
+	"github.com/consentgraph/consentgraph/internal/export"
 	"github.com/consentgraph/consentgraph/internal/signing"
 	"github.com/consentgraph/consentgraph/internal/store"
 )
@@ -29,6 +30,7 @@ type App struct {
 	Secrets  *envelope.Secrets
 	Accounts *accounts.Service
 	Signing  *signing.Keyset
+	Export   *export.Service
 	Consent  *consent.Service
 	// File is the --config file (purposes, policy, controller), or its defaults.
 	File *config.File
@@ -114,6 +116,7 @@ func (a *App) init(ctx context.Context) error {
 	if a.verifier, err = newVerificationMailer(a.cfg.SMTPURL, a.cfg.PublicURL, a.cfg.Dev, a.log); err != nil {
 		return err
 	}
+	a.Export = a.newExport()
 	a.handler = a.routes()
 	return nil
 }

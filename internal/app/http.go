@@ -27,6 +27,7 @@ func (a *App) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/graphql", a.graphqlHandler())
 	mux.Handle("GET /.well-known/jwks.json", a.Signing.Handler())
+	mux.Handle("GET /export", a.authenticate(http.HandlerFunc(a.serveExport)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -55,7 +56,7 @@ func (a *App) routes() http.Handler {
 
 func (a *App) graphqlHandler() http.Handler {
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{
-		Resolvers:  &graph.Resolver{Accounts: a.Accounts, Verifier: a.verifier, Consent: a.Consent, Signing: a.Signing},
+		Resolvers:  &graph.Resolver{Accounts: a.Accounts, Verifier: a.verifier, Consent: a.Consent, Signing: a.Signing, Export: a.Export},
 		Directives: graph.Directives(),
 	}))
 	srv.AddTransport(transport.GET{})

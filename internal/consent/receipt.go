@@ -1,0 +1,281 @@
+package consent
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/consentgraph/consentgraph/internal/policy"
+	"github.com/consentgraph/consentgraph/internal/signing"
+)
+
+// ReceiptType is the JWS "typ" of consent receipts (explicit typing, RFC
+// 8725), so that nothing else signed with the same keys passes as one.
+const ReceiptType = "consent-receipt+jwt"
+
+// KantaraVersion is the consent receipt specification the claims follow.
+const KantaraVersion = "KI-CR-v1.1.0"
+
+// SubjectSecret names the secret behind subject pseudonyms.
+const SubjectSecret = "consent-subject-pseudonym"
+
+// Claims are the JWT claims of a consent receipt: the Kantara Initiative
+// Consent Receipt v1.1 fields, the registered JWT claims, and Consentgraph
+// extensions that name the purpose, action and ledger position directly.
+// They never contain the username, email or user id: the subject is a
+// keyed pseudonym.
+type Claims struct {
+	Issuer   string `json:"iss"`
+	Subject  string `json:"sub"`
+	IssuedAt int64  `json:"iat"`
+	ID       string `json:"jti"`
+
+	Version          string            `json:"version"`
+	Jurisdiction     string            `json:"jurisdiction"`
+	ConsentTimestamp int64             `json:"consentTimestamp"`
+	CollectionMethod string            `json:"collectionMethod"`
+	ConsentReceiptID string            `json:"consentReceiptID"`
+	Language         string            `json:"language"`
+	PIIPrincipalID   string            `json:"piiPrincipalId"`
+	PIIControllers   []ControllerClaim `json:"piiControllers"`
+	PolicyURL        string            `json:"policyUrl"`
+	Services         []ServiceClaim    `json:"services"`
+	Sensitive        bool              `json:"sensitive"`
+	SPICat           []string          `json:"spiCat"`
+
+	PolicyVersion string   `json:"policyVersion"`
+	Purpose       string   `json:"purpose"`
+	Mechanism     string   `json:"mechanism"`
+	Action        Action   `json:"action"`
+	ThirdParties  []string `json:"thirdParties"`
+	// Ledger places the receipt in the subject's hash chain; absent for
+	// receipts of a default state, which no event records.
+	Ledger *LedgerClaim `json:"ledger,omitempty"`
+}
+
+// ControllerClaim is a Kantara piiControllers entry.
+type ControllerClaim struct {
+	PIIController string `json:"piiController"`
+	OnBehalf      bool   `json:"onBehalf"`
+	Contact       string `json:"contact"`
+	Address       string `json:"address,omitempty"`
+	Email         string `json:"email,omitempty"`
+	Phone         string `json:"phone,omitempty"`
+	URL           string `json:"piiControllerUrl,omitempty"`
+}
+
+// ServiceClaim is a Kantara services entry.
+type ServiceClaim struct {
+	Service  string         `json:"service"`
+	Purposes []PurposeClaim `json:"purposes"`
+}
+
+// PurposeClaim is a Kantara purposes entry.
+type PurposeClaim struct {
+	Purpose              string   `json:"purpose"`
+	PurposeCategory      []string `json:"purposeCategory"`
+	ConsentType          string   `json:"consentType"`
+	PIICategory          []string `json:"piiCategory"`
+	PrimaryPurpose       bool     `json:"primaryPurpose"`
+	Termination          string   `json:"termination"`
+	ThirdPartyDisclosure bool     `json:"thirdPartyDisclosure"`
+	ThirdPartyName       string   `json:"thirdPartyName,omitempty"`
+}
+
+// LedgerClaim is where a receipt's event sits in the subject's ledger.
+type LedgerClaim struct {
+	Sequence     int64  `json:"sequence"`
+	PreviousHash string `json:"previousHash"`
+}
+
+// Pseudonym is the subject identifier receipts carry for a user: an HMAC of
+// the user id under a secret, stable, and unlinkable to the account
+// without that secret.
+func (s *Service) Pseudonym(ctx context.Context, userID string) (string, error) {
+	key, err := s.opts.Secrets.Get(ctx, SubjectSecret)
+	if err != nil {
+		return "", fmt.Errorf("subject pseudonym key: %w", err)
+	}
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("user:" + userID))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)), nil
+}
+
+// newReceiptID returns a random UUID (version 4), as Kantara asks.
+func newReceiptID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+type receiptInput struct {
+	subject   string
+	purpose   policy.Purpose
+	action    Action
+	method    Method
+	at        time.Time
+	policy    PolicyVersion
+	receiptID string
+	ledger    *LedgerClaim
+}
+
+func (s *Service) claims(in receiptInput) *Claims {
+	c := s.opts.Controller
+	issuer := c.URL
+	if issuer == "" {
+		issuer = c.Name
+	}
+	third := s.thirdParties(in.purpose)
+	termination := "until withdrawn or the account is deleted"
+	if in.purpose.Mechanism == policy.NoticeOnly {
+		termination = "when the account is deleted"
+	}
+	cats := append([]string{}, in.purpose.DataCategories...)
+	return &Claims{
+		Issuer:           issuer,
+		Subject:          in.subject,
+		IssuedAt:         in.at.Unix(),
+		ID:               in.receiptID,
+		Version:          KantaraVersion,
+		Jurisdiction:     c.Jurisdiction,
+		ConsentTimestamp: in.at.Unix(),
+		CollectionMethod: string(in.method),
+		ConsentReceiptID: in.receiptID,
+		Language:         c.Language,
+		PIIPrincipalID:   in.subject,
+		PIIControllers: []ControllerClaim{{
+			PIIController: c.Name, Contact: c.Contact, Address: c.Address, Email: c.Email, Phone: c.Phone, URL: c.URL,
+		}},
+		PolicyURL: in.policy.URL,
+		Services: []ServiceClaim{{
+			Service: c.Name,
+			Purposes: []PurposeClaim{{
+				Purpose:              in.purpose.Description,
+				PurposeCategory:      []string{in.purpose.ID},
+				ConsentType:          string(in.purpose.Mechanism),
+				PIICategory:          cats,
+				PrimaryPurpose:       in.purpose.Mechanism == policy.NoticeOnly,
+				Termination:          termination,
+				ThirdPartyDisclosure: len(third) > 0,
+				ThirdPartyName:       strings.Join(third, ", "),
+			}},
+		}},
+		SPICat:        []string{},
+		PolicyVersion: in.policy.Version,
+		Purpose:       in.purpose.ID,
+		Mechanism:     string(in.purpose.Mechanism),
+		Action:        in.action,
+		ThirdParties:  third,
+		Ledger:        in.ledger,
+	}
+}
+
+func (s *Service) sign(ctx context.Context, c *Claims) (string, error) {
+	payload, err := json.Marshal(c)
+	if err != nil {
+		return "", fmt.Errorf("encode receipt: %w", err)
+	}
+	jws, err := s.opts.Signer.SignCompact(ctx, payload, ReceiptType)
+	if err != nil {
+		return "", fmt.Errorf("sign receipt: %w", err)
+	}
+	return jws, nil
+}
+
+// thirdParties are the purpose's configured third parties plus the
+// processors bound to it.
+func (s *Service) thirdParties(p policy.Purpose) []string {
+	out := append([]string{}, p.ThirdParties...)
+	if s.opts.ThirdParties != nil {
+		out = append(out, s.opts.ThirdParties(p.ID)...)
+	}
+	return out
+}
+
+// MaxReceiptLength bounds what VerifyReceipt looks at.
+const MaxReceiptLength = 16 << 10
+
+// Check is the outcome of verifying a receipt.
+type Check struct {
+	Valid bool
+	// Reason says why an invalid receipt was rejected.
+	Reason string
+	// Kid is the signing key's id (set when the signature was checked).
+	Kid string
+	// Claims are set for valid receipts.
+	Claims *Claims
+}
+
+// IssuedAt is when a valid receipt was issued.
+func (c Check) IssuedAt() time.Time {
+	if c.Claims == nil {
+		return time.Time{}
+	}
+	return time.Unix(c.Claims.IssuedAt, 0).UTC()
+}
+
+// VerifyReceipt checks a receipt's signature against the published keys
+// and that it is a consent receipt. It needs no account: anyone may ask.
+func (s *Service) VerifyReceipt(ctx context.Context, receipt string) Check {
+	c, err := s.verifyReceipt(ctx, strings.TrimSpace(receipt))
+	if err != nil {
+		return Check{Reason: err.Error(), Kid: c.Kid}
+	}
+	return c
+}
+
+func (s *Service) verifyReceipt(ctx context.Context, receipt string) (Check, error) {
+	if len(receipt) > MaxReceiptLength {
+		return Check{}, fmt.Errorf("not a consent receipt: longer than %d bytes", MaxReceiptLength)
+	}
+	payload, hdr, err := s.opts.Signer.Verify(ctx, receipt)
+	switch {
+	case errors.Is(err, signing.ErrBadSignature):
+		return Check{}, errors.New("the signature does not match the content: the receipt was altered or forged")
+	case errors.Is(err, signing.ErrUnknownKey):
+		return Check{}, errors.New("signed by a key this service does not publish (forged, or signed with a key that has expired)")
+	case errors.Is(err, signing.ErrWrongAlg):
+		return Check{}, fmt.Errorf("not a receipt of this service: %w", err)
+	case errors.Is(err, signing.ErrMalformed):
+		return Check{}, fmt.Errorf("not a compact JWS consent receipt: %w", err)
+	case err != nil:
+		return Check{}, fmt.Errorf("could not check the signature: %w", err)
+	}
+	check := Check{Kid: hdr.Kid}
+	if hdr.Typ != ReceiptType {
+		return check, fmt.Errorf("signed by this service, but not a consent receipt (typ %q)", hdr.Typ)
+	}
+	var c Claims
+	if err := json.Unmarshal(payload, &c); err != nil || c.Version != KantaraVersion || c.Purpose == "" || (c.Action != Grant && c.Action != Withdraw) {
+		return check, errors.New("signed by this service, but its claims are not a consent receipt")
+	}
+	check.Valid, check.Claims = true, &c
+	return check, nil
+}
+
+// ParseClaims decodes a receipt's claims without checking its signature
+// (for display of receipts already verified, e.g. stored ones).
+func ParseClaims(receipt string) (*Claims, error) {
+	parts := strings.Split(receipt, ".")
+	if len(parts) != 3 {
+		return nil, errors.New("not a compact JWS")
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return nil, fmt.Errorf("receipt payload: %w", err)
+	}
+	var c Claims
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return nil, fmt.Errorf("receipt claims: %w", err)
+	}
+	return &c, nil
+}
