@@ -116,7 +116,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if cfg.MongoDBURI != "" {
 		store = "MongoDB"
 	}
-	log.Info("Consentgraph is running", "graphql", base+"/graphql", "privacy_center", base+"/", "store", store)
+	log.Info("Consentgraph is running", "graphql", base+"/graphql", "jwks", base+"/.well-known/jwks.json", "store", store)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

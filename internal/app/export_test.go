@@ -48,7 +48,9 @@ func TestExportIsCompleteAndSigned(t *testing.T) {
 	if len(r.Errors) > 0 {
 		t.Fatal(string(r.Raw))
 	}
-	var out struct{ ExportMyData struct{ Document, Signature string } }
+	var out struct {
+		ExportMyData struct{ Document, Signature string }
+	}
 	c.Do(t, `{ exportMyData { document signature } }`, nil).Decode(t, &out)
 	var doc map[string]any
 	if err := json.Unmarshal([]byte(out.ExportMyData.Document), &doc); err != nil {
