@@ -7,6 +7,7 @@ package graph
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/consentgraph/consentgraph/graph/model"
 	"github.com/consentgraph/consentgraph/internal/auth"
@@ -29,6 +30,10 @@ func (r *mutationResolver) WithdrawConsent(ctx context.Context, purpose string) 
 }
 
 func (r *mutationResolver) PublishPolicy(ctx context.Context, version string, url string, reconsent []string) (*model.Policy, error) {
+	detail := fmt.Sprintf("version %q, url %q, reconsent %v", version, url, reconsent)
+	if err := r.Audit.Append(ctx, auth.From(ctx).Actor(), "policy_published", "", detail); err != nil {
+		return nil, err
+	}
 	v, err := r.Consent.PublishPolicy(ctx, version, url, reconsent)
 	if err != nil {
 		return nil, err
@@ -37,6 +42,9 @@ func (r *mutationResolver) PublishPolicy(ctx context.Context, version string, ur
 }
 
 func (r *mutationResolver) RotateSigningKey(ctx context.Context) (string, error) {
+	if err := r.Audit.Append(ctx, auth.From(ctx).Actor(), "signing_key_rotation", "", "rotateSigningKey"); err != nil {
+		return "", err
+	}
 	return r.Signing.Rotate(ctx)
 }
 

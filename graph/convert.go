@@ -56,3 +56,10 @@ func optional[T any](o graphql.Omittable[*T]) accounts.Optional[T] {
 	v, set := o.ValueOK()
 	return accounts.Optional[T]{Set: set, Value: v}
 }
+
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}

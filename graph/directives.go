@@ -10,9 +10,13 @@ import (
 	"github.com/consentgraph/consentgraph/internal/auth"
 )
 
-// Directives returns the implementations of @auth and @pii.
-func Directives() DirectiveRoot {
-	return DirectiveRoot{Auth: authDirective, Pii: piiDirective}
+// AuditFunc records that actor read subject's personal data.
+type AuditFunc func(ctx context.Context, subject string) error
+
+// Directives returns the implementations of @auth and @pii; audit is told
+// about every admin read of someone else's personal data.
+func Directives(audit AuditFunc) DirectiveRoot {
+	return DirectiveRoot{Auth: authDirective, Pii: piiDirective(audit)}
 }
 
 func authDirective(ctx context.Context, _ any, next graphql.Resolver, requires model.Role) (any, error) {
@@ -30,17 +34,26 @@ func authDirective(ctx context.Context, _ any, next graphql.Resolver, requires m
 // Resolvers only ever hand out the caller's own objects; this is the second
 // line of defence, and it fails closed for types that forget to say whose
 // data they hold.
-func piiDirective(ctx context.Context, obj any, next graphql.Resolver) (any, error) {
-	p := auth.From(ctx)
-	owned, ok := obj.(model.Owned)
-	if !ok {
-		return nil, apperr.New(apperr.Forbidden, "personal data is not available here")
+func piiDirective(audit AuditFunc) func(ctx context.Context, obj any, next graphql.Resolver) (any, error) {
+	return func(ctx context.Context, obj any, next graphql.Resolver) (any, error) {
+		p := auth.From(ctx)
+		owned, ok := obj.(model.Owned)
+		if !ok {
+			return nil, apperr.New(apperr.Forbidden, "personal data is not available here")
+		}
+		if p == nil {
+			return nil, apperr.New(apperr.Unauthenticated, "sign in first")
+		}
+		own := p.IsUser() && p.UserID == owned.OwnerID()
+		if !own && p.Role != auth.RoleAdmin {
+			return nil, apperr.New(apperr.Forbidden, "this personal data belongs to someone else")
+		}
+		if !own && auth.FirstAccessTo(ctx, owned.OwnerID()) {
+			// No audit entry, no data: an admin read must leave a trace.
+			if err := audit(ctx, owned.OwnerID()); err != nil {
+				return nil, err
+			}
+		}
+		return next(ctx)
 	}
-	if p == nil {
-		return nil, apperr.New(apperr.Unauthenticated, "sign in first")
-	}
-	if p.Role != auth.RoleAdmin && (!p.IsUser() || p.UserID != owned.OwnerID()) {
-		return nil, apperr.New(apperr.Forbidden, "this personal data belongs to someone else")
-	}
-	return next(ctx)
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 
 	"github.com/consentgraph/consentgraph/internal/accounts"
+	"github.com/consentgraph/consentgraph/internal/audit"
 	"github.com/consentgraph/consentgraph/internal/consent"
 	"github.com/consentgraph/consentgraph/internal/export"
 	"github.com/consentgraph/consentgraph/internal/signing"
@@ -18,6 +19,7 @@ type Resolver struct {
 	Consent  *consent.Service
 	Signing  *signing.Keyset
 	Export   *export.Service
+	Audit    *audit.Log
 }
 
 // EmailVerifier mails an email verification token to an address.

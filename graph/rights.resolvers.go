@@ -49,6 +49,9 @@ func (r *mutationResolver) DeleteMyAccount(ctx context.Context, password string)
 	if err := r.Accounts.Erase(ctx, p.UserID); err != nil {
 		return false, err
 	}
+	if err := r.Audit.Append(ctx, p.Actor(), "erasure", p.UserID, "requested by the user"); err != nil {
+		return false, err
+	}
 	auth.SignOut(ctx)
 	return true, nil
 }
@@ -57,11 +60,18 @@ func (r *mutationResolver) EraseUser(ctx context.Context, id string) (bool, erro
 	if err := r.Accounts.Erase(ctx, id); err != nil {
 		return false, err
 	}
+	if err := r.Audit.Append(ctx, auth.From(ctx).Actor(), "erasure", id, "erased by an admin"); err != nil {
+		return false, err
+	}
 	return true, nil
 }
 
 func (r *queryResolver) ExportMyData(ctx context.Context) (*model.DataExport, error) {
-	e, err := r.Export.Build(ctx, auth.From(ctx).UserID)
+	p := auth.From(ctx)
+	if err := r.Audit.Append(ctx, p.Actor(), "export", p.UserID, "exportMyData"); err != nil {
+		return nil, err
+	}
+	e, err := r.Export.Build(ctx, p.UserID)
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,36 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 )
 
+type AuditEntry struct {
+	Seq int       `json:"seq"`
+	At  time.Time `json:"at"`
+	// Who acted, e.g. admin:<id> or user:<id>.
+	Actor string `json:"actor"`
+	// export, erasure, admin_read_pii, master_key_rotation, ...
+	Action string `json:"action"`
+	// Whose data the action concerned, if anyone's.
+	Subject *string `json:"subject,omitempty"`
+	Detail  *string `json:"detail,omitempty"`
+	Hash    string  `json:"hash"`
+}
+
+type AuditEntryEdge struct {
+	Cursor string      `json:"cursor"`
+	Node   *AuditEntry `json:"node"`
+}
+
+type AuditLogConnection struct {
+	Edges    []*AuditEntryEdge `json:"edges"`
+	PageInfo *AuditPageInfo    `json:"pageInfo"`
+	// Whether the whole hash chain recomputes; false means an entry was altered or removed.
+	Intact bool `json:"intact"`
+}
+
+type AuditPageInfo struct {
+	HasNextPage bool    `json:"hasNextPage"`
+	EndCursor   *string `json:"endCursor,omitempty"`
+}
+
 type AuthPayload struct {
 	// Session token: send it as `Authorization: Bearer <token>`; it is also set as an HttpOnly cookie.
 	Token     string    `json:"token"`

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/consentgraph/consentgraph/internal/accounts"
+	"github.com/consentgraph/consentgraph/internal/audit"
 	"github.com/consentgraph/consentgraph/internal/config"
 	"github.com/consentgraph/consentgraph/internal/consent"
 	"github.com/consentgraph/consentgraph/internal/envelope"
@@ -31,6 +32,7 @@ type App struct {
 	Accounts *accounts.Service
 	Signing  *signing.Keyset
 	Export   *export.Service
+	Audit    *audit.Log
 	Consent  *consent.Service
 	// File is the --config file (purposes, policy, controller), or its defaults.
 	File *config.File
@@ -116,7 +118,16 @@ func (a *App) init(ctx context.Context) error {
 	if a.verifier, err = newVerificationMailer(a.cfg.SMTPURL, a.cfg.PublicURL, a.cfg.Dev, a.log); err != nil {
 		return err
 	}
+	// Erasure keeps only the pseudonymous, signed consent events as proof.
+	a.Accounts.Subscribe(func(ctx context.Context, c accounts.Change) error {
+		if c.Kind != accounts.Erasing {
+			return nil
+		}
+		return a.Consent.ArchiveLedger(ctx, c.UserID)
+	})
+	a.Audit = audit.New(a.Store.DB, a.log)
 	a.Export = a.newExport()
+	a.Export.Register("consent", a.Consent.ExportSection)
 	a.handler = a.routes()
 	return nil
 }

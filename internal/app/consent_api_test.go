@@ -535,3 +535,69 @@ func TestInvalidConfigFileStopsStartUp(t *testing.T) {
 		t.Fatalf("error %q does not name the bad key", err)
 	}
 }
+
+func TestConsentInExportAndAdminActionsAudited(t *testing.T) {
+	s, admin := consentAdmin(t)
+	user := s.Register(t, "exporting.consent")
+	changeConsent(t, user, true, "newsletter")
+	changeConsent(t, user, false, "aggregate_statistics")
+
+	var out struct {
+		ExportMyData struct{ Document, Signature string }
+	}
+	user.Do(t, `{ exportMyData { document signature } }`, nil).Decode(t, &out)
+	var doc struct {
+		Consent struct {
+			SubjectPseudonym string
+			LedgerIntact     bool
+			Consents         []struct {
+				Purpose  string
+				Granted  bool
+				Explicit bool
+			}
+			Ledger []struct {
+				Sequence int
+				Action   string
+				Receipt  string
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(out.ExportMyData.Document), &doc); err != nil {
+		t.Fatal(err)
+	}
+	ex := doc.Consent
+	if !ex.LedgerIntact || len(ex.Ledger) != 2 || ex.Ledger[1].Action != "WITHDRAW" || len(ex.Consents) != 4 || ex.SubjectPseudonym == "" {
+		t.Fatalf("consent export section %+v", ex)
+	}
+	if _, _, err := verifyWithJWKS(t, jwksFromServer(t, s), ex.Ledger[0].Receipt); err != nil {
+		t.Fatalf("exported receipt: %v", err)
+	}
+	granted := map[string]bool{}
+	for _, c := range ex.Consents {
+		granted[c.Purpose] = c.Granted
+	}
+	if !granted["newsletter"] || granted["aggregate_statistics"] || !granted["essential"] || granted["surveys"] {
+		t.Fatalf("exported consents %+v", ex.Consents)
+	}
+
+	admin.Do(t, `mutation { publishPolicy(version: "2", url: "/privacy/2") { version } }`, nil).Decode(t, &struct{}{})
+	admin.Do(t, `mutation { rotateSigningKey }`, nil).Decode(t, &struct{}{})
+	var log struct {
+		AuditLog struct {
+			Intact bool
+			Edges  []struct {
+				Node struct{ Action, Actor, Detail string }
+			}
+		}
+	}
+	admin.Do(t, `{ auditLog(first: 50) { intact edges { node { action actor detail } } } }`, nil).Decode(t, &log)
+	seen := map[string]bool{}
+	for _, e := range log.AuditLog.Edges {
+		if strings.HasPrefix(e.Node.Actor, "admin:") {
+			seen[e.Node.Action] = true
+		}
+	}
+	if !log.AuditLog.Intact || !seen["policy_published"] || !seen["signing_key_rotation"] {
+		t.Fatalf("audit log %+v", log.AuditLog)
+	}
+}

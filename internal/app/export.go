@@ -49,7 +49,11 @@ func (a *App) serveExport(w http.ResponseWriter, r *http.Request) {
 		writeGraphQLError(w, http.StatusUnauthorized, "UNAUTHENTICATED", "sign in first")
 		return
 	}
-	e, err := a.Export.Build(r.Context(), p.UserID)
+	err := a.Audit.Append(r.Context(), p.Actor(), "export", p.UserID, "GET /export")
+	var e *export.Export
+	if err == nil {
+		e, err = a.Export.Build(r.Context(), p.UserID)
+	}
 	if err != nil {
 		a.log.ErrorContext(r.Context(), "export failed", "err", err, "request_id", RequestID(r.Context()))
 		writeGraphQLError(w, http.StatusInternalServerError, "INTERNAL", "export failed; quote request id "+RequestID(r.Context()))

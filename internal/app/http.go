@@ -56,8 +56,10 @@ func (a *App) routes() http.Handler {
 
 func (a *App) graphqlHandler() http.Handler {
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{
-		Resolvers:  &graph.Resolver{Accounts: a.Accounts, Verifier: a.verifier, Consent: a.Consent, Signing: a.Signing, Export: a.Export},
-		Directives: graph.Directives(),
+		Resolvers: &graph.Resolver{Accounts: a.Accounts, Verifier: a.verifier, Consent: a.Consent, Signing: a.Signing, Export: a.Export, Audit: a.Audit},
+		Directives: graph.Directives(func(ctx context.Context, subject string) error {
+			return a.Audit.Append(ctx, auth.From(ctx).Actor(), "admin_read_pii", subject, "")
+		}),
 	}))
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})

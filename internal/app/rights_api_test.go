@@ -127,6 +127,9 @@ func TestDeleteMyAccount(t *testing.T) {
 		t.Fatalf("readable before erasure: %v", err)
 	}
 
+	if r := c.Do(t, `mutation { grantConsent(purpose: "newsletter") { receipt } }`, nil); len(r.Errors) > 0 {
+		t.Fatal(string(r.Raw))
+	}
 	if r := c.Do(t, `mutation { deleteMyAccount(password: "not my password") }`, nil); r.Code() != "BAD_USER_INPUT" {
 		t.Fatalf("wrong password: %s", r.Raw)
 	}
@@ -142,6 +145,11 @@ func TestDeleteMyAccount(t *testing.T) {
 	c.Do(t, meQuery, nil).Decode(t, &me)
 	if me.Me != nil {
 		t.Fatal("session survived erasure")
+	}
+	// Only the pseudonymous, signed ledger stays, as proof of consent.
+	archive := s.Dump(t)
+	if !strings.Contains(archive, "consent_archive") || strings.Contains(archive, "leaver") {
+		t.Fatalf("after erasure the store holds:\n%s", archive)
 	}
 	// A copy of the document taken before erasure is now unreadable: its key is gone.
 	if _, err := s.DB().Collection("users").InsertOne(ctx, copyBefore); err != nil {

@@ -24,6 +24,10 @@ func (a *App) RotateMasterKey(ctx context.Context) (RotationReport, error) {
 	if r.SigningKeys, err = a.Signing.RewrapAll(ctx); err != nil {
 		return r, fmt.Errorf("signing keys: %w", err)
 	}
+	detail := fmt.Sprintf("key %s: %d data keys, %d secrets, %d signing keys", a.Keyring.CurrentKeyID(), r.DataKeys, r.Secrets, r.SigningKeys)
+	if err := a.Audit.Append(ctx, "operator", "master_key_rotation", "", detail); err != nil {
+		return r, err
+	}
 	a.log.Info("master key rotation finished", "key", a.Keyring.CurrentKeyID(),
 		"data_keys", r.DataKeys, "secrets", r.Secrets, "signing_keys", r.SigningKeys)
 	return r, nil

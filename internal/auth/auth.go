@@ -5,6 +5,7 @@ package auth
 import (
 	"context"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
@@ -54,6 +55,7 @@ type Request struct {
 	principal *Principal
 	w         http.ResponseWriter
 	secure    bool
+	seen      map[string]bool
 }
 
 type ctxKey struct{}
@@ -119,5 +121,36 @@ func SignOut(ctx context.Context) {
 			Name: CookieName, Value: "", Path: "/", MaxAge: -1,
 			HttpOnly: true, Secure: r.secure, SameSite: http.SameSiteLaxMode,
 		})
+	}
+}
+
+// FirstAccessTo reports whether this request touches subject's data for the
+// first time, so an admin read is audited once per request, not per field.
+func FirstAccessTo(ctx context.Context, subject string) bool {
+	r := request(ctx)
+	if r == nil {
+		return true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.seen[subject] {
+		return false
+	}
+	if r.seen == nil {
+		r.seen = map[string]bool{}
+	}
+	r.seen[subject] = true
+	return true
+}
+
+// Actor names the principal for audit entries.
+func (p *Principal) Actor() string {
+	switch {
+	case p == nil:
+		return "anonymous"
+	case p.PartnerID != "":
+		return "partner:" + p.PartnerID
+	default:
+		return strings.ToLower(string(p.Role)) + ":" + p.UserID
 	}
 }

@@ -47,6 +47,13 @@ type Config struct {
 	Argon2Parallelism uint8
 	Argon2Concurrency int
 
+	// DemographicsK is the smallest true count a demographics cell needs to
+	// be released to partners (k-anonymity); never below 2.
+	DemographicsK int
+	// DemographicsReconcileInterval is how often the demographic aggregates
+	// are recounted from the users and repaired.
+	DemographicsReconcileInterval time.Duration
+
 	LogLevel  string
 	LogFormat string
 }
@@ -121,6 +128,8 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 	iter := num("argon2-iterations", 2, "argon2id passes (minimum 2)")
 	par := num("argon2-parallelism", 1, "argon2id lanes")
 	conc := num("argon2-concurrency", runtime.NumCPU(), "password hashes computed at once; bounds memory under bursts")
+	demoK := num("demographics-k", 10, "smallest count of a demographics cell shown to partners (at least 2)")
+	dur(&c.DemographicsReconcileInterval, "demographics-reconcile-interval", time.Hour, "how often demographic aggregates are recounted and repaired")
 	str(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	str(&c.LogFormat, "log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
@@ -138,6 +147,7 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 	c.MaxBodyBytes = int64(*maxBody)
 	c.MaxComplexity, c.MaxDepth = *maxComplexity, *maxDepth
 	c.Argon2Concurrency = *conc
+	c.DemographicsK = *demoK
 	if *mem < 0 || *iter < 0 || *par < 1 || *par > 255 {
 		problems = append(problems, errors.New("argon2 parameters out of range"))
 	} else {
@@ -157,6 +167,12 @@ func (c Config) validate() []error {
 	}
 	if c.SessionTTL < time.Minute {
 		errs = append(errs, errors.New("session-ttl must be at least 1m"))
+	}
+	if c.DemographicsK < 2 {
+		errs = append(errs, errors.New("demographics-k must be at least 2: a cell of one person is that person"))
+	}
+	if c.DemographicsReconcileInterval < time.Minute {
+		errs = append(errs, errors.New("demographics-reconcile-interval must be at least 1m"))
 	}
 	if (c.AdminUsername == "") != (c.AdminPassword == "") {
 		errs = append(errs, errors.New("set both CONSENTGRAPH_ADMIN_USERNAME and CONSENTGRAPH_ADMIN_PASSWORD, or neither"))

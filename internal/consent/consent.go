@@ -511,6 +511,9 @@ func (s *Service) ApplyGPC(ctx context.Context, userID string) (int, error) {
 
 // LedgerIntact recomputes the user's hash chain and checks every stored
 // receipt; see VerifyLedger. A broken ledger is logged with the reason.
+// Receipts signed with a key that was since expired (signing.Keyset.Expire)
+// no longer verify, so never expire a key that ledgers still reference;
+// rotation alone keeps old keys published.
 func (s *Service) LedgerIntact(ctx context.Context, userID string) (bool, error) {
 	st, err := s.Load(ctx, userID)
 	if err != nil {

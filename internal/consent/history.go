@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -115,4 +116,65 @@ func (s *Service) ArchiveLedger(ctx context.Context, userID string) error {
 		return fmt.Errorf("archive consent ledger: %w", err)
 	}
 	return nil
+}
+
+// ExportSection is the consent part of a user's data export (an
+// export.Section): the effective consent per purpose, the whole ledger
+// with its signed receipts, and whether the ledger is intact.
+func (s *Service) ExportSection(ctx context.Context, userID string) (any, error) {
+	st, err := s.Load(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	subject, err := s.Pseudonym(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	rules := s.Rules()
+	type consentOut struct {
+		Purpose       string     `json:"purpose"`
+		Mechanism     string     `json:"mechanism"`
+		Granted       bool       `json:"granted"`
+		Explicit      bool       `json:"explicit"`
+		NeedsRenewal  bool       `json:"needsRenewal"`
+		UpdatedAt     *time.Time `json:"updatedAt"`
+		PolicyVersion string     `json:"policyVersion,omitempty"`
+		Method        Method     `json:"method,omitempty"`
+	}
+	type eventOut struct {
+		Sequence      int64     `json:"sequence"`
+		Purpose       string    `json:"purpose"`
+		Action        Action    `json:"action"`
+		PolicyVersion string    `json:"policyVersion"`
+		At            time.Time `json:"at"`
+		Method        Method    `json:"method"`
+		ReceiptID     string    `json:"receiptId"`
+		Receipt       string    `json:"receipt"`
+		PreviousHash  string    `json:"previousHash"`
+		Hash          string    `json:"hash"`
+	}
+	consents := []consentOut{}
+	for _, c := range rules.Statuses(st) {
+		o := consentOut{Purpose: c.Purpose.ID, Mechanism: string(c.Purpose.Mechanism), Granted: c.Granted, Explicit: c.Explicit, NeedsRenewal: c.NeedsRenewal}
+		if c.Last != nil {
+			at := c.Last.At
+			o.UpdatedAt, o.PolicyVersion, o.Method = &at, c.Last.PolicyVersion, c.Last.Method
+		}
+		consents = append(consents, o)
+	}
+	ledger := []eventOut{}
+	for _, e := range SortedEvents(st) {
+		ledger = append(ledger, eventOut{
+			Sequence: e.Seq, Purpose: e.Purpose, Action: e.Action, PolicyVersion: e.PolicyVersion, At: e.At,
+			Method: e.Method, ReceiptID: e.ReceiptID, Receipt: e.Receipt, PreviousHash: e.PrevHash, Hash: e.Hash,
+		})
+	}
+	intact := VerifyLedger(ctx, subject, st, s.receiptClaims) == nil
+	return map[string]any{
+		"subjectPseudonym": subject,
+		"policyVersion":    rules.Current().Version,
+		"consents":         consents,
+		"ledger":           ledger,
+		"ledgerIntact":     intact,
+	}, nil
 }
