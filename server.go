@@ -21,6 +21,7 @@ import (
 
 	"github.com/consentgraph/consentgraph/internal/app"
 	"github.com/consentgraph/consentgraph/internal/config"
+	"github.com/consentgraph/consentgraph/internal/seed"
 )
 
 func main() {
@@ -39,6 +40,9 @@ var commands = map[string]func(ctx context.Context, cfg config.Config, log *slog
 }
 
 func run(args []string, getenv func(string) string, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "seed" { // has flags of its own
+		return seed.Main(args[1:], getenv, stderr, os.Stdout)
+	}
 	command := serveCommand
 	if len(args) > 0 {
 		if c, ok := commands[args[0]]; ok {

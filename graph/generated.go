@@ -115,19 +115,40 @@ type ComplexityRoot struct {
 		Signature func(childComplexity int) int
 	}
 
+	DemographicCell struct {
+		AgeBand     func(childComplexity int) int
+		Count       func(childComplexity int) int
+		Country     func(childComplexity int) int
+		Gender      func(childComplexity int) int
+		Language    func(childComplexity int) int
+		SignupMonth func(childComplexity int) int
+	}
+
+	DemographicReport struct {
+		BudgetRemaining func(childComplexity int) int
+		Cells           func(childComplexity int) int
+		Epsilon         func(childComplexity int) int
+		GeneratedAt     func(childComplexity int) int
+		K               func(childComplexity int) int
+		Suppressed      func(childComplexity int) int
+	}
+
 	Mutation struct {
-		DeleteMyAccount  func(childComplexity int, password string) int
-		EraseUser        func(childComplexity int, id string) int
-		GrantConsent     func(childComplexity int, purpose string) int
-		Login            func(childComplexity int, username string, password string) int
-		Logout           func(childComplexity int) int
-		PublishPolicy    func(childComplexity int, version string, url string, reconsent []string) int
-		Register         func(childComplexity int, input model.RegisterInput) int
-		RotateSigningKey func(childComplexity int) int
-		SetEmail         func(childComplexity int, email *string) int
-		UpdateProfile    func(childComplexity int, input model.ProfileInput) int
-		VerifyEmail      func(childComplexity int, token string) int
-		WithdrawConsent  func(childComplexity int, purpose string) int
+		CreatePartner         func(childComplexity int, name string, epsilonBudget float64, budgetPeriodDays int) int
+		DeleteMyAccount       func(childComplexity int, password string) int
+		EraseUser             func(childComplexity int, id string) int
+		GrantConsent          func(childComplexity int, purpose string) int
+		Login                 func(childComplexity int, username string, password string) int
+		Logout                func(childComplexity int) int
+		PublishPolicy         func(childComplexity int, version string, url string, reconsent []string) int
+		ReconcileDemographics func(childComplexity int) int
+		Register              func(childComplexity int, input model.RegisterInput) int
+		RevokePartner         func(childComplexity int, id string) int
+		RotateSigningKey      func(childComplexity int) int
+		SetEmail              func(childComplexity int, email *string) int
+		UpdateProfile         func(childComplexity int, input model.ProfileInput) int
+		VerifyEmail           func(childComplexity int, token string) int
+		WithdrawConsent       func(childComplexity int, purpose string) int
 	}
 
 	PageInfo struct {
@@ -135,6 +156,30 @@ type ComplexityRoot struct {
 		HasNextPage     func(childComplexity int) int
 		HasPreviousPage func(childComplexity int) int
 		StartCursor     func(childComplexity int) int
+	}
+
+	Partner struct {
+		BudgetPeriodDays func(childComplexity int) int
+		BudgetRemaining  func(childComplexity int) int
+		BudgetResetsAt   func(childComplexity int) int
+		CreatedAt        func(childComplexity int) int
+		EpsilonBudget    func(childComplexity int) int
+		ID               func(childComplexity int) int
+		Name             func(childComplexity int) int
+		RevokedAt        func(childComplexity int) int
+	}
+
+	PartnerCredentials struct {
+		APIKey  func(childComplexity int) int
+		Partner func(childComplexity int) int
+	}
+
+	PartnerSelf struct {
+		BudgetPeriodDays func(childComplexity int) int
+		BudgetRemaining  func(childComplexity int) int
+		BudgetResetsAt   func(childComplexity int) int
+		EpsilonBudget    func(childComplexity int) int
+		Name             func(childComplexity int) int
 	}
 
 	Policy struct {
@@ -160,8 +205,11 @@ type ComplexityRoot struct {
 
 	Query struct {
 		AuditLog      func(childComplexity int, first *int, after *string) int
+		Demographics  func(childComplexity int, groupBy []model.Dimension, epsilon *float64) int
 		ExportMyData  func(childComplexity int) int
 		Me            func(childComplexity int) int
+		PartnerMe     func(childComplexity int) int
+		Partners      func(childComplexity int) int
 		Policy        func(childComplexity int) int
 		Purposes      func(childComplexity int) int
 		VerifyReceipt func(childComplexity int, receipt string) int
@@ -176,6 +224,17 @@ type ComplexityRoot struct {
 		Reason        func(childComplexity int) int
 		ReceiptID     func(childComplexity int) int
 		Valid         func(childComplexity int) int
+	}
+
+	ReconcileReport struct {
+		CellsChecked    func(childComplexity int) int
+		CellsRepaired   func(childComplexity int) int
+		CellsSkipped    func(childComplexity int) int
+		Drift           func(childComplexity int) int
+		DurationMs      func(childComplexity int) int
+		MembersRepaired func(childComplexity int) int
+		StartedAt       func(childComplexity int) int
+		UsersCounted    func(childComplexity int) int
 	}
 
 	User struct {
@@ -204,9 +263,12 @@ type MutationResolver interface {
 	WithdrawConsent(ctx context.Context, purpose string) (*model.ConsentReceipt, error)
 	PublishPolicy(ctx context.Context, version string, url string, reconsent []string) (*model.Policy, error)
 	RotateSigningKey(ctx context.Context) (string, error)
+	CreatePartner(ctx context.Context, name string, epsilonBudget float64, budgetPeriodDays int) (*model.PartnerCredentials, error)
+	RevokePartner(ctx context.Context, id string) (*model.Partner, error)
+	ReconcileDemographics(ctx context.Context) (*model.ReconcileReport, error)
 	UpdateProfile(ctx context.Context, input model.ProfileInput) (*model.User, error)
 	SetEmail(ctx context.Context, email *string) (*model.User, error)
-	VerifyEmail(ctx context.Context, token string) (*model.User, error)
+	VerifyEmail(ctx context.Context, token string) (bool, error)
 	DeleteMyAccount(ctx context.Context, password string) (bool, error)
 	EraseUser(ctx context.Context, id string) (bool, error)
 }
@@ -216,6 +278,9 @@ type QueryResolver interface {
 	Purposes(ctx context.Context) ([]*model.Purpose, error)
 	Policy(ctx context.Context) (*model.Policy, error)
 	VerifyReceipt(ctx context.Context, receipt string) (*model.ReceiptCheck, error)
+	Demographics(ctx context.Context, groupBy []model.Dimension, epsilon *float64) (*model.DemographicReport, error)
+	PartnerMe(ctx context.Context) (*model.PartnerSelf, error)
+	Partners(ctx context.Context) ([]*model.Partner, error)
 	ExportMyData(ctx context.Context) (*model.DataExport, error)
 }
 type UserResolver interface {
@@ -505,6 +570,91 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.DataExport.Signature(childComplexity), true
 
+	case "DemographicCell.ageBand":
+		if e.ComplexityRoot.DemographicCell.AgeBand == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DemographicCell.AgeBand(childComplexity), true
+	case "DemographicCell.count":
+		if e.ComplexityRoot.DemographicCell.Count == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DemographicCell.Count(childComplexity), true
+	case "DemographicCell.country":
+		if e.ComplexityRoot.DemographicCell.Country == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DemographicCell.Country(childComplexity), true
+	case "DemographicCell.gender":
+		if e.ComplexityRoot.DemographicCell.Gender == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DemographicCell.Gender(childComplexity), true
+	case "DemographicCell.language":
+		if e.ComplexityRoot.DemographicCell.Language == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DemographicCell.Language(childComplexity), true
+	case "DemographicCell.signupMonth":
+		if e.ComplexityRoot.DemographicCell.SignupMonth == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DemographicCell.SignupMonth(childComplexity), true
+
+	case "DemographicReport.budgetRemaining":
+		if e.ComplexityRoot.DemographicReport.BudgetRemaining == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DemographicReport.BudgetRemaining(childComplexity), true
+	case "DemographicReport.cells":
+		if e.ComplexityRoot.DemographicReport.Cells == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DemographicReport.Cells(childComplexity), true
+	case "DemographicReport.epsilon":
+		if e.ComplexityRoot.DemographicReport.Epsilon == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DemographicReport.Epsilon(childComplexity), true
+	case "DemographicReport.generatedAt":
+		if e.ComplexityRoot.DemographicReport.GeneratedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DemographicReport.GeneratedAt(childComplexity), true
+	case "DemographicReport.k":
+		if e.ComplexityRoot.DemographicReport.K == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DemographicReport.K(childComplexity), true
+	case "DemographicReport.suppressed":
+		if e.ComplexityRoot.DemographicReport.Suppressed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DemographicReport.Suppressed(childComplexity), true
+
+	case "Mutation.createPartner":
+		if e.ComplexityRoot.Mutation.CreatePartner == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createPartner_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreatePartner(childComplexity, args["name"].(string), args["epsilonBudget"].(float64), args["budgetPeriodDays"].(int)), true
 	case "Mutation.deleteMyAccount":
 		if e.ComplexityRoot.Mutation.DeleteMyAccount == nil {
 			break
@@ -566,6 +716,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.PublishPolicy(childComplexity, args["version"].(string), args["url"].(string), args["reconsent"].([]string)), true
+	case "Mutation.reconcileDemographics":
+		if e.ComplexityRoot.Mutation.ReconcileDemographics == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Mutation.ReconcileDemographics(childComplexity), true
 	case "Mutation.register":
 		if e.ComplexityRoot.Mutation.Register == nil {
 			break
@@ -577,6 +733,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.Register(childComplexity, args["input"].(model.RegisterInput)), true
+	case "Mutation.revokePartner":
+		if e.ComplexityRoot.Mutation.RevokePartner == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_revokePartner_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RevokePartner(childComplexity, args["id"].(string)), true
 	case "Mutation.rotateSigningKey":
 		if e.ComplexityRoot.Mutation.RotateSigningKey == nil {
 			break
@@ -652,6 +819,99 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.PageInfo.StartCursor(childComplexity), true
+
+	case "Partner.budgetPeriodDays":
+		if e.ComplexityRoot.Partner.BudgetPeriodDays == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Partner.BudgetPeriodDays(childComplexity), true
+	case "Partner.budgetRemaining":
+		if e.ComplexityRoot.Partner.BudgetRemaining == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Partner.BudgetRemaining(childComplexity), true
+	case "Partner.budgetResetsAt":
+		if e.ComplexityRoot.Partner.BudgetResetsAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Partner.BudgetResetsAt(childComplexity), true
+	case "Partner.createdAt":
+		if e.ComplexityRoot.Partner.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Partner.CreatedAt(childComplexity), true
+	case "Partner.epsilonBudget":
+		if e.ComplexityRoot.Partner.EpsilonBudget == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Partner.EpsilonBudget(childComplexity), true
+	case "Partner.id":
+		if e.ComplexityRoot.Partner.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Partner.ID(childComplexity), true
+	case "Partner.name":
+		if e.ComplexityRoot.Partner.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Partner.Name(childComplexity), true
+	case "Partner.revokedAt":
+		if e.ComplexityRoot.Partner.RevokedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Partner.RevokedAt(childComplexity), true
+
+	case "PartnerCredentials.apiKey":
+		if e.ComplexityRoot.PartnerCredentials.APIKey == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerCredentials.APIKey(childComplexity), true
+	case "PartnerCredentials.partner":
+		if e.ComplexityRoot.PartnerCredentials.Partner == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerCredentials.Partner(childComplexity), true
+
+	case "PartnerSelf.budgetPeriodDays":
+		if e.ComplexityRoot.PartnerSelf.BudgetPeriodDays == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerSelf.BudgetPeriodDays(childComplexity), true
+	case "PartnerSelf.budgetRemaining":
+		if e.ComplexityRoot.PartnerSelf.BudgetRemaining == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerSelf.BudgetRemaining(childComplexity), true
+	case "PartnerSelf.budgetResetsAt":
+		if e.ComplexityRoot.PartnerSelf.BudgetResetsAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerSelf.BudgetResetsAt(childComplexity), true
+	case "PartnerSelf.epsilonBudget":
+		if e.ComplexityRoot.PartnerSelf.EpsilonBudget == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerSelf.EpsilonBudget(childComplexity), true
+	case "PartnerSelf.name":
+		if e.ComplexityRoot.PartnerSelf.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerSelf.Name(childComplexity), true
 
 	case "Policy.publishedAt":
 		if e.ComplexityRoot.Policy.PublishedAt == nil {
@@ -739,6 +999,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.AuditLog(childComplexity, args["first"].(*int), args["after"].(*string)), true
+	case "Query.demographics":
+		if e.ComplexityRoot.Query.Demographics == nil {
+			break
+		}
+
+		args, err := ec.field_Query_demographics_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Demographics(childComplexity, args["groupBy"].([]model.Dimension), args["epsilon"].(*float64)), true
 	case "Query.exportMyData":
 		if e.ComplexityRoot.Query.ExportMyData == nil {
 			break
@@ -752,6 +1023,18 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Me(childComplexity), true
+	case "Query.partnerMe":
+		if e.ComplexityRoot.Query.PartnerMe == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.PartnerMe(childComplexity), true
+	case "Query.partners":
+		if e.ComplexityRoot.Query.Partners == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.Partners(childComplexity), true
 	case "Query.policy":
 		if e.ComplexityRoot.Query.Policy == nil {
 			break
@@ -824,6 +1107,55 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ReceiptCheck.Valid(childComplexity), true
+
+	case "ReconcileReport.cellsChecked":
+		if e.ComplexityRoot.ReconcileReport.CellsChecked == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReconcileReport.CellsChecked(childComplexity), true
+	case "ReconcileReport.cellsRepaired":
+		if e.ComplexityRoot.ReconcileReport.CellsRepaired == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReconcileReport.CellsRepaired(childComplexity), true
+	case "ReconcileReport.cellsSkipped":
+		if e.ComplexityRoot.ReconcileReport.CellsSkipped == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReconcileReport.CellsSkipped(childComplexity), true
+	case "ReconcileReport.drift":
+		if e.ComplexityRoot.ReconcileReport.Drift == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReconcileReport.Drift(childComplexity), true
+	case "ReconcileReport.durationMs":
+		if e.ComplexityRoot.ReconcileReport.DurationMs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReconcileReport.DurationMs(childComplexity), true
+	case "ReconcileReport.membersRepaired":
+		if e.ComplexityRoot.ReconcileReport.MembersRepaired == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReconcileReport.MembersRepaired(childComplexity), true
+	case "ReconcileReport.startedAt":
+		if e.ComplexityRoot.ReconcileReport.StartedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReconcileReport.StartedAt(childComplexity), true
+	case "ReconcileReport.usersCounted":
+		if e.ComplexityRoot.ReconcileReport.UsersCounted == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReconcileReport.UsersCounted(childComplexity), true
 
 	case "User.consentHistory":
 		if e.ComplexityRoot.User.ConsentHistory == nil {
@@ -1266,6 +1598,131 @@ extend type Mutation {
   rotateSigningKey: String! @auth(requires: ADMIN)
 }
 `, BuiltIn: false},
+	{Name: "../schema/partners.graphqls", Input: `# Partners and aggregated demographics. A partner authenticates with its API
+# key (` + "`" + `Authorization: Bearer cgp_...` + "`" + `) and can call only the fields marked
+# @auth(requires: PARTNER); nothing a partner can reach holds a user id or
+# personal data (graph/schema_walk_test.go proves it).
+
+extend type Query {
+  """
+  Counts of the users who have not withdrawn aggregate_statistics, grouped by
+  the given dimensions (an empty list gives the total). Groups with fewer than
+  ` + "`" + `k` + "`" + ` people are left out and counted in ` + "`" + `suppressed` + "`" + `; every other count gets
+  discrete Laplace noise for ` + "`" + `epsilon` + "`" + ` (default 1.0, between 0.01 and 10),
+  which is charged to your budget. An exhausted budget answers
+  BUDGET_EXHAUSTED and charges nothing.
+  """
+  demographics(groupBy: [Dimension!]!, epsilon: Float): DemographicReport! @auth(requires: PARTNER)
+  "The calling partner and what is left of its budget."
+  partnerMe: PartnerSelf! @auth(requires: PARTNER)
+  "Admin: every partner, revoked ones included."
+  partners: [Partner!]! @auth(requires: ADMIN)
+}
+
+extend type Mutation {
+  "Admin: adds a partner and returns its API key, shown this once."
+  createPartner(name: String!, epsilonBudget: Float!, budgetPeriodDays: Int!): PartnerCredentials! @auth(requires: ADMIN)
+  "Admin: revokes a partner's API key for good."
+  revokePartner(id: ID!): Partner! @auth(requires: ADMIN)
+  "Admin: recounts the demographic aggregates from the users and repairs any drift."
+  reconcileDemographics: ReconcileReport! @auth(requires: ADMIN)
+}
+
+"What demographics can be grouped by."
+enum Dimension {
+  "Derived from the birth year when the report is made."
+  AGE_BAND
+  "ISO 3166-1 alpha-2."
+  COUNTRY
+  GENDER
+  "BCP 47 primary language subtag."
+  LANGUAGE
+  "Month of sign-up, YYYY-MM (UTC)."
+  SIGNUP_MONTH
+}
+
+"Age from the birth year (the age reached this calendar year)."
+enum AgeBand {
+  UNDER_18
+  AGE_18_24
+  AGE_25_34
+  AGE_35_44
+  AGE_45_54
+  AGE_55_64
+  AGE_65_PLUS
+  "No birth year given."
+  UNKNOWN
+}
+
+type DemographicReport {
+  cells: [DemographicCell!]!
+  "How many groups were left out because fewer than k people are in them."
+  suppressed: Int!
+  k: Int!
+  "The epsilon this report used (and charged), to a millionth."
+  epsilon: Float!
+  "Epsilon left in the current budget period after this report."
+  budgetRemaining: Float!
+  generatedAt: Time!
+}
+
+"""
+One group. Dimensions not grouped by are null; a grouped dimension nobody in
+the group gave is UNKNOWN.
+"""
+type DemographicCell {
+  ageBand: AgeBand
+  country: String
+  "One of the Gender values, or UNKNOWN."
+  gender: String
+  language: String
+  signupMonth: String
+  "The group's count plus noise, never below 0."
+  count: Int!
+}
+
+"A partner, as the partner itself sees it."
+type PartnerSelf {
+  name: String!
+  epsilonBudget: Float!
+  budgetPeriodDays: Int!
+  budgetRemaining: Float!
+  budgetResetsAt: Time!
+}
+
+"A partner, as admins see it."
+type Partner {
+  id: ID!
+  name: String!
+  epsilonBudget: Float!
+  budgetPeriodDays: Int!
+  budgetRemaining: Float!
+  budgetResetsAt: Time!
+  createdAt: Time!
+  revokedAt: Time
+}
+
+type PartnerCredentials {
+  partner: Partner!
+  "Send as ` + "`" + `Authorization: Bearer <apiKey>` + "`" + `. Only its hash is stored: it cannot be shown again."
+  apiKey: String!
+}
+
+type ReconcileReport {
+  startedAt: Time!
+  durationMs: Int!
+  "Users who count (have not withdrawn aggregate_statistics)."
+  usersCounted: Int!
+  "Users whose recorded contribution was stale and was moved."
+  membersRepaired: Int!
+  cellsChecked: Int!
+  cellsRepaired: Int!
+  "Sum over the repaired cells of |stored count - recount|."
+  drift: Int!
+  "Cells that changed while being checked; a new run was requested for them."
+  cellsSkipped: Int!
+}
+`, BuiltIn: false},
 	{Name: "../schema/rights.graphqls", Input: `# Data subject rights: rectification and erasure.
 
 extend type Mutation {
@@ -1276,8 +1733,11 @@ extend type Mutation {
   through verifyEmail), or removes it with null.
   """
   setEmail(email: String): User! @auth(requires: USER)
-  "Confirms an email address with the token from the verification mail."
-  verifyEmail(token: String!): User!
+  """
+  Confirms an email address with the token from the verification mail. It
+  answers only true: whoever holds the token learns nothing about the account.
+  """
+  verifyEmail(token: String!): Boolean!
   """
   Deletes your account for good after checking your password: sessions end,
   your data key is destroyed so no copy of your personal data can be read,
@@ -1459,6 +1919,42 @@ func (ec *executionContext) childFields_DataExport(ctx context.Context, field gr
 	return nil, fmt.Errorf("no field named %q was found under type DataExport", field.Name)
 }
 
+func (ec *executionContext) childFields_DemographicCell(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "ageBand":
+		return ec.fieldContext_DemographicCell_ageBand(ctx, field)
+	case "country":
+		return ec.fieldContext_DemographicCell_country(ctx, field)
+	case "gender":
+		return ec.fieldContext_DemographicCell_gender(ctx, field)
+	case "language":
+		return ec.fieldContext_DemographicCell_language(ctx, field)
+	case "signupMonth":
+		return ec.fieldContext_DemographicCell_signupMonth(ctx, field)
+	case "count":
+		return ec.fieldContext_DemographicCell_count(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DemographicCell", field.Name)
+}
+
+func (ec *executionContext) childFields_DemographicReport(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cells":
+		return ec.fieldContext_DemographicReport_cells(ctx, field)
+	case "suppressed":
+		return ec.fieldContext_DemographicReport_suppressed(ctx, field)
+	case "k":
+		return ec.fieldContext_DemographicReport_k(ctx, field)
+	case "epsilon":
+		return ec.fieldContext_DemographicReport_epsilon(ctx, field)
+	case "budgetRemaining":
+		return ec.fieldContext_DemographicReport_budgetRemaining(ctx, field)
+	case "generatedAt":
+		return ec.fieldContext_DemographicReport_generatedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DemographicReport", field.Name)
+}
+
 func (ec *executionContext) childFields_PageInfo(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "hasNextPage":
@@ -1471,6 +1967,54 @@ func (ec *executionContext) childFields_PageInfo(ctx context.Context, field grap
 		return ec.fieldContext_PageInfo_endCursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type PageInfo", field.Name)
+}
+
+func (ec *executionContext) childFields_Partner(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Partner_id(ctx, field)
+	case "name":
+		return ec.fieldContext_Partner_name(ctx, field)
+	case "epsilonBudget":
+		return ec.fieldContext_Partner_epsilonBudget(ctx, field)
+	case "budgetPeriodDays":
+		return ec.fieldContext_Partner_budgetPeriodDays(ctx, field)
+	case "budgetRemaining":
+		return ec.fieldContext_Partner_budgetRemaining(ctx, field)
+	case "budgetResetsAt":
+		return ec.fieldContext_Partner_budgetResetsAt(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_Partner_createdAt(ctx, field)
+	case "revokedAt":
+		return ec.fieldContext_Partner_revokedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Partner", field.Name)
+}
+
+func (ec *executionContext) childFields_PartnerCredentials(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "partner":
+		return ec.fieldContext_PartnerCredentials_partner(ctx, field)
+	case "apiKey":
+		return ec.fieldContext_PartnerCredentials_apiKey(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PartnerCredentials", field.Name)
+}
+
+func (ec *executionContext) childFields_PartnerSelf(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "name":
+		return ec.fieldContext_PartnerSelf_name(ctx, field)
+	case "epsilonBudget":
+		return ec.fieldContext_PartnerSelf_epsilonBudget(ctx, field)
+	case "budgetPeriodDays":
+		return ec.fieldContext_PartnerSelf_budgetPeriodDays(ctx, field)
+	case "budgetRemaining":
+		return ec.fieldContext_PartnerSelf_budgetRemaining(ctx, field)
+	case "budgetResetsAt":
+		return ec.fieldContext_PartnerSelf_budgetResetsAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PartnerSelf", field.Name)
 }
 
 func (ec *executionContext) childFields_Policy(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1535,6 +2079,28 @@ func (ec *executionContext) childFields_ReceiptCheck(ctx context.Context, field 
 		return ec.fieldContext_ReceiptCheck_kid(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type ReceiptCheck", field.Name)
+}
+
+func (ec *executionContext) childFields_ReconcileReport(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "startedAt":
+		return ec.fieldContext_ReconcileReport_startedAt(ctx, field)
+	case "durationMs":
+		return ec.fieldContext_ReconcileReport_durationMs(ctx, field)
+	case "usersCounted":
+		return ec.fieldContext_ReconcileReport_usersCounted(ctx, field)
+	case "membersRepaired":
+		return ec.fieldContext_ReconcileReport_membersRepaired(ctx, field)
+	case "cellsChecked":
+		return ec.fieldContext_ReconcileReport_cellsChecked(ctx, field)
+	case "cellsRepaired":
+		return ec.fieldContext_ReconcileReport_cellsRepaired(ctx, field)
+	case "drift":
+		return ec.fieldContext_ReconcileReport_drift(ctx, field)
+	case "cellsSkipped":
+		return ec.fieldContext_ReconcileReport_cellsSkipped(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ReconcileReport", field.Name)
 }
 
 func (ec *executionContext) childFields_User(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1693,6 +2259,36 @@ func (ec *executionContext) dir_auth_args(ctx context.Context, rawArgs map[strin
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_createPartner_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "name",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["name"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "epsilonBudget",
+		func(ctx context.Context, v any) (float64, error) {
+			return ec.unmarshalNFloat2float64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["epsilonBudget"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "budgetPeriodDays",
+		func(ctx context.Context, v any) (int, error) {
+			return ec.unmarshalNInt2int(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["budgetPeriodDays"] = arg2
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_deleteMyAccount_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -1801,6 +2397,20 @@ func (ec *executionContext) field_Mutation_register_args(ctx context.Context, ra
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_revokePartner_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_setEmail_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -1890,6 +2500,28 @@ func (ec *executionContext) field_Query_auditLog_args(ctx context.Context, rawAr
 		return nil, err
 	}
 	args["after"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_demographics_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "groupBy",
+		func(ctx context.Context, v any) ([]model.Dimension, error) {
+			return ec.unmarshalNDimension2ᚕgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐDimensionᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["groupBy"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "epsilon",
+		func(ctx context.Context, v any) (*float64, error) {
+			return ec.unmarshalOFloat2ᚖfloat64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["epsilon"] = arg1
 	return args, nil
 }
 
@@ -3050,6 +3682,291 @@ func (ec *executionContext) fieldContext_DataExport_signature(_ context.Context,
 	return graphql.NewScalarFieldContext("DataExport", field, false, false, "String")
 }
 
+func (ec *executionContext) _DemographicCell_ageBand(ctx context.Context, field graphql.CollectedField, obj *model.DemographicCell) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DemographicCell_ageBand(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AgeBand, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.AgeBand) graphql.Marshaler {
+			return ec.marshalOAgeBand2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐAgeBand(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DemographicCell_ageBand(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DemographicCell", field, false, false, "AgeBand")
+}
+
+func (ec *executionContext) _DemographicCell_country(ctx context.Context, field graphql.CollectedField, obj *model.DemographicCell) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DemographicCell_country(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Country, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DemographicCell_country(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DemographicCell", field, false, false, "String")
+}
+
+func (ec *executionContext) _DemographicCell_gender(ctx context.Context, field graphql.CollectedField, obj *model.DemographicCell) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DemographicCell_gender(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Gender, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DemographicCell_gender(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DemographicCell", field, false, false, "String")
+}
+
+func (ec *executionContext) _DemographicCell_language(ctx context.Context, field graphql.CollectedField, obj *model.DemographicCell) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DemographicCell_language(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Language, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DemographicCell_language(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DemographicCell", field, false, false, "String")
+}
+
+func (ec *executionContext) _DemographicCell_signupMonth(ctx context.Context, field graphql.CollectedField, obj *model.DemographicCell) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DemographicCell_signupMonth(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SignupMonth, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DemographicCell_signupMonth(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DemographicCell", field, false, false, "String")
+}
+
+func (ec *executionContext) _DemographicCell_count(ctx context.Context, field graphql.CollectedField, obj *model.DemographicCell) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DemographicCell_count(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Count, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DemographicCell_count(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DemographicCell", field, false, false, "Int")
+}
+
+func (ec *executionContext) _DemographicReport_cells(ctx context.Context, field graphql.CollectedField, obj *model.DemographicReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DemographicReport_cells(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cells, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.DemographicCell) graphql.Marshaler {
+			return ec.marshalNDemographicCell2ᚕᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐDemographicCellᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DemographicReport_cells(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DemographicReport",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DemographicCell(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DemographicReport_suppressed(ctx context.Context, field graphql.CollectedField, obj *model.DemographicReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DemographicReport_suppressed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Suppressed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DemographicReport_suppressed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DemographicReport", field, false, false, "Int")
+}
+
+func (ec *executionContext) _DemographicReport_k(ctx context.Context, field graphql.CollectedField, obj *model.DemographicReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DemographicReport_k(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.K, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DemographicReport_k(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DemographicReport", field, false, false, "Int")
+}
+
+func (ec *executionContext) _DemographicReport_epsilon(ctx context.Context, field graphql.CollectedField, obj *model.DemographicReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DemographicReport_epsilon(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Epsilon, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DemographicReport_epsilon(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DemographicReport", field, false, false, "Float")
+}
+
+func (ec *executionContext) _DemographicReport_budgetRemaining(ctx context.Context, field graphql.CollectedField, obj *model.DemographicReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DemographicReport_budgetRemaining(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BudgetRemaining, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DemographicReport_budgetRemaining(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DemographicReport", field, false, false, "Float")
+}
+
+func (ec *executionContext) _DemographicReport_generatedAt(ctx context.Context, field graphql.CollectedField, obj *model.DemographicReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DemographicReport_generatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.GeneratedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DemographicReport_generatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DemographicReport", field, false, false, "Time")
+}
+
 func (ec *executionContext) _Mutation_register(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -3388,6 +4305,180 @@ func (ec *executionContext) fieldContext_Mutation_rotateSigningKey(_ context.Con
 	return graphql.NewScalarFieldContext("Mutation", field, true, true, "String")
 }
 
+func (ec *executionContext) _Mutation_createPartner(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_createPartner(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CreatePartner(ctx, fc.Args["name"].(string), fc.Args["epsilonBudget"].(float64), fc.Args["budgetPeriodDays"].(int))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				requires, err := ec.unmarshalNRole2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐRole(ctx, "ADMIN")
+				if err != nil {
+					var zeroVal *model.PartnerCredentials
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.PartnerCredentials
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, requires)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PartnerCredentials) graphql.Marshaler {
+			return ec.marshalNPartnerCredentials2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐPartnerCredentials(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_createPartner(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PartnerCredentials(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_createPartner_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_revokePartner(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_revokePartner(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RevokePartner(ctx, fc.Args["id"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				requires, err := ec.unmarshalNRole2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐRole(ctx, "ADMIN")
+				if err != nil {
+					var zeroVal *model.Partner
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.Partner
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, requires)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Partner) graphql.Marshaler {
+			return ec.marshalNPartner2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐPartner(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_revokePartner(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Partner(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_revokePartner_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_reconcileDemographics(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_reconcileDemographics(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Mutation().ReconcileDemographics(ctx)
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				requires, err := ec.unmarshalNRole2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐRole(ctx, "ADMIN")
+				if err != nil {
+					var zeroVal *model.ReconcileReport
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.ReconcileReport
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, requires)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.ReconcileReport) graphql.Marshaler {
+			return ec.marshalNReconcileReport2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐReconcileReport(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_reconcileDemographics(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ReconcileReport(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_updateProfile(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -3525,8 +4616,8 @@ func (ec *executionContext) _Mutation_verifyEmail(ctx context.Context, field gra
 			return ec.Resolvers.Mutation().VerifyEmail(ctx, fc.Args["token"].(string))
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v *model.User) graphql.Marshaler {
-			return ec.marshalNUser2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐUser(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
 		},
 		true,
 		true,
@@ -3539,7 +4630,7 @@ func (ec *executionContext) fieldContext_Mutation_verifyEmail(ctx context.Contex
 		IsMethod:   true,
 		IsResolver: true,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
-			return ec.childFields_User(ctx, field)
+			return nil, errors.New("field of type Boolean does not have child fields")
 		},
 	}
 	defer func() {
@@ -3770,6 +4861,360 @@ func (ec *executionContext) _PageInfo_endCursor(ctx context.Context, field graph
 }
 func (ec *executionContext) fieldContext_PageInfo_endCursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("PageInfo", field, false, false, "String")
+}
+
+func (ec *executionContext) _Partner_id(ctx context.Context, field graphql.CollectedField, obj *model.Partner) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Partner_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Partner_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Partner", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Partner_name(ctx context.Context, field graphql.CollectedField, obj *model.Partner) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Partner_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Partner_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Partner", field, false, false, "String")
+}
+
+func (ec *executionContext) _Partner_epsilonBudget(ctx context.Context, field graphql.CollectedField, obj *model.Partner) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Partner_epsilonBudget(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EpsilonBudget, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Partner_epsilonBudget(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Partner", field, false, false, "Float")
+}
+
+func (ec *executionContext) _Partner_budgetPeriodDays(ctx context.Context, field graphql.CollectedField, obj *model.Partner) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Partner_budgetPeriodDays(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BudgetPeriodDays, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Partner_budgetPeriodDays(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Partner", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Partner_budgetRemaining(ctx context.Context, field graphql.CollectedField, obj *model.Partner) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Partner_budgetRemaining(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BudgetRemaining, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Partner_budgetRemaining(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Partner", field, false, false, "Float")
+}
+
+func (ec *executionContext) _Partner_budgetResetsAt(ctx context.Context, field graphql.CollectedField, obj *model.Partner) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Partner_budgetResetsAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BudgetResetsAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Partner_budgetResetsAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Partner", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Partner_createdAt(ctx context.Context, field graphql.CollectedField, obj *model.Partner) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Partner_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Partner_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Partner", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Partner_revokedAt(ctx context.Context, field graphql.CollectedField, obj *model.Partner) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Partner_revokedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RevokedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Partner_revokedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Partner", field, false, false, "Time")
+}
+
+func (ec *executionContext) _PartnerCredentials_partner(ctx context.Context, field graphql.CollectedField, obj *model.PartnerCredentials) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerCredentials_partner(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Partner, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Partner) graphql.Marshaler {
+			return ec.marshalNPartner2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐPartner(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerCredentials_partner(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PartnerCredentials",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Partner(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PartnerCredentials_apiKey(ctx context.Context, field graphql.CollectedField, obj *model.PartnerCredentials) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerCredentials_apiKey(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.APIKey, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerCredentials_apiKey(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PartnerCredentials", field, false, false, "String")
+}
+
+func (ec *executionContext) _PartnerSelf_name(ctx context.Context, field graphql.CollectedField, obj *model.PartnerSelf) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerSelf_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerSelf_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PartnerSelf", field, false, false, "String")
+}
+
+func (ec *executionContext) _PartnerSelf_epsilonBudget(ctx context.Context, field graphql.CollectedField, obj *model.PartnerSelf) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerSelf_epsilonBudget(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EpsilonBudget, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerSelf_epsilonBudget(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PartnerSelf", field, false, false, "Float")
+}
+
+func (ec *executionContext) _PartnerSelf_budgetPeriodDays(ctx context.Context, field graphql.CollectedField, obj *model.PartnerSelf) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerSelf_budgetPeriodDays(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BudgetPeriodDays, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerSelf_budgetPeriodDays(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PartnerSelf", field, false, false, "Int")
+}
+
+func (ec *executionContext) _PartnerSelf_budgetRemaining(ctx context.Context, field graphql.CollectedField, obj *model.PartnerSelf) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerSelf_budgetRemaining(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BudgetRemaining, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerSelf_budgetRemaining(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PartnerSelf", field, false, false, "Float")
+}
+
+func (ec *executionContext) _PartnerSelf_budgetResetsAt(ctx context.Context, field graphql.CollectedField, obj *model.PartnerSelf) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerSelf_budgetResetsAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BudgetResetsAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerSelf_budgetResetsAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PartnerSelf", field, false, false, "Time")
 }
 
 func (ec *executionContext) _Policy_version(ctx context.Context, field graphql.CollectedField, obj *model.Policy) (ret graphql.Marshaler) {
@@ -4302,6 +5747,168 @@ func (ec *executionContext) fieldContext_Query_verifyReceipt(ctx context.Context
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_demographics(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_demographics(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Demographics(ctx, fc.Args["groupBy"].([]model.Dimension), fc.Args["epsilon"].(*float64))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				requires, err := ec.unmarshalNRole2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐRole(ctx, "PARTNER")
+				if err != nil {
+					var zeroVal *model.DemographicReport
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.DemographicReport
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, requires)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.DemographicReport) graphql.Marshaler {
+			return ec.marshalNDemographicReport2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐDemographicReport(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_demographics(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DemographicReport(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_demographics_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_partnerMe(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_partnerMe(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().PartnerMe(ctx)
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				requires, err := ec.unmarshalNRole2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐRole(ctx, "PARTNER")
+				if err != nil {
+					var zeroVal *model.PartnerSelf
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.PartnerSelf
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, requires)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PartnerSelf) graphql.Marshaler {
+			return ec.marshalNPartnerSelf2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐPartnerSelf(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_partnerMe(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PartnerSelf(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_partners(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_partners(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().Partners(ctx)
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				requires, err := ec.unmarshalNRole2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐRole(ctx, "ADMIN")
+				if err != nil {
+					var zeroVal []*model.Partner
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal []*model.Partner
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, requires)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.Partner) graphql.Marshaler {
+			return ec.marshalNPartner2ᚕᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐPartnerᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_partners(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Partner(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query_exportMyData(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -4610,6 +6217,190 @@ func (ec *executionContext) _ReceiptCheck_kid(ctx context.Context, field graphql
 }
 func (ec *executionContext) fieldContext_ReceiptCheck_kid(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("ReceiptCheck", field, false, false, "String")
+}
+
+func (ec *executionContext) _ReconcileReport_startedAt(ctx context.Context, field graphql.CollectedField, obj *model.ReconcileReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReconcileReport_startedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.StartedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReconcileReport_startedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReconcileReport", field, false, false, "Time")
+}
+
+func (ec *executionContext) _ReconcileReport_durationMs(ctx context.Context, field graphql.CollectedField, obj *model.ReconcileReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReconcileReport_durationMs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DurationMs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReconcileReport_durationMs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReconcileReport", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ReconcileReport_usersCounted(ctx context.Context, field graphql.CollectedField, obj *model.ReconcileReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReconcileReport_usersCounted(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UsersCounted, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReconcileReport_usersCounted(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReconcileReport", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ReconcileReport_membersRepaired(ctx context.Context, field graphql.CollectedField, obj *model.ReconcileReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReconcileReport_membersRepaired(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MembersRepaired, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReconcileReport_membersRepaired(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReconcileReport", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ReconcileReport_cellsChecked(ctx context.Context, field graphql.CollectedField, obj *model.ReconcileReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReconcileReport_cellsChecked(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CellsChecked, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReconcileReport_cellsChecked(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReconcileReport", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ReconcileReport_cellsRepaired(ctx context.Context, field graphql.CollectedField, obj *model.ReconcileReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReconcileReport_cellsRepaired(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CellsRepaired, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReconcileReport_cellsRepaired(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReconcileReport", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ReconcileReport_drift(ctx context.Context, field graphql.CollectedField, obj *model.ReconcileReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReconcileReport_drift(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Drift, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReconcileReport_drift(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReconcileReport", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ReconcileReport_cellsSkipped(ctx context.Context, field graphql.CollectedField, obj *model.ReconcileReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReconcileReport_cellsSkipped(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CellsSkipped, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReconcileReport_cellsSkipped(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReconcileReport", field, false, false, "Int")
 }
 
 func (ec *executionContext) _User_id(ctx context.Context, field graphql.CollectedField, obj *model.User) (ret graphql.Marshaler) {
@@ -6671,6 +8462,122 @@ func (ec *executionContext) _DataExport(ctx context.Context, sel ast.SelectionSe
 	return out
 }
 
+var demographicCellImplementors = []string{"DemographicCell"}
+
+func (ec *executionContext) _DemographicCell(ctx context.Context, sel ast.SelectionSet, obj *model.DemographicCell) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, demographicCellImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DemographicCell")
+		case "ageBand":
+			out.Values[i] = ec._DemographicCell_ageBand(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "country":
+			out.Values[i] = ec._DemographicCell_country(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "gender":
+			out.Values[i] = ec._DemographicCell_gender(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "language":
+			out.Values[i] = ec._DemographicCell_language(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "signupMonth":
+			out.Values[i] = ec._DemographicCell_signupMonth(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "count":
+			out.Values[i] = ec._DemographicCell_count(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var demographicReportImplementors = []string{"DemographicReport"}
+
+func (ec *executionContext) _DemographicReport(ctx context.Context, sel ast.SelectionSet, obj *model.DemographicReport) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, demographicReportImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DemographicReport")
+		case "cells":
+			out.Values[i] = ec._DemographicReport_cells(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "suppressed":
+			out.Values[i] = ec._DemographicReport_suppressed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "k":
+			out.Values[i] = ec._DemographicReport_k(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "epsilon":
+			out.Values[i] = ec._DemographicReport_epsilon(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "budgetRemaining":
+			out.Values[i] = ec._DemographicReport_budgetRemaining(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "generatedAt":
+			out.Values[i] = ec._DemographicReport_generatedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var mutationImplementors = []string{"Mutation"}
 
 func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet) graphql.Marshaler {
@@ -6735,6 +8642,27 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "rotateSigningKey":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_rotateSigningKey(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createPartner":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_createPartner(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "revokePartner":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_revokePartner(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reconcileDemographics":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_reconcileDemographics(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -6820,6 +8748,165 @@ func (ec *executionContext) _PageInfo(ctx context.Context, sel ast.SelectionSet,
 		case "endCursor":
 			out.Values[i] = ec._PageInfo_endCursor(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var partnerImplementors = []string{"Partner"}
+
+func (ec *executionContext) _Partner(ctx context.Context, sel ast.SelectionSet, obj *model.Partner) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, partnerImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Partner")
+		case "id":
+			out.Values[i] = ec._Partner_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "name":
+			out.Values[i] = ec._Partner_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "epsilonBudget":
+			out.Values[i] = ec._Partner_epsilonBudget(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "budgetPeriodDays":
+			out.Values[i] = ec._Partner_budgetPeriodDays(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "budgetRemaining":
+			out.Values[i] = ec._Partner_budgetRemaining(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "budgetResetsAt":
+			out.Values[i] = ec._Partner_budgetResetsAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createdAt":
+			out.Values[i] = ec._Partner_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "revokedAt":
+			out.Values[i] = ec._Partner_revokedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var partnerCredentialsImplementors = []string{"PartnerCredentials"}
+
+func (ec *executionContext) _PartnerCredentials(ctx context.Context, sel ast.SelectionSet, obj *model.PartnerCredentials) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, partnerCredentialsImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PartnerCredentials")
+		case "partner":
+			out.Values[i] = ec._PartnerCredentials_partner(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "apiKey":
+			out.Values[i] = ec._PartnerCredentials_apiKey(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var partnerSelfImplementors = []string{"PartnerSelf"}
+
+func (ec *executionContext) _PartnerSelf(ctx context.Context, sel ast.SelectionSet, obj *model.PartnerSelf) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, partnerSelfImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PartnerSelf")
+		case "name":
+			out.Values[i] = ec._PartnerSelf_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "epsilonBudget":
+			out.Values[i] = ec._PartnerSelf_epsilonBudget(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "budgetPeriodDays":
+			out.Values[i] = ec._PartnerSelf_budgetPeriodDays(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "budgetRemaining":
+			out.Values[i] = ec._PartnerSelf_budgetRemaining(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "budgetResetsAt":
+			out.Values[i] = ec._PartnerSelf_budgetResetsAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
 		default:
@@ -7032,6 +9119,24 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_verifyReceipt(ctx, field)
 				})
+		case "demographics":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_demographics(ctx, field)
+				})
+		case "partnerMe":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_partnerMe(ctx, field)
+				})
+		case "partners":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_partners(ctx, field)
+				})
 		case "exportMyData":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
 				true, true,
@@ -7118,6 +9223,74 @@ func (ec *executionContext) _ReceiptCheck(ctx context.Context, sel ast.Selection
 		case "kid":
 			out.Values[i] = ec._ReceiptCheck_kid(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var reconcileReportImplementors = []string{"ReconcileReport"}
+
+func (ec *executionContext) _ReconcileReport(ctx context.Context, sel ast.SelectionSet, obj *model.ReconcileReport) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, reconcileReportImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ReconcileReport")
+		case "startedAt":
+			out.Values[i] = ec._ReconcileReport_startedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "durationMs":
+			out.Values[i] = ec._ReconcileReport_durationMs(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "usersCounted":
+			out.Values[i] = ec._ReconcileReport_usersCounted(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "membersRepaired":
+			out.Values[i] = ec._ReconcileReport_membersRepaired(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "cellsChecked":
+			out.Values[i] = ec._ReconcileReport_cellsChecked(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "cellsRepaired":
+			out.Values[i] = ec._ReconcileReport_cellsRepaired(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "drift":
+			out.Values[i] = ec._ReconcileReport_drift(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "cellsSkipped":
+			out.Values[i] = ec._ReconcileReport_cellsSkipped(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
 		default:
@@ -7760,6 +9933,92 @@ func (ec *executionContext) marshalNDataExport2ᚖgithubᚗcomᚋconsentgraphᚋ
 	return ec._DataExport(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNDemographicCell2ᚕᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐDemographicCellᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.DemographicCell) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNDemographicCell2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐDemographicCell(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNDemographicCell2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐDemographicCell(ctx context.Context, sel ast.SelectionSet, v *model.DemographicCell) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "DemographicCell!")
+		return graphql.Null
+	}
+	return ec._DemographicCell(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNDemographicReport2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐDemographicReport(ctx context.Context, sel ast.SelectionSet, v *model.DemographicReport) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "DemographicReport!")
+		return graphql.Null
+	}
+	return ec._DemographicReport(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNDimension2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐDimension(ctx context.Context, v any) (model.Dimension, error) {
+	var res model.Dimension
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNDimension2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐDimension(ctx context.Context, sel ast.SelectionSet, v model.Dimension) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNDimension2ᚕgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐDimensionᚄ(ctx context.Context, v any) ([]model.Dimension, error) {
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]model.Dimension, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNDimension2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐDimension(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalNDimension2ᚕgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐDimensionᚄ(ctx context.Context, sel ast.SelectionSet, v []model.Dimension) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNDimension2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐDimension(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) unmarshalNFloat2float64(ctx context.Context, v any) (float64, error) {
+	res, err := graphql.UnmarshalFloatContext(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNFloat2float64(ctx context.Context, sel ast.SelectionSet, v float64) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalFloatContext(v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Float!")
+	}
+	return graphql.WrapContextMarshaler(ctx, res)
+}
+
 func (ec *executionContext) unmarshalNID2string(ctx context.Context, v any) (string, error) {
 	res, err := graphql.UnmarshalID(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -7825,6 +10084,46 @@ func (ec *executionContext) marshalNPageInfo2ᚖgithubᚗcomᚋconsentgraphᚋco
 	return ec._PageInfo(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNPartner2ᚕᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐPartnerᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.Partner) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNPartner2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐPartner(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNPartner2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐPartner(ctx context.Context, sel ast.SelectionSet, v *model.Partner) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Partner!")
+		return graphql.Null
+	}
+	return ec._Partner(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNPartnerCredentials2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐPartnerCredentials(ctx context.Context, sel ast.SelectionSet, v *model.PartnerCredentials) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "PartnerCredentials!")
+		return graphql.Null
+	}
+	return ec._PartnerCredentials(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNPartnerSelf2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐPartnerSelf(ctx context.Context, sel ast.SelectionSet, v *model.PartnerSelf) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "PartnerSelf!")
+		return graphql.Null
+	}
+	return ec._PartnerSelf(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNPolicy2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐPolicy(ctx context.Context, sel ast.SelectionSet, v *model.Policy) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "Policy!")
@@ -7876,6 +10175,14 @@ func (ec *executionContext) marshalNReceiptCheck2ᚖgithubᚗcomᚋconsentgraph�
 		return graphql.Null
 	}
 	return ec._ReceiptCheck(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNReconcileReport2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐReconcileReport(ctx context.Context, sel ast.SelectionSet, v *model.ReconcileReport) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ReconcileReport!")
+		return graphql.Null
+	}
+	return ec._ReconcileReport(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNRegisterInput2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐRegisterInput(ctx context.Context, v any) (model.RegisterInput, error) {
@@ -8100,6 +10407,22 @@ func (ec *executionContext) marshalN__TypeKind2string(ctx context.Context, sel a
 	return res
 }
 
+func (ec *executionContext) unmarshalOAgeBand2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐAgeBand(ctx context.Context, v any) (*model.AgeBand, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(model.AgeBand)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOAgeBand2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐAgeBand(ctx context.Context, sel ast.SelectionSet, v *model.AgeBand) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
+}
+
 func (ec *executionContext) unmarshalOBoolean2bool(ctx context.Context, v any) (bool, error) {
 	res, err := graphql.UnmarshalBoolean(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -8160,6 +10483,23 @@ func (ec *executionContext) marshalOConsentMethod2ᚖgithubᚗcomᚋconsentgraph
 		return graphql.Null
 	}
 	return v
+}
+
+func (ec *executionContext) unmarshalOFloat2ᚖfloat64(ctx context.Context, v any) (*float64, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := graphql.UnmarshalFloatContext(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOFloat2ᚖfloat64(ctx context.Context, sel ast.SelectionSet, v *float64) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	res := graphql.MarshalFloatContext(*v)
+	return graphql.WrapContextMarshaler(ctx, res)
 }
 
 func (ec *executionContext) unmarshalOGender2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐGender(ctx context.Context, v any) (*model.Gender, error) {

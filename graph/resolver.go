@@ -8,7 +8,9 @@ import (
 	"github.com/consentgraph/consentgraph/internal/accounts"
 	"github.com/consentgraph/consentgraph/internal/audit"
 	"github.com/consentgraph/consentgraph/internal/consent"
+	"github.com/consentgraph/consentgraph/internal/demographics"
 	"github.com/consentgraph/consentgraph/internal/export"
+	"github.com/consentgraph/consentgraph/internal/partners"
 	"github.com/consentgraph/consentgraph/internal/signing"
 )
 
@@ -20,6 +22,9 @@ type Resolver struct {
 	Signing  *signing.Keyset
 	Export   *export.Service
 	Audit    *audit.Log
+
+	PartnerAccounts *partners.Service
+	Aggregates      *demographics.Service
 }
 
 // EmailVerifier mails an email verification token to an address.

@@ -33,12 +33,11 @@ func (r *mutationResolver) SetEmail(ctx context.Context, email *string) (*model.
 	return userModel(u), nil
 }
 
-func (r *mutationResolver) VerifyEmail(ctx context.Context, token string) (*model.User, error) {
-	u, err := r.Accounts.VerifyEmail(ctx, token)
-	if err != nil {
-		return nil, err
+func (r *mutationResolver) VerifyEmail(ctx context.Context, token string) (bool, error) {
+	if _, err := r.Accounts.VerifyEmail(ctx, token); err != nil {
+		return false, err
 	}
-	return userModel(u), nil
+	return true, nil
 }
 
 func (r *mutationResolver) DeleteMyAccount(ctx context.Context, password string) (bool, error) {

@@ -108,6 +108,31 @@ type DataExport struct {
 	Signature string `json:"signature"`
 }
 
+// One group. Dimensions not grouped by are null; a grouped dimension nobody in
+// the group gave is UNKNOWN.
+type DemographicCell struct {
+	AgeBand *AgeBand `json:"ageBand,omitempty"`
+	Country *string  `json:"country,omitempty"`
+	// One of the Gender values, or UNKNOWN.
+	Gender      *string `json:"gender,omitempty"`
+	Language    *string `json:"language,omitempty"`
+	SignupMonth *string `json:"signupMonth,omitempty"`
+	// The group's count plus noise, never below 0.
+	Count int `json:"count"`
+}
+
+type DemographicReport struct {
+	Cells []*DemographicCell `json:"cells"`
+	// How many groups were left out because fewer than k people are in them.
+	Suppressed int `json:"suppressed"`
+	K          int `json:"k"`
+	// The epsilon this report used (and charged), to a millionth.
+	Epsilon float64 `json:"epsilon"`
+	// Epsilon left in the current budget period after this report.
+	BudgetRemaining float64   `json:"budgetRemaining"`
+	GeneratedAt     time.Time `json:"generatedAt"`
+}
+
 type Mutation struct {
 }
 
@@ -117,6 +142,33 @@ type PageInfo struct {
 	HasPreviousPage bool    `json:"hasPreviousPage"`
 	StartCursor     *string `json:"startCursor,omitempty"`
 	EndCursor       *string `json:"endCursor,omitempty"`
+}
+
+// A partner, as admins see it.
+type Partner struct {
+	ID               string     `json:"id"`
+	Name             string     `json:"name"`
+	EpsilonBudget    float64    `json:"epsilonBudget"`
+	BudgetPeriodDays int        `json:"budgetPeriodDays"`
+	BudgetRemaining  float64    `json:"budgetRemaining"`
+	BudgetResetsAt   time.Time  `json:"budgetResetsAt"`
+	CreatedAt        time.Time  `json:"createdAt"`
+	RevokedAt        *time.Time `json:"revokedAt,omitempty"`
+}
+
+type PartnerCredentials struct {
+	Partner *Partner `json:"partner"`
+	// Send as `Authorization: Bearer <apiKey>`. Only its hash is stored: it cannot be shown again.
+	APIKey string `json:"apiKey"`
+}
+
+// A partner, as the partner itself sees it.
+type PartnerSelf struct {
+	Name             string    `json:"name"`
+	EpsilonBudget    float64   `json:"epsilonBudget"`
+	BudgetPeriodDays int       `json:"budgetPeriodDays"`
+	BudgetRemaining  float64   `json:"budgetRemaining"`
+	BudgetResetsAt   time.Time `json:"budgetResetsAt"`
 }
 
 // A published version of the privacy policy.
@@ -164,6 +216,21 @@ type ReceiptCheck struct {
 	Kid *string `json:"kid,omitempty"`
 }
 
+type ReconcileReport struct {
+	StartedAt  time.Time `json:"startedAt"`
+	DurationMs int       `json:"durationMs"`
+	// Users who count (have not withdrawn aggregate_statistics).
+	UsersCounted int `json:"usersCounted"`
+	// Users whose recorded contribution was stale and was moved.
+	MembersRepaired int `json:"membersRepaired"`
+	CellsChecked    int `json:"cellsChecked"`
+	CellsRepaired   int `json:"cellsRepaired"`
+	// Sum over the repaired cells of |stored count - recount|.
+	Drift int `json:"drift"`
+	// Cells that changed while being checked; a new run was requested for them.
+	CellsSkipped int `json:"cellsSkipped"`
+}
+
 type RegisterInput struct {
 	// 3 to 32 characters of a-z, 0-9, '_', '.', '-'; unique ignoring case.
 	Username string `json:"username"`
@@ -173,6 +240,75 @@ type RegisterInput struct {
 	Email *string `json:"email,omitempty"`
 	// Optional demographic details, each of them optional.
 	Profile *ProfileInput `json:"profile,omitempty"`
+}
+
+// Age from the birth year (the age reached this calendar year).
+type AgeBand string
+
+const (
+	AgeBandUnder18   AgeBand = "UNDER_18"
+	AgeBandAge18_24  AgeBand = "AGE_18_24"
+	AgeBandAge25_34  AgeBand = "AGE_25_34"
+	AgeBandAge35_44  AgeBand = "AGE_35_44"
+	AgeBandAge45_54  AgeBand = "AGE_45_54"
+	AgeBandAge55_64  AgeBand = "AGE_55_64"
+	AgeBandAge65Plus AgeBand = "AGE_65_PLUS"
+	// No birth year given.
+	AgeBandUnknown AgeBand = "UNKNOWN"
+)
+
+var AllAgeBand = []AgeBand{
+	AgeBandUnder18,
+	AgeBandAge18_24,
+	AgeBandAge25_34,
+	AgeBandAge35_44,
+	AgeBandAge45_54,
+	AgeBandAge55_64,
+	AgeBandAge65Plus,
+	AgeBandUnknown,
+}
+
+func (e AgeBand) IsValid() bool {
+	switch e {
+	case AgeBandUnder18, AgeBandAge18_24, AgeBandAge25_34, AgeBandAge35_44, AgeBandAge45_54, AgeBandAge55_64, AgeBandAge65Plus, AgeBandUnknown:
+		return true
+	}
+	return false
+}
+
+func (e AgeBand) String() string {
+	return string(e)
+}
+
+func (e *AgeBand) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = AgeBand(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid AgeBand", str)
+	}
+	return nil
+}
+
+func (e AgeBand) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *AgeBand) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e AgeBand) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
 }
 
 type ConsentAction string
@@ -347,6 +483,72 @@ func (e *ConsentMethod) UnmarshalJSON(b []byte) error {
 }
 
 func (e ConsentMethod) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// What demographics can be grouped by.
+type Dimension string
+
+const (
+	// Derived from the birth year when the report is made.
+	DimensionAgeBand Dimension = "AGE_BAND"
+	// ISO 3166-1 alpha-2.
+	DimensionCountry Dimension = "COUNTRY"
+	DimensionGender  Dimension = "GENDER"
+	// BCP 47 primary language subtag.
+	DimensionLanguage Dimension = "LANGUAGE"
+	// Month of sign-up, YYYY-MM (UTC).
+	DimensionSignupMonth Dimension = "SIGNUP_MONTH"
+)
+
+var AllDimension = []Dimension{
+	DimensionAgeBand,
+	DimensionCountry,
+	DimensionGender,
+	DimensionLanguage,
+	DimensionSignupMonth,
+}
+
+func (e Dimension) IsValid() bool {
+	switch e {
+	case DimensionAgeBand, DimensionCountry, DimensionGender, DimensionLanguage, DimensionSignupMonth:
+		return true
+	}
+	return false
+}
+
+func (e Dimension) String() string {
+	return string(e)
+}
+
+func (e *Dimension) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = Dimension(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid Dimension", str)
+	}
+	return nil
+}
+
+func (e Dimension) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *Dimension) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e Dimension) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

@@ -16,8 +16,10 @@ import (
 	"github.com/consentgraph/consentgraph/internal/audit"
 	"github.com/consentgraph/consentgraph/internal/config"
 	"github.com/consentgraph/consentgraph/internal/consent"
+	"github.com/consentgraph/consentgraph/internal/demographics"
 	"github.com/consentgraph/consentgraph/internal/envelope"
 	"github.com/consentgraph/consentgraph/internal/export"
+	"github.com/consentgraph/consentgraph/internal/partners"
 	"github.com/consentgraph/consentgraph/internal/signing"
 	"github.com/consentgraph/consentgraph/internal/store"
 )
@@ -34,6 +36,9 @@ type App struct {
 	Export   *export.Service
 	Audit    *audit.Log
 	Consent  *consent.Service
+	// Partners and Demographics serve the partner API (partners_wiring.go).
+	Partners     *partners.Service
+	Demographics *demographics.Service
 	// File is the --config file (purposes, policy, controller), or its defaults.
 	File *config.File
 
@@ -74,6 +79,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		return err
 	})
 	a.every(bgCtx, 30*time.Second, "refresh policy versions", a.Consent.Refresh)
+	a.startDemographicsJobs(bgCtx)
 	a.every(bgCtx, time.Minute, "sweep expired sessions", func(ctx context.Context) error {
 		_, err := a.Accounts.SweepExpiredSessions(ctx)
 		return err
@@ -126,6 +132,9 @@ func (a *App) init(ctx context.Context) error {
 		return a.Consent.ArchiveLedger(ctx, c.UserID)
 	})
 	a.Audit = audit.New(a.Store.DB, a.log)
+	if err := a.initPartners(ctx); err != nil {
+		return err
+	}
 	a.Export = a.newExport()
 	a.Export.Register("consent", a.Consent.ExportSection)
 	a.handler = a.routes()

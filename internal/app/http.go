@@ -21,6 +21,7 @@ import (
 
 	"github.com/consentgraph/consentgraph/graph"
 	"github.com/consentgraph/consentgraph/internal/auth"
+	"github.com/consentgraph/consentgraph/internal/partners"
 )
 
 func (a *App) routes() http.Handler {
@@ -56,7 +57,8 @@ func (a *App) routes() http.Handler {
 
 func (a *App) graphqlHandler() http.Handler {
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{
-		Resolvers: &graph.Resolver{Accounts: a.Accounts, Verifier: a.verifier, Consent: a.Consent, Signing: a.Signing, Export: a.Export, Audit: a.Audit},
+		Resolvers: &graph.Resolver{Accounts: a.Accounts, Verifier: a.verifier, Consent: a.Consent, Signing: a.Signing, Export: a.Export, Audit: a.Audit,
+			PartnerAccounts: a.Partners, Aggregates: a.Demographics},
 		Directives: graph.Directives(func(ctx context.Context, subject string) error {
 			return a.Audit.Append(ctx, auth.From(ctx).Actor(), "admin_read_pii", subject, "")
 		}),
@@ -72,6 +74,7 @@ func (a *App) graphqlHandler() http.Handler {
 	srv.SetDisableSuggestion(!a.cfg.Dev)
 	srv.Use(extension.FixedComplexityLimit(a.cfg.MaxComplexity))
 	srv.Use(graph.DepthLimit{Max: a.cfg.MaxDepth})
+	srv.Use(graph.PartnerGuard{})
 	srv.SetErrorPresenter(graph.ErrorPresenter(a.log, RequestID))
 	srv.SetRecoverFunc(graph.Recover(a.log))
 	return a.limitBody(a.authenticate(http.TimeoutHandler(a.Consent.HonorGPC(srv), a.cfg.RequestTimeout, timeoutBody)))
@@ -115,7 +118,11 @@ func (a *App) authenticate(next http.Handler) http.Handler {
 		var p *auth.Principal
 		if token != "" {
 			var err error
-			p, err = a.Accounts.Authenticate(r.Context(), token)
+			if partners.IsKey(token) {
+				p, err = a.Partners.Authenticate(r.Context(), token)
+			} else {
+				p, err = a.Accounts.Authenticate(r.Context(), token)
+			}
 			if err != nil {
 				a.log.ErrorContext(r.Context(), "session lookup failed", "err", err, "request_id", RequestID(r.Context()))
 				writeGraphQLError(w, http.StatusServiceUnavailable, "INTERNAL", "session lookup failed; quote request id "+RequestID(r.Context()))

@@ -1,0 +1,231 @@
+package app_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/consentgraph/consentgraph/internal/app/apptest"
+	"github.com/consentgraph/consentgraph/internal/config"
+)
+
+// partnerAdmin starts a server with a configured admin and returns it with
+// a signed-in admin client.
+func partnerAdmin(t *testing.T, opts ...apptest.Option) (*apptest.Server, *apptest.Client) {
+	t.Helper()
+	opts = append(opts, func(c *config.Config) { c.AdminUsername, c.AdminPassword = "partner-admin", "partner admin password" })
+	s := apptest.Start(t, opts...)
+	c := s.Client()
+	var out struct{ Login struct{ Token string } }
+	c.Do(t, `mutation { login(username: "partner-admin", password: "partner admin password") { token } }`, nil).Decode(t, &out)
+	c.Token = out.Login.Token
+	return s, c
+}
+
+type partnerView struct {
+	ID               string
+	Name             string
+	EpsilonBudget    float64
+	BudgetPeriodDays int
+	BudgetRemaining  float64
+	BudgetResetsAt   time.Time
+	RevokedAt        *time.Time
+}
+
+const partnerFields = `id name epsilonBudget budgetPeriodDays budgetRemaining budgetResetsAt createdAt revokedAt`
+
+// createPartner creates a partner as admin and returns it with a client
+// that holds its API key.
+func createPartner(t *testing.T, s *apptest.Server, admin *apptest.Client, budget float64, days int) (partnerView, *apptest.Client) {
+	t.Helper()
+	var out struct {
+		CreatePartner struct {
+			Partner partnerView
+			APIKey  string
+		}
+	}
+	admin.Do(t, `mutation($b: Float!, $d: Int!) { createPartner(name: "Acme Research", epsilonBudget: $b, budgetPeriodDays: $d) {
+		apiKey partner { `+partnerFields+` } } }`, map[string]any{"b": budget, "d": days}).Decode(t, &out)
+	c := s.Client()
+	c.Token = out.CreatePartner.APIKey
+	return out.CreatePartner.Partner, c
+}
+
+type partnerMeView struct {
+	PartnerMe struct {
+		Name            string
+		BudgetRemaining float64
+		BudgetResetsAt  time.Time
+	}
+}
+
+const partnerMeQuery = `{ partnerMe { name budgetRemaining budgetResetsAt } }`
+
+func TestCreatePartnerShowsTheKeyOnce(t *testing.T) {
+	s, admin := partnerAdmin(t)
+	p, pc := createPartner(t, s, admin, 3, 30)
+	if !strings.HasPrefix(pc.Token, "cgp_") || p.Name != "Acme Research" || p.EpsilonBudget != 3 || p.BudgetPeriodDays != 30 || p.BudgetRemaining != 3 {
+		t.Fatalf("created %+v with key %q", p, pc.Token)
+	}
+	var me partnerMeView
+	pc.Do(t, partnerMeQuery, nil).Decode(t, &me)
+	if me.PartnerMe.Name != "Acme Research" || me.PartnerMe.BudgetRemaining != 3 || time.Until(me.PartnerMe.BudgetResetsAt) < 29*24*time.Hour {
+		t.Fatalf("partnerMe = %+v", me.PartnerMe)
+	}
+	var list struct{ Partners []partnerView }
+	admin.Do(t, `{ partners { `+partnerFields+` } }`, nil).Decode(t, &list)
+	if len(list.Partners) != 1 || list.Partners[0].ID != p.ID {
+		t.Fatalf("partners = %+v", list.Partners)
+	}
+	// Only a hash of the key is stored.
+	secret := pc.Token[strings.LastIndexByte(pc.Token, '_')+1:]
+	if dump := s.Dump(t); strings.Contains(dump, secret) || !strings.Contains(dump, "Acme Research") {
+		t.Fatal("the store holds the partner key in clear (or no partner at all)")
+	}
+	// Users and anonymous callers cannot manage partners.
+	user := s.Register(t, "not-an-admin")
+	for c, code := range map[*apptest.Client]string{user: "FORBIDDEN", s.Client(): "UNAUTHENTICATED", pc: "FORBIDDEN"} {
+		if r := c.Do(t, `mutation { createPartner(name: "x", epsilonBudget: 1, budgetPeriodDays: 1) { apiKey } }`, nil); r.Code() != code {
+			t.Errorf("createPartner by a non-admin: %s, want %s", r.Raw, code)
+		}
+		if r := c.Do(t, `{ partners { id } }`, nil); r.Code() != code {
+			t.Errorf("partners by a non-admin: %s, want %s", r.Raw, code)
+		}
+	}
+	if r := admin.Do(t, `mutation { createPartner(name: "x", epsilonBudget: 0, budgetPeriodDays: 1) { apiKey } }`, nil); r.Code() != "BAD_USER_INPUT" || r.Field() != "epsilonBudget" {
+		t.Errorf("zero budget: %s", r.Raw)
+	}
+}
+
+// A partner key is confined to the partner fields: it cannot read `me`,
+// sign up, sign in or change any user, and the admin fields refuse it.
+func TestPartnerKeyCannotActAsUser(t *testing.T) {
+	s, admin := partnerAdmin(t)
+	_, pc := createPartner(t, s, admin, 1, 1)
+	before := countUsers(t, s)
+	for name, q := range map[string]string{
+		"me":              `{ me { id username } }`,
+		"register":        `mutation { register(input: {username: "via-partner", password: "correct horse battery"}) { token user { id } } }`,
+		"login":           `mutation { login(username: "partner-admin", password: "partner admin password") { token user { id } } }`,
+		"logout":          `mutation { logout }`,
+		"updateProfile":   `mutation { updateProfile(input: {country: "DE"}) { id } }`,
+		"setEmail":        `mutation { setEmail(email: "p@example.org") { id } }`,
+		"verifyEmail":     `mutation { verifyEmail(token: "cgv_abcdefghijklmnop") }`,
+		"deleteMyAccount": `mutation { deleteMyAccount(password: "whatever it is") }`,
+		"eraseUser":       `mutation { eraseUser(id: "x") }`,
+		"grantConsent":    `mutation { grantConsent(purpose: "newsletter") { receipt } }`,
+		"exportMyData":    `{ exportMyData { signature } }`,
+		"purposes":        `{ purposes { id } }`,
+		"reconcile":       `mutation { reconcileDemographics { drift } }`,
+	} {
+		r := pc.Do(t, q, nil)
+		if r.Code() != "FORBIDDEN" {
+			t.Errorf("%s with a partner key: %s, want FORBIDDEN", name, r.Raw)
+		}
+		if strings.Contains(string(r.Data), `"id"`) || strings.Contains(string(r.Raw), `"token"`) {
+			t.Errorf("%s with a partner key returned data: %s", name, r.Raw)
+		}
+	}
+	if n := countUsers(t, s); n != before {
+		t.Fatalf("a partner key created an account (%d users, had %d)", n, before)
+	}
+	// The same key still works for what it is for.
+	var me partnerMeView
+	pc.Do(t, partnerMeQuery, nil).Decode(t, &me)
+	if me.PartnerMe.Name == "" {
+		t.Fatal("partnerMe failed after the refusals")
+	}
+}
+
+// `me` is reachable by type from fields anyone may call (the schema walk
+// allows it for this reason): it must answer null to anonymous callers and
+// partners.
+func TestMeIsNullForAnonymousAndPartners(t *testing.T) {
+	s, admin := partnerAdmin(t)
+	_, pc := createPartner(t, s, admin, 1, 1)
+	s.Register(t, "someone-else")
+	anon := s.Client().Do(t, `{ me { id username email profile { country } } }`, nil)
+	var out struct{ Me *struct{ ID string } }
+	anon.Decode(t, &out)
+	if out.Me != nil {
+		t.Fatalf("anonymous me = %s", anon.Raw)
+	}
+	partner := pc.Do(t, `{ me { id username email profile { country } } }`, nil)
+	if partner.Code() != "FORBIDDEN" || string(partner.Data) != `{"me":null}` {
+		t.Fatalf("partner me = %s, want null with FORBIDDEN", partner.Raw)
+	}
+}
+
+func TestRevokedKeyIsRefused(t *testing.T) {
+	s, admin := partnerAdmin(t)
+	p, pc := createPartner(t, s, admin, 1, 1)
+	if r := pc.Do(t, `{ demographics(groupBy: [COUNTRY]) { k } }`, nil); len(r.Errors) > 0 {
+		t.Fatalf("before revocation: %s", r.Raw)
+	}
+	var rev struct{ RevokePartner partnerView }
+	admin.Do(t, `mutation($id: ID!) { revokePartner(id: $id) { `+partnerFields+` } }`, map[string]any{"id": p.ID}).Decode(t, &rev)
+	if rev.RevokePartner.RevokedAt == nil {
+		t.Fatalf("revokePartner = %+v", rev.RevokePartner)
+	}
+	for _, q := range []string{`{ demographics(groupBy: [COUNTRY]) { k } }`, partnerMeQuery} {
+		if r := pc.Do(t, q, nil); r.Code() != "UNAUTHENTICATED" || string(r.Data) != "null" {
+			t.Errorf("revoked key: %s, want UNAUTHENTICATED and no data", r.Raw)
+		}
+	}
+	if r := admin.Do(t, `mutation { revokePartner(id: "no-such-partner") { id } }`, nil); r.Code() != "NOT_FOUND" {
+		t.Errorf("revoking an unknown partner: %s", r.Raw)
+	}
+}
+
+func TestBudgetExhaustionAndResetOverAPI(t *testing.T) {
+	s, admin := partnerAdmin(t)
+	p, pc := createPartner(t, s, admin, 1, 1)
+	type report struct {
+		Demographics struct {
+			Epsilon, BudgetRemaining float64
+		}
+	}
+	query := func(eps float64) *apptest.Response {
+		return pc.Do(t, `query($e: Float) { demographics(groupBy: [], epsilon: $e) { epsilon budgetRemaining } }`, map[string]any{"e": eps})
+	}
+	for _, want := range []float64{0.6, 0.2} {
+		var out report
+		query(0.4).Decode(t, &out)
+		if d := out.Demographics; d.Epsilon != 0.4 || !close(d.BudgetRemaining, want) {
+			t.Fatalf("report %+v, want epsilon 0.4 and %g left", d, want)
+		}
+	}
+	if r := query(0.4); r.Code() != "BUDGET_EXHAUSTED" || string(r.Data) != "null" {
+		t.Fatalf("beyond the budget: %s", r.Raw)
+	}
+	var me partnerMeView
+	pc.Do(t, partnerMeQuery, nil).Decode(t, &me)
+	if !close(me.PartnerMe.BudgetRemaining, 0.2) {
+		t.Fatalf("a refused query charged the budget: %g left, want 0.2", me.PartnerMe.BudgetRemaining)
+	}
+	var out report
+	query(0.2).Decode(t, &out)
+	if out.Demographics.BudgetRemaining != 0 {
+		t.Fatalf("the rest of the budget: %+v", out.Demographics)
+	}
+	// A day passes: move the period start back rather than wait.
+	ctx := context.Background()
+	_, err := s.DB().Collection("partners").UpdateOne(ctx, bson.D{{Key: "_id", Value: p.ID}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "createdAt", Value: time.Now().Add(-25 * time.Hour)}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc.Do(t, partnerMeQuery, nil).Decode(t, &me)
+	if me.PartnerMe.BudgetRemaining != 1 || time.Until(me.PartnerMe.BudgetResetsAt) > 24*time.Hour {
+		t.Fatalf("next period: %+v", me.PartnerMe)
+	}
+	query(1).Decode(t, &out)
+	if out.Demographics.BudgetRemaining != 0 {
+		t.Fatalf("full budget of the new period: %+v", out.Demographics)
+	}
+}
+
+func close(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }

@@ -1,0 +1,131 @@
+package demographics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"sync"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/consentgraph/consentgraph/internal/envelope"
+)
+
+// Source tells the service who counts and with which values.
+type Source interface {
+	// Subject returns a user's current values, or nil when the user does not
+	// count: unknown, erased, not a USER, or aggregate_statistics withdrawn.
+	Subject(ctx context.Context, userID string) (*Subject, error)
+	// Each calls fn for every user who counts, in one pass.
+	Each(ctx context.Context, fn func(userID string, s *Subject) error) error
+}
+
+// Budget charges a partner's privacy budget. Charge must be atomic (one
+// conditional single-document update) and charge nothing when it refuses
+// (with a BUDGET_EXHAUSTED error); it returns what is left.
+type Budget interface {
+	Charge(ctx context.Context, partnerID string, microEpsilon int64) (remaining float64, err error)
+}
+
+// Options configure the service.
+type Options struct {
+	DB      *mongo.Database
+	Keyring *envelope.Keyring
+	Secrets *envelope.Secrets
+	Source  Source
+	Budget  Budget
+	// K is the smallest true count a released cell may have; at least 2,
+	// default 10.
+	K      int
+	Logger *slog.Logger
+	// Now is the clock; tests may replace it.
+	Now func() time.Time
+}
+
+// DefaultK is the default suppression threshold.
+const DefaultK = 10
+
+// Timing of the crash-safety protocol (see the package comment).
+const (
+	// opTimeout bounds one user's move between cells; after it the owner
+	// stops writing.
+	opTimeout = 30 * time.Second
+	// abandonAfter is when a pending move counts as abandoned (its owner
+	// crashed or gave up) and may be recovered by someone else. It is well
+	// above opTimeout, so an owner never writes after a recovery.
+	abandonAfter = 2 * time.Minute
+	// defaultBusyWait is how long a sync waits for another replica's move
+	// of the same user to finish.
+	defaultBusyWait = 5 * time.Second
+)
+
+// Collection names owned by this package, beside the cell collections.
+const (
+	MembersCollection = "demographics_members"
+	StateCollection   = "demographics_state"
+)
+
+// Service keeps the pre-aggregated cells and answers partner reports.
+type Service struct {
+	opts    Options
+	log     *slog.Logger
+	cells   *cells
+	members *mongo.Collection
+	state   *mongo.Collection
+
+	locks     [64]sync.Mutex
+	reconcile sync.Mutex
+
+	// busyWait is how long a sync waits for another process's move of the
+	// same user (tests shorten it).
+	busyWait time.Duration
+	// beforeCellWrite, when set by tests, runs before each cell write of a
+	// move; an error stops the move there, as a crash would.
+	beforeCellWrite func(n int) error
+}
+
+// New opens the service.
+func New(ctx context.Context, opts Options) (*Service, error) {
+	if opts.DB == nil || opts.Keyring == nil || opts.Secrets == nil || opts.Source == nil {
+		return nil, errors.New("demographics: db, keyring, secrets and source are required")
+	}
+	if opts.K == 0 {
+		opts.K = DefaultK
+	}
+	if opts.K < 2 {
+		return nil, fmt.Errorf("demographics: k is %d, it must be at least 2", opts.K)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	idKey, err := opts.Secrets.Get(ctx, CellIDSecret)
+	if err != nil {
+		return nil, fmt.Errorf("demographics: cell id key: %w", err)
+	}
+	return &Service{
+		opts: opts, log: opts.Logger,
+		cells:    &cells{db: opts.DB, keyring: opts.Keyring, idKey: idKey, values: map[string][]string{}},
+		members:  opts.DB.Collection(MembersCollection),
+		state:    opts.DB.Collection(StateCollection),
+		busyWait: defaultBusyWait,
+	}, nil
+}
+
+// K is the suppression threshold in use.
+func (s *Service) K() int { return s.opts.K }
+
+func (s *Service) now() time.Time { return s.opts.Now().UTC() }
+
+func (s *Service) lock(userID string) func() {
+	h := fnv.New32a()
+	h.Write([]byte(userID))
+	m := &s.locks[h.Sum32()%uint32(len(s.locks))]
+	m.Lock()
+	return m.Unlock
+}
