@@ -58,7 +58,10 @@ type Service struct {
 	sessions *mongo.Collection
 	keys     *mongo.Collection
 	keyCache keyCache
-	opts     Options
+	// sessionCache saves the session read on most requests; entries live
+	// SessionCacheTTL, so a revocation on another replica holds within it.
+	sessionCache sessionCache
+	opts         Options
 	// listeners are told about committed changes (see Subscribe).
 	listeners []Listener
 	log       *slog.Logger
@@ -243,6 +246,7 @@ func (s *Service) CheckPasswordOf(ctx context.Context, userID, password string) 
 
 // Logout revokes a session.
 func (s *Service) Logout(ctx context.Context, sessionID string) error {
+	s.sessionCache.drop(sessionID)
 	if _, err := s.sessions.DeleteOne(ctx, bson.D{{Key: "_id", Value: sessionID}}); err != nil {
 		return fmt.Errorf("delete session: %w", err)
 	}
@@ -251,6 +255,7 @@ func (s *Service) Logout(ctx context.Context, sessionID string) error {
 
 // RevokeAllSessions ends every session of a user.
 func (s *Service) RevokeAllSessions(ctx context.Context, userID string) error {
+	s.sessionCache.dropUser(userID)
 	if _, err := s.sessions.DeleteMany(ctx, bson.D{{Key: "userId", Value: userID}}); err != nil {
 		return fmt.Errorf("delete sessions: %w", err)
 	}
@@ -320,8 +325,12 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*auth.Princip
 	if len(token) < len(tokenPrefix) || token[:len(tokenPrefix)] != tokenPrefix || len(token) > 100 {
 		return nil, nil
 	}
+	id := HashToken(token)
+	if p, ok := s.sessionCache.get(id, s.opts.Now()); ok {
+		return p, nil
+	}
 	var d sessionDoc
-	err := s.sessions.FindOne(ctx, bson.D{{Key: "_id", Value: HashToken(token)}}).Decode(&d)
+	err := s.sessions.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return nil, nil
 	}
@@ -331,7 +340,18 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*auth.Princip
 	if !d.ExpiresAt.After(s.opts.Now()) {
 		return nil, nil
 	}
-	return &auth.Principal{Role: d.Role, UserID: d.UserID, SessionID: d.ID}, nil
+	p := &auth.Principal{Role: d.Role, UserID: d.UserID, SessionID: d.ID}
+	s.sessionCache.put(id, p, d.ExpiresAt, s.opts.Now())
+	return p, nil
+}
+
+// CountActiveSessions counts unexpired sessions (for metrics).
+func (s *Service) CountActiveSessions(ctx context.Context) (int64, error) {
+	n, err := s.sessions.CountDocuments(ctx, bson.D{{Key: "expiresAt", Value: bson.D{{Key: "$gt", Value: s.opts.Now()}}}})
+	if err != nil {
+		return 0, fmt.Errorf("count sessions: %w", err)
+	}
+	return n, nil
 }
 
 // SweepExpiredSessions deletes expired sessions; MongoDB's TTL index does
@@ -347,7 +367,7 @@ func (s *Service) SweepExpiredSessions(ctx context.Context) (int64, error) {
 // Get returns a user, or a NOT_FOUND error.
 func (s *Service) Get(ctx context.Context, userID string) (*User, error) {
 	var d userDoc
-	err := s.users.FindOne(ctx, bson.D{{Key: "_id", Value: userID}}).Decode(&d)
+	err := store.FindByID(ctx, s.users, userID, &d)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return nil, apperr.New(apperr.NotFound, "no such user")
 	}

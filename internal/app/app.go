@@ -19,6 +19,7 @@ import (
 	"github.com/consentgraph/consentgraph/internal/demographics"
 	"github.com/consentgraph/consentgraph/internal/envelope"
 	"github.com/consentgraph/consentgraph/internal/export"
+	"github.com/consentgraph/consentgraph/internal/metrics"
 	"github.com/consentgraph/consentgraph/internal/partners"
 	"github.com/consentgraph/consentgraph/internal/signing"
 	"github.com/consentgraph/consentgraph/internal/store"
@@ -35,6 +36,7 @@ type App struct {
 	Signing  *signing.Keyset
 	Export   *export.Service
 	Audit    *audit.Log
+	Metrics  *metrics.Metrics
 	Consent  *consent.Service
 	// Partners and Demographics serve the partner API (partners_wiring.go).
 	Partners     *partners.Service
@@ -54,8 +56,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	if err != nil {
 		return nil, err
 	}
-	a := &App{cfg: cfg, log: log, File: file}
-	st, err := store.Open(ctx, store.Config{URI: cfg.MongoDBURI, Database: cfg.Database, DataDir: cfg.DataDir, Logger: log})
+	a := &App{cfg: cfg, log: log, File: file, Metrics: metrics.New()}
+	st, err := store.Open(ctx, store.Config{URI: cfg.MongoDBURI, Database: cfg.Database, DataDir: cfg.DataDir, Logger: log,
+		Monitor: a.Metrics.CommandMonitor()})
 	if err != nil {
 		return nil, err
 	}
@@ -132,6 +135,11 @@ func (a *App) init(ctx context.Context) error {
 		return a.Consent.ArchiveLedger(ctx, c.UserID)
 	})
 	a.Audit = audit.New(a.Store.DB, a.log)
+	a.Metrics.GaugeFunc("consentgraph_sessions_active", "Unexpired sessions (refreshed at most every 30s).", 30*time.Second,
+		func(ctx context.Context) (float64, error) {
+			n, err := a.Accounts.CountActiveSessions(ctx)
+			return float64(n), err
+		})
 	if err := a.initPartners(ctx); err != nil {
 		return err
 	}

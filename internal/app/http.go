@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/99designs/gqlgen/graphql/handler/lru"
@@ -21,7 +22,9 @@ import (
 
 	"github.com/consentgraph/consentgraph/graph"
 	"github.com/consentgraph/consentgraph/internal/auth"
+	"github.com/consentgraph/consentgraph/internal/metrics"
 	"github.com/consentgraph/consentgraph/internal/partners"
+	"github.com/consentgraph/consentgraph/internal/store"
 )
 
 func (a *App) routes() http.Handler {
@@ -29,6 +32,7 @@ func (a *App) routes() http.Handler {
 	mux.Handle("/graphql", a.graphqlHandler())
 	mux.Handle("GET /.well-known/jwks.json", a.Signing.Handler())
 	mux.Handle("GET /export", a.authenticate(http.HandlerFunc(a.serveExport)))
+	mux.Handle("GET /metrics", a.Metrics.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -74,6 +78,13 @@ func (a *App) graphqlHandler() http.Handler {
 	srv.SetDisableSuggestion(!a.cfg.Dev)
 	srv.Use(extension.FixedComplexityLimit(a.cfg.MaxComplexity))
 	srv.Use(graph.DepthLimit{Max: a.cfg.MaxDepth})
+	srv.Use(a.Metrics.GraphQL())
+	srv.AroundOperations(func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+		if oc := graphql.GetOperationContext(ctx); oc.Operation != nil && oc.Operation.Operation == ast.Query {
+			ctx = store.WithReadMemo(ctx)
+		}
+		return next(ctx)
+	})
 	srv.Use(graph.PartnerGuard{})
 	srv.SetErrorPresenter(graph.ErrorPresenter(a.log, RequestID))
 	srv.SetRecoverFunc(graph.Recover(a.log))
@@ -148,7 +159,8 @@ func (a *App) withRequestID(next http.Handler) http.Handler {
 		_, _ = rand.Read(b)
 		id := hex.EncodeToString(b)
 		w.Header().Set("X-Request-Id", id)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id)))
+		ctx := metrics.WithRoundTrips(context.WithValue(r.Context(), requestIDKey{}, id))
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 

@@ -15,7 +15,7 @@ import (
 // aggregates to every change that can move a user between cells.
 func (a *App) initPartners(ctx context.Context) error {
 	var err error
-	if a.Partners, err = partners.New(ctx, a.Store.DB, partners.Options{Logger: a.log}); err != nil {
+	if a.Partners, err = partners.New(ctx, a.Store.DB, partners.Options{Logger: a.log, OnCharge: a.Metrics.EpsilonSpent}); err != nil {
 		return fmt.Errorf("partners: %w", err)
 	}
 	a.Demographics, err = demographics.New(ctx, demographics.Options{

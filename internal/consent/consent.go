@@ -32,6 +32,7 @@ import (
 	"github.com/consentgraph/consentgraph/internal/envelope"
 	"github.com/consentgraph/consentgraph/internal/policy"
 	"github.com/consentgraph/consentgraph/internal/signing"
+	"github.com/consentgraph/consentgraph/internal/store"
 )
 
 // Signer signs and verifies compact JWS; *signing.Keyset implements it.
@@ -398,7 +399,13 @@ func (s *Service) load(ctx context.Context, userID string, forWrite bool, projec
 		f = append(f, bson.E{Key: erasingField, Value: bson.D{{Key: "$exists", Value: false}}})
 	}
 	var d userConsent
-	err := s.users.FindOne(ctx, f, options.FindOne().SetProjection(projection)).Decode(&d)
+	var err error
+	if !forWrite && store.HasReadMemo(ctx) {
+		// Within a query, share the one read of the user document.
+		err = store.FindByID(ctx, s.users, userID, &d)
+	} else {
+		err = s.users.FindOne(ctx, f, options.FindOne().SetProjection(projection)).Decode(&d)
+	}
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return nil, apperr.New(apperr.NotFound, "no such user")
 	}

@@ -81,6 +81,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
+	// OnCharge, if set, learns of every successful charge (for metrics).
+	OnCharge func(partnerID string, epsilon float64)
 }
 
 // Service manages partners.
@@ -286,6 +288,9 @@ func (s *Service) Charge(ctx context.Context, partnerID string, cost int64) (flo
 		var after partnerDoc
 		err = s.coll.FindOneAndUpdate(ctx, filter, update, options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&after)
 		if err == nil {
+			if s.opts.OnCharge != nil {
+				s.opts.OnCharge(partnerID, float64(cost)/Unit)
+			}
 			return float64(after.Budget-after.Spent) / Unit, nil
 		}
 		if !errors.Is(err, mongo.ErrNoDocuments) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/FerretDB/FerretDB/ferretdb"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
@@ -29,6 +30,8 @@ type Config struct {
 	Database string
 	// DataDir holds the embedded store's files (ignored with a URI).
 	DataDir string
+	// Monitor, if set, sees every command (metrics count round trips).
+	Monitor *event.CommandMonitor
 	// Logger receives the store's own messages. The embedded FerretDB gets a
 	// copy restricted to errors so it cannot flood the server's output.
 	Logger *slog.Logger
@@ -74,6 +77,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	serialize := s.Embedded
 	for {
 		opts := options.Client().ApplyURI(uri).SetAppName("consentgraph")
+		if cfg.Monitor != nil {
+			opts.SetMonitor(cfg.Monitor)
+		}
 		if serialize {
 			opts.SetMaxPoolSize(1)
 		}

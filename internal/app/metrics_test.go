@@ -1,0 +1,110 @@
+package app_test
+
+import (
+	"bufio"
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/consentgraph/consentgraph/internal/accounts"
+
+	"github.com/consentgraph/consentgraph/internal/app/apptest"
+)
+
+// scrape returns the value of one sample line of /metrics, or 0.
+func scrape(t *testing.T, s *apptest.Server, sample string) float64 {
+	t.Helper()
+	res, err := http.Get(s.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), sample+" "); ok {
+			v, err := strconv.ParseFloat(rest, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", sample, err)
+			}
+			return v
+		}
+	}
+	return 0
+}
+
+// roundTrips runs a query and returns the store commands it cost, read from
+// the server's own round-trip histogram.
+func roundTrips(t *testing.T, s *apptest.Server, c *apptest.Client, query, op string) float64 {
+	t.Helper()
+	key := `consentgraph_graphql_store_round_trips_sum{operation="` + op + `"}`
+	before := scrape(t, s, key)
+	if r := c.Do(t, query, nil); len(r.Errors) > 0 {
+		t.Fatalf("%s: %s", query, r.Raw)
+	}
+	return scrape(t, s, key) - before
+}
+
+func TestMetricsAndRoundTrips(t *testing.T) {
+	s := apptest.Start(t)
+	c := s.Register(t, "measured")
+	c.Do(t, `{ me { id } }`, nil) // warm the session cache and data key cache
+
+	n := roundTrips(t, s, c, `{ me { id username } }`, "query me")
+	t.Logf("me: %v", n)
+	if n > 1 {
+		t.Errorf("me { id username } took %v store round trips, want 1", n)
+	}
+	n = roundTrips(t, s, c, `{ me { username consents { purpose { id } granted } } }`, "query me")
+	t.Logf("me+consents: %v", n)
+	if n > 1 {
+		t.Errorf("me with consents took %v store round trips, want 1", n)
+	}
+	if got := scrape(t, s, `consentgraph_graphql_requests_total{operation="query me",outcome="ok"}`); got < 3 {
+		t.Errorf("requests counter for me = %v, want at least 3", got)
+	}
+	bad := s.Client()
+	bad.Do(t, `mutation { login(username: "measured", password: "wrong password!") { token } }`, nil)
+	if got := scrape(t, s, `consentgraph_graphql_requests_total{operation="mutation login",outcome="UNAUTHENTICATED"}`); got != 1 {
+		t.Errorf("failed login counter = %v, want 1", got)
+	}
+	if got := scrape(t, s, `consentgraph_store_commands_total{command="find"}`); got < 1 {
+		t.Errorf("store find commands = %v", got)
+	}
+	if got := scrape(t, s, `consentgraph_sessions_active`); got < 1 {
+		t.Errorf("active sessions = %v", got)
+	}
+}
+
+// Sessions are cached for at most a second: a revocation made behind this
+// replica's back (another replica, or straight in the store) holds within it.
+func TestSessionCacheHonoursRevocationWithinASecond(t *testing.T) {
+	s := apptest.Start(t)
+	c := s.Register(t, "cached")
+	var me struct{ Me *struct{ ID string } }
+	c.Do(t, `{ me { id } }`, nil).Decode(t, &me)
+	if _, err := s.DB().Collection("sessions").DeleteMany(context.Background(), bson.D{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(accounts.SessionCacheTTL + 100*time.Millisecond)
+	c.Do(t, `{ me { id } }`, nil).Decode(t, &me)
+	if me.Me != nil {
+		t.Fatal("a session deleted from the store was still accepted after the cache TTL")
+	}
+}
+
+func TestEpsilonSpentPerPartnerMetric(t *testing.T) {
+	s, admin := partnerAdmin(t)
+	p, pc := createPartner(t, s, admin, 3, 30)
+	if r := pc.Do(t, `{ demographics(groupBy: [COUNTRY], epsilon: 0.5) { epsilon } }`, nil); len(r.Errors) > 0 {
+		t.Fatal(string(r.Raw))
+	}
+	if got := scrape(t, s, `consentgraph_partner_epsilon_spent_total{partner="`+p.ID+`"}`); got != 0.5 {
+		t.Fatalf("epsilon spent metric = %v, want 0.5", got)
+	}
+}
