@@ -61,7 +61,11 @@ func ErrorPresenter(log *slog.Logger, requestID RequestIDFunc) graphql.ErrorPres
 			}
 		}
 		id := requestID(ctx)
-		log.ErrorContext(ctx, "internal error", "err", err, "path", gerr.Path.String(), "request_id", id)
+		level := slog.LevelError
+		if errors.Is(err, context.Canceled) {
+			level = slog.LevelDebug // the client went away; not a fault of ours
+		}
+		log.Log(ctx, level, "internal error", "err", err, "path", gerr.Path.String(), "request_id", id)
 		gerr.Message = "internal error; quote request id " + id + " when reporting it"
 		gerr.Extensions = map[string]any{"code": string(apperr.Internal), "requestId": id}
 		return gerr
