@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -21,6 +22,8 @@ import (
 
 	"github.com/consentgraph/consentgraph/internal/app"
 	"github.com/consentgraph/consentgraph/internal/config"
+	"github.com/consentgraph/consentgraph/internal/httpsec"
+	"github.com/consentgraph/consentgraph/internal/loadtest"
 	"github.com/consentgraph/consentgraph/internal/seed"
 )
 
@@ -42,6 +45,9 @@ var commands = map[string]func(ctx context.Context, cfg config.Config, log *slog
 func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "seed" { // has flags of its own
 		return seed.Main(args[1:], getenv, stderr, os.Stdout)
+	}
+	if len(args) > 0 && args[0] == "loadtest" { // has flags of its own
+		return loadtest.Main(args[1:], getenv, stderr, os.Stdout)
 	}
 	command := serveCommand
 	if len(args) > 0 {
@@ -116,13 +122,29 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	base := "http://" + ln.Addr().String()
+	if cfg.TLSCert != "" || cfg.DevTLS {
+		tlsCfg, err := serverTLS(cfg, log)
+		if err != nil {
+			_ = ln.Close()
+			_ = a.Close(context.Background())
+			return err
+		}
+		srv.TLSConfig = tlsCfg
+		base = "https://" + ln.Addr().String()
+	}
 	store := "embedded store in " + cfg.DataDir
 	if cfg.MongoDBURI != "" {
 		store = "MongoDB"
 	}
 	log.Info("Consentgraph is running", "graphql", base+"/graphql", "jwks", base+"/.well-known/jwks.json", "store", store)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if srv.TLSConfig != nil {
+			errc <- srv.ServeTLS(ln, "", "") // certificates are in TLSConfig
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		_ = a.Close(context.Background())
@@ -136,4 +158,25 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	closeErr := a.Close(shutCtx)
 	log.Info("stopped")
 	return errors.Join(shutErr, closeErr)
+}
+
+// serverTLS is the TLS configuration of --tls-cert/--tls-key or --dev-tls.
+func serverTLS(cfg config.Config, log *slog.Logger) (*tls.Config, error) {
+	tlsCfg := httpsec.TLSConfig()
+	if cfg.DevTLS {
+		host, _, _ := net.SplitHostPort(cfg.Addr)
+		cert, path, err := httpsec.DevCertificate(cfg.DataDir, host)
+		if err != nil {
+			return nil, err
+		}
+		log.Warn("serving HTTPS with a self-signed development certificate; never use --dev-tls in production", "certificate", path)
+		tlsCfg.Certificates = []tls.Certificate{cert}
+		return tlsCfg, nil
+	}
+	cert, err := httpsec.LoadCertificate(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return nil, err
+	}
+	tlsCfg.Certificates = []tls.Certificate{cert}
+	return tlsCfg, nil
 }

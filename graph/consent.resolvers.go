@@ -18,7 +18,8 @@ func (r *mutationResolver) GrantConsent(ctx context.Context, purpose string) (*m
 	if err != nil {
 		return nil, err
 	}
-	return receiptModel(res, r.Consent.Policy()), nil
+	m := receiptModel(res, r.Consent.Policy())
+	return m, r.addConsentNotes(ctx, auth.From(ctx).UserID, m.Consent)
 }
 
 func (r *mutationResolver) WithdrawConsent(ctx context.Context, purpose string) (*model.ConsentReceipt, error) {
@@ -75,7 +76,7 @@ func (r *userResolver) Consents(ctx context.Context, obj *model.User) ([]*model.
 	for i, s := range statuses {
 		out[i] = consentModel(s, current)
 	}
-	return out, nil
+	return out, r.addConsentNotes(ctx, obj.ID, out...)
 }
 
 func (r *userResolver) ConsentHistory(ctx context.Context, obj *model.User, first *int, after *string) (*model.ConsentEventConnection, error) {
@@ -89,3 +90,7 @@ func (r *userResolver) ConsentHistory(ctx context.Context, obj *model.User, firs
 func (r *userResolver) LedgerIntact(ctx context.Context, obj *model.User) (bool, error) {
 	return r.Consent.LedgerIntact(ctx, obj.ID)
 }
+
+func (r *Resolver) Purpose() PurposeResolver { return &purposeResolver{r} }
+
+type purposeResolver struct{ *Resolver }

@@ -27,7 +27,7 @@ func policyModel(v consent.PolicyVersion) *model.Policy {
 func consentModel(s consent.Status, current consent.PolicyVersion) *model.Consent {
 	c := &model.Consent{
 		Purpose: purposeModel(s.Purpose), Granted: s.Granted, NeedsRenewal: s.NeedsRenewal,
-		PolicyVersion: current.Version,
+		PolicyVersion: current.Version, Notes: []model.ConsentNote{},
 	}
 	if s.Last != nil && (s.Explicit || s.NeedsRenewal) {
 		at := s.Last.At

@@ -30,6 +30,7 @@ type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
 	Mutation() MutationResolver
+	Purpose() PurposeResolver
 	Query() QueryResolver
 	User() UserResolver
 }
@@ -76,6 +77,7 @@ type ComplexityRoot struct {
 		Granted       func(childComplexity int) int
 		Method        func(childComplexity int) int
 		NeedsRenewal  func(childComplexity int) int
+		Notes         func(childComplexity int) int
 		PolicyVersion func(childComplexity int) int
 		Purpose       func(childComplexity int) int
 		UpdatedAt     func(childComplexity int) int
@@ -133,6 +135,24 @@ type ComplexityRoot struct {
 		Suppressed      func(childComplexity int) int
 	}
 
+	Disclosure struct {
+		Action    func(childComplexity int) int
+		At        func(childComplexity int) int
+		Fields    func(childComplexity int) int
+		Processor func(childComplexity int) int
+		Purpose   func(childComplexity int) int
+	}
+
+	DisclosureConnection struct {
+		Edges    func(childComplexity int) int
+		PageInfo func(childComplexity int) int
+	}
+
+	DisclosureEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
 	Mutation struct {
 		CreatePartner         func(childComplexity int, name string, epsilonBudget float64, budgetPeriodDays int) int
 		DeleteMyAccount       func(childComplexity int, password string) int
@@ -143,12 +163,39 @@ type ComplexityRoot struct {
 		PublishPolicy         func(childComplexity int, version string, url string, reconsent []string) int
 		ReconcileDemographics func(childComplexity int) int
 		Register              func(childComplexity int, input model.RegisterInput) int
+		RetryDelivery         func(childComplexity int, id string) int
 		RevokePartner         func(childComplexity int, id string) int
 		RotateSigningKey      func(childComplexity int) int
 		SetEmail              func(childComplexity int, email *string) int
+		SetProcessorEnabled   func(childComplexity int, name string, enabled bool) int
 		UpdateProfile         func(childComplexity int, input model.ProfileInput) int
 		VerifyEmail           func(childComplexity int, token string) int
 		WithdrawConsent       func(childComplexity int, purpose string) int
+	}
+
+	OutboxConnection struct {
+		Edges    func(childComplexity int) int
+		PageInfo func(childComplexity int) int
+	}
+
+	OutboxEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	OutboxItem struct {
+		Action        func(childComplexity int) int
+		Attempts      func(childComplexity int) int
+		Cause         func(childComplexity int) int
+		CreatedAt     func(childComplexity int) int
+		ID            func(childComplexity int) int
+		LastError     func(childComplexity int) int
+		NextAttemptAt func(childComplexity int) int
+		Note          func(childComplexity int) int
+		Processor     func(childComplexity int) int
+		Purpose       func(childComplexity int) int
+		State         func(childComplexity int) int
+		UpdatedAt     func(childComplexity int) int
 	}
 
 	PageInfo struct {
@@ -189,6 +236,15 @@ type ComplexityRoot struct {
 		Version     func(childComplexity int) int
 	}
 
+	Processor struct {
+		DataCategories func(childComplexity int) int
+		Description    func(childComplexity int) int
+		Enabled        func(childComplexity int) int
+		Name           func(childComplexity int) int
+		Purpose        func(childComplexity int) int
+		Type           func(childComplexity int) int
+	}
+
 	Profile struct {
 		BirthYear func(childComplexity int) int
 		Country   func(childComplexity int) int
@@ -201,6 +257,7 @@ type ComplexityRoot struct {
 		Description    func(childComplexity int) int
 		ID             func(childComplexity int) int
 		Mechanism      func(childComplexity int) int
+		Processors     func(childComplexity int) int
 	}
 
 	Query struct {
@@ -208,9 +265,11 @@ type ComplexityRoot struct {
 		Demographics  func(childComplexity int, groupBy []model.Dimension, epsilon *float64) int
 		ExportMyData  func(childComplexity int) int
 		Me            func(childComplexity int) int
+		Outbox        func(childComplexity int, state *model.DeliveryState, first *int, after *string) int
 		PartnerMe     func(childComplexity int) int
 		Partners      func(childComplexity int) int
 		Policy        func(childComplexity int) int
+		Processors    func(childComplexity int) int
 		Purposes      func(childComplexity int) int
 		VerifyReceipt func(childComplexity int, receipt string) int
 	}
@@ -241,6 +300,7 @@ type ComplexityRoot struct {
 		ConsentHistory func(childComplexity int, first *int, after *string) int
 		Consents       func(childComplexity int) int
 		CreatedAt      func(childComplexity int) int
+		Disclosures    func(childComplexity int, first *int, after *string) int
 		Email          func(childComplexity int) int
 		EmailVerified  func(childComplexity int) int
 		ID             func(childComplexity int) int
@@ -266,11 +326,16 @@ type MutationResolver interface {
 	CreatePartner(ctx context.Context, name string, epsilonBudget float64, budgetPeriodDays int) (*model.PartnerCredentials, error)
 	RevokePartner(ctx context.Context, id string) (*model.Partner, error)
 	ReconcileDemographics(ctx context.Context) (*model.ReconcileReport, error)
+	SetProcessorEnabled(ctx context.Context, name string, enabled bool) (*model.Processor, error)
+	RetryDelivery(ctx context.Context, id string) (*model.OutboxItem, error)
 	UpdateProfile(ctx context.Context, input model.ProfileInput) (*model.User, error)
 	SetEmail(ctx context.Context, email *string) (*model.User, error)
 	VerifyEmail(ctx context.Context, token string) (bool, error)
 	DeleteMyAccount(ctx context.Context, password string) (bool, error)
 	EraseUser(ctx context.Context, id string) (bool, error)
+}
+type PurposeResolver interface {
+	Processors(ctx context.Context, obj *model.Purpose) ([]*model.Processor, error)
 }
 type QueryResolver interface {
 	Me(ctx context.Context) (*model.User, error)
@@ -281,12 +346,15 @@ type QueryResolver interface {
 	Demographics(ctx context.Context, groupBy []model.Dimension, epsilon *float64) (*model.DemographicReport, error)
 	PartnerMe(ctx context.Context) (*model.PartnerSelf, error)
 	Partners(ctx context.Context) ([]*model.Partner, error)
+	Processors(ctx context.Context) ([]*model.Processor, error)
+	Outbox(ctx context.Context, state *model.DeliveryState, first *int, after *string) (*model.OutboxConnection, error)
 	ExportMyData(ctx context.Context) (*model.DataExport, error)
 }
 type UserResolver interface {
 	Consents(ctx context.Context, obj *model.User) ([]*model.Consent, error)
 	ConsentHistory(ctx context.Context, obj *model.User, first *int, after *string) (*model.ConsentEventConnection, error)
 	LedgerIntact(ctx context.Context, obj *model.User) (bool, error)
+	Disclosures(ctx context.Context, obj *model.User, first *int, after *string) (*model.DisclosureConnection, error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -432,6 +500,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Consent.NeedsRenewal(childComplexity), true
+	case "Consent.notes":
+		if e.ComplexityRoot.Consent.Notes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Consent.Notes(childComplexity), true
 	case "Consent.policyVersion":
 		if e.ComplexityRoot.Consent.PolicyVersion == nil {
 			break
@@ -644,6 +718,63 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.DemographicReport.Suppressed(childComplexity), true
 
+	case "Disclosure.action":
+		if e.ComplexityRoot.Disclosure.Action == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Disclosure.Action(childComplexity), true
+	case "Disclosure.at":
+		if e.ComplexityRoot.Disclosure.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Disclosure.At(childComplexity), true
+	case "Disclosure.fields":
+		if e.ComplexityRoot.Disclosure.Fields == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Disclosure.Fields(childComplexity), true
+	case "Disclosure.processor":
+		if e.ComplexityRoot.Disclosure.Processor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Disclosure.Processor(childComplexity), true
+	case "Disclosure.purpose":
+		if e.ComplexityRoot.Disclosure.Purpose == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Disclosure.Purpose(childComplexity), true
+
+	case "DisclosureConnection.edges":
+		if e.ComplexityRoot.DisclosureConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DisclosureConnection.Edges(childComplexity), true
+	case "DisclosureConnection.pageInfo":
+		if e.ComplexityRoot.DisclosureConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DisclosureConnection.PageInfo(childComplexity), true
+
+	case "DisclosureEdge.cursor":
+		if e.ComplexityRoot.DisclosureEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DisclosureEdge.Cursor(childComplexity), true
+	case "DisclosureEdge.node":
+		if e.ComplexityRoot.DisclosureEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DisclosureEdge.Node(childComplexity), true
+
 	case "Mutation.createPartner":
 		if e.ComplexityRoot.Mutation.CreatePartner == nil {
 			break
@@ -733,6 +864,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.Register(childComplexity, args["input"].(model.RegisterInput)), true
+	case "Mutation.retryDelivery":
+		if e.ComplexityRoot.Mutation.RetryDelivery == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_retryDelivery_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RetryDelivery(childComplexity, args["id"].(string)), true
 	case "Mutation.revokePartner":
 		if e.ComplexityRoot.Mutation.RevokePartner == nil {
 			break
@@ -761,6 +903,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.SetEmail(childComplexity, args["email"].(*string)), true
+	case "Mutation.setProcessorEnabled":
+		if e.ComplexityRoot.Mutation.SetProcessorEnabled == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setProcessorEnabled_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetProcessorEnabled(childComplexity, args["name"].(string), args["enabled"].(bool)), true
 	case "Mutation.updateProfile":
 		if e.ComplexityRoot.Mutation.UpdateProfile == nil {
 			break
@@ -794,6 +947,105 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.WithdrawConsent(childComplexity, args["purpose"].(string)), true
+
+	case "OutboxConnection.edges":
+		if e.ComplexityRoot.OutboxConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OutboxConnection.Edges(childComplexity), true
+	case "OutboxConnection.pageInfo":
+		if e.ComplexityRoot.OutboxConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OutboxConnection.PageInfo(childComplexity), true
+
+	case "OutboxEdge.cursor":
+		if e.ComplexityRoot.OutboxEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OutboxEdge.Cursor(childComplexity), true
+	case "OutboxEdge.node":
+		if e.ComplexityRoot.OutboxEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OutboxEdge.Node(childComplexity), true
+
+	case "OutboxItem.action":
+		if e.ComplexityRoot.OutboxItem.Action == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OutboxItem.Action(childComplexity), true
+	case "OutboxItem.attempts":
+		if e.ComplexityRoot.OutboxItem.Attempts == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OutboxItem.Attempts(childComplexity), true
+	case "OutboxItem.cause":
+		if e.ComplexityRoot.OutboxItem.Cause == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OutboxItem.Cause(childComplexity), true
+	case "OutboxItem.createdAt":
+		if e.ComplexityRoot.OutboxItem.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OutboxItem.CreatedAt(childComplexity), true
+	case "OutboxItem.id":
+		if e.ComplexityRoot.OutboxItem.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OutboxItem.ID(childComplexity), true
+	case "OutboxItem.lastError":
+		if e.ComplexityRoot.OutboxItem.LastError == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OutboxItem.LastError(childComplexity), true
+	case "OutboxItem.nextAttemptAt":
+		if e.ComplexityRoot.OutboxItem.NextAttemptAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OutboxItem.NextAttemptAt(childComplexity), true
+	case "OutboxItem.note":
+		if e.ComplexityRoot.OutboxItem.Note == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OutboxItem.Note(childComplexity), true
+	case "OutboxItem.processor":
+		if e.ComplexityRoot.OutboxItem.Processor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OutboxItem.Processor(childComplexity), true
+	case "OutboxItem.purpose":
+		if e.ComplexityRoot.OutboxItem.Purpose == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OutboxItem.Purpose(childComplexity), true
+	case "OutboxItem.state":
+		if e.ComplexityRoot.OutboxItem.State == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OutboxItem.State(childComplexity), true
+	case "OutboxItem.updatedAt":
+		if e.ComplexityRoot.OutboxItem.UpdatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OutboxItem.UpdatedAt(childComplexity), true
 
 	case "PageInfo.endCursor":
 		if e.ComplexityRoot.PageInfo.EndCursor == nil {
@@ -938,6 +1190,43 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Policy.Version(childComplexity), true
 
+	case "Processor.dataCategories":
+		if e.ComplexityRoot.Processor.DataCategories == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Processor.DataCategories(childComplexity), true
+	case "Processor.description":
+		if e.ComplexityRoot.Processor.Description == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Processor.Description(childComplexity), true
+	case "Processor.enabled":
+		if e.ComplexityRoot.Processor.Enabled == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Processor.Enabled(childComplexity), true
+	case "Processor.name":
+		if e.ComplexityRoot.Processor.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Processor.Name(childComplexity), true
+	case "Processor.purpose":
+		if e.ComplexityRoot.Processor.Purpose == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Processor.Purpose(childComplexity), true
+	case "Processor.type":
+		if e.ComplexityRoot.Processor.Type == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Processor.Type(childComplexity), true
+
 	case "Profile.birthYear":
 		if e.ComplexityRoot.Profile.BirthYear == nil {
 			break
@@ -987,6 +1276,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Purpose.Mechanism(childComplexity), true
+	case "Purpose.processors":
+		if e.ComplexityRoot.Purpose.Processors == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Purpose.Processors(childComplexity), true
 
 	case "Query.auditLog":
 		if e.ComplexityRoot.Query.AuditLog == nil {
@@ -1023,6 +1318,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Me(childComplexity), true
+	case "Query.outbox":
+		if e.ComplexityRoot.Query.Outbox == nil {
+			break
+		}
+
+		args, err := ec.field_Query_outbox_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Outbox(childComplexity, args["state"].(*model.DeliveryState), args["first"].(*int), args["after"].(*string)), true
 	case "Query.partnerMe":
 		if e.ComplexityRoot.Query.PartnerMe == nil {
 			break
@@ -1041,6 +1347,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Policy(childComplexity), true
+	case "Query.processors":
+		if e.ComplexityRoot.Query.Processors == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.Processors(childComplexity), true
 	case "Query.purposes":
 		if e.ComplexityRoot.Query.Purposes == nil {
 			break
@@ -1180,6 +1492,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.User.CreatedAt(childComplexity), true
+	case "User.disclosures":
+		if e.ComplexityRoot.User.Disclosures == nil {
+			break
+		}
+
+		args, err := ec.field_User_disclosures_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.User.Disclosures(childComplexity, args["first"].(*int), args["after"].(*string)), true
 	case "User.email":
 		if e.ComplexityRoot.User.Email == nil {
 			break
@@ -1723,6 +2046,128 @@ type ReconcileReport {
   cellsSkipped: Int!
 }
 `, BuiltIn: false},
+	{Name: "../schema/processors.graphqls", Input: `# Processors (third parties that receive personal data only with consent),
+# the consent-gated outbox that delivers to them, and disclosures.
+
+"A third party that receives data for one purpose, only while you consent to it."
+type Processor {
+  name: String!
+  "The plugin type, e.g. mailchimp or webhook."
+  type: String!
+  purpose: ID!
+  "The only personal data it receives."
+  dataCategories: [String!]!
+  description: String!
+  "Disabled processors receive nothing until enabled again (work waits)."
+  enabled: Boolean!
+}
+
+enum DeliveryState {
+  "Due now or after a backoff."
+  PENDING
+  "Waits for data the processor requires, e.g. an email address."
+  WAITING
+  DONE
+  "Nothing to do at delivery time (consent withdrawn, nothing to forget, account erased)."
+  SKIPPED
+  "Failed too often or for good; an admin may retry it."
+  DEAD
+}
+
+enum DeliveryAction {
+  DELIVER
+  FORGET
+}
+
+"Something that keeps a consent from taking full effect."
+enum ConsentNote {
+  "A processor of this purpose needs your email address: add one and delivery follows."
+  NEEDS_EMAIL
+}
+
+"One unit of work for a processor (admins only); holds no personal data."
+type OutboxItem {
+  "Also the idempotency key sent to the processor."
+  id: ID!
+  processor: String!
+  purpose: ID!
+  action: DeliveryAction!
+  state: DeliveryState!
+  attempts: Int!
+  nextAttemptAt: Time!
+  lastError: String
+  note: String
+  "What caused it, e.g. a consent event (e12), email, profile.country or erasure."
+  cause: String!
+  createdAt: Time!
+  updatedAt: Time!
+}
+
+type OutboxEdge {
+  cursor: String!
+  node: OutboxItem!
+}
+
+type OutboxConnection {
+  edges: [OutboxEdge!]!
+  pageInfo: PageInfo!
+}
+
+enum DisclosureAction {
+  "The processor received the listed fields."
+  DELIVERED
+  "The processor was told to forget you."
+  FORGOTTEN
+}
+
+"A record that a processor received your data or was told to forget you."
+type Disclosure {
+  processor: String!
+  purpose: ID!
+  fields: [String!]!
+  action: DisclosureAction!
+  at: Time!
+}
+
+type DisclosureEdge {
+  cursor: String!
+  node: Disclosure!
+}
+
+type DisclosureConnection {
+  edges: [DisclosureEdge!]!
+  pageInfo: PageInfo!
+}
+
+extend type Purpose {
+  "The processors bound to this purpose."
+  processors: [Processor!]! @goField(forceResolver: true)
+}
+
+extend type Consent {
+  "What keeps this consent from taking full effect; empty when nothing does."
+  notes: [ConsentNote!]!
+}
+
+extend type User {
+  "Who received which of your data, newest first (at most 100 per page)."
+  disclosures(first: Int = 20, after: String): DisclosureConnection! @pii
+}
+
+extend type Query {
+  "Every configured processor. Anyone may ask."
+  processors: [Processor!]!
+  "Work items for processors, oldest first (at most 100 per page)."
+  outbox(state: DeliveryState, first: Int = 20, after: String): OutboxConnection! @auth(requires: ADMIN)
+}
+
+extend type Mutation {
+  "Enables or disables a processor (recorded in the audit log)."
+  setProcessorEnabled(name: String!, enabled: Boolean!): Processor! @auth(requires: ADMIN)
+  "Puts a DEAD or WAITING item back to PENDING with fresh attempts."
+  retryDelivery(id: ID!): OutboxItem! @auth(requires: ADMIN)
+}
+`, BuiltIn: false},
 	{Name: "../schema/rights.graphqls", Input: `# Data subject rights: rectification and erasure.
 
 extend type Mutation {
@@ -1847,6 +2292,8 @@ func (ec *executionContext) childFields_Consent(ctx context.Context, field graph
 		return ec.fieldContext_Consent_method(ctx, field)
 	case "needsRenewal":
 		return ec.fieldContext_Consent_needsRenewal(ctx, field)
+	case "notes":
+		return ec.fieldContext_Consent_notes(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Consent", field.Name)
 }
@@ -1955,6 +2402,92 @@ func (ec *executionContext) childFields_DemographicReport(ctx context.Context, f
 	return nil, fmt.Errorf("no field named %q was found under type DemographicReport", field.Name)
 }
 
+func (ec *executionContext) childFields_Disclosure(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "processor":
+		return ec.fieldContext_Disclosure_processor(ctx, field)
+	case "purpose":
+		return ec.fieldContext_Disclosure_purpose(ctx, field)
+	case "fields":
+		return ec.fieldContext_Disclosure_fields(ctx, field)
+	case "action":
+		return ec.fieldContext_Disclosure_action(ctx, field)
+	case "at":
+		return ec.fieldContext_Disclosure_at(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Disclosure", field.Name)
+}
+
+func (ec *executionContext) childFields_DisclosureConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_DisclosureConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_DisclosureConnection_pageInfo(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DisclosureConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_DisclosureEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_DisclosureEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_DisclosureEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DisclosureEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_OutboxConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_OutboxConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_OutboxConnection_pageInfo(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type OutboxConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_OutboxEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_OutboxEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_OutboxEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type OutboxEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_OutboxItem(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_OutboxItem_id(ctx, field)
+	case "processor":
+		return ec.fieldContext_OutboxItem_processor(ctx, field)
+	case "purpose":
+		return ec.fieldContext_OutboxItem_purpose(ctx, field)
+	case "action":
+		return ec.fieldContext_OutboxItem_action(ctx, field)
+	case "state":
+		return ec.fieldContext_OutboxItem_state(ctx, field)
+	case "attempts":
+		return ec.fieldContext_OutboxItem_attempts(ctx, field)
+	case "nextAttemptAt":
+		return ec.fieldContext_OutboxItem_nextAttemptAt(ctx, field)
+	case "lastError":
+		return ec.fieldContext_OutboxItem_lastError(ctx, field)
+	case "note":
+		return ec.fieldContext_OutboxItem_note(ctx, field)
+	case "cause":
+		return ec.fieldContext_OutboxItem_cause(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_OutboxItem_createdAt(ctx, field)
+	case "updatedAt":
+		return ec.fieldContext_OutboxItem_updatedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type OutboxItem", field.Name)
+}
+
 func (ec *executionContext) childFields_PageInfo(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "hasNextPage":
@@ -2031,6 +2564,24 @@ func (ec *executionContext) childFields_Policy(ctx context.Context, field graphq
 	return nil, fmt.Errorf("no field named %q was found under type Policy", field.Name)
 }
 
+func (ec *executionContext) childFields_Processor(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "name":
+		return ec.fieldContext_Processor_name(ctx, field)
+	case "type":
+		return ec.fieldContext_Processor_type(ctx, field)
+	case "purpose":
+		return ec.fieldContext_Processor_purpose(ctx, field)
+	case "dataCategories":
+		return ec.fieldContext_Processor_dataCategories(ctx, field)
+	case "description":
+		return ec.fieldContext_Processor_description(ctx, field)
+	case "enabled":
+		return ec.fieldContext_Processor_enabled(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Processor", field.Name)
+}
+
 func (ec *executionContext) childFields_Profile(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "birthYear":
@@ -2055,6 +2606,8 @@ func (ec *executionContext) childFields_Purpose(ctx context.Context, field graph
 		return ec.fieldContext_Purpose_description(ctx, field)
 	case "dataCategories":
 		return ec.fieldContext_Purpose_dataCategories(ctx, field)
+	case "processors":
+		return ec.fieldContext_Purpose_processors(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Purpose", field.Name)
 }
@@ -2125,6 +2678,8 @@ func (ec *executionContext) childFields_User(ctx context.Context, field graphql.
 		return ec.fieldContext_User_consentHistory(ctx, field)
 	case "ledgerIntact":
 		return ec.fieldContext_User_ledgerIntact(ctx, field)
+	case "disclosures":
+		return ec.fieldContext_User_disclosures(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type User", field.Name)
 }
@@ -2397,6 +2952,20 @@ func (ec *executionContext) field_Mutation_register_args(ctx context.Context, ra
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_retryDelivery_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_revokePartner_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -2422,6 +2991,28 @@ func (ec *executionContext) field_Mutation_setEmail_args(ctx context.Context, ra
 		return nil, err
 	}
 	args["email"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_setProcessorEnabled_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "name",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["name"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "enabled",
+		func(ctx context.Context, v any) (bool, error) {
+			return ec.unmarshalNBoolean2bool(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["enabled"] = arg1
 	return args, nil
 }
 
@@ -2525,6 +3116,36 @@ func (ec *executionContext) field_Query_demographics_args(ctx context.Context, r
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_outbox_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "state",
+		func(ctx context.Context, v any) (*model.DeliveryState, error) {
+			return ec.unmarshalODeliveryState2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐDeliveryState(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["state"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg2
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_verifyReceipt_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -2540,6 +3161,28 @@ func (ec *executionContext) field_Query_verifyReceipt_args(ctx context.Context, 
 }
 
 func (ec *executionContext) field_User_consentHistory_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_User_disclosures_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
@@ -3207,6 +3850,29 @@ func (ec *executionContext) _Consent_needsRenewal(ctx context.Context, field gra
 }
 func (ec *executionContext) fieldContext_Consent_needsRenewal(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Consent", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _Consent_notes(ctx context.Context, field graphql.CollectedField, obj *model.Consent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Consent_notes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Notes, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []model.ConsentNote) graphql.Marshaler {
+			return ec.marshalNConsentNote2ᚕgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐConsentNoteᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Consent_notes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Consent", field, false, false, "ConsentNote")
 }
 
 func (ec *executionContext) _ConsentEvent_sequence(ctx context.Context, field graphql.CollectedField, obj *model.ConsentEvent) (ret graphql.Marshaler) {
@@ -3967,6 +4633,240 @@ func (ec *executionContext) fieldContext_DemographicReport_generatedAt(_ context
 	return graphql.NewScalarFieldContext("DemographicReport", field, false, false, "Time")
 }
 
+func (ec *executionContext) _Disclosure_processor(ctx context.Context, field graphql.CollectedField, obj *model.Disclosure) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Disclosure_processor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Processor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Disclosure_processor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Disclosure", field, false, false, "String")
+}
+
+func (ec *executionContext) _Disclosure_purpose(ctx context.Context, field graphql.CollectedField, obj *model.Disclosure) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Disclosure_purpose(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Purpose, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Disclosure_purpose(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Disclosure", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Disclosure_fields(ctx context.Context, field graphql.CollectedField, obj *model.Disclosure) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Disclosure_fields(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Fields, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Disclosure_fields(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Disclosure", field, false, false, "String")
+}
+
+func (ec *executionContext) _Disclosure_action(ctx context.Context, field graphql.CollectedField, obj *model.Disclosure) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Disclosure_action(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Action, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.DisclosureAction) graphql.Marshaler {
+			return ec.marshalNDisclosureAction2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐDisclosureAction(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Disclosure_action(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Disclosure", field, false, false, "DisclosureAction")
+}
+
+func (ec *executionContext) _Disclosure_at(ctx context.Context, field graphql.CollectedField, obj *model.Disclosure) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Disclosure_at(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.At, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Disclosure_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Disclosure", field, false, false, "Time")
+}
+
+func (ec *executionContext) _DisclosureConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.DisclosureConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DisclosureConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.DisclosureEdge) graphql.Marshaler {
+			return ec.marshalNDisclosureEdge2ᚕᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐDisclosureEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DisclosureConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DisclosureConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DisclosureEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DisclosureConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *model.DisclosureConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DisclosureConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DisclosureConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DisclosureConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DisclosureEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.DisclosureEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DisclosureEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DisclosureEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DisclosureEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _DisclosureEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.DisclosureEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DisclosureEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Disclosure) graphql.Marshaler {
+			return ec.marshalNDisclosure2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐDisclosure(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DisclosureEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DisclosureEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Disclosure(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_register(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -4479,6 +5379,130 @@ func (ec *executionContext) fieldContext_Mutation_reconcileDemographics(_ contex
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_setProcessorEnabled(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_setProcessorEnabled(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SetProcessorEnabled(ctx, fc.Args["name"].(string), fc.Args["enabled"].(bool))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				requires, err := ec.unmarshalNRole2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐRole(ctx, "ADMIN")
+				if err != nil {
+					var zeroVal *model.Processor
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.Processor
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, requires)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Processor) graphql.Marshaler {
+			return ec.marshalNProcessor2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐProcessor(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_setProcessorEnabled(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Processor(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_setProcessorEnabled_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_retryDelivery(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_retryDelivery(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RetryDelivery(ctx, fc.Args["id"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				requires, err := ec.unmarshalNRole2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐRole(ctx, "ADMIN")
+				if err != nil {
+					var zeroVal *model.OutboxItem
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.OutboxItem
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, requires)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.OutboxItem) graphql.Marshaler {
+			return ec.marshalNOutboxItem2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐOutboxItem(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_retryDelivery(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_OutboxItem(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_retryDelivery_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_updateProfile(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -4769,6 +5793,401 @@ func (ec *executionContext) fieldContext_Mutation_eraseUser(ctx context.Context,
 		return fc, err
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _OutboxConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.OutboxConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OutboxConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.OutboxEdge) graphql.Marshaler {
+			return ec.marshalNOutboxEdge2ᚕᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐOutboxEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OutboxConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "OutboxConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_OutboxEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _OutboxConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *model.OutboxConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OutboxConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OutboxConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "OutboxConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _OutboxEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.OutboxEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OutboxEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OutboxEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OutboxEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _OutboxEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.OutboxEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OutboxEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.OutboxItem) graphql.Marshaler {
+			return ec.marshalNOutboxItem2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐOutboxItem(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OutboxEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "OutboxEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_OutboxItem(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _OutboxItem_id(ctx context.Context, field graphql.CollectedField, obj *model.OutboxItem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OutboxItem_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OutboxItem_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OutboxItem", field, false, false, "ID")
+}
+
+func (ec *executionContext) _OutboxItem_processor(ctx context.Context, field graphql.CollectedField, obj *model.OutboxItem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OutboxItem_processor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Processor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OutboxItem_processor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OutboxItem", field, false, false, "String")
+}
+
+func (ec *executionContext) _OutboxItem_purpose(ctx context.Context, field graphql.CollectedField, obj *model.OutboxItem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OutboxItem_purpose(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Purpose, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OutboxItem_purpose(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OutboxItem", field, false, false, "ID")
+}
+
+func (ec *executionContext) _OutboxItem_action(ctx context.Context, field graphql.CollectedField, obj *model.OutboxItem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OutboxItem_action(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Action, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.DeliveryAction) graphql.Marshaler {
+			return ec.marshalNDeliveryAction2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐDeliveryAction(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OutboxItem_action(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OutboxItem", field, false, false, "DeliveryAction")
+}
+
+func (ec *executionContext) _OutboxItem_state(ctx context.Context, field graphql.CollectedField, obj *model.OutboxItem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OutboxItem_state(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.State, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.DeliveryState) graphql.Marshaler {
+			return ec.marshalNDeliveryState2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐDeliveryState(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OutboxItem_state(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OutboxItem", field, false, false, "DeliveryState")
+}
+
+func (ec *executionContext) _OutboxItem_attempts(ctx context.Context, field graphql.CollectedField, obj *model.OutboxItem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OutboxItem_attempts(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Attempts, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OutboxItem_attempts(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OutboxItem", field, false, false, "Int")
+}
+
+func (ec *executionContext) _OutboxItem_nextAttemptAt(ctx context.Context, field graphql.CollectedField, obj *model.OutboxItem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OutboxItem_nextAttemptAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.NextAttemptAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OutboxItem_nextAttemptAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OutboxItem", field, false, false, "Time")
+}
+
+func (ec *executionContext) _OutboxItem_lastError(ctx context.Context, field graphql.CollectedField, obj *model.OutboxItem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OutboxItem_lastError(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LastError, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_OutboxItem_lastError(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OutboxItem", field, false, false, "String")
+}
+
+func (ec *executionContext) _OutboxItem_note(ctx context.Context, field graphql.CollectedField, obj *model.OutboxItem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OutboxItem_note(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Note, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_OutboxItem_note(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OutboxItem", field, false, false, "String")
+}
+
+func (ec *executionContext) _OutboxItem_cause(ctx context.Context, field graphql.CollectedField, obj *model.OutboxItem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OutboxItem_cause(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cause, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OutboxItem_cause(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OutboxItem", field, false, false, "String")
+}
+
+func (ec *executionContext) _OutboxItem_createdAt(ctx context.Context, field graphql.CollectedField, obj *model.OutboxItem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OutboxItem_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OutboxItem_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OutboxItem", field, false, false, "Time")
+}
+
+func (ec *executionContext) _OutboxItem_updatedAt(ctx context.Context, field graphql.CollectedField, obj *model.OutboxItem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OutboxItem_updatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpdatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OutboxItem_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OutboxItem", field, false, false, "Time")
 }
 
 func (ec *executionContext) _PageInfo_hasNextPage(ctx context.Context, field graphql.CollectedField, obj *model.PageInfo) (ret graphql.Marshaler) {
@@ -5309,6 +6728,144 @@ func (ec *executionContext) fieldContext_Policy_reconsent(_ context.Context, fie
 	return graphql.NewScalarFieldContext("Policy", field, false, false, "ID")
 }
 
+func (ec *executionContext) _Processor_name(ctx context.Context, field graphql.CollectedField, obj *model.Processor) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Processor_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Processor_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Processor", field, false, false, "String")
+}
+
+func (ec *executionContext) _Processor_type(ctx context.Context, field graphql.CollectedField, obj *model.Processor) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Processor_type(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Type, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Processor_type(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Processor", field, false, false, "String")
+}
+
+func (ec *executionContext) _Processor_purpose(ctx context.Context, field graphql.CollectedField, obj *model.Processor) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Processor_purpose(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Purpose, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Processor_purpose(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Processor", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Processor_dataCategories(ctx context.Context, field graphql.CollectedField, obj *model.Processor) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Processor_dataCategories(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DataCategories, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Processor_dataCategories(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Processor", field, false, false, "String")
+}
+
+func (ec *executionContext) _Processor_description(ctx context.Context, field graphql.CollectedField, obj *model.Processor) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Processor_description(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Description, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Processor_description(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Processor", field, false, false, "String")
+}
+
+func (ec *executionContext) _Processor_enabled(ctx context.Context, field graphql.CollectedField, obj *model.Processor) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Processor_enabled(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Enabled, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Processor_enabled(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Processor", field, false, false, "Boolean")
+}
+
 func (ec *executionContext) _Profile_birthYear(ctx context.Context, field graphql.CollectedField, obj *model.Profile) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -5543,6 +7100,38 @@ func (ec *executionContext) _Purpose_dataCategories(ctx context.Context, field g
 }
 func (ec *executionContext) fieldContext_Purpose_dataCategories(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Purpose", field, false, false, "String")
+}
+
+func (ec *executionContext) _Purpose_processors(ctx context.Context, field graphql.CollectedField, obj *model.Purpose) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Purpose_processors(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Purpose().Processors(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.Processor) graphql.Marshaler {
+			return ec.marshalNProcessor2ᚕᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐProcessorᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Purpose_processors(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Purpose",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Processor(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _Query_me(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
@@ -5905,6 +7494,100 @@ func (ec *executionContext) fieldContext_Query_partners(_ context.Context, field
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_Partner(ctx, field)
 		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_processors(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_processors(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().Processors(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.Processor) graphql.Marshaler {
+			return ec.marshalNProcessor2ᚕᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐProcessorᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_processors(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Processor(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_outbox(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_outbox(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Outbox(ctx, fc.Args["state"].(*model.DeliveryState), fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				requires, err := ec.unmarshalNRole2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐRole(ctx, "ADMIN")
+				if err != nil {
+					var zeroVal *model.OutboxConnection
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.OutboxConnection
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, requires)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.OutboxConnection) graphql.Marshaler {
+			return ec.marshalNOutboxConnection2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐOutboxConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_outbox(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_OutboxConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_outbox_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
 	}
 	return fc, nil
 }
@@ -6735,6 +8418,63 @@ func (ec *executionContext) _User_ledgerIntact(ctx context.Context, field graphq
 }
 func (ec *executionContext) fieldContext_User_ledgerIntact(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("User", field, true, true, "Boolean")
+}
+
+func (ec *executionContext) _User_disclosures(ctx context.Context, field graphql.CollectedField, obj *model.User) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_User_disclosures(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.User().Disclosures(ctx, obj, fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				if ec.Directives.Pii == nil {
+					var zeroVal *model.DisclosureConnection
+					return zeroVal, errors.New("directive pii is not implemented")
+				}
+				return ec.Directives.Pii(ctx, obj, directive0)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.DisclosureConnection) graphql.Marshaler {
+			return ec.marshalNDisclosureConnection2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐDisclosureConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_User_disclosures(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "User",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DisclosureConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_User_disclosures_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) ___Directive_name(ctx context.Context, field graphql.CollectedField, obj *introspection.Directive) (ret graphql.Marshaler) {
@@ -8210,6 +9950,11 @@ func (ec *executionContext) _Consent(ctx context.Context, sel ast.SelectionSet, 
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "notes":
+			out.Values[i] = ec._Consent_notes(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -8578,6 +10323,135 @@ func (ec *executionContext) _DemographicReport(ctx context.Context, sel ast.Sele
 	return out
 }
 
+var disclosureImplementors = []string{"Disclosure"}
+
+func (ec *executionContext) _Disclosure(ctx context.Context, sel ast.SelectionSet, obj *model.Disclosure) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, disclosureImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Disclosure")
+		case "processor":
+			out.Values[i] = ec._Disclosure_processor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "purpose":
+			out.Values[i] = ec._Disclosure_purpose(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "fields":
+			out.Values[i] = ec._Disclosure_fields(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "action":
+			out.Values[i] = ec._Disclosure_action(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "at":
+			out.Values[i] = ec._Disclosure_at(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var disclosureConnectionImplementors = []string{"DisclosureConnection"}
+
+func (ec *executionContext) _DisclosureConnection(ctx context.Context, sel ast.SelectionSet, obj *model.DisclosureConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, disclosureConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DisclosureConnection")
+		case "edges":
+			out.Values[i] = ec._DisclosureConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._DisclosureConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var disclosureEdgeImplementors = []string{"DisclosureEdge"}
+
+func (ec *executionContext) _DisclosureEdge(ctx context.Context, sel ast.SelectionSet, obj *model.DisclosureEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, disclosureEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DisclosureEdge")
+		case "cursor":
+			out.Values[i] = ec._DisclosureEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._DisclosureEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var mutationImplementors = []string{"Mutation"}
 
 func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet) graphql.Marshaler {
@@ -8667,6 +10541,20 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "setProcessorEnabled":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_setProcessorEnabled(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "retryDelivery":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_retryDelivery(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "updateProfile":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_updateProfile(ctx, field)
@@ -8699,6 +10587,170 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_eraseUser(ctx, field)
 			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var outboxConnectionImplementors = []string{"OutboxConnection"}
+
+func (ec *executionContext) _OutboxConnection(ctx context.Context, sel ast.SelectionSet, obj *model.OutboxConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, outboxConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("OutboxConnection")
+		case "edges":
+			out.Values[i] = ec._OutboxConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._OutboxConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var outboxEdgeImplementors = []string{"OutboxEdge"}
+
+func (ec *executionContext) _OutboxEdge(ctx context.Context, sel ast.SelectionSet, obj *model.OutboxEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, outboxEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("OutboxEdge")
+		case "cursor":
+			out.Values[i] = ec._OutboxEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._OutboxEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var outboxItemImplementors = []string{"OutboxItem"}
+
+func (ec *executionContext) _OutboxItem(ctx context.Context, sel ast.SelectionSet, obj *model.OutboxItem) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, outboxItemImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("OutboxItem")
+		case "id":
+			out.Values[i] = ec._OutboxItem_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "processor":
+			out.Values[i] = ec._OutboxItem_processor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "purpose":
+			out.Values[i] = ec._OutboxItem_purpose(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "action":
+			out.Values[i] = ec._OutboxItem_action(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "state":
+			out.Values[i] = ec._OutboxItem_state(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "attempts":
+			out.Values[i] = ec._OutboxItem_attempts(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "nextAttemptAt":
+			out.Values[i] = ec._OutboxItem_nextAttemptAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "lastError":
+			out.Values[i] = ec._OutboxItem_lastError(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "note":
+			out.Values[i] = ec._OutboxItem_note(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "cause":
+			out.Values[i] = ec._OutboxItem_cause(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createdAt":
+			out.Values[i] = ec._OutboxItem_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "updatedAt":
+			out.Values[i] = ec._OutboxItem_updatedAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -8974,6 +11026,64 @@ func (ec *executionContext) _Policy(ctx context.Context, sel ast.SelectionSet, o
 	return out
 }
 
+var processorImplementors = []string{"Processor"}
+
+func (ec *executionContext) _Processor(ctx context.Context, sel ast.SelectionSet, obj *model.Processor) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, processorImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Processor")
+		case "name":
+			out.Values[i] = ec._Processor_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "type":
+			out.Values[i] = ec._Processor_type(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "purpose":
+			out.Values[i] = ec._Processor_purpose(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "dataCategories":
+			out.Values[i] = ec._Processor_dataCategories(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "description":
+			out.Values[i] = ec._Processor_description(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "enabled":
+			out.Values[i] = ec._Processor_enabled(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var profileImplementors = []string{"Profile"}
 
 func (ec *executionContext) _Profile(ctx context.Context, sel ast.SelectionSet, obj *model.Profile) graphql.Marshaler {
@@ -9036,23 +11146,29 @@ func (ec *executionContext) _Purpose(ctx context.Context, sel ast.SelectionSet, 
 		case "id":
 			out.Values[i] = ec._Purpose_id(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "mechanism":
 			out.Values[i] = ec._Purpose_mechanism(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "description":
 			out.Values[i] = ec._Purpose_description(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "dataCategories":
 			out.Values[i] = ec._Purpose_dataCategories(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "processors":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Purpose_processors(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -9136,6 +11252,18 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_partners(ctx, field)
+				})
+		case "processors":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_processors(ctx, field)
+				})
+		case "outbox":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_outbox(ctx, field)
 				})
 		case "exportMyData":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
@@ -9373,6 +11501,12 @@ func (ec *executionContext) _User(ctx context.Context, sel ast.SelectionSet, obj
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._User_ledgerIntact(ctx, field, obj)
+				})
+		case "disclosures":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._User_disclosures(ctx, field, obj)
 				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -9917,6 +12051,46 @@ func (ec *executionContext) marshalNConsentMethod2githubᚗcomᚋconsentgraphᚋ
 	return v
 }
 
+func (ec *executionContext) unmarshalNConsentNote2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐConsentNote(ctx context.Context, v any) (model.ConsentNote, error) {
+	var res model.ConsentNote
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNConsentNote2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐConsentNote(ctx context.Context, sel ast.SelectionSet, v model.ConsentNote) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNConsentNote2ᚕgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐConsentNoteᚄ(ctx context.Context, v any) ([]model.ConsentNote, error) {
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]model.ConsentNote, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNConsentNote2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐConsentNote(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalNConsentNote2ᚕgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐConsentNoteᚄ(ctx context.Context, sel ast.SelectionSet, v []model.ConsentNote) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNConsentNote2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐConsentNote(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) marshalNConsentReceipt2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐConsentReceipt(ctx context.Context, sel ast.SelectionSet, v *model.ConsentReceipt) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "ConsentReceipt!")
@@ -9931,6 +12105,26 @@ func (ec *executionContext) marshalNDataExport2ᚖgithubᚗcomᚋconsentgraphᚋ
 		return graphql.Null
 	}
 	return ec._DataExport(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNDeliveryAction2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐDeliveryAction(ctx context.Context, v any) (model.DeliveryAction, error) {
+	var res model.DeliveryAction
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNDeliveryAction2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐDeliveryAction(ctx context.Context, sel ast.SelectionSet, v model.DeliveryAction) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNDeliveryState2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐDeliveryState(ctx context.Context, v any) (model.DeliveryState, error) {
+	var res model.DeliveryState
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNDeliveryState2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐDeliveryState(ctx context.Context, sel ast.SelectionSet, v model.DeliveryState) graphql.Marshaler {
+	return v
 }
 
 func (ec *executionContext) marshalNDemographicCell2ᚕᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐDemographicCellᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.DemographicCell) graphql.Marshaler {
@@ -10005,6 +12199,56 @@ func (ec *executionContext) marshalNDimension2ᚕgithubᚗcomᚋconsentgraphᚋc
 	return ret
 }
 
+func (ec *executionContext) marshalNDisclosure2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐDisclosure(ctx context.Context, sel ast.SelectionSet, v *model.Disclosure) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Disclosure!")
+		return graphql.Null
+	}
+	return ec._Disclosure(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNDisclosureAction2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐDisclosureAction(ctx context.Context, v any) (model.DisclosureAction, error) {
+	var res model.DisclosureAction
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNDisclosureAction2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐDisclosureAction(ctx context.Context, sel ast.SelectionSet, v model.DisclosureAction) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) marshalNDisclosureConnection2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐDisclosureConnection(ctx context.Context, sel ast.SelectionSet, v *model.DisclosureConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "DisclosureConnection!")
+		return graphql.Null
+	}
+	return ec._DisclosureConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNDisclosureEdge2ᚕᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐDisclosureEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.DisclosureEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNDisclosureEdge2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐDisclosureEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNDisclosureEdge2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐDisclosureEdge(ctx context.Context, sel ast.SelectionSet, v *model.DisclosureEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "DisclosureEdge!")
+		return graphql.Null
+	}
+	return ec._DisclosureEdge(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNFloat2float64(ctx context.Context, v any) (float64, error) {
 	res, err := graphql.UnmarshalFloatContext(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -10076,6 +12320,46 @@ func (ec *executionContext) marshalNInt2int(ctx context.Context, sel ast.Selecti
 	return res
 }
 
+func (ec *executionContext) marshalNOutboxConnection2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐOutboxConnection(ctx context.Context, sel ast.SelectionSet, v *model.OutboxConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "OutboxConnection!")
+		return graphql.Null
+	}
+	return ec._OutboxConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNOutboxEdge2ᚕᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐOutboxEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.OutboxEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNOutboxEdge2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐOutboxEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNOutboxEdge2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐOutboxEdge(ctx context.Context, sel ast.SelectionSet, v *model.OutboxEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "OutboxEdge!")
+		return graphql.Null
+	}
+	return ec._OutboxEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNOutboxItem2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐOutboxItem(ctx context.Context, sel ast.SelectionSet, v *model.OutboxItem) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "OutboxItem!")
+		return graphql.Null
+	}
+	return ec._OutboxItem(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNPageInfo2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐPageInfo(ctx context.Context, sel ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "PageInfo!")
@@ -10130,6 +12414,30 @@ func (ec *executionContext) marshalNPolicy2ᚖgithubᚗcomᚋconsentgraphᚋcons
 		return graphql.Null
 	}
 	return ec._Policy(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNProcessor2ᚕᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐProcessorᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.Processor) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNProcessor2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐProcessor(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNProcessor2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐProcessor(ctx context.Context, sel ast.SelectionSet, v *model.Processor) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Processor!")
+		return graphql.Null
+	}
+	return ec._Processor(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNProfile2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐProfile(ctx context.Context, sel ast.SelectionSet, v *model.Profile) graphql.Marshaler {
@@ -10479,6 +12787,22 @@ func (ec *executionContext) unmarshalOConsentMethod2ᚖgithubᚗcomᚋconsentgra
 }
 
 func (ec *executionContext) marshalOConsentMethod2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐConsentMethod(ctx context.Context, sel ast.SelectionSet, v *model.ConsentMethod) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
+}
+
+func (ec *executionContext) unmarshalODeliveryState2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐDeliveryState(ctx context.Context, v any) (*model.DeliveryState, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(model.DeliveryState)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalODeliveryState2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐDeliveryState(ctx context.Context, sel ast.SelectionSet, v *model.DeliveryState) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/consentgraph/consentgraph/internal/consent"
 	"github.com/consentgraph/consentgraph/internal/demographics"
 	"github.com/consentgraph/consentgraph/internal/export"
+	"github.com/consentgraph/consentgraph/internal/outbox"
 	"github.com/consentgraph/consentgraph/internal/partners"
 	"github.com/consentgraph/consentgraph/internal/signing"
 )
@@ -25,6 +26,8 @@ type Resolver struct {
 
 	PartnerAccounts *partners.Service
 	Aggregates      *demographics.Service
+	// Outbox knows the processors, their work items and disclosures.
+	Processing *outbox.Service
 }
 
 // EmailVerifier mails an email verification token to an address.

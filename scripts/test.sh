@@ -13,6 +13,21 @@ if [ -x scripts/install-mailpit.sh ]; then
 	export MAILPIT_BIN
 fi
 
+echo "== browser test tools (chromium, node, playwright-core in web/e2e)"
+browser_pkgs=""
+if [ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ]; then browser_pkgs="chromium"; fi
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then browser_pkgs="$browser_pkgs nodejs npm"; fi
+if [ -n "$browser_pkgs" ]; then
+	sudo=""
+	if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+	$sudo apt-get update -qq
+	# shellcheck disable=SC2086
+	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $browser_pkgs >/dev/null
+fi
+if [ ! -f web/e2e/node_modules/.package-lock.json ] || [ web/e2e/package-lock.json -nt web/e2e/node_modules/.package-lock.json ]; then
+	(cd web/e2e && npm ci --no-audit --no-fund)
+fi
+
 echo "== gofmt"
 unformatted="$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"
 if [ -n "$unformatted" ]; then
@@ -32,3 +47,11 @@ fi
 
 echo "== go test"
 go test -count=1 -timeout 12m ./...
+
+echo "== fuzz (a short run of each target; seeds in testdata/fuzz)"
+fuzz() { go test -run '^$' -fuzz "^$2\$" -fuzztime "${FUZZTIME:-5s}" -parallel "${3:-2}" "$1"; }
+fuzz ./internal/accounts FuzzNormalizeUsername
+fuzz ./internal/accounts FuzzNormalizeEmail
+fuzz ./internal/accounts FuzzCheckPassword
+fuzz ./internal/signing FuzzVerify
+fuzz ./internal/app FuzzGraphQLRequest 1 # one worker: each starts a real server

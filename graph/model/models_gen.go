@@ -63,6 +63,8 @@ type Consent struct {
 	// You granted this purpose, a later policy version changed it materially, and
 	// it stays off until you grant it again.
 	NeedsRenewal bool `json:"needsRenewal"`
+	// What keeps this consent from taking full effect; empty when nothing does.
+	Notes []ConsentNote `json:"notes"`
 }
 
 // One entry of your consent ledger, a hash chain.
@@ -133,7 +135,54 @@ type DemographicReport struct {
 	GeneratedAt     time.Time `json:"generatedAt"`
 }
 
+// A record that a processor received your data or was told to forget you.
+type Disclosure struct {
+	Processor string           `json:"processor"`
+	Purpose   string           `json:"purpose"`
+	Fields    []string         `json:"fields"`
+	Action    DisclosureAction `json:"action"`
+	At        time.Time        `json:"at"`
+}
+
+type DisclosureConnection struct {
+	Edges    []*DisclosureEdge `json:"edges"`
+	PageInfo *PageInfo         `json:"pageInfo"`
+}
+
+type DisclosureEdge struct {
+	Cursor string      `json:"cursor"`
+	Node   *Disclosure `json:"node"`
+}
+
 type Mutation struct {
+}
+
+type OutboxConnection struct {
+	Edges    []*OutboxEdge `json:"edges"`
+	PageInfo *PageInfo     `json:"pageInfo"`
+}
+
+type OutboxEdge struct {
+	Cursor string      `json:"cursor"`
+	Node   *OutboxItem `json:"node"`
+}
+
+// One unit of work for a processor (admins only); holds no personal data.
+type OutboxItem struct {
+	// Also the idempotency key sent to the processor.
+	ID            string         `json:"id"`
+	Processor     string         `json:"processor"`
+	Purpose       string         `json:"purpose"`
+	Action        DeliveryAction `json:"action"`
+	State         DeliveryState  `json:"state"`
+	Attempts      int            `json:"attempts"`
+	NextAttemptAt time.Time      `json:"nextAttemptAt"`
+	LastError     *string        `json:"lastError,omitempty"`
+	Note          *string        `json:"note,omitempty"`
+	// What caused it, e.g. a consent event (e12), email, profile.country or erasure.
+	Cause     string    `json:"cause"`
+	CreatedAt time.Time `json:"createdAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
 }
 
 // Relay pagination state.
@@ -180,6 +229,19 @@ type Policy struct {
 	Reconsent []string `json:"reconsent"`
 }
 
+// A third party that receives data for one purpose, only while you consent to it.
+type Processor struct {
+	Name string `json:"name"`
+	// The plugin type, e.g. mailchimp or webhook.
+	Type    string `json:"type"`
+	Purpose string `json:"purpose"`
+	// The only personal data it receives.
+	DataCategories []string `json:"dataCategories"`
+	Description    string   `json:"description"`
+	// Disabled processors receive nothing until enabled again (work waits).
+	Enabled bool `json:"enabled"`
+}
+
 // In updates, a field left out stays as it is and an explicit null clears it.
 type ProfileInput struct {
 	BirthYear graphql.Omittable[*int] `json:"birthYear,omitempty"`
@@ -197,6 +259,8 @@ type Purpose struct {
 	Description string           `json:"description"`
 	// The only personal data this purpose may use, e.g. user.contact.email.
 	DataCategories []string `json:"dataCategories"`
+	// The processors bound to this purpose.
+	Processors []*Processor `json:"processors"`
 }
 
 type Query struct {
@@ -488,6 +552,181 @@ func (e ConsentMethod) MarshalJSON() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// Something that keeps a consent from taking full effect.
+type ConsentNote string
+
+const (
+	// A processor of this purpose needs your email address: add one and delivery follows.
+	ConsentNoteNeedsEmail ConsentNote = "NEEDS_EMAIL"
+)
+
+var AllConsentNote = []ConsentNote{
+	ConsentNoteNeedsEmail,
+}
+
+func (e ConsentNote) IsValid() bool {
+	switch e {
+	case ConsentNoteNeedsEmail:
+		return true
+	}
+	return false
+}
+
+func (e ConsentNote) String() string {
+	return string(e)
+}
+
+func (e *ConsentNote) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = ConsentNote(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid ConsentNote", str)
+	}
+	return nil
+}
+
+func (e ConsentNote) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *ConsentNote) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e ConsentNote) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+type DeliveryAction string
+
+const (
+	DeliveryActionDeliver DeliveryAction = "DELIVER"
+	DeliveryActionForget  DeliveryAction = "FORGET"
+)
+
+var AllDeliveryAction = []DeliveryAction{
+	DeliveryActionDeliver,
+	DeliveryActionForget,
+}
+
+func (e DeliveryAction) IsValid() bool {
+	switch e {
+	case DeliveryActionDeliver, DeliveryActionForget:
+		return true
+	}
+	return false
+}
+
+func (e DeliveryAction) String() string {
+	return string(e)
+}
+
+func (e *DeliveryAction) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = DeliveryAction(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid DeliveryAction", str)
+	}
+	return nil
+}
+
+func (e DeliveryAction) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *DeliveryAction) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e DeliveryAction) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+type DeliveryState string
+
+const (
+	// Due now or after a backoff.
+	DeliveryStatePending DeliveryState = "PENDING"
+	// Waits for data the processor requires, e.g. an email address.
+	DeliveryStateWaiting DeliveryState = "WAITING"
+	DeliveryStateDone    DeliveryState = "DONE"
+	// Nothing to do at delivery time (consent withdrawn, nothing to forget, account erased).
+	DeliveryStateSkipped DeliveryState = "SKIPPED"
+	// Failed too often or for good; an admin may retry it.
+	DeliveryStateDead DeliveryState = "DEAD"
+)
+
+var AllDeliveryState = []DeliveryState{
+	DeliveryStatePending,
+	DeliveryStateWaiting,
+	DeliveryStateDone,
+	DeliveryStateSkipped,
+	DeliveryStateDead,
+}
+
+func (e DeliveryState) IsValid() bool {
+	switch e {
+	case DeliveryStatePending, DeliveryStateWaiting, DeliveryStateDone, DeliveryStateSkipped, DeliveryStateDead:
+		return true
+	}
+	return false
+}
+
+func (e DeliveryState) String() string {
+	return string(e)
+}
+
+func (e *DeliveryState) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = DeliveryState(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid DeliveryState", str)
+	}
+	return nil
+}
+
+func (e DeliveryState) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *DeliveryState) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e DeliveryState) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
 // What demographics can be grouped by.
 type Dimension string
 
@@ -549,6 +788,63 @@ func (e *Dimension) UnmarshalJSON(b []byte) error {
 }
 
 func (e Dimension) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+type DisclosureAction string
+
+const (
+	// The processor received the listed fields.
+	DisclosureActionDelivered DisclosureAction = "DELIVERED"
+	// The processor was told to forget you.
+	DisclosureActionForgotten DisclosureAction = "FORGOTTEN"
+)
+
+var AllDisclosureAction = []DisclosureAction{
+	DisclosureActionDelivered,
+	DisclosureActionForgotten,
+}
+
+func (e DisclosureAction) IsValid() bool {
+	switch e {
+	case DisclosureActionDelivered, DisclosureActionForgotten:
+		return true
+	}
+	return false
+}
+
+func (e DisclosureAction) String() string {
+	return string(e)
+}
+
+func (e *DisclosureAction) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = DisclosureAction(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid DisclosureAction", str)
+	}
+	return nil
+}
+
+func (e DisclosureAction) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *DisclosureAction) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e DisclosureAction) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

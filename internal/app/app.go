@@ -20,6 +20,7 @@ import (
 	"github.com/consentgraph/consentgraph/internal/envelope"
 	"github.com/consentgraph/consentgraph/internal/export"
 	"github.com/consentgraph/consentgraph/internal/metrics"
+	"github.com/consentgraph/consentgraph/internal/outbox"
 	"github.com/consentgraph/consentgraph/internal/partners"
 	"github.com/consentgraph/consentgraph/internal/signing"
 	"github.com/consentgraph/consentgraph/internal/store"
@@ -41,6 +42,8 @@ type App struct {
 	// Partners and Demographics serve the partner API (partners_wiring.go).
 	Partners     *partners.Service
 	Demographics *demographics.Service
+	// Outbox delivers to processors (outbox_wiring.go).
+	Outbox *outbox.Service
 	// File is the --config file (purposes, policy, controller), or its defaults.
 	File *config.File
 
@@ -83,6 +86,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	})
 	a.every(bgCtx, 30*time.Second, "refresh policy versions", a.Consent.Refresh)
 	a.startDemographicsJobs(bgCtx)
+	a.startOutbox(bgCtx)
 	a.every(bgCtx, time.Minute, "sweep expired sessions", func(ctx context.Context) error {
 		_, err := a.Accounts.SweepExpiredSessions(ctx)
 		return err
@@ -116,6 +120,7 @@ func (a *App) init(ctx context.Context) error {
 	if a.Consent, err = consent.New(ctx, consent.Options{
 		DB: a.Store.DB, Users: a.Accounts.Users(), Purposes: a.File.Catalog, Controller: a.File.Controller,
 		InitialPolicy: a.File.Policy, Signer: a.Signing, Secrets: a.Secrets, Logger: a.log,
+		ThirdParties: a.processorNames,
 	}); err != nil {
 		return fmt.Errorf("consent: %w", err)
 	}
@@ -145,6 +150,9 @@ func (a *App) init(ctx context.Context) error {
 	}
 	a.Export = a.newExport()
 	a.Export.Register("consent", a.Consent.ExportSection)
+	if err := a.initOutbox(ctx); err != nil {
+		return err
+	}
 	a.handler = a.routes()
 	return nil
 }

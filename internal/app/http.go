@@ -22,16 +22,20 @@ import (
 
 	"github.com/consentgraph/consentgraph/graph"
 	"github.com/consentgraph/consentgraph/internal/auth"
+	"github.com/consentgraph/consentgraph/internal/httpsec"
 	"github.com/consentgraph/consentgraph/internal/metrics"
 	"github.com/consentgraph/consentgraph/internal/partners"
 	"github.com/consentgraph/consentgraph/internal/store"
+	"github.com/consentgraph/consentgraph/web"
 )
 
 func (a *App) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/graphql", a.graphqlHandler())
 	mux.Handle("GET /.well-known/jwks.json", a.Signing.Handler())
+	mux.Handle("/plugins/", a.pluginRoutes())
 	mux.Handle("GET /export", a.authenticate(http.HandlerFunc(a.serveExport)))
+	web.Routes(mux) // the Privacy Center at /, the partner console at /partners
 	mux.Handle("GET /metrics", a.Metrics.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -56,13 +60,13 @@ func (a *App) routes() http.Handler {
 			MaxAge:           600,
 		}).Handler(h)
 	}
-	return a.withRequestID(a.withLogging(h))
+	return httpsec.Headers(a.withRequestID(a.withLogging(h)))
 }
 
 func (a *App) graphqlHandler() http.Handler {
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{
 		Resolvers: &graph.Resolver{Accounts: a.Accounts, Verifier: a.verifier, Consent: a.Consent, Signing: a.Signing, Export: a.Export, Audit: a.Audit,
-			PartnerAccounts: a.Partners, Aggregates: a.Demographics},
+			PartnerAccounts: a.Partners, Aggregates: a.Demographics, Processing: a.Outbox},
 		Directives: graph.Directives(func(ctx context.Context, subject string) error {
 			return a.Audit.Append(ctx, auth.From(ctx).Actor(), "admin_read_pii", subject, "")
 		}),
@@ -70,6 +74,9 @@ func (a *App) graphqlHandler() http.Handler {
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	// Automatic persisted queries: a client may send only the query's SHA-256
+	// (also with GET, so browsers and CDNs can cache anonymous queries).
+	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
 	if a.cfg.Dev {
 		srv.Use(extension.Introspection{})
 	} else {
@@ -86,9 +93,12 @@ func (a *App) graphqlHandler() http.Handler {
 		return next(ctx)
 	})
 	srv.Use(graph.PartnerGuard{})
+	guard := newAbuseGuard(a.cfg)
+	srv.Use(guard)
+	srv.Use(&graph.InputLimits{})
 	srv.SetErrorPresenter(graph.ErrorPresenter(a.log, RequestID))
 	srv.SetRecoverFunc(graph.Recover(a.log))
-	return a.limitBody(a.authenticate(http.TimeoutHandler(a.Consent.HonorGPC(srv), a.cfg.RequestTimeout, timeoutBody)))
+	return a.limitBody(a.authenticate(http.TimeoutHandler(a.Consent.HonorGPC(guard.bind(srv)), a.cfg.RequestTimeout, timeoutBody)))
 }
 
 var timeoutBody = `{"errors":[{"message":"request took too long","extensions":{"code":"INTERNAL"}}]}`

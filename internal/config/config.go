@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"runtime"
 	"strconv"
 	"strings"
@@ -53,6 +54,26 @@ type Config struct {
 	// DemographicsReconcileInterval is how often the demographic aggregates
 	// are recounted from the users and repaired.
 	DemographicsReconcileInterval time.Duration
+	// OutboxPoll is how often this replica's outbox dispatcher looks for due
+	// work; negative runs no dispatcher here (tests drive their own).
+	OutboxPoll time.Duration
+
+	// TLSCert and TLSKey are PEM files; with them the server speaks only HTTPS.
+	TLSCert string
+	TLSKey  string
+	// DevTLS serves HTTPS with a self-signed certificate made at start-up.
+	DevTLS bool
+	// RateLimits turns the abuse limits on (the default); see internal/ratelimit.
+	RateLimits bool
+	// TrustedProxies are the load balancers whose X-Forwarded-For is
+	// believed: the client address is the rightmost hop not in this list.
+	TrustedProxies []string
+	// MutationsPerMinute is the rate of mutations one IP and one account may
+	// send; AuthPerMinute that of register and login per IP; PartnerPerMinute
+	// that of requests per partner key.
+	MutationsPerMinute int
+	AuthPerMinute      int
+	PartnerPerMinute   int
 
 	LogLevel  string
 	LogFormat string
@@ -130,6 +151,24 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 	conc := num("argon2-concurrency", runtime.NumCPU(), "password hashes computed at once; bounds memory under bursts")
 	demoK := num("demographics-k", 10, "smallest count of a demographics cell shown to partners (at least 2)")
 	dur(&c.DemographicsReconcileInterval, "demographics-reconcile-interval", time.Hour, "how often demographic aggregates are recounted and repaired")
+	dur(&c.OutboxPoll, "outbox-poll", time.Second, "how often the processor outbox is checked for due deliveries (negative: no dispatcher)")
+	str(&c.TLSCert, "tls-cert", "", "PEM certificate chain; with --tls-key serves HTTPS only")
+	str(&c.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
+	boolFlag := func(p *bool, name string, def bool, usage string) {
+		v := env(name, strconv.FormatBool(def))
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("%s: %q is not true or false", EnvName(name), v))
+		}
+		fs.BoolVar(p, name, b, usage+" (env "+EnvName(name)+")")
+	}
+	boolFlag(&c.DevTLS, "dev-tls", false, "serve HTTPS with a generated self-signed certificate (local use only)")
+	boolFlag(&c.RateLimits, "rate-limits", true, "enforce the per-IP, per-account and per-partner rate limits")
+	var trusted string
+	str(&trusted, "trusted-proxies", "", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For names the client")
+	mutRate := num("mutations-per-minute", 60, "mutations per minute per IP and per account")
+	authRate := num("auth-per-minute", 20, "register and login calls per minute per IP")
+	partnerRate := num("partner-requests-per-minute", 120, "requests per minute per partner key")
 	str(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	str(&c.LogFormat, "log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
@@ -139,6 +178,15 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 		problems = append(problems, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}
 	c.CORSOrigins = splitList(cors)
+	c.TrustedProxies = splitList(trusted)
+	for _, cidr := range c.TrustedProxies {
+		if _, _, err := net.ParseCIDR(cidr); err != nil {
+			problems = append(problems, fmt.Errorf("trusted-proxies: %q is not a CIDR like 10.0.0.0/8", cidr))
+		}
+	}
+	if c.PublicURL == "" && (c.TLSCert != "" || c.DevTLS) {
+		c.PublicURL = "https://" + c.Addr
+	}
 	if c.PublicURL == "" {
 		c.PublicURL = "http://" + c.Addr
 	}
@@ -148,6 +196,7 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 	c.MaxComplexity, c.MaxDepth = *maxComplexity, *maxDepth
 	c.Argon2Concurrency = *conc
 	c.DemographicsK = *demoK
+	c.MutationsPerMinute, c.AuthPerMinute, c.PartnerPerMinute = *mutRate, *authRate, *partnerRate
 	if *mem < 0 || *iter < 0 || *par < 1 || *par > 255 {
 		problems = append(problems, errors.New("argon2 parameters out of range"))
 	} else {
@@ -181,6 +230,15 @@ func (c Config) validate() []error {
 	case "debug", "info", "warn", "error":
 	default:
 		errs = append(errs, fmt.Errorf("log-level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("set both tls-cert and tls-key, or neither"))
+	}
+	if c.DevTLS && c.TLSCert != "" {
+		errs = append(errs, errors.New("dev-tls and tls-cert exclude each other"))
+	}
+	if c.MutationsPerMinute < 1 || c.AuthPerMinute < 1 || c.PartnerPerMinute < 1 {
+		errs = append(errs, errors.New("mutations-per-minute, auth-per-minute and partner-requests-per-minute must be at least 1"))
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("log-format %q: want text or json", c.LogFormat))

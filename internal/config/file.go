@@ -49,6 +49,8 @@ type File struct {
 	Purposes []policy.Purpose
 	// Catalog indexes Purposes.
 	Catalog *policy.Catalog
+	// Processors are the configured processor instances (processors.go).
+	Processors []Processor
 }
 
 // fileSections parses each known top-level key. Adding a section (e.g.
@@ -57,6 +59,7 @@ var fileSections = map[string]func(f *File, path string, v any) error{
 	"controller": parseController,
 	"policy":     parsePolicy,
 	"purposes":   parsePurposes,
+	"processors": parseProcessors,
 }
 
 // DefaultFile is the configuration without a file.
@@ -122,6 +125,9 @@ func parseFile(data []byte) (*File, error) {
 		return nil, err
 	}
 	f.Catalog = cat
+	if err := checkProcessors(f); err != nil {
+		return nil, err
+	}
 	return f, nil
 }
 

@@ -1,0 +1,61 @@
+package graph
+
+import (
+	"context"
+
+	"github.com/consentgraph/consentgraph/graph/model"
+	"github.com/consentgraph/consentgraph/internal/outbox"
+)
+
+func processorModel(p *outbox.Processor) *model.Processor {
+	return &model.Processor{Name: p.Name, Type: p.Type, Purpose: p.Purpose, DataCategories: append([]string{}, p.Fields...),
+		Description: p.Description, Enabled: p.Enabled()}
+}
+
+func processorModels(ps []*outbox.Processor) []*model.Processor {
+	out := make([]*model.Processor, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, processorModel(p))
+	}
+	return out
+}
+
+func outboxItemModel(it *outbox.Item) *model.OutboxItem {
+	m := &model.OutboxItem{ID: it.ID, Processor: it.Processor, Purpose: it.Purpose, Action: model.DeliveryAction(it.Action),
+		State: model.DeliveryState(it.State), Attempts: it.Attempts, NextAttemptAt: it.NextAt, Cause: it.Cause,
+		CreatedAt: it.CreatedAt, UpdatedAt: it.UpdatedAt}
+	if it.LastError != "" {
+		m.LastError = &it.LastError
+	}
+	if it.Note != "" {
+		m.Note = &it.Note
+	}
+	return m
+}
+
+// addConsentNotes marks granted consents whose processors wait for an
+// email address with NEEDS_EMAIL.
+func (r *Resolver) addConsentNotes(ctx context.Context, userID string, cs ...*model.Consent) error {
+	if r.Processing == nil {
+		return nil
+	}
+	var need bool
+	for _, c := range cs {
+		if c.Granted && len(r.Processing.ForPurpose(c.Purpose.ID)) > 0 {
+			need = true
+		}
+	}
+	if !need {
+		return nil
+	}
+	u, err := r.Accounts.Get(ctx, userID)
+	if err != nil {
+		return err
+	}
+	for _, c := range cs {
+		if c.Granted && r.Processing.NeedsEmail(u, c.Purpose.ID) {
+			c.Notes = append(c.Notes, model.ConsentNoteNeedsEmail)
+		}
+	}
+	return nil
+}

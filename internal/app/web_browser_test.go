@@ -1,0 +1,183 @@
+package app_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/consentgraph/consentgraph/internal/config"
+	"github.com/consentgraph/consentgraph/internal/mail/mailpittest"
+	"github.com/consentgraph/consentgraph/internal/seed"
+)
+
+// webhookReceiver is the third party the surveys processor delivers to.
+type webhookReceiver struct {
+	mu     sync.Mutex
+	bodies []string
+}
+
+func (w *webhookReceiver) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
+	w.mu.Lock()
+	w.bodies = append(w.bodies, string(b))
+	w.mu.Unlock()
+	rw.WriteHeader(http.StatusNoContent)
+}
+
+func (w *webhookReceiver) received() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.bodies...)
+}
+
+// verificationLinks answers GET /?to=ADDRESS with the path and query of the
+// verification link mailed to that address (through the real SMTP server),
+// so the browser can follow it on the test server's own port.
+func verificationLinks(mp *mailpittest.Server) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		to := r.URL.Query().Get("to")
+		ctx, cancel := context.WithTimeout(r.Context(), 20*time.Second)
+		defer cancel()
+		for {
+			list, err := mp.Messages(ctx)
+			for _, m := range list {
+				if err != nil || len(m.To) == 0 || !strings.EqualFold(m.To[0].Address, to) {
+					continue
+				}
+				full, err := mp.Get(ctx, m.ID)
+				if err != nil {
+					break
+				}
+				if i := strings.Index(full.Text, "/?verify="); i >= 0 {
+					_, _ = io.WriteString(w, strings.Fields(full.Text[i:])[0])
+					return
+				}
+			}
+			select {
+			case <-ctx.Done():
+				http.Error(w, "no verification mail to "+to, http.StatusNotFound)
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	})
+}
+
+// repoRoot is the module root, two levels above this package.
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// TestBrowserPrivacyCenterAndPartnerConsole drives the two pages in a real
+// headless chromium (web/e2e/browser.mjs, playwright-core) against the real
+// server: sign up without an email, grant surveys, see the delivery to the
+// webhook processor, verify and download the receipt, download the export,
+// delete the account; then a partner asks for AGE_BAND × COUNTRY on seeded
+// users. Screenshots go to test-output/. scripts/test.sh installs chromium
+// and the npm packages; a missing one fails this test, it is never skipped.
+func TestBrowserPrivacyCenterAndPartnerConsole(t *testing.T) {
+	root := repoRoot(t)
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatalf("node is not installed (it runs the browser tests): %v; run ./scripts/test.sh, which installs what is missing", err)
+	}
+	chromium := os.Getenv("CHROMIUM_PATH")
+	if chromium == "" {
+		chromium = "/usr/bin/chromium"
+	}
+	if _, err := os.Stat(chromium); err != nil {
+		t.Fatalf("chromium is not installed at %s: %v; run ./scripts/test.sh (apt-get install chromium)", chromium, err)
+	}
+	script := filepath.Join(root, "web", "e2e", "browser.mjs")
+	if _, err := os.Stat(filepath.Join(root, "web", "e2e", "node_modules", "playwright-core")); err != nil {
+		t.Fatalf("playwright-core is not installed: %v; run ./scripts/test.sh (npm ci in web/e2e)", err)
+	}
+
+	receiver := &webhookReceiver{}
+	hook := httptest.NewServer(receiver)
+	t.Cleanup(hook.Close)
+	cfgFile := filepath.Join(t.TempDir(), "consentgraph.yaml")
+	yaml := "processors:\n" +
+		"  - name: survey-hook\n    type: webhook\n    purpose: surveys\n" +
+		"    fields: [user.demographic.age_band, user.demographic.country]\n" +
+		"    settings: {url: \"" + hook.URL + "/hook\"}\n"
+	if err := os.WriteFile(cfgFile, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mp := mailpittest.Start(t)
+	mailLinks := httptest.NewServer(verificationLinks(mp))
+	t.Cleanup(mailLinks.Close)
+	s, admin := partnerAdmin(t, func(c *config.Config) {
+		c.DemographicsK = 5
+		c.ConfigFile = cfgFile
+		c.SMTPURL = mp.SMTPURL()
+	})
+	_, pc := createPartner(t, s, admin, 20, 30)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	if _, err := seed.Run(ctx, s.App, seed.Options{Users: 600, Grants: 0, RandSeed: 7}); err != nil {
+		t.Fatalf("seed: %v", err)
+	}
+
+	out := filepath.Join(root, "test-output")
+	cmd := exec.CommandContext(ctx, node, script)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "BASE_URL="+s.URL, "PARTNER_KEY="+pc.Token, "OUT_DIR="+out, "CHROMIUM_PATH="+chromium,
+		"EXPECT_PROCESSOR=survey-hook", "MAIL_LINKS="+mailLinks.URL)
+	output, err := cmd.CombinedOutput()
+	t.Logf("browser test output:\n%s", output)
+	if err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			t.Fatalf("browser test timed out")
+		}
+		t.Fatalf("browser test failed: %v", err)
+	}
+	for _, want := range []string{"privacy center: ok", "partner console: ok"} {
+		if !strings.Contains(string(output), want) {
+			t.Errorf("browser test output lacks %q", want)
+		}
+	}
+	for _, name := range []string{"center-signed-in", "center-consents", "center-phone", "center-deleted", "partners-result", "partners-phone"} {
+		if fi, err := os.Stat(filepath.Join(out, name+".png")); err != nil || fi.Size() == 0 {
+			t.Errorf("screenshot %s.png missing: %v", name, err)
+		}
+	}
+	// The page showed the delivery; the receiver has it, with only the
+	// declared fields, and after the erasure it is told to forget.
+	deadline := time.Now().Add(20 * time.Second)
+	var got []string
+	for {
+		got = receiver.received()
+		all := strings.Join(got, "\n")
+		if strings.Contains(all, "subject.delivered") && strings.Contains(all, "subject.forgotten") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the webhook did not receive a delivery and a forget request; got:\n%s", all)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, b := range got {
+		if strings.Contains(b, "subject.delivered") && !strings.Contains(b, `"DE"`) {
+			t.Errorf("the delivery lacks the country the user gave: %s", b)
+		}
+		if strings.Contains(b, "correct horse") || strings.Contains(b, "ada_") {
+			t.Errorf("the webhook received the password or the username: %s", b)
+		}
+	}
+}

@@ -1,0 +1,693 @@
+// Package outbox hands users' data to processors (plugins) only while their
+// consent is in force, and tells processors to forget users on withdrawal or
+// erasure, so that nothing is lost or duplicated under crashes.
+//
+// # Design
+//
+// Work items are born inside the consent change itself. The consent
+// service's write hook (see consent.WriteHook) adds "outbox.<itemId>" to
+// the single-document update of the user that records the grant or
+// withdrawal, so the consent event and its work items commit or fail
+// together: there is no moment where one exists without the other.
+//
+// A relay then moves embedded items to the "outbox" collection: it inserts
+// each item under its own id (a duplicate-key error means an earlier relay
+// already did) and only then unsets it from the user document. Both steps
+// are idempotent, so a crash between them is repaired by running the relay
+// again. It runs right after each change (OnChange) and, as a recovery
+// sweep, at start-up and periodically over every user document that still
+// holds items.
+//
+// Account events (an email added, a profile field a processor receives
+// changed) enqueue items directly after their commit. Erasure enqueues one
+// forget per processor that was ever attempted for the user, under a
+// deterministic id, before the account is deleted; a failure pauses the
+// erasure, which is resumed later, so that forget cannot be lost either.
+//
+// Dispatchers claim due items with a lease (one atomic update guarded on
+// state and lease expiry; every replica may run one). Items of one user
+// and processor run one at a time (a lock document per pair, taken by a
+// unique insert or by an update guarded on expiry), so a delivery and a
+// forget of the same user never race at the provider. A claim increments
+// the attempt count; finishing is guarded by the owner and attempt, so an
+// item whose lease ran out and was claimed elsewhere is never overwritten
+// by the slow first holder. Failures are retried with exponential backoff
+// and full jitter (or the provider's Retry-After), up to MaxAttempts, then
+// the item is DEAD and visible to admins, who can retry it. Every request
+// to a processor carries the item id as idempotency key, so at-least-once
+// delivery has an exactly-once effect.
+//
+// At delivery time consent is checked again: a delivery whose consent is
+// no longer in force is SKIPPED, a forget whose consent is in force again
+// or for which nothing was ever delivered is SKIPPED; whichever order
+// items are processed in, the provider ends in the state the consent says.
+// Personal values are never stored in items: they hold field names, and
+// values are read (decrypted) at delivery time, so an erased user's
+// crypto-shredded data can never go out late.
+//
+// Per user and processor, the user document keeps "procs.<name>":
+// {attempted, delivered, ref} (ref is the provider's id for the user, e.g.
+// a contact id or Mailchimp's MD5 member hash, never a clear value).
+package outbox
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/consentgraph/consentgraph/internal/accounts"
+	"github.com/consentgraph/consentgraph/internal/apperr"
+	"github.com/consentgraph/consentgraph/internal/config"
+	"github.com/consentgraph/consentgraph/internal/consent"
+	"github.com/consentgraph/consentgraph/internal/envelope"
+	"github.com/consentgraph/consentgraph/internal/policy"
+	"github.com/consentgraph/consentgraph/internal/store"
+	"github.com/consentgraph/consentgraph/plugins"
+)
+
+// Collections owned by this package, and user-document fields.
+const (
+	ItemsCollection       = "outbox"
+	DisclosuresCollection = "disclosures"
+	ProcessorsCollection  = "processors"
+	// LocksCollection serializes work per user and processor.
+	LocksCollection = "outbox_locks"
+	// EmbeddedField holds items written with a consent change until relayed.
+	EmbeddedField = "outbox"
+	// ProcsField holds per-processor delivery state in the user document.
+	ProcsField = "procs"
+)
+
+// Action is what an item asks of a processor.
+type Action string
+
+const (
+	Deliver Action = "DELIVER"
+	Forget  Action = "FORGET"
+)
+
+// State is an item's delivery state.
+type State string
+
+const (
+	Pending State = "PENDING"
+	// Waiting: the user has not given data the processor requires (an
+	// email); the item is retried when they do.
+	Waiting State = "WAITING"
+	Done    State = "DONE"
+	// Skipped: consent at delivery time said no (or nothing to forget).
+	Skipped State = "SKIPPED"
+	Dead    State = "DEAD"
+)
+
+// NeedsEmail is the note on an item waiting for an email address.
+const NeedsEmail = "NEEDS_EMAIL"
+
+// Item is one unit of work.
+type Item struct {
+	ID        string `bson:"_id"`
+	UserID    string `bson:"userId"`
+	Processor string `bson:"processor"`
+	Purpose   string `bson:"purpose"`
+	Action    Action `bson:"action"`
+	// Erase marks the forget of an erased account; Ref is then a snapshot.
+	Erase bool   `bson:"erase,omitempty"`
+	Ref   string `bson:"ref,omitempty"`
+	// Cause says what made the item: "consent e<seq>", "email", "profile.country"...
+	Cause      string    `bson:"cause"`
+	State      State     `bson:"state"`
+	Attempts   int       `bson:"attempts"`
+	NextAt     time.Time `bson:"nextAt"`
+	LeaseUntil time.Time `bson:"leaseUntil"`
+	LeaseOwner string    `bson:"leaseOwner,omitempty"`
+	LastError  string    `bson:"lastError,omitempty"`
+	Note       string    `bson:"note,omitempty"`
+	CreatedAt  time.Time `bson:"createdAt"`
+	UpdatedAt  time.Time `bson:"updatedAt"`
+}
+
+// Processor is a configured processor instance.
+type Processor struct {
+	Name        string
+	Type        string
+	Purpose     string
+	Fields      []string
+	Description string
+	Manifest    plugins.Manifest
+	Impl        plugins.Processor
+
+	mu      sync.Mutex
+	enabled bool
+}
+
+// Enabled reports whether the processor gets work.
+func (p *Processor) Enabled() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.enabled
+}
+
+func (p *Processor) setEnabled(v bool) {
+	p.mu.Lock()
+	p.enabled = v
+	p.mu.Unlock()
+}
+
+func (p *Processor) needsEmail() bool {
+	return slices.Contains(p.Manifest.Requires, policy.CategoryEmail)
+}
+
+// Tuning adjusts a dispatcher; zero values take the defaults in brackets.
+type Tuning struct {
+	PollInterval  time.Duration // [1s] between looks for due items
+	Lease         time.Duration // [30s] how long a claim lasts (a crashed replica's work waits this long)
+	CallTimeout   time.Duration // [10s] per processor call (at most Lease/2)
+	BaseBackoff   time.Duration // [5s] first retry delay
+	MaxBackoff    time.Duration // [1h] retry delay cap
+	MaxAttempts   int           // [12] attempts before DEAD
+	Batch         int           // [32] items claimed per look
+	Workers       int           // [8] concurrent calls per dispatcher
+	SweepInterval time.Duration // [1m] relay recovery sweep
+}
+
+func (t Tuning) withDefaults() Tuning {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&t.PollInterval, time.Second)
+	def(&t.Lease, 30*time.Second)
+	def(&t.CallTimeout, 10*time.Second)
+	def(&t.BaseBackoff, 5*time.Second)
+	def(&t.MaxBackoff, time.Hour)
+	def(&t.SweepInterval, time.Minute)
+	if t.MaxAttempts <= 0 {
+		t.MaxAttempts = 12
+	}
+	if t.Batch <= 0 {
+		t.Batch = 32
+	}
+	if t.Workers <= 0 {
+		t.Workers = 8
+	}
+	t.CallTimeout = min(t.CallTimeout, t.Lease/2)
+	return t
+}
+
+// Options configure the service.
+type Options struct {
+	DB       *mongo.Database
+	Accounts *accounts.Service
+	Consent  *consent.Service
+	Purposes *policy.Catalog
+	Secrets  *envelope.Secrets
+	Signer   plugins.Signer
+	// Processors come from the config file.
+	Processors []config.Processor
+	HTTPClient *http.Client
+	PublicURL  string
+	Logger     *slog.Logger
+	Now        func() time.Time
+
+	// Tuning is the default dispatcher tuning (Dispatcher can override).
+	Tuning Tuning
+}
+
+// Service is the outbox.
+type Service struct {
+	db          *mongo.Database
+	users       *mongo.Collection
+	items       *mongo.Collection
+	disclosures *mongo.Collection
+	procColl    *mongo.Collection
+	locks       *mongo.Collection
+	opts        Options
+	log         *slog.Logger
+	procs       []*Processor
+	byName      map[string]*Processor
+
+	keyMu sync.Mutex
+	keys  map[string][]byte
+}
+
+// New validates the configured processors (unknown type, bad settings, or
+// a field its purpose does not allow stop start-up) and wires the service
+// into consent and accounts.
+func New(ctx context.Context, opts Options) (*Service, error) {
+	if opts.DB == nil || opts.Accounts == nil || opts.Consent == nil || opts.Purposes == nil || opts.Secrets == nil {
+		return nil, errors.New("outbox: db, accounts, consent, purposes and secrets are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	opts.Tuning = opts.Tuning.withDefaults()
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = &http.Client{Timeout: opts.Tuning.CallTimeout}
+	}
+	s := &Service{
+		db: opts.DB, users: opts.Accounts.Users(), items: opts.DB.Collection(ItemsCollection),
+		disclosures: opts.DB.Collection(DisclosuresCollection), procColl: opts.DB.Collection(ProcessorsCollection), locks: opts.DB.Collection(LocksCollection),
+		opts: opts, log: opts.Logger.With("component", "outbox"), byName: map[string]*Processor{}, keys: map[string][]byte{},
+	}
+	var errs []error
+	for i, c := range opts.Processors {
+		p, err := s.build(c)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("processors[%d] (%s): %w", i, c.Name, err))
+			continue
+		}
+		s.procs = append(s.procs, p)
+		s.byName[p.Name] = p
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("processor configuration: %w", err)
+	}
+	if err := store.EnsureIndexes(ctx, s.items,
+		mongo.IndexModel{Keys: bson.D{{Key: "state", Value: 1}, {Key: "nextAt", Value: 1}}, Options: options.Index().SetName("state_nextAt")},
+		mongo.IndexModel{Keys: bson.D{{Key: "userId", Value: 1}}, Options: options.Index().SetName("userId")},
+	); err != nil {
+		return nil, err
+	}
+	if err := store.EnsureIndexes(ctx, s.disclosures,
+		mongo.IndexModel{Keys: bson.D{{Key: "userId", Value: 1}, {Key: "at", Value: -1}}, Options: options.Index().SetName("userId_at")},
+	); err != nil {
+		return nil, err
+	}
+	if err := s.RefreshEnabled(ctx); err != nil {
+		return nil, err
+	}
+	opts.Consent.AddWriteHook(s.writeHook)
+	opts.Consent.OnChange(func(ctx context.Context, userID, _ string, _ bool) {
+		if err := s.RelayUser(ctx, userID); err != nil {
+			s.log.WarnContext(ctx, "relay after consent change failed; the sweep will retry", "user", userID, "err", err)
+		}
+	})
+	opts.Accounts.Subscribe(s.onAccountChange)
+	return s, nil
+}
+
+func (s *Service) build(c config.Processor) (*Processor, error) {
+	m, factory, ok := plugins.Lookup(c.Type)
+	if !ok {
+		return nil, fmt.Errorf("unknown type %q (known: %v)", c.Type, plugins.Types())
+	}
+	purpose := c.Purpose
+	if purpose == "" {
+		purpose = m.Purpose
+	}
+	if purpose == "" {
+		return nil, errors.New("purpose is required for this type")
+	}
+	pp, ok := s.opts.Purposes.Get(purpose)
+	if !ok {
+		return nil, fmt.Errorf("purpose %q is not configured", purpose)
+	}
+	fields := c.Fields
+	if len(fields) == 0 {
+		fields = slices.Clone(m.DataCategories)
+		fields = slices.DeleteFunc(fields, func(f string) bool { return !slices.Contains(pp.DataCategories, f) })
+	}
+	for _, f := range fields {
+		switch {
+		case !policy.KnownCategory(f):
+			return nil, fmt.Errorf("fields: %q is not a known data category", f)
+		case !slices.Contains(m.DataCategories, f):
+			return nil, fmt.Errorf("fields: type %s does not use %q (it uses %v)", c.Type, f, m.DataCategories)
+		case !slices.Contains(pp.DataCategories, f):
+			return nil, fmt.Errorf("fields: purpose %q does not allow %q (it allows %v)", purpose, f, pp.DataCategories)
+		}
+	}
+	for _, r := range m.Requires {
+		if !slices.Contains(fields, r) {
+			return nil, fmt.Errorf("fields: type %s needs %q", c.Type, r)
+		}
+	}
+	impl, err := factory(plugins.Env{
+		Name: c.Name, Purpose: purpose, Fields: fields, Settings: c.Settings, Signer: s.opts.Signer,
+		HTTPClient: s.opts.HTTPClient, DB: s.db, PublicURL: s.opts.PublicURL, Logger: s.log.With("processor", c.Name),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("type %s: %w", c.Type, err)
+	}
+	desc := m.Description
+	if d, ok := c.Settings["description"].(string); ok && d != "" {
+		desc = d
+	}
+	return &Processor{Name: c.Name, Type: c.Type, Purpose: purpose, Fields: fields, Description: desc, Manifest: m, Impl: impl, enabled: true}, nil
+}
+
+// Processors lists the configured processors in config order.
+func (s *Service) Processors() []*Processor { return s.procs }
+
+// Processor returns one by name.
+func (s *Service) Processor(name string) (*Processor, bool) {
+	p, ok := s.byName[name]
+	return p, ok
+}
+
+// ForPurpose lists the processors bound to purpose.
+func (s *Service) ForPurpose(purpose string) []*Processor {
+	var out []*Processor
+	for _, p := range s.procs {
+		if p.Purpose == purpose {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// ThirdParties names the processors bound to purpose (for receipts).
+func (s *Service) ThirdParties(purpose string) []string {
+	var out []string
+	for _, p := range s.ForPurpose(purpose) {
+		out = append(out, p.Name)
+	}
+	return out
+}
+
+// RefreshEnabled reads the enabled flags (set by any replica).
+func (s *Service) RefreshEnabled(ctx context.Context) error {
+	cur, err := s.procColl.Find(ctx, bson.D{})
+	if err != nil {
+		return fmt.Errorf("read processor flags: %w", err)
+	}
+	var docs []struct {
+		ID      string `bson:"_id"`
+		Enabled bool   `bson:"enabled"`
+	}
+	if err := cur.All(ctx, &docs); err != nil {
+		return fmt.Errorf("read processor flags: %w", err)
+	}
+	for _, d := range docs {
+		if p, ok := s.byName[d.ID]; ok {
+			p.setEnabled(d.Enabled)
+		}
+	}
+	return nil
+}
+
+// SetEnabled turns a processor on or off; a disabled processor's items wait.
+func (s *Service) SetEnabled(ctx context.Context, name string, enabled bool) (*Processor, error) {
+	p, ok := s.byName[name]
+	if !ok {
+		return nil, &apperr.Error{Code: apperr.NotFound, Field: "name", Message: fmt.Sprintf("there is no processor %q", name)}
+	}
+	if _, err := s.procColl.UpdateOne(ctx, bson.D{{Key: "_id", Value: name}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "enabled", Value: enabled}}}}, options.UpdateOne().SetUpsert(true)); err != nil {
+		return nil, fmt.Errorf("set processor flag: %w", err)
+	}
+	p.setEnabled(enabled)
+	return p, nil
+}
+
+// NewID returns a fresh item id that sorts by creation time.
+func (s *Service) NewID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%016x%s", s.opts.Now().UnixNano(), hex.EncodeToString(b))
+}
+
+func (s *Service) now() time.Time { return s.opts.Now().UTC().Truncate(time.Millisecond) }
+
+func (s *Service) newItem(userID string, p *Processor, a Action, cause string) Item {
+	now := s.now()
+	return Item{ID: s.NewID(), UserID: userID, Processor: p.Name, Purpose: p.Purpose, Action: a, Cause: cause,
+		State: Pending, NextAt: now, CreatedAt: now, UpdatedAt: now}
+}
+
+// writeHook adds one item per processor of the purpose to the consent
+// change's own update. It has no side effects.
+func (s *Service) writeHook(_ context.Context, ch consent.Change) (bson.D, error) {
+	var set bson.D
+	for _, p := range s.ForPurpose(ch.Purpose.ID) {
+		a := Forget
+		if ch.Granted {
+			a = Deliver
+		}
+		it := s.newItem(ch.UserID, p, a, "consent "+consent.EventKey(ch.Event.Seq))
+		set = append(set, bson.E{Key: EmbeddedField + "." + it.ID, Value: it})
+	}
+	return set, nil
+}
+
+// RelayUser moves the items embedded in a user document to the outbox
+// collection. It is idempotent.
+func (s *Service) RelayUser(ctx context.Context, userID string) error {
+	var d struct {
+		Outbox map[string]Item `bson:"outbox"`
+	}
+	err := s.users.FindOne(ctx, bson.D{{Key: "_id", Value: userID}}, options.FindOne().SetProjection(bson.D{{Key: EmbeddedField, Value: 1}})).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read embedded outbox: %w", err)
+	}
+	return s.relay(ctx, userID, d.Outbox)
+}
+
+func (s *Service) relay(ctx context.Context, userID string, items map[string]Item) error {
+	if len(items) == 0 {
+		return nil
+	}
+	unset := bson.D{}
+	for key, it := range items {
+		if _, err := s.items.InsertOne(ctx, it); err != nil && !store.IsDuplicateKey(err) {
+			return fmt.Errorf("relay outbox item: %w", err)
+		}
+		unset = append(unset, bson.E{Key: EmbeddedField + "." + key, Value: ""})
+	}
+	if _, err := s.users.UpdateOne(ctx, bson.D{{Key: "_id", Value: userID}}, bson.D{{Key: "$unset", Value: unset}}); err != nil {
+		return fmt.Errorf("unset relayed items: %w", err)
+	}
+	return nil
+}
+
+// Sweep relays every user's embedded items (recovery after a crash between
+// a consent change and its relay). It returns how many users had items.
+func (s *Service) Sweep(ctx context.Context) (int, error) {
+	cur, err := s.users.Find(ctx, bson.D{{Key: EmbeddedField, Value: bson.D{{Key: "$exists", Value: true}}}},
+		options.Find().SetProjection(bson.D{{Key: EmbeddedField, Value: 1}}))
+	if err != nil {
+		return 0, fmt.Errorf("sweep outbox: %w", err)
+	}
+	defer cur.Close(ctx)
+	n := 0
+	var errs []error
+	for cur.Next(ctx) {
+		var d struct {
+			ID     string          `bson:"_id"`
+			Outbox map[string]Item `bson:"outbox"`
+		}
+		if err := cur.Decode(&d); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if len(d.Outbox) == 0 {
+			continue
+		}
+		n++
+		if err := s.relay(ctx, d.ID, d.Outbox); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := cur.Err(); err != nil {
+		errs = append(errs, err)
+	}
+	return n, errors.Join(errs...)
+}
+
+// procState is the per-processor state kept in the user document.
+type procState struct {
+	Attempted bool   `bson:"attempted"`
+	Delivered bool   `bson:"delivered"`
+	Ref       string `bson:"ref,omitempty"`
+}
+
+type userDoc struct {
+	Consent consent.Stored       `bson:"consent"`
+	Erasing *time.Time           `bson:"erasingSince"`
+	Procs   map[string]procState `bson:"procs"`
+}
+
+func (s *Service) loadUser(ctx context.Context, userID string) (*userDoc, error) {
+	proj := append(consent.StateProjection(), bson.E{Key: "erasingSince", Value: 1}, bson.E{Key: ProcsField, Value: 1})
+	var d userDoc
+	err := s.users.FindOne(ctx, bson.D{{Key: "_id", Value: userID}}, options.FindOne().SetProjection(proj)).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read user for outbox: %w", err)
+	}
+	return &d, nil
+}
+
+// categoryOfField maps accounts' changed-field names to data categories.
+var categoryOfField = map[string]string{
+	"email":             policy.CategoryEmail,
+	"profile.birthYear": policy.CategoryAgeBand,
+	"profile.country":   policy.CategoryCountry,
+	"profile.gender":    policy.CategoryGender,
+	"profile.language":  policy.CategoryLanguage,
+}
+
+func (s *Service) onAccountChange(ctx context.Context, c accounts.Change) error {
+	switch c.Kind {
+	case accounts.Erasing:
+		return s.enqueueErasure(ctx, c.UserID)
+	case accounts.EmailChanged, accounts.EmailVerified, accounts.ProfileChanged:
+		return s.enqueueUpdates(ctx, c)
+	}
+	return nil
+}
+
+// enqueueErasure records a forget for every processor ever attempted for
+// the user, under deterministic ids (the erasure may be announced again).
+func (s *Service) enqueueErasure(ctx context.Context, userID string) error {
+	d, err := s.loadUser(ctx, userID)
+	if err != nil || d == nil {
+		return err
+	}
+	for name, st := range d.Procs {
+		p, ok := s.byName[name]
+		if !ok || !st.Attempted {
+			continue
+		}
+		it := s.newItem(userID, p, Forget, "erasure")
+		it.ID = "erase-" + name + "-" + userID
+		it.Erase, it.Ref = true, st.Ref
+		if _, err := s.items.InsertOne(ctx, it); err != nil && !store.IsDuplicateKey(err) {
+			return fmt.Errorf("enqueue forget on erasure: %w", err)
+		}
+	}
+	return nil
+}
+
+// enqueueUpdates: an email given or a delivered field changed while
+// consent is in force → a fresh delivery; waiting items wake up.
+func (s *Service) enqueueUpdates(ctx context.Context, c accounts.Change) error {
+	if c.Kind != accounts.ProfileChanged {
+		if _, err := s.items.UpdateMany(ctx, bson.D{{Key: "userId", Value: c.UserID}, {Key: "state", Value: Waiting}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "state", Value: Pending}, {Key: "nextAt", Value: s.now()}, {Key: "note", Value: ""}}}}); err != nil {
+			return fmt.Errorf("wake waiting items: %w", err)
+		}
+	}
+	d, err := s.loadUser(ctx, c.UserID)
+	if err != nil || d == nil {
+		return err
+	}
+	rules := s.opts.Consent.Rules()
+	for _, p := range s.procs {
+		if !d.Procs[p.Name].Delivered || !rules.InForce(&d.Consent, p.Purpose) {
+			continue
+		}
+		var cause string
+		for _, f := range c.Fields {
+			if slices.Contains(p.Fields, categoryOfField[f]) {
+				cause = f
+				break
+			}
+		}
+		if cause == "" {
+			continue
+		}
+		if _, err := s.items.InsertOne(ctx, s.newItem(c.UserID, p, Deliver, cause)); err != nil {
+			return fmt.Errorf("enqueue update: %w", err)
+		}
+	}
+	return nil
+}
+
+// Pseudonym is the user's subject id for one processor: HMAC-SHA256 of
+// the user id under a key of the processor's own.
+func (s *Service) Pseudonym(ctx context.Context, processor, userID string) (string, error) {
+	s.keyMu.Lock()
+	key, ok := s.keys[processor]
+	s.keyMu.Unlock()
+	if !ok {
+		var err error
+		if key, err = s.opts.Secrets.Get(ctx, "processor-pseudonym:"+processor); err != nil {
+			return "", fmt.Errorf("processor pseudonym key: %w", err)
+		}
+		s.keyMu.Lock()
+		s.keys[processor] = key
+		s.keyMu.Unlock()
+	}
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(userID))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)), nil
+}
+
+// NeedsEmail reports whether purpose, granted by a user without a (verified)
+// email, waits for one before some enabled processor can act.
+func (s *Service) NeedsEmail(u *accounts.User, purpose string) bool {
+	for _, p := range s.ForPurpose(purpose) {
+		if !p.needsEmail() {
+			continue
+		}
+		if u.Email == nil || (p.Manifest.RequiresVerifiedEmail && !u.EmailVerified) {
+			return true
+		}
+	}
+	return false
+}
+
+func fieldValues(u *accounts.User, fields []string, now time.Time) map[string]string {
+	out := map[string]string{}
+	put := func(k string, v *string) {
+		if v != nil && *v != "" {
+			out[k] = *v
+		}
+	}
+	for _, f := range fields {
+		switch f {
+		case policy.CategoryEmail:
+			put(f, u.Email)
+		case policy.CategoryAgeBand:
+			if u.Profile.BirthYear != nil {
+				band := ageBand(*u.Profile.BirthYear, now)
+				put(f, &band)
+			}
+		case policy.CategoryCountry:
+			put(f, u.Profile.Country)
+		case policy.CategoryGender:
+			put(f, u.Profile.Gender)
+		case policy.CategoryLanguage:
+			put(f, u.Profile.Language)
+		}
+	}
+	return out
+}
+
+func ageBand(birthYear int, now time.Time) string {
+	age := now.Year() - birthYear
+	bounds := []struct {
+		below int
+		band  string
+	}{{18, "under 18"}, {25, "18-24"}, {35, "25-34"}, {45, "35-44"}, {55, "45-54"}, {65, "55-64"}}
+	for _, b := range bounds {
+		if age < b.below {
+			return b.band
+		}
+	}
+	return "65+"
+}

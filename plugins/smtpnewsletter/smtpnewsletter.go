@@ -1,0 +1,212 @@
+// Package smtpnewsletter is the newsletter processor for self-hosters: it
+// sends the double opt-in confirmation mail through any SMTP server
+// (STARTTLS when offered) and keeps its own subscriber state, unconfirmed
+// until the user follows the link, in the collection "plugin_<name>".
+// State is keyed by the subject pseudonym and holds no address in clear
+// (only a salted hash, to notice an address change).
+//
+// Settings: smtpURL (required, as CONSENTGRAPH_SMTP_URL, with from=),
+// subject (optional), listName (optional, shown in the mail).
+package smtpnewsletter
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/consentgraph/consentgraph/internal/mail"
+	"github.com/consentgraph/consentgraph/internal/policy"
+	"github.com/consentgraph/consentgraph/plugins"
+)
+
+// Type is the processor type name.
+const Type = "smtp_newsletter"
+
+func init() {
+	plugins.Register(plugins.Manifest{
+		Type: Type, Purpose: policy.Newsletter,
+		DataCategories: []string{policy.CategoryEmail},
+		Requires:       []string{policy.CategoryEmail},
+		Description:    "Newsletter through our own mail server, with double opt-in confirmation.",
+	}, New)
+}
+
+// Subscriber is the stored state of one subscriber.
+type Subscriber struct {
+	Subject   string    `bson:"_id"`
+	Confirmed bool      `bson:"confirmed"`
+	TokenHash string    `bson:"tokenHash,omitempty"`
+	EmailHash string    `bson:"emailHash"`
+	UpdatedAt time.Time `bson:"updatedAt"`
+}
+
+// Processor is an smtp_newsletter instance.
+type Processor struct {
+	env      plugins.Env
+	sender   *mail.Sender
+	subject  string
+	listName string
+	coll     *mongo.Collection
+}
+
+// New builds an instance from its settings.
+func New(env plugins.Env) (plugins.Processor, error) {
+	if err := plugins.CheckSettings(env, "smtpURL", "subject", "listName", "description"); err != nil {
+		return nil, err
+	}
+	raw, err := plugins.StringSetting(env, "smtpURL", true)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := mail.ParseURL(raw)
+	if err != nil {
+		return nil, fmt.Errorf("settings.smtpURL: %w", err)
+	}
+	subj, err := plugins.StringSetting(env, "subject", false)
+	if err != nil {
+		return nil, err
+	}
+	list, err := plugins.StringSetting(env, "listName", false)
+	if err != nil {
+		return nil, err
+	}
+	if list == "" {
+		list = "our newsletter"
+	}
+	if subj == "" {
+		subj = "Please confirm your subscription to " + list
+	}
+	if env.DB == nil {
+		return nil, errors.New("smtp_newsletter needs a database")
+	}
+	return &Processor{env: env, sender: mail.New(cfg, env.Logger), subject: subj, listName: list,
+		coll: env.DB.Collection("plugin_" + env.Name)}, nil
+}
+
+func hashOf(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Deliver sends the confirmation mail unless this address already
+// confirmed; a changed address must confirm again.
+func (p *Processor) Deliver(ctx context.Context, r plugins.Request) (plugins.Result, error) {
+	email := r.Fields[policy.CategoryEmail]
+	if email == "" {
+		return plugins.Result{}, plugins.Permanent(errors.New("smtp_newsletter: no email"))
+	}
+	emailHash := hashOf(r.Subject, email)
+	var cur Subscriber
+	err := p.coll.FindOne(ctx, bson.D{{Key: "_id", Value: r.Subject}}).Decode(&cur)
+	switch {
+	case err == nil && cur.Confirmed && cur.EmailHash == emailHash:
+		return plugins.Result{}, nil
+	case err != nil && !errors.Is(err, mongo.ErrNoDocuments):
+		return plugins.Result{}, fmt.Errorf("smtp_newsletter state: %w", err)
+	}
+	raw := make([]byte, 24)
+	if _, err := rand.Read(raw); err != nil {
+		return plugins.Result{}, err
+	}
+	token := base64.RawURLEncoding.EncodeToString(raw)
+	if _, err := p.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: r.Subject}}, bson.D{{Key: "$set", Value: bson.D{
+		{Key: "confirmed", Value: false}, {Key: "tokenHash", Value: hashOf(token)}, {Key: "emailHash", Value: emailHash}, {Key: "updatedAt", Value: time.Now()},
+	}}}, options.UpdateOne().SetUpsert(true)); err != nil {
+		return plugins.Result{}, fmt.Errorf("smtp_newsletter state: %w", err)
+	}
+	link := p.env.PublicURL + "/plugins/" + url.PathEscape(p.env.Name) + "/confirm?token=" + token
+	msg := mail.Message{
+		To:      email,
+		Subject: p.subject,
+		Text: "Hello,\n\nyou asked to receive " + p.listName + ". Please confirm by opening this link:\n\n" + link +
+			"\n\nIf you did not ask for it, ignore this mail: you will not be subscribed.\n",
+		Headers: map[string]string{"Message-ID": "<" + r.ID + "@consentgraph.invalid>", "Auto-Submitted": "auto-generated"},
+	}
+	if err := p.sender.Send(ctx, msg); err != nil {
+		if mail.IsPermanent(err) {
+			return plugins.Result{}, plugins.Permanent(err)
+		}
+		return plugins.Result{}, err
+	}
+	return plugins.Result{}, nil
+}
+
+// Forget removes the subscriber (unsubscribed or erased alike).
+func (p *Processor) Forget(ctx context.Context, r plugins.Request) error {
+	if _, err := p.coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: r.Subject}}); err != nil {
+		return fmt.Errorf("smtp_newsletter forget: %w", err)
+	}
+	return nil
+}
+
+// Confirm marks the subscriber whose mail carried token as confirmed.
+func (p *Processor) Confirm(ctx context.Context, token string) (bool, error) {
+	if token == "" {
+		return false, nil
+	}
+	r, err := p.coll.UpdateOne(ctx, bson.D{{Key: "tokenHash", Value: hashOf(token)}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "confirmed", Value: true}, {Key: "updatedAt", Value: time.Now()}}},
+			{Key: "$unset", Value: bson.D{{Key: "tokenHash", Value: ""}}}})
+	if err != nil {
+		return false, fmt.Errorf("smtp_newsletter confirm: %w", err)
+	}
+	return r.MatchedCount == 1, nil
+}
+
+// Subscriber returns the state kept for subject.
+func (p *Processor) Subscriber(ctx context.Context, subject string) (*Subscriber, error) {
+	var s Subscriber
+	err := p.coll.FindOne(ctx, bson.D{{Key: "_id", Value: subject}}).Decode(&s)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("smtp_newsletter state: %w", err)
+	}
+	return &s, nil
+}
+
+// Handler serves GET confirm?token=... under /plugins/{name}/.
+func (p *Processor) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet || path(r) != "confirm" {
+			http.NotFound(w, r)
+			return
+		}
+		ok, err := p.Confirm(r.Context(), r.URL.Query().Get("token"))
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		switch {
+		case err != nil:
+			http.Error(w, "Something went wrong; please try again later.", http.StatusInternalServerError)
+		case !ok:
+			http.Error(w, "This confirmation link is invalid or was already used.", http.StatusNotFound)
+		default:
+			_, _ = fmt.Fprintf(w, "Thank you: your subscription to %s is confirmed.\n", p.listName)
+		}
+	})
+}
+
+func path(r *http.Request) string {
+	u := r.URL.Path
+	for i := len(u) - 1; i >= 0; i-- {
+		if u[i] == '/' {
+			return u[i+1:]
+		}
+	}
+	return u
+}

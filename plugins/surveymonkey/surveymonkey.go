@@ -1,0 +1,156 @@
+// Package surveymonkey adds users to a SurveyMonkey contact list (API v3:
+// POST /v3/contact_lists/{id}/contacts) and deletes them on withdrawal or
+// erasure (DELETE /v3/contacts/{id}). The contact id is remembered as Ref;
+// a later delivery for a known contact updates it (PATCH /v3/contacts/{id})
+// instead of adding a second one.
+//
+// Settings: token (required), listId (required), baseURL (optional,
+// default https://api.surveymonkey.com).
+package surveymonkey
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/consentgraph/consentgraph/internal/policy"
+	"github.com/consentgraph/consentgraph/plugins"
+)
+
+// Type is the processor type name.
+const Type = "surveymonkey"
+
+func init() {
+	plugins.Register(plugins.Manifest{
+		Type: Type, Purpose: policy.Surveys,
+		DataCategories: []string{policy.CategoryEmail, policy.CategoryAgeBand, policy.CategoryCountry},
+		Requires:       []string{policy.CategoryEmail},
+		Description:    "SurveyMonkey contact list: survey invitations by email.",
+	}, New)
+}
+
+type processor struct {
+	env   plugins.Env
+	base  string
+	list  string
+	token string
+}
+
+// New builds an instance from its settings.
+func New(env plugins.Env) (plugins.Processor, error) {
+	if err := plugins.CheckSettings(env, "token", "listId", "baseURL"); err != nil {
+		return nil, err
+	}
+	tok, err := plugins.StringSetting(env, "token", true)
+	if err != nil {
+		return nil, err
+	}
+	list, err := plugins.StringSetting(env, "listId", true)
+	if err != nil {
+		return nil, err
+	}
+	base, err := plugins.StringSetting(env, "baseURL", false)
+	if err != nil {
+		return nil, err
+	}
+	if base == "" {
+		base = "https://api.surveymonkey.com"
+	}
+	if u, err := url.Parse(base); err != nil || u.Host == "" {
+		return nil, fmt.Errorf("settings.baseURL: %q is not a URL", base)
+	}
+	if env.HTTPClient == nil {
+		env.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	return &processor{env: env, base: strings.TrimRight(base, "/"), list: list, token: tok}, nil
+}
+
+func (p *processor) Deliver(ctx context.Context, r plugins.Request) (plugins.Result, error) {
+	email := r.Fields[policy.CategoryEmail]
+	if email == "" {
+		return plugins.Result{}, plugins.Permanent(errors.New("surveymonkey: no email"))
+	}
+	custom := map[string]string{}
+	if v := r.Fields[policy.CategoryAgeBand]; v != "" {
+		custom["1"] = v
+	}
+	if v := r.Fields[policy.CategoryCountry]; v != "" {
+		custom["2"] = v
+	}
+	body := map[string]any{"email": email, "custom_fields": custom}
+	if r.Ref != "" {
+		var out struct{}
+		err := p.call(ctx, http.MethodPatch, p.base+"/v3/contacts/"+url.PathEscape(r.Ref), r.ID, body, &out)
+		if err == nil {
+			return plugins.Result{Ref: r.Ref}, nil
+		}
+		if !errors.Is(err, errNotFound) {
+			return plugins.Result{}, err
+		}
+	}
+	var out struct {
+		ID string `json:"id"`
+	}
+	if err := p.call(ctx, http.MethodPost, p.base+"/v3/contact_lists/"+url.PathEscape(p.list)+"/contacts", r.ID, body, &out); err != nil {
+		return plugins.Result{}, err
+	}
+	if out.ID == "" {
+		return plugins.Result{}, errors.New("surveymonkey: answer without contact id")
+	}
+	return plugins.Result{Ref: out.ID}, nil
+}
+
+func (p *processor) Forget(ctx context.Context, r plugins.Request) error {
+	if r.Ref == "" {
+		return nil
+	}
+	err := p.call(ctx, http.MethodDelete, p.base+"/v3/contacts/"+url.PathEscape(r.Ref), r.ID, nil, nil)
+	if errors.Is(err, errNotFound) {
+		return nil
+	}
+	return err
+}
+
+var errNotFound = errors.New("surveymonkey: not found")
+
+func (p *processor) call(ctx context.Context, method, u, id string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return plugins.Permanent(err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return plugins.Permanent(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+p.token)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", id)
+	resp, err := p.env.HTTPClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("surveymonkey: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return errNotFound
+	}
+	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
+		return plugins.HTTPStatusError(resp, "surveymonkey "+method)
+	}
+	if out != nil {
+		if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(out); err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("surveymonkey: decode answer: %w", err)
+		}
+	}
+	return nil
+}

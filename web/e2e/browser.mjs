@@ -1,0 +1,326 @@
+// Browser tests of the Privacy Center and the partner console, driving
+// Debian's chromium through playwright-core. Run by
+// internal/app/web_browser_test.go against a real server:
+//
+//   BASE_URL=http://127.0.0.1:PORT PARTNER_KEY=cgp_... OUT_DIR=test-output \
+//   [EXPECT_PROCESSOR=name] [MAIL_LINKS=url] node web/e2e/browser.mjs
+//
+// Every failed expectation throws; the process exits non-zero with the
+// reason and the page's console errors.
+import { chromium } from 'playwright-core';
+import { mkdtempSync, rmSync, mkdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const base = process.env.BASE_URL;
+const partnerKey = process.env.PARTNER_KEY;
+const outDir = process.env.OUT_DIR || 'test-output';
+const expectProcessor = process.env.EXPECT_PROCESSOR || '';
+const mailLinks = process.env.MAIL_LINKS || '';
+const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+if (!base || !partnerKey) throw new Error('BASE_URL and PARTNER_KEY must be set');
+mkdirSync(outDir, { recursive: true });
+
+const STEP_TIMEOUT = 15000;
+const problems = [];
+let step = 'start';
+
+function expect(cond, msg) {
+  if (!cond) throw new Error(`${step}: ${msg}`);
+}
+
+async function text(page, sel) {
+  return (await page.locator(sel).first().textContent({ timeout: STEP_TIMEOUT })) || '';
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: join(outDir, `${name}.png`), fullPage: true });
+  console.log(`screenshot ${join(outDir, name)}.png`);
+}
+
+// No horizontal scrolling: the page fits a phone's width.
+async function fitsWidth(page) {
+  const { scroll, inner } = await page.evaluate(() => ({ scroll: document.documentElement.scrollWidth, inner: window.innerWidth }));
+  expect(scroll <= inner + 1, `page is ${scroll}px wide in a ${inner}px viewport`);
+}
+
+// Every visible control has a label (or a name of its own, for buttons).
+async function labelled(page) {
+  const bare = await page.evaluate(() => [...document.querySelectorAll('input, select, textarea, button')]
+    .filter((el) => el.offsetParent !== null)
+    .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label') && !(el.tagName === 'BUTTON' && el.textContent.trim()))
+    .map((el) => el.outerHTML.slice(0, 80)));
+  expect(bare.length === 0, `controls without a label: ${bare.join(', ')}`);
+}
+
+function watch(page) {
+  // API answers with an error status (a wrong key, a wrong password) are
+  // expected; anything else logged as an error (a CSP violation, an
+  // exception) fails the test.
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) problems.push(`console error: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+}
+
+async function privacyCenter(context) {
+  const page = await context.newPage();
+  watch(page);
+  page.setDefaultTimeout(STEP_TIMEOUT);
+
+  step = 'verification link with a bad token';
+  await page.goto(`${base}/?verify=not-a-real-token`);
+  await page.locator('#banner.error').waitFor();
+  expect(/could not confirm/i.test(await text(page, '#banner')), 'no plain-words error for a bad verification link');
+  expect(!page.url().includes('verify='), 'the token stays in the address bar');
+
+  step = 'sign-in with a wrong password';
+  await page.goto(`${base}/`);
+  await page.fill('#li-username', 'nobody_here');
+  await page.fill('#li-password', 'not the password');
+  await page.press('#li-password', 'Enter');
+  await page.locator('#login-form .form-status.error').waitFor();
+  const lerr = await text(page, '#login-form .form-status');
+  expect(lerr.length > 10 && !/GRAPHQL|null|undefined/.test(lerr), `sign-in error reads "${lerr}"`);
+  console.log(`sign-in error: ${lerr}`);
+
+  step = 'sign-up error next to the field';
+  await page.goto(`${base}/`);
+  await page.locator('#signup-form').waitFor();
+  await labelled(page);
+  await shot(page, 'center-signed-out');
+  await page.fill('#su-username', 'ab');
+  await page.fill('#su-password', 'correct horse battery');
+  await page.press('#su-password', 'Enter');
+  const err = page.locator('#su-username').locator('xpath=ancestor::div[contains(@class,"field")]').locator('.field-error');
+  await err.waitFor();
+  expect(/3 to 32/.test(await err.textContent()), `username error reads "${await err.textContent()}"`);
+  expect(await page.getAttribute('#su-username', 'aria-invalid') === 'true', 'username not marked aria-invalid');
+  expect(await page.evaluate(() => document.activeElement.id) === 'su-username', 'focus did not move to the field in error');
+  await shot(page, 'center-signup-error');
+
+  step = 'sign up without an email';
+  const username = `ada_${Date.now().toString(36)}`;
+  await page.fill('#su-username', username);
+  await page.fill('#su-birthYear', '1990');
+  await page.fill('#su-country', 'de');
+  await page.press('#su-password', 'Enter');
+  await page.locator('#signed-in').waitFor();
+  expect((await text(page, '#session-name')) === username, 'signed-in name is wrong');
+  expect((await text(page, '#email-state')) === 'none', 'email state should be "none"');
+  expect((await page.inputValue('#pf-country')) === 'DE', 'country not saved');
+  expect(!(await page.isChecked('#purpose-surveys-switch')), 'surveys is opt-in and must start off');
+  expect(await page.isDisabled('#purpose-essential-switch'), 'a notice-only purpose cannot be switched off');
+  await labelled(page);
+  await shot(page, 'center-signed-in');
+
+  step = 'profile error next to the field';
+  await page.fill('#pf-country', 'ZZ');
+  await page.click('#profile-form button[type=submit]');
+  const perr = page.locator('#profile-form .field-error');
+  await perr.waitFor();
+  expect(/ISO 3166/.test(await perr.textContent()), `country error reads "${await perr.textContent()}"`);
+  expect(await page.getAttribute('#pf-country', 'aria-invalid') === 'true', 'country not marked aria-invalid');
+  await page.fill('#pf-country', 'DE');
+  await page.click('#profile-form button[type=submit]');
+  await page.locator('#profile-form .form-status.ok').waitFor();
+
+  step = 'grant surveys with the keyboard';
+  await page.focus('#purpose-surveys-switch');
+  await page.keyboard.press('Space');
+  await page.locator('#receipt').waitFor();
+  await page.waitForFunction(() => document.querySelector('#purpose-surveys-switch')?.checked === true);
+  expect(/You allowed “Surveys”/.test(await text(page, '#receipt-summary')), 'receipt summary does not say surveys was allowed');
+  // the switch moves at once; the state line follows the server's answer
+  await page.locator('#purpose-surveys .consent-state', { hasText: /^Allowed — changed by you/ }).waitFor();
+  await page.locator('.history-table tbody tr').first().waitFor();
+  const hist = await text(page, '.history-table tbody tr');
+  expect(/Surveys/.test(hist) && /allowed/.test(hist), `history row reads "${hist}"`);
+  expect((await text(page, '#ledger-state')) === 'ledger intact', 'ledger is not reported intact');
+
+  if (expectProcessor) {
+    step = 'the disclosure appears';
+    expect((await text(page, '#purpose-surveys .third-parties')).includes(expectProcessor), 'surveys does not list its processor');
+    await page.locator('.disclosure-table tbody tr', { hasText: expectProcessor }).first().waitFor({ timeout: 40000 });
+    const row = await text(page, '.disclosure-table tbody tr');
+    expect(/Surveys/.test(row) && /country/.test(row) && /received/.test(row), `disclosure row reads "${row}"`);
+    console.log(`disclosure shown: ${row.replace(/\s+/g, ' ')}`);
+  }
+
+  step = 'verify the receipt';
+  await page.click('#receipt-verify');
+  await page.locator('#receipt-check.good').waitFor();
+  expect(/^Valid/.test(await text(page, '#receipt-check')), 'receipt not reported valid');
+  expect(/allowed “Surveys”/.test(await text(page, '#receipt-check')), 'the check does not say what the receipt records');
+
+  step = 'download the receipt';
+  const [rdl] = await Promise.all([page.waitForEvent('download'), page.click('#receipt-download')]);
+  const jws = readFileSync(await rdl.path(), 'utf8');
+  expect(jws.split('.').length === 3 && jws === (await text(page, '#receipt-text')), 'downloaded receipt is not the shown JWS');
+  await shot(page, 'center-consents');
+  const visible = await page.evaluate(() => document.body.innerText);
+  expect(!/\b(null|undefined|NaN|\[object Object\])\b/.test(visible), 'the page shows a raw null/undefined/NaN value');
+
+  if (mailLinks) {
+    step = 'add an email and follow the mailed link';
+    const address = `${username}@example.org`;
+    await page.fill('#em-email', address);
+    await page.press('#em-email', 'Enter');
+    await page.locator('#email-form .form-status.ok').waitFor();
+    expect((await text(page, '#email-state')) === 'not confirmed yet', 'a new address is not shown as unconfirmed');
+    expect(await page.isVisible('#verify-form'), 'no way to enter the code from the mail');
+    const res = await fetch(`${mailLinks}/?to=${encodeURIComponent(address)}`);
+    const link = await res.text();
+    expect(res.ok && link.startsWith('/?verify='), `no verification link arrived: ${link}`);
+    await page.goto(`${base}${link}`);
+    await page.locator('#banner.ok', { hasText: 'confirmed' }).waitFor();
+    expect(!page.url().includes('verify='), 'the token stays in the address bar');
+    await page.locator('#email-state', { hasText: /^confirmed$/ }).waitFor();
+    expect(await page.isHidden('#verify-form'), 'the code form is still shown for a confirmed address');
+    await shot(page, 'center-email-confirmed');
+  }
+
+  step = 'download the export';
+  const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#export-link')]);
+  expect(dl.suggestedFilename() === 'consentgraph-export.json', `export file is named ${dl.suggestedFilename()}`);
+  const exp = JSON.parse(readFileSync(await dl.path(), 'utf8'));
+  expect(typeof exp.signature === 'string' && exp.document.includes(username), 'export lacks the signature or the account');
+
+  if (expectProcessor) {
+    step = 'withdraw surveys: the processor is told to forget';
+    await page.focus('#purpose-surveys-switch');
+    await page.keyboard.press('Space');
+    await page.locator('#receipt-summary', { hasText: 'You withdrew “Surveys”' }).waitFor();
+    await page.locator('#purpose-surveys .consent-state', { hasText: /^Not allowed — changed by you/ }).waitFor();
+    await page.locator('.disclosure-table tbody tr', { hasText: 'told to forget you' }).first().waitFor({ timeout: 40000 });
+    await page.locator('.history-table tbody tr', { hasText: 'withdrawn' }).first().waitFor();
+  }
+
+  step = 'sign out and in again';
+  await page.click('#logout');
+  await page.locator('#signed-out').waitFor();
+  expect(/signed out/.test(await text(page, '#banner')), 'no word that you are signed out');
+  await page.fill('#li-username', username);
+  await page.fill('#li-password', 'correct horse battery');
+  await page.press('#li-password', 'Enter');
+  await page.locator('#signed-in').waitFor();
+  expect((await text(page, '#session-name')) === username, 'signed in as someone else');
+
+  step = 'phone-sized screen';
+  const phone = await context.newPage();
+  watch(phone);
+  await phone.setViewportSize({ width: 390, height: 844 });
+  await phone.goto(`${base}/`);
+  await phone.locator('#signed-in').waitFor();
+  await fitsWidth(phone);
+  await shot(phone, 'center-phone');
+  await phone.evaluate(() => document.querySelector('#purpose-surveys').scrollIntoView());
+  await phone.screenshot({ path: join(outDir, 'center-phone-consents.png') });
+  await phone.close();
+
+  step = 'delete the account: wrong password';
+  await page.fill('#del-password', 'not my password at all');
+  await page.click('#delete-form button[type=submit]');
+  const derr = page.locator('#delete-form .field-error');
+  await derr.waitFor();
+  expect(/wrong password/i.test(await derr.textContent()), `delete error reads "${await derr.textContent()}"`);
+  await shot(page, 'center-delete-error');
+
+  step = 'delete the account';
+  await page.fill('#del-password', 'correct horse battery');
+  await page.press('#del-password', 'Enter');
+  await page.locator('#deleted').waitFor();
+  await shot(page, 'center-deleted');
+  await page.reload();
+  await page.locator('#signed-out').waitFor();
+  await page.close();
+  return username;
+}
+
+async function partnerConsole(context) {
+  const page = await context.newPage();
+  watch(page);
+  page.setDefaultTimeout(STEP_TIMEOUT);
+
+  step = 'partner: a wrong key';
+  await page.goto(`${base}/partners`);
+  await page.fill('#api-key', 'cgp_not_a_key');
+  await page.press('#api-key', 'Enter');
+  const kerr = page.locator('#key-form .field-error');
+  await kerr.waitFor();
+  expect(/not valid/.test(await kerr.textContent()), `key error reads "${await kerr.textContent()}"`);
+  await shot(page, 'partners-signin-error');
+
+  step = 'partner: sign in';
+  await page.fill('#api-key', partnerKey);
+  await page.press('#api-key', 'Enter');
+  await page.locator('#console').waitFor();
+  expect((await page.inputValue('#api-key')) === '', 'the key stays in the form');
+  const stored = await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }) + document.cookie);
+  expect(!stored.includes('cgp_'), 'the key was stored outside memory');
+  const before = Number(await page.getAttribute('#budget-meter', 'value'));
+
+  step = 'partner: epsilon error next to the field';
+  await page.fill('#epsilon', '50');
+  await page.click('#ask-form button[type=submit]');
+  const eerr = page.locator('#ask-form .field-error');
+  await eerr.waitFor();
+  expect(/epsilon must be between/i.test(await eerr.textContent()), `epsilon error reads "${await eerr.textContent()}"`);
+
+  step = 'partner: AGE_BAND × COUNTRY';
+  await page.fill('#epsilon', '1');
+  await page.focus('input[value=AGE_BAND]');
+  await page.keyboard.press('Space');
+  await page.focus('input[value=COUNTRY]');
+  await page.keyboard.press('Space');
+  await page.click('#ask-form button[type=submit]');
+  await page.locator('#result').waitFor();
+  const bars = await page.locator('svg.chart rect.bar').count();
+  expect(bars > 0, 'the chart has no bars');
+  const rows = await page.locator('.result-table tbody tr').count();
+  expect(rows === Number(await text(page, '#stat-cells')) && rows >= bars, `table has ${rows} rows, chart ${bars} bars`);
+  const suppressed = await text(page, '#stat-suppressed');
+  expect(/^\d+$/.test(suppressed) && Number(suppressed) > 0, `suppressed count reads "${suppressed}"`);
+  expect((await text(page, '#stat-epsilon')) === '1', 'epsilon spent is not 1');
+  const after = Number(await page.getAttribute('#budget-meter', 'value'));
+  expect(Math.abs(before - after - 1) < 1e-6, `budget meter went from ${before} to ${after}`);
+  expect((await text(page, '.result-table thead')).includes('Age band'), 'table has no age band column');
+  await labelled(page);
+  await shot(page, 'partners-result');
+
+  step = 'partner: phone-sized screen';
+  await page.setViewportSize({ width: 390, height: 844 });
+  // the chart is redrawn for the narrow box, so its labels stay readable
+  await page.waitForFunction(() => document.querySelector('svg.chart').viewBox.baseVal.width <= 390);
+  await fitsWidth(page);
+  await shot(page, 'partners-phone');
+  await page.evaluate(() => document.querySelector('#result').scrollIntoView());
+  await page.screenshot({ path: join(outDir, 'partners-phone-result.png') });
+  await page.close();
+  return { bars, suppressed };
+}
+
+const userDataDir = mkdtempSync(join(tmpdir(), 'cg-chromium-'));
+let context;
+try {
+  context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath,
+    headless: true,
+    acceptDownloads: true,
+    viewport: { width: 1280, height: 900 },
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  const username = await privacyCenter(context);
+  console.log(`privacy center: ok (${username})`);
+  const p = await partnerConsole(context);
+  console.log(`partner console: ok (${p.bars} bars, ${p.suppressed} groups suppressed)`);
+  expect(problems.length === 0, `the pages reported errors:\n${problems.join('\n')}`);
+} catch (e) {
+  console.error(`FAILED at step "${step}": ${e.message}`);
+  if (problems.length) console.error(problems.join('\n'));
+  process.exitCode = 1;
+} finally {
+  if (context) await context.close();
+  rmSync(userDataDir, { recursive: true, force: true });
+}

@@ -1,0 +1,416 @@
+// The Privacy Center: sign up and in, my data, consents with signed
+// receipts, activity, export and erasure. Talks to /graphql with the
+// HttpOnly session cookie.
+import { gql, isSchemaMismatch, submitting, setStatus, showError, plain, h, when, localError as fieldError } from './gql.js';
+
+const $ = (sel) => document.querySelector(sel);
+
+const CATEGORY = {
+  'user.contact.email': 'email address',
+  'user.demographic.age_band': 'age band',
+  'user.demographic.country': 'country',
+  'user.demographic.gender': 'gender',
+  'user.demographic.language': 'language',
+};
+const MECHANISM = {
+  OPT_IN: ['Off until you allow it', 'opt-in'],
+  OPT_OUT: ['On unless you refuse it', 'opt-out'],
+  NOTICE_ONLY: ['Needed to run your account', 'notice'],
+};
+const METHOD = { EXPLICIT: 'by you', GPC: 'by your browser’s Global Privacy Control', DEFAULT: 'default' };
+
+const category = (c) => CATEGORY[c] || c.split('.').pop().replaceAll('_', ' ');
+const purposeName = (id) => {
+  const s = id.replaceAll('_', ' ');
+  return s.charAt(0).toUpperCase() + s.slice(1);
+};
+
+// Third parties and disclosures come with the processors feature; older
+// servers answer GRAPHQL_VALIDATION_FAILED for them and the page goes on
+// without.
+let withProcessors = true;
+
+const PROFILE = 'profile { birthYear country gender language }';
+const HISTORY = `consentHistory(first: 100) { totalCount edges { node { sequence purpose action at method policyVersion } } } ledgerIntact`;
+const meQuery = () => `query Me { me { id username email emailVerified ${PROFILE}
+  consents { granted needsRenewal updatedAt method policyVersion ${withProcessors ? 'notes' : ''}
+    purpose { id mechanism description dataCategories ${withProcessors ? 'processors { name description dataCategories }' : ''} } }
+  ${HISTORY}
+  ${withProcessors ? 'disclosures(first: 50) { edges { node { processor purpose fields action at } } }' : ''} } }`;
+
+async function loadMe() {
+  try {
+    return (await gql(meQuery())).me;
+  } catch (err) {
+    if (withProcessors && isSchemaMismatch(err)) {
+      withProcessors = false;
+      return (await gql(meQuery())).me;
+    }
+    throw err;
+  }
+}
+
+function show(id) {
+  for (const s of ['#signed-out', '#signed-in', '#deleted', '#loading']) $(s).hidden = s !== id;
+  $('#session').hidden = id !== '#signed-in';
+}
+
+function banner(msg, kind = 'ok') {
+  const b = $('#banner');
+  b.className = `banner ${kind}`;
+  b.setAttribute('role', kind === 'error' ? 'alert' : 'status');
+  b.textContent = msg;
+  b.hidden = !msg;
+}
+
+// ---------- rendering ----------
+
+let me = null;
+
+function render(user) {
+  me = user;
+  $('#session-name').textContent = user.username;
+  renderData(user);
+  renderConsents(user);
+  renderActivity(user);
+  show('#signed-in');
+}
+
+function renderData(user) {
+  const form = $('#profile-form');
+  const p = user.profile || {};
+  form.birthYear.value = p.birthYear ?? '';
+  form.country.value = p.country ?? '';
+  form.gender.value = p.gender ?? '';
+  form.language.value = p.language ?? '';
+  $('#em-email').value = user.email ?? '';
+  const state = $('#email-state');
+  if (!user.email) {
+    state.textContent = 'none';
+    state.className = 'badge';
+  } else if (user.emailVerified) {
+    state.textContent = 'confirmed';
+    state.className = 'badge good';
+  } else {
+    state.textContent = 'not confirmed yet';
+    state.className = 'badge warn';
+  }
+  $('#verify-form').hidden = !user.email || user.emailVerified;
+}
+
+function renderConsents(user) {
+  const list = $('#purpose-list');
+  list.replaceChildren(...user.consents.map((c) => purposeItem(c)));
+}
+
+function purposeItem(c) {
+  const p = c.purpose;
+  const [mechText, mechShort] = MECHANISM[p.mechanism] || [p.mechanism, p.mechanism];
+  const id = `purpose-${p.id}`;
+  const notice = p.mechanism === 'NOTICE_ONLY';
+  const sw = h('input', {
+    type: 'checkbox', role: 'switch', id: `${id}-switch`, class: 'switch',
+    'aria-describedby': `${id}-desc`, 'data-purpose': p.id,
+  });
+  sw.checked = c.granted;
+  sw.disabled = notice;
+  sw.addEventListener('change', () => toggle(p.id, sw));
+  const uses = p.dataCategories.length ? p.dataCategories.map(category).join(', ') : 'no personal data beyond your account';
+  const thirdParties = p.processors
+    ? (p.processors.length
+      ? p.processors.map((x) => `${x.name} (${x.dataCategories.length ? x.dataCategories.map(category).join(', ') : 'no personal data'})`).join('; ')
+      : 'none receives your personal data')
+    : null;
+  let state = c.granted ? 'Allowed' : 'Not allowed';
+  if (c.updatedAt) state += ` — changed ${METHOD[c.method] || ''} on ${when(c.updatedAt)}`;
+  else state += ' — default';
+  return h('li', { class: 'purpose', id },
+    h('div', { class: 'purpose-head' },
+      h('h3', { id: `${id}-name` }, purposeName(p.id), ' ', h('span', { class: `badge mech-${mechShort}` }, mechShort)),
+      h('div', { class: 'switch-wrap' },
+        sw,
+        h('label', { for: `${id}-switch` }, notice ? 'Always on' : `Allow ${purposeName(p.id).toLowerCase()}`))),
+    h('p', { id: `${id}-desc` }, p.description, ' ', h('span', { class: 'muted' }, mechText + '.')),
+    h('dl', { class: 'facts' },
+      h('dt', {}, 'Data it uses'), h('dd', {}, uses),
+      thirdParties !== null ? [h('dt', {}, 'Third parties'), h('dd', { class: 'third-parties' }, thirdParties)] : null,
+      h('dt', {}, 'Your choice'), h('dd', { class: 'consent-state' }, state)),
+    c.needsRenewal
+      ? h('p', { class: 'notice warn' }, 'The policy for this purpose changed. It stays off until you allow it again.')
+      : null,
+    (c.notes || []).includes('NEEDS_EMAIL')
+      ? h('p', { class: 'notice warn' }, 'A third party of this purpose needs your email address: add one under “My data” and it will be sent.')
+      : null,
+    h('p', { class: 'field-error-slot', id: `${id}-error`, role: 'alert' }));
+}
+
+async function toggle(purpose, sw) {
+  const grant = sw.checked;
+  const slot = document.getElementById(`purpose-${purpose}-error`);
+  slot.textContent = '';
+  sw.disabled = true;
+  try {
+    const m = grant ? 'grantConsent' : 'withdrawConsent';
+    const data = await gql(`mutation($p: ID!) { r: ${m}(purpose: $p) { receipt changed consent { granted updatedAt policyVersion purpose { id } } } }`, { p: purpose });
+    showReceipt(data.r, grant);
+    await refresh();
+    pollActivity();
+    document.getElementById(`purpose-${purpose}-switch`)?.focus();
+  } catch (err) {
+    sw.checked = !grant;
+    sw.disabled = false;
+    slot.textContent = plain(err);
+  }
+}
+
+let receiptURL = '';
+
+function showReceipt(r, grant) {
+  const c = r.consent;
+  $('#receipt').hidden = false;
+  $('#receipt-summary').textContent = `${grant ? 'You allowed' : 'You withdrew'} “${purposeName(c.purpose.id)}”` +
+    (c.updatedAt ? ` on ${when(c.updatedAt)}` : '') + ` under policy version ${c.policyVersion}.` +
+    (r.changed ? '' : ' (It already was so; nothing new was recorded.)');
+  $('#receipt-text').textContent = r.receipt;
+  if (receiptURL) URL.revokeObjectURL(receiptURL);
+  receiptURL = URL.createObjectURL(new Blob([r.receipt], { type: 'application/jose' }));
+  const a = $('#receipt-download');
+  a.href = receiptURL;
+  a.download = `consent-receipt-${c.purpose.id}.jwt`;
+  $('#receipt-check').textContent = '';
+  $('#receipt-check').className = 'check';
+}
+
+async function verifyReceipt() {
+  const out = $('#receipt-check');
+  out.className = 'check';
+  out.textContent = 'Checking…';
+  try {
+    const { verifyReceipt: v } = await gql(`query($r: String!) { verifyReceipt(receipt: $r) {
+      valid reason purpose action issuedAt receiptId policyVersion kid } }`, { r: $('#receipt-text').textContent });
+    if (v.valid) {
+      out.className = 'check good';
+      out.textContent = `Valid: signed by us (key ${v.kid}). It records that you ${v.action === 'GRANT' ? 'allowed' : 'withdrew'} ` +
+        `“${purposeName(v.purpose)}” on ${when(v.issuedAt)} under policy version ${v.policyVersion}. Receipt ${v.receiptId}.`;
+    } else {
+      out.className = 'check bad';
+      out.textContent = `Not valid: ${v.reason}.`;
+    }
+  } catch (err) {
+    out.className = 'check bad';
+    out.textContent = plain(err);
+  }
+}
+
+function table(caption, head, rows, cls) {
+  return h('div', { class: 'table-wrap' }, h('table', { class: cls },
+    h('caption', { class: 'sr-only' }, caption),
+    h('thead', {}, h('tr', {}, head.map((x) => h('th', { scope: 'col' }, x)))),
+    h('tbody', {}, rows.map((r) => h('tr', {}, r.map((x) => h('td', {}, x)))))));
+}
+
+function renderActivity(user) {
+  const d = $('#disclosures');
+  if (!user.disclosures) {
+    d.replaceChildren(h('p', { class: 'muted' }, 'This server does not report deliveries to third parties yet.'));
+  } else if (!user.disclosures.edges.length) {
+    d.replaceChildren(h('p', { class: 'muted', id: 'no-disclosures' }, 'Nothing of yours has been sent to a third party.'));
+  } else {
+    // newest first, as the API answers
+    const rows = user.disclosures.edges.map(({ node: n }) => [
+      when(n.at), n.processor, purposeName(n.purpose), n.fields.length ? n.fields.map(category).join(', ') : '—',
+      n.action === 'DELIVERED' ? 'received' : n.action === 'FORGOTTEN' ? 'told to forget you' : n.action.toLowerCase(),
+    ]);
+    d.replaceChildren(table('Deliveries to third parties', ['When', 'Recipient', 'Purpose', 'Data', 'What happened'], rows, 'disclosure-table'));
+  }
+  const ledger = $('#ledger-state');
+  ledger.textContent = user.ledgerIntact ? 'ledger intact' : 'ledger altered!';
+  ledger.className = `badge ${user.ledgerIntact ? 'good' : 'bad'}`;
+  const hist = user.consentHistory.edges;
+  if (!hist.length) {
+    $('#history').replaceChildren(h('p', { class: 'muted' }, 'You have not changed any consent yet: the defaults above apply.'));
+    return;
+  }
+  const rows = [...hist].reverse().map(({ node: n }) => [
+    when(n.at), purposeName(n.purpose), n.action === 'GRANT' ? 'allowed' : 'withdrawn', METHOD[n.method] || n.method, n.policyVersion,
+  ]);
+  const total = user.consentHistory.totalCount;
+  const parts = [table('Consent history, newest first', ['When', 'Purpose', 'Choice', 'Made', 'Policy'], rows, 'history-table')];
+  if (total > hist.length) {
+    parts.push(h('p', { class: 'muted' }, `Showing your first ${hist.length} of ${total} changes; “Download my data” has them all.`));
+  }
+  $('#history').replaceChildren(...parts);
+}
+
+let polling = 0;
+
+// Deliveries and forget requests happen in the background shortly after a
+// change: look again a few times so they show up without a reload.
+function pollActivity() {
+  const run = ++polling;
+  let n = 0;
+  const tick = async () => {
+    if (run !== polling || n++ >= 15 || !me) return;
+    try {
+      const user = await loadMe();
+      if (!user) return;
+      me = user;
+      renderActivity(user);
+    } catch { /* next tick */ }
+    setTimeout(tick, 2000);
+  };
+  setTimeout(tick, 1000);
+}
+
+async function refresh() {
+  const user = await loadMe();
+  if (!user) {
+    show('#signed-out');
+    return;
+  }
+  render(user);
+}
+
+// ---------- forms ----------
+
+function optional(v) {
+  const s = v.trim();
+  return s === '' ? null : s;
+}
+
+function profileInput(form, { dropEmpty }) {
+  const by = optional(form.birthYear.value);
+  const input = {
+    birthYear: by === null ? null : (/^\d+$/.test(by) ? Number(by) : by),
+    country: optional(form.country.value)?.toUpperCase() ?? null,
+    gender: optional(form.gender.value),
+    language: optional(form.language.value)?.toLowerCase() ?? null,
+  };
+  if (typeof input.birthYear === 'string') return { error: ['birthYear', 'Birth year must be a year such as 1990.'] };
+  if (dropEmpty) for (const k of Object.keys(input)) if (input[k] === null) delete input[k];
+  return { input };
+}
+
+function localError(form, [field, message]) {
+  showError(form, fieldError(field, message));
+}
+
+function bind() {
+  $('#signup-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const form = e.currentTarget;
+    submitting(form, async () => {
+      const { input: profile, error } = profileInput(form, { dropEmpty: true });
+      if (error) return localError(form, error);
+      const input = { username: form.username.value.trim(), password: form.password.value, email: optional(form.email.value) };
+      if (Object.keys(profile).length) input.profile = profile;
+      await gql(`mutation($i: RegisterInput!) { register(input: $i) { user { id } } }`, { i: input });
+      form.reset();
+      banner(`Welcome, ${input.username}. Your account is ready.`);
+      await refresh();
+      $('#main').focus();
+    });
+  });
+
+  $('#login-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const form = e.currentTarget;
+    submitting(form, async () => {
+      await gql(`mutation($u: String!, $p: String!) { login(username: $u, password: $p) { user { id } } }`,
+        { u: form.username.value.trim(), p: form.password.value });
+      form.reset();
+      banner('');
+      await refresh();
+      $('#main').focus();
+    });
+  });
+
+  $('#logout').addEventListener('click', async () => {
+    try {
+      await gql('mutation { logout }');
+    } catch (err) {
+      banner(plain(err), 'error');
+      return;
+    }
+    me = null;
+    banner('You are signed out.');
+    show('#signed-out');
+  });
+
+  $('#profile-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const form = e.currentTarget;
+    submitting(form, async () => {
+      const { input, error } = profileInput(form, { dropEmpty: false });
+      if (error) return localError(form, error);
+      await gql(`mutation($i: ProfileInput!) { updateProfile(input: $i) { id } }`, { i: input });
+      await refresh();
+      setStatus(form, 'Profile saved.');
+    });
+  });
+
+  $('#email-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const form = e.currentTarget;
+    submitting(form, async () => {
+      const email = optional(form.email.value);
+      await gql(`mutation($e: String) { setEmail(email: $e) { id } }`, { e: email });
+      await refresh();
+      setStatus(form, email ? 'Saved. We sent a confirmation link to this address.' : 'Email address removed.');
+    });
+  });
+
+  $('#verify-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const form = e.currentTarget;
+    submitting(form, async () => {
+      await gql(`mutation($t: String!) { verifyEmail(token: $t) }`, { t: form.token.value.trim() });
+      form.reset();
+      await refresh();
+      setStatus($('#email-form'), 'Your email address is confirmed.');
+    });
+  });
+
+  $('#receipt-verify').addEventListener('click', verifyReceipt);
+
+  $('#delete-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const form = e.currentTarget;
+    submitting(form, async () => {
+      if (!form.password.value) return localError(form, ['password', 'Enter your password to confirm.']);
+      await gql(`mutation($p: String!) { deleteMyAccount(password: $p) }`, { p: form.password.value });
+      form.reset();
+      me = null;
+      banner('');
+      show('#deleted');
+      $('#deleted').focus();
+    });
+  });
+}
+
+// A confirmation link from the mail: /?verify=<token>.
+async function verifyFromLink() {
+  const params = new URLSearchParams(location.search);
+  const token = params.get('verify');
+  if (!token) return;
+  history.replaceState(null, '', location.pathname + location.hash);
+  try {
+    await gql(`mutation($t: String!) { verifyEmail(token: $t) }`, { t: token });
+    banner('Thank you: your email address is confirmed.');
+  } catch (err) {
+    banner(`We could not confirm your email address: ${plain(err)} Sign in and save your address again to get a new link.`, 'error');
+  }
+}
+
+async function start() {
+  bind();
+  await verifyFromLink();
+  try {
+    await refresh();
+  } catch (err) {
+    show('#signed-out');
+    banner(plain(err), 'error');
+  }
+}
+
+start();

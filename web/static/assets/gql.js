@@ -1,0 +1,166 @@
+// A small GraphQL client and form helpers shared by both pages.
+
+/** An error answered by the API; code and field come from extensions. */
+export class ApiError extends Error {
+  constructor(errors, status) {
+    const first = errors[0] || {};
+    super(first.message || `The server answered with status ${status}.`);
+    this.errors = errors;
+    this.code = (first.extensions && first.extensions.code) || '';
+    this.field = (first.extensions && first.extensions.field) || '';
+    this.status = status;
+  }
+}
+
+/**
+ * Posts a query. With a bearer token (the partner key, held in memory only)
+ * it is sent as Authorization; otherwise the session cookie is used.
+ */
+export async function gql(query, variables = {}, bearer = '') {
+  const headers = { 'Content-Type': 'application/json', Accept: 'application/json' };
+  if (bearer) headers.Authorization = `Bearer ${bearer}`;
+  let res;
+  try {
+    res = await fetch('/graphql', {
+      method: 'POST',
+      headers,
+      credentials: bearer ? 'omit' : 'same-origin',
+      body: JSON.stringify({ query, variables }),
+    });
+  } catch {
+    throw new ApiError([{ message: 'The server cannot be reached. Check your connection and try again.' }], 0);
+  }
+  let body;
+  try {
+    body = await res.json();
+  } catch {
+    throw new ApiError([{ message: `The server answered with status ${res.status}. Try again in a moment.` }], res.status);
+  }
+  if (body.errors && body.errors.length) throw new ApiError(body.errors, res.status);
+  return body.data;
+}
+
+/** Whether the error says the query used a field this server does not have. */
+export function isSchemaMismatch(err) {
+  return err instanceof ApiError && err.code === 'GRAPHQL_VALIDATION_FAILED';
+}
+
+const friendly = {
+  UNAUTHENTICATED: 'Please sign in again: your session has ended.',
+  FORBIDDEN: 'You are not allowed to do that.',
+  RATE_LIMITED: 'Too many attempts. Wait a moment and try again.',
+  INTERNAL: 'Something went wrong on our side. Try again; if it keeps happening, contact support.',
+};
+
+/** The plain-words message of an error. */
+export function plain(err) {
+  if (err && err.local) return err.message;
+  if (!(err instanceof ApiError)) return 'Something went wrong in this page. Reload it and try again.';
+  const m = err.message || '';
+  if (err.code === 'INTERNAL') return friendly.INTERNAL;
+  if (m && err.code !== 'GRAPHQL_VALIDATION_FAILED' && err.code !== 'GRAPHQL_PARSE_FAILED') {
+    return m.charAt(0).toUpperCase() + m.slice(1) + (/[.!?]$/.test(m) ? '' : '.');
+  }
+  return friendly[err.code] || 'Something went wrong. Try again.';
+}
+
+/** Removes the error messages a previous submit left in form. */
+export function clearErrors(form) {
+  for (const el of form.querySelectorAll('.field-error')) el.remove();
+  for (const el of form.querySelectorAll('[aria-invalid]')) {
+    el.removeAttribute('aria-invalid');
+    el.removeAttribute('aria-errormessage');
+  }
+  const status = form.querySelector('.form-status');
+  if (status) {
+    status.textContent = '';
+    status.className = 'form-status';
+  }
+}
+
+let errorSeq = 0;
+
+/**
+ * Shows err next to the control named by extensions.field (its last path
+ * segment, so "input.profile.country" finds name="country"), or at the
+ * form's status line when no control matches.
+ */
+export function showError(form, err) {
+  const msg = plain(err);
+  const field = err && err.field ? String(err.field).split('.').pop() : '';
+  const control = field ? form.querySelector(`[name="${CSS.escape(field)}"]`) : null;
+  if (control) {
+    const p = document.createElement('p');
+    p.className = 'field-error';
+    p.id = `err-${++errorSeq}`;
+    p.textContent = msg;
+    control.setAttribute('aria-invalid', 'true');
+    control.setAttribute('aria-errormessage', p.id);
+    const described = (control.getAttribute('aria-describedby') || '').split(' ').filter((x) => x && !x.startsWith('err-'));
+    control.setAttribute('aria-describedby', [...described, p.id].join(' '));
+    const wrap = control.closest('.field') || control.parentElement;
+    wrap.append(p);
+    control.focus();
+    return;
+  }
+  setStatus(form, msg, 'error');
+}
+
+/** An error found in the page before asking the server, shown next to field. */
+export function localError(field, message) {
+  return Object.assign(new Error(message), { field, local: true });
+}
+
+/** Writes a status line (role=status or alert) at the end of form. */
+export function setStatus(form, msg, kind = 'ok') {
+  let status = form.querySelector('.form-status');
+  if (!status) {
+    status = document.createElement('p');
+    form.append(status);
+  }
+  status.className = `form-status ${kind}`;
+  status.setAttribute('role', kind === 'error' ? 'alert' : 'status');
+  status.textContent = msg;
+}
+
+/** Runs fn while the form's submit button is disabled; errors go to the form. */
+export async function submitting(form, fn) {
+  clearErrors(form);
+  const buttons = form.querySelectorAll('button');
+  for (const b of buttons) b.disabled = true;
+  form.setAttribute('aria-busy', 'true');
+  try {
+    return await fn();
+  } catch (err) {
+    if (!(err instanceof ApiError) && !err.local) console.error(err);
+    showError(form, err);
+    return undefined;
+  } finally {
+    for (const b of buttons) b.disabled = false;
+    form.removeAttribute('aria-busy');
+  }
+}
+
+/** Creates an element: h('p', {class: 'x'}, 'text', child). */
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === false || v === null || v === undefined) continue;
+    if (k === 'class') el.className = v;
+    else if (k === 'text') el.textContent = v;
+    else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+/** A date and time in the reader's locale. */
+export function when(iso) {
+  if (!iso) return '';
+  const d = new Date(iso);
+  return d.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+}
