@@ -108,3 +108,42 @@ func TestEpsilonSpentPerPartnerMetric(t *testing.T) {
 		t.Fatalf("epsilon spent metric = %v, want 0.5", got)
 	}
 }
+
+// Lists must not cost a store read per element (N+1): the round trips of the
+// list-shaped queries stay the same as their lists grow. Today no list item
+// has a field that reads the store on its own, so no dataloader is needed;
+// this test is what tells a future field that it needs one.
+func TestListsCostNoReadPerElement(t *testing.T) {
+	s, admin := partnerAdmin(t)
+	u := s.Register(t, "lister")
+	const userQ = `{ me { consents { purpose { id processors { name } } granted notes }
+		consentHistory(first: 50) { edges { node { sequence purpose } } }
+		disclosures(first: 50) { edges { node { processor } } } } }`
+	const adminQ = `{ partners { id name budgetRemaining } outbox(first: 50) { edges { node { id processor } } } }`
+	flip := func(n int) {
+		for i := range n {
+			m := "grantConsent"
+			if i%2 == 1 {
+				m = "withdrawConsent"
+			}
+			if r := u.Do(t, `mutation { `+m+`(purpose: "surveys") { receipt } }`, nil); len(r.Errors) > 0 {
+				t.Fatal(string(r.Raw))
+			}
+		}
+	}
+	flip(1)
+	createPartner(t, s, admin, 1, 1)
+	u.Do(t, userQ, nil) // warm caches
+	userFew := roundTrips(t, s, u, userQ, "query me")
+	adminFew := roundTrips(t, s, admin, adminQ, "query outbox,partners")
+	flip(9)
+	for range 5 {
+		createPartner(t, s, admin, 1, 1)
+	}
+	userMany := roundTrips(t, s, u, userQ, "query me")
+	adminMany := roundTrips(t, s, admin, adminQ, "query outbox,partners")
+	if userMany != userFew || adminMany != adminFew {
+		t.Fatalf("round trips grew with the lists: me %v → %v, admin %v → %v", userFew, userMany, adminFew, adminMany)
+	}
+	t.Logf("round trips: me with all lists %v, admin partners+outbox %v", userMany, adminMany)
+}
