@@ -147,3 +147,19 @@ func TestListsCostNoReadPerElement(t *testing.T) {
 	}
 	t.Logf("round trips: me with all lists %v, admin partners+outbox %v", userMany, adminMany)
 }
+
+func TestOutboxMetrics(t *testing.T) {
+	rc := newReceiver()
+	s, _ := webhookServer(t, rc, "")
+	grantMany(t, s, "metered", 3)
+	drain(t, s, s.App.Outbox.Dispatcher("metrics-test", fast), 10*time.Second)
+	if got := scrape(t, s, `consentgraph_outbox_attempts_total{action="DELIVER",outcome="done",processor="hook"}`); got != 3 {
+		t.Errorf("done deliveries to hook = %v, want 3", got)
+	}
+	if got := scrape(t, s, `consentgraph_outbox_items{state="DONE"}`); got != 3 {
+		t.Errorf("outbox items DONE = %v, want 3", got)
+	}
+	if got := scrape(t, s, `consentgraph_outbox_items{state="PENDING"}`); got != 0 {
+		t.Errorf("outbox items PENDING = %v, want 0", got)
+	}
+}

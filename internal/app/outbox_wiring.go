@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/consentgraph/consentgraph/internal/outbox"
 	"github.com/consentgraph/consentgraph/plugins"
@@ -29,6 +30,9 @@ func (a *App) initOutbox(ctx context.Context) error {
 		DB: a.Store.DB, Accounts: a.Accounts, Consent: a.Consent, Purposes: a.File.Catalog, Secrets: a.Secrets,
 		Signer: a.Signing, Processors: a.File.Processors, PublicURL: a.cfg.PublicURL, Logger: a.log,
 		Tuning: outbox.Tuning{PollInterval: max(a.cfg.OutboxPoll, 0)},
+		OnOutcome: func(processor string, action outbox.Action, outcome string) {
+			a.Metrics.OutboxOutcome(processor, string(action), outcome)
+		},
 	})
 	if err != nil {
 		if a.File.Path != "" {
@@ -36,6 +40,8 @@ func (a *App) initOutbox(ctx context.Context) error {
 		}
 		return err
 	}
+	a.Metrics.GaugeVecFunc("consentgraph_outbox_items", "Outbox items by state (refreshed at most every 15s).", "state",
+		15*time.Second, a.Outbox.CountByState)
 	a.Export.Register("disclosures", a.Outbox.ExportSection)
 	return nil
 }

@@ -29,6 +29,7 @@ type Metrics struct {
 	storeCommands *prometheus.CounterVec
 	storeFailures *prometheus.CounterVec
 	epsilon       *prometheus.CounterVec
+	outbox        *prometheus.CounterVec
 }
 
 // New creates the registry with Go runtime and process collectors.
@@ -63,8 +64,12 @@ func New() *Metrics {
 			Name: "consentgraph_partner_epsilon_spent_total",
 			Help: "Differential-privacy epsilon charged to each partner since start.",
 		}, []string{"partner"}),
+		outbox: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "consentgraph_outbox_attempts_total",
+			Help: "Outbox delivery and forget attempts per processor by outcome (done, skipped, waiting, retry, dead).",
+		}, []string{"processor", "action", "outcome"}),
 	}
-	r.MustRegister(m.requests, m.latency, m.roundTrips, m.storeCommands, m.storeFailures, m.epsilon)
+	r.MustRegister(m.requests, m.latency, m.roundTrips, m.storeCommands, m.storeFailures, m.epsilon, m.outbox)
 	return m
 }
 
@@ -184,4 +189,43 @@ func OperationName(ctx context.Context) string {
 		names = append(names[:4], "...")
 	}
 	return string(oc.Operation.Operation) + " " + strings.Join(names, ",")
+}
+
+// OutboxOutcome counts how an outbox attempt ended for a processor.
+func (m *Metrics) OutboxOutcome(processor, action, outcome string) {
+	m.outbox.WithLabelValues(processor, action, outcome).Inc()
+}
+
+// GaugeVecFunc registers gauges with one label, read at scrape time at most
+// once per interval.
+func (m *Metrics) GaugeVecFunc(name, help, label string, interval time.Duration, read func(context.Context) (map[string]float64, error)) {
+	m.Registry.MustRegister(&cachedVec{desc: prometheus.NewDesc(name, help, []string{label}, nil), interval: interval, read: read})
+}
+
+type cachedVec struct {
+	desc     *prometheus.Desc
+	interval time.Duration
+	read     func(context.Context) (map[string]float64, error)
+
+	mu   sync.Mutex
+	last map[string]float64
+	at   time.Time
+}
+
+func (c *cachedVec) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *cachedVec) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	if time.Since(c.at) >= c.interval {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if v, err := c.read(ctx); err == nil {
+			c.last, c.at = v, time.Now()
+		}
+		cancel()
+	}
+	values := c.last
+	c.mu.Unlock()
+	for k, v := range values {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, k)
+	}
 }

@@ -45,6 +45,31 @@ type Page[T any] struct {
 	HasNext bool
 }
 
+// CountByState counts outbox items per state (for metrics).
+func (s *Service) CountByState(ctx context.Context) (map[string]float64, error) {
+	cur, err := s.items.Aggregate(ctx, mongo.Pipeline{
+		{{Key: "$group", Value: bson.D{{Key: "_id", Value: "$state"}, {Key: "n", Value: bson.D{{Key: "$sum", Value: 1}}}}}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("count outbox by state: %w", err)
+	}
+	var rows []struct {
+		State string `bson:"_id"`
+		N     int64  `bson:"n"`
+	}
+	if err := cur.All(ctx, &rows); err != nil {
+		return nil, fmt.Errorf("count outbox by state: %w", err)
+	}
+	out := map[string]float64{}
+	for _, st := range []State{Pending, Waiting, Done, Skipped, Dead} {
+		out[string(st)] = 0
+	}
+	for _, r := range rows {
+		out[r.State] = float64(r.N)
+	}
+	return out, nil
+}
+
 func clampFirst(first *int) int64 {
 	n := 20
 	if first != nil {

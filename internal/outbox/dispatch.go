@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -193,6 +194,16 @@ func (d *Dispatcher) finish(ctx context.Context, it *Item, set bson.D) {
 		bson.D{{Key: "$set", Value: set}})
 	if err != nil {
 		s.log.WarnContext(ctx, "record outbox outcome failed; the lease will expire and the item run again", "item", it.ID, "err", err)
+		return
+	}
+	if s.opts.OnOutcome != nil {
+		outcome := "retry"
+		for _, e := range set {
+			if e.Key == "state" {
+				outcome = strings.ToLower(string(e.Value.(State)))
+			}
+		}
+		s.opts.OnOutcome(it.Processor, it.Action, outcome)
 	}
 }
 

@@ -226,6 +226,9 @@ type Options struct {
 
 	// Tuning is the default dispatcher tuning (Dispatcher can override).
 	Tuning Tuning
+	// OnOutcome, if set, learns how each attempt ended: the item's new
+	// state in lower case (done, skipped, waiting, dead) or "retry".
+	OnOutcome func(processor string, action Action, outcome string)
 }
 
 // Service is the outbox.
