@@ -63,13 +63,14 @@ func (s *Sender) Send(ctx context.Context, msg Message) error {
 		return err
 	}
 	start := time.Now()
-	_, domain, _ := strings.Cut(b.to, "@")
-	// Only the recipient's domain is logged: addresses are personal data.
-	log := s.logger.With("message_id", b.messageID, "recipient_domain", domain)
+	// No part of the recipient is logged, not even the domain: addresses are
+	// personal data, and a personal domain names its owner. The message id
+	// is enough to find the mail at the SMTP server.
+	log := s.logger.With("message_id", b.messageID)
 	tlsUsed, err := s.deliver(ctx, b)
 	if err != nil {
 		// Servers often quote the recipient in their replies.
-		logged := strings.ReplaceAll(err.Error(), b.to, "<recipient>")
+		logged := redactRecipient(err.Error(), b.to)
 		log.WarnContext(ctx, "mail not sent", "error", logged, "permanent", IsPermanent(err),
 			"duration", time.Since(start))
 		return err
@@ -251,4 +252,14 @@ func addressLiteral(a net.Addr) string {
 		return "[" + ip4.String() + "]"
 	}
 	return "[IPv6:" + ta.IP.String() + "]"
+}
+
+// redactRecipient removes the recipient's address and its domain from a
+// server reply before it is logged.
+func redactRecipient(text, to string) string {
+	text = strings.ReplaceAll(text, to, "<recipient>")
+	if _, domain, ok := strings.Cut(to, "@"); ok && domain != "" {
+		text = strings.ReplaceAll(text, domain, "<domain>")
+	}
+	return text
 }

@@ -78,7 +78,12 @@ func Start(t testing.TB, opts ...Option) *Server {
 // embedded store of its own in cfg.DataDir). It is stopped when the test ends.
 func StartWith(t testing.TB, cfg config.Config) *Server {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return StartWithLogger(t, cfg, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})))
+}
+
+// StartWithLogger is StartWith with the server's logs going to log.
+func StartWithLogger(t testing.TB, cfg config.Config, log *slog.Logger) *Server {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	a, err := app.New(ctx, cfg, log)
