@@ -17,10 +17,14 @@ import (
 func (r *mutationResolver) Register(ctx context.Context, input model.RegisterInput) (*model.AuthPayload, error) {
 	id := accounts.NewID()
 	// Consent is created with the account in one insert (GPC opt-outs included).
-	consentFields, err := r.Consent.SignUpFields(ctx, id, consent.GPCFrom(ctx))
+	gpc := consent.GPCFrom(ctx)
+	consentFields, err := r.Consent.SignUpFields(ctx, id, gpc)
 	if err != nil {
 		return nil, err
 	}
+	// Opt-out purposes are in force from sign-up: their processors' first
+	// deliveries are stored in the same insert as the account.
+	consentFields = append(consentFields, r.Processing.SignUpFields(id, gpc)...)
 	u, sess, err := r.Accounts.Register(ctx, accounts.RegisterInput{
 		ID:       id,
 		Username: input.Username,

@@ -463,9 +463,26 @@ processors:
     fields: [user.contact.email, user.demographic.country]
     settings: {token: tok, listId: CL, baseURL: %q}
 `, srv.URL))
-	c, _ := userWithData(t, s, "sm_eve", true)
+	c, id := userWithData(t, s, "sm_eve", true)
 	changeConsent(t, c, true, "surveys")
 	d := s.App.Outbox.Dispatcher("t", fast)
+	drain(t, s, d, 10*time.Second)
+	// The address is not verified yet: SurveyMonkey would mail it directly,
+	// so the delivery waits.
+	fake.mu.Lock()
+	waiting := len(fake.contacts)
+	fake.mu.Unlock()
+	if waiting != 0 || len(items(t, s, outbox.Waiting)) != 1 {
+		t.Fatalf("before verification: %d contacts, %d waiting items; want 0 and 1", waiting, len(items(t, s, outbox.Waiting)))
+	}
+	addr := "sm_eve@example.org"
+	_, token, err := s.App.Accounts.SetEmail(context.Background(), id, &addr)
+	if err != nil || token == "" {
+		t.Fatalf("re-issue verification token: %q %v", token, err)
+	}
+	if _, err := s.App.Accounts.VerifyEmail(context.Background(), token); err != nil {
+		t.Fatal(err)
+	}
 	drain(t, s, d, 10*time.Second)
 	fake.mu.Lock()
 	if len(fake.contacts) != 1 {

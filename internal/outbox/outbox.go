@@ -304,6 +304,7 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		}
 	})
 	opts.Accounts.Subscribe(s.onAccountChange)
+	opts.Consent.OnPolicyPublished(s.onPolicyPublished)
 	return s, nil
 }
 
@@ -451,6 +452,69 @@ func (s *Service) writeHook(_ context.Context, ch consent.Change) (bson.D, error
 	return set, nil
 }
 
+// SignUpFields returns the work a new account starts with, for the
+// sign-up's own insert: a delivery to each processor of an OPT_OUT purpose,
+// whose consent is in force from the first moment — unless Global Privacy
+// Control withdrew it (GPC withdraws every opt-out purpose that shares data,
+// and a purpose with a processor does).
+func (s *Service) SignUpFields(userID string, gpc bool) bson.D {
+	if gpc {
+		return nil
+	}
+	var items bson.D
+	for _, p := range s.procs {
+		pur, ok := s.opts.Purposes.Get(p.Purpose)
+		if !ok || pur.Mechanism != policy.OptOut {
+			continue
+		}
+		it := s.newItem(userID, p, Deliver, "sign-up: opt-out purpose in force by default")
+		items = append(items, bson.E{Key: it.ID, Value: it})
+	}
+	if len(items) == 0 {
+		return nil
+	}
+	return bson.D{{Key: EmbeddedField, Value: items}}
+}
+
+// onPolicyPublished: grants of the purposes a new policy changed materially
+// stop counting, so their processors are told to forget those users. The
+// forget re-checks consent when it runs, so whoever grants again in the
+// meantime keeps their data there. Ids are deterministic: announcing the
+// same version twice (another replica) enqueues nothing new.
+func (s *Service) onPolicyPublished(ctx context.Context, pv consent.PolicyVersion) {
+	for _, purpose := range pv.Reconsent {
+		procs := s.ForPurpose(purpose)
+		if len(procs) == 0 {
+			continue
+		}
+		state := consent.Field + ".state." + purpose
+		cur, err := s.users.Find(ctx, bson.D{
+			{Key: state + ".granted", Value: true},
+			{Key: state + ".policyN", Value: bson.D{{Key: "$lt", Value: pv.N}}},
+		}, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+		if err != nil {
+			s.log.ErrorContext(ctx, "reconsent: list affected users", "purpose", purpose, "err", err)
+			continue
+		}
+		var users []struct {
+			ID string `bson:"_id"`
+		}
+		if err := cur.All(ctx, &users); err != nil {
+			s.log.ErrorContext(ctx, "reconsent: list affected users", "purpose", purpose, "err", err)
+			continue
+		}
+		for _, u := range users {
+			for _, p := range procs {
+				it := s.newItem(u.ID, p, Forget, "policy "+pv.Version+" asks for consent again")
+				it.ID = fmt.Sprintf("reconsent-%d-%s-%s", pv.N, p.Name, u.ID)
+				if _, err := s.items.InsertOne(ctx, it); err != nil && !store.IsDuplicateKey(err) {
+					s.log.ErrorContext(ctx, "reconsent: enqueue forget", "processor", p.Name, "err", err)
+				}
+			}
+		}
+	}
+}
+
 // RelayUser moves the items embedded in a user document to the outbox
 // collection. It is idempotent.
 func (s *Service) RelayUser(ctx context.Context, userID string) error {
@@ -555,6 +619,8 @@ var categoryOfField = map[string]string{
 
 func (s *Service) onAccountChange(ctx context.Context, c accounts.Change) error {
 	switch c.Kind {
+	case accounts.Registered:
+		return s.RelayUser(ctx, c.UserID)
 	case accounts.Erasing:
 		return s.enqueueErasure(ctx, c.UserID)
 	case accounts.EmailChanged, accounts.EmailVerified, accounts.ProfileChanged:

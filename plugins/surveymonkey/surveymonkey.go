@@ -32,7 +32,10 @@ func init() {
 		Type: Type, Purpose: policy.Surveys,
 		DataCategories: []string{policy.CategoryEmail, policy.CategoryAgeBand, policy.CategoryCountry},
 		Requires:       []string{policy.CategoryEmail},
-		Description:    "SurveyMonkey contact list: survey invitations by email.",
+		// Invitations go straight to the address, with no double opt-in at
+		// the provider: only a verified address may be handed over.
+		RequiresVerifiedEmail: true,
+		Description:           "SurveyMonkey contact list: survey invitations by email.",
 	}, New)
 }
 
