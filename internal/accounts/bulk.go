@@ -70,23 +70,9 @@ func (s *Service) ImportUsers(ctx context.Context, users []ImportUser, password 
 			return nil, fmt.Errorf("new data key: %w", err)
 		}
 		keys = append(keys, keyDoc{ID: u.ID, Wrapped: wrapped, CreatedAt: u.CreatedAt})
-		d := userDoc{
-			ID: u.ID, Username: u.Username, UsernameKey: key, PasswordHash: hash,
-			Role: u.Role, CreatedAt: u.CreatedAt, Profile: sealProfile(dk, u.ID, u.Profile),
-		}
-		if u.Email != nil {
-			d.Email = dk.Seal([]byte(*u.Email), fieldAAD(u.ID, "email"))
-			if d.EmailIndex, err = s.emailIndex(ctx, *u.Email); err != nil {
-				return nil, err
-			}
-		}
-		raw, err := bson.Marshal(d)
+		doc, err := s.sealedDoc(ctx, dk, u, key, hash)
 		if err != nil {
-			return nil, fmt.Errorf("marshal user: %w", err)
-		}
-		var doc bson.D
-		if err := bson.Unmarshal(raw, &doc); err != nil {
-			return nil, fmt.Errorf("marshal user: %w", err)
+			return nil, err
 		}
 		docs = append(docs, append(doc, in.Extra...))
 		ids = append(ids, u.ID)

@@ -64,6 +64,13 @@ func (s *Service) newDoc(ctx context.Context, u *User, usernameKey, passwordHash
 		return nil, fmt.Errorf("store data key: %w", err)
 	}
 	s.keyCache.put(u.ID, dk)
+	return s.sealedDoc(ctx, dk, u, usernameKey, passwordHash)
+}
+
+// sealedDoc builds the stored document of u with its personal data sealed
+// under dk.
+func (s *Service) sealedDoc(ctx context.Context, dk *envelope.DataKey, u *User, usernameKey, passwordHash string) (bson.D, error) {
+	var err error
 	d := userDoc{
 		ID: u.ID, Username: u.Username, UsernameKey: usernameKey, PasswordHash: passwordHash,
 		Role: u.Role, CreatedAt: u.CreatedAt,
