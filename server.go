@@ -136,7 +136,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if cfg.MongoDBURI != "" {
 		store = "MongoDB"
 	}
-	log.Info("Consentgraph is running", "graphql", base+"/graphql", "jwks", base+"/.well-known/jwks.json", "store", store)
+	log.Info("Consentgraph is running", "privacy_center", base+"/", "partner_console", base+"/partners", "graphql", base+"/graphql", "jwks", base+"/.well-known/jwks.json", "store", store)
 	errc := make(chan error, 1)
 	go func() {
 		if srv.TLSConfig != nil {
