@@ -5,6 +5,8 @@ package graph
 import (
 	"context"
 
+	"github.com/vektah/gqlparser/v2/ast"
+
 	"github.com/consentgraph/consentgraph/internal/accounts"
 	"github.com/consentgraph/consentgraph/internal/audit"
 	"github.com/consentgraph/consentgraph/internal/consent"
@@ -34,3 +36,7 @@ type Resolver struct {
 type EmailVerifier interface {
 	SendVerification(ctx context.Context, to, token string)
 }
+
+// SchemaSources returns the schema files compiled into the server, for
+// tests that walk the schema exactly as it is served.
+func SchemaSources() []*ast.Source { return append([]*ast.Source(nil), sources...) }

@@ -1,8 +1,6 @@
 package graph_test
 
 import (
-	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -36,19 +34,7 @@ var exceptions = map[string]string{
 
 func loadSchema(t *testing.T, extra ...string) *ast.Schema {
 	t.Helper()
-	files, err := filepath.Glob("../schema/*.graphqls")
-	if err != nil {
-		t.Fatal(err)
-	}
-	files = append([]string{"../schema.graphqls"}, files...)
-	var sources []*ast.Source
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sources = append(sources, &ast.Source{Name: f, Input: string(b)})
-	}
+	sources := graph.SchemaSources()
 	for i, e := range extra {
 		sources = append(sources, &ast.Source{Name: "extra" + string(rune('0'+i)), Input: e})
 	}

@@ -2,8 +2,6 @@ package app_test
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -12,6 +10,7 @@ import (
 	"github.com/vektah/gqlparser/v2"
 	"github.com/vektah/gqlparser/v2/ast"
 
+	"github.com/consentgraph/consentgraph/graph"
 	"github.com/consentgraph/consentgraph/internal/app/apptest"
 )
 
@@ -139,19 +138,7 @@ var matrix = map[string]matrixRow{
 // in the schema files.
 func schemaOperations(t *testing.T) []string {
 	t.Helper()
-	files, err := filepath.Glob("../../schema/*.graphqls")
-	if err != nil {
-		t.Fatal(err)
-	}
-	files = append([]string{"../../schema.graphqls"}, files...)
-	var sources []*ast.Source
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sources = append(sources, &ast.Source{Name: f, Input: string(b)})
-	}
+	sources := graph.SchemaSources()
 	s, gerr := gqlparser.LoadSchema(sources...)
 	if gerr != nil {
 		t.Fatalf("parse schema: %v", gerr)
