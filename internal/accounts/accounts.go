@@ -57,10 +57,10 @@ type Service struct {
 	users    *mongo.Collection
 	sessions *mongo.Collection
 	keys     *mongo.Collection
-	keyCache keyCache
+	keyCache ttlCache[*envelope.DataKey]
 	// sessionCache saves the session read on most requests; entries live
 	// SessionCacheTTL, so a revocation on another replica holds within it.
-	sessionCache sessionCache
+	sessionCache ttlCache[auth.Principal]
 	opts         Options
 	// listeners are told about committed changes (see Subscribe).
 	listeners []Listener
@@ -88,7 +88,8 @@ func New(ctx context.Context, db *mongo.Database, opts Options) (*Service, error
 		opts.Now = time.Now
 	}
 	s := &Service{users: db.Collection(UsersCollection), sessions: db.Collection(SessionsCollection),
-		keys: db.Collection(DataKeysCollection), opts: opts, log: opts.Logger}
+		keys: db.Collection(DataKeysCollection), opts: opts, log: opts.Logger,
+		keyCache: ttlCache[*envelope.DataKey]{max: keyCacheMax}, sessionCache: ttlCache[auth.Principal]{max: sessionCacheMax}}
 	if err := store.EnsureIndexes(ctx, s.users,
 		mongo.IndexModel{Keys: bson.D{{Key: "usernameKey", Value: 1}}, Options: options.Index().SetUnique(true).SetName("usernameKey_unique")},
 		mongo.IndexModel{Keys: bson.D{{Key: "emailIndex", Value: 1}}, Options: options.Index().SetUnique(true).SetSparse(true).SetName("emailIndex_unique")},
@@ -255,7 +256,7 @@ func (s *Service) Logout(ctx context.Context, sessionID string) error {
 
 // RevokeAllSessions ends every session of a user.
 func (s *Service) RevokeAllSessions(ctx context.Context, userID string) error {
-	s.sessionCache.dropUser(userID)
+	s.sessionCache.dropWhere(func(p auth.Principal) bool { return p.UserID == userID })
 	if _, err := s.sessions.DeleteMany(ctx, bson.D{{Key: "userId", Value: userID}}); err != nil {
 		return fmt.Errorf("delete sessions: %w", err)
 	}
@@ -326,7 +327,7 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*auth.Princip
 		return nil, nil
 	}
 	id := HashToken(token)
-	if p, ok := s.sessionCache.get(id, s.opts.Now()); ok {
+	if p, ok := s.cachedSession(id, s.opts.Now()); ok {
 		return p, nil
 	}
 	var d sessionDoc
@@ -341,7 +342,7 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*auth.Princip
 		return nil, nil
 	}
 	p := &auth.Principal{Role: d.Role, UserID: d.UserID, SessionID: d.ID}
-	s.sessionCache.put(id, p, d.ExpiresAt, s.opts.Now())
+	s.cacheSession(id, p, d.ExpiresAt, s.opts.Now())
 	return p, nil
 }
 

@@ -129,7 +129,7 @@ func (s *Service) EachUser(ctx context.Context, fn func(u *User, doc bson.Raw) e
 		if err != nil {
 			return fmt.Errorf("open data key of user %s: %w", d.ID, err)
 		}
-		s.keyCache.put(d.ID, dk) // decode reads it from there
+		s.keyCache.put(d.ID, dk, time.Now().Add(keyCacheTTL)) // decode reads it from there
 		u, err := s.decode(ctx, &d)
 		if errors.Is(err, ErrShredded) {
 			continue

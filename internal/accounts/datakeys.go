@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -29,7 +28,7 @@ var ErrShredded = errors.New("data key destroyed")
 // dataKey returns the user's unwrapped key, from a short-lived cache when
 // possible (it saves a store round trip on every read of personal data).
 func (s *Service) dataKey(ctx context.Context, userID string) (*envelope.DataKey, error) {
-	if dk := s.keyCache.get(userID); dk != nil {
+	if dk, ok := s.keyCache.get(userID, time.Now()); ok {
 		return dk, nil
 	}
 	var d keyDoc
@@ -44,7 +43,7 @@ func (s *Service) dataKey(ctx context.Context, userID string) (*envelope.DataKey
 	if err != nil {
 		return nil, fmt.Errorf("open data key of user %s: %w", userID, err)
 	}
-	s.keyCache.put(userID, dk)
+	s.keyCache.put(userID, dk, time.Now().Add(keyCacheTTL))
 	return dk, nil
 }
 
@@ -89,44 +88,9 @@ func (s *Service) RewrapDataKeys(ctx context.Context) (rewrapped int, err error)
 	return rewrapped, cur.Err()
 }
 
-// keyCache keeps unwrapped data keys briefly. Erasure drops the entry here;
-// other replicas forget it within keyCacheTTL.
-type keyCache struct {
-	mu sync.Mutex
-	m  map[string]cachedKey
-}
-
-type cachedKey struct {
-	dk      *envelope.DataKey
-	expires time.Time
-}
-
+// Unwrapped data keys are cached briefly (keyCacheTTL). Erasure drops the
+// entry on this replica; other replicas forget it when it expires.
 const (
 	keyCacheTTL = 30 * time.Second
 	keyCacheMax = 10000
 )
-
-func (c *keyCache) get(id string) *envelope.DataKey {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.m[id]
-	if !ok || time.Now().After(e.expires) {
-		return nil
-	}
-	return e.dk
-}
-
-func (c *keyCache) put(id string, dk *envelope.DataKey) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil || len(c.m) >= keyCacheMax {
-		c.m = make(map[string]cachedKey) // crude but bounded: start over when full
-	}
-	c.m[id] = cachedKey{dk: dk, expires: time.Now().Add(keyCacheTTL)}
-}
-
-func (c *keyCache) drop(id string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.m, id)
-}

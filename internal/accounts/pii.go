@@ -63,7 +63,7 @@ func (s *Service) newDoc(ctx context.Context, u *User, usernameKey, passwordHash
 	if _, err := s.keys.InsertOne(ctx, keyDoc{ID: u.ID, Wrapped: wrapped, CreatedAt: u.CreatedAt}); err != nil {
 		return nil, fmt.Errorf("store data key: %w", err)
 	}
-	s.keyCache.put(u.ID, dk)
+	s.keyCache.put(u.ID, dk, time.Now().Add(keyCacheTTL))
 	return s.sealedDoc(ctx, dk, u, usernameKey, passwordHash)
 }
 
