@@ -115,8 +115,25 @@ type client struct {
 type gqlResp struct {
 	Data   json.RawMessage `json:"data"`
 	Errors []struct {
-		Message string `json:"message"`
+		Message    string `json:"message"`
+		Extensions struct {
+			Code string `json:"code"`
+		} `json:"extensions"`
 	} `json:"errors"`
+}
+
+// apiError is a GraphQL error answer, with its code.
+type apiError struct{ code, msg string }
+
+func (e *apiError) Error() string { return e.msg }
+
+// setupError explains the usual reason set-up fails against a real server.
+func setupError(step string, err error) error {
+	var ae *apiError
+	if errors.As(err, &ae) && ae.code == "RATE_LIMITED" {
+		return fmt.Errorf("set-up: %s: %w (the target enforces its abuse limits; start it with --rate-limits=false to measure the service itself)", step, err)
+	}
+	return fmt.Errorf("set-up: %s: %w", step, err)
 }
 
 func (c *client) do(ctx context.Context, query string, vars map[string]any, out any) error {
@@ -139,7 +156,7 @@ func (c *client) do(ctx context.Context, query string, vars map[string]any, out 
 		return fmt.Errorf("status %d: %w", res.StatusCode, err)
 	}
 	if len(r.Errors) > 0 {
-		return errors.New(r.Errors[0].Message)
+		return &apiError{code: r.Errors[0].Extensions.Code, msg: r.Errors[0].Message}
 	}
 	if out != nil {
 		return json.Unmarshal(r.Data, out)
@@ -167,7 +184,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		c := &client{base: base, http: hc}
 		if err := c.do(ctx, `mutation($u: String!, $p: String!) { register(input: {username: $u, password: $p}) { token } }`,
 			map[string]any{"u": names[i], "p": password}, nil); err != nil {
-			return nil, fmt.Errorf("set-up: register %s: %w", names[i], err)
+			return nil, setupError("register "+names[i], err)
 		}
 	}
 	mix := o.Mix
@@ -183,12 +200,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			var login struct{ Login struct{ Token string } }
 			if err := admin.do(ctx, `mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }`,
 				map[string]any{"u": o.AdminUsername, "p": o.AdminPassword}, &login); err != nil {
-				return nil, fmt.Errorf("set-up: admin login: %w", err)
+				return nil, setupError("admin login", err)
 			}
 			admin.token = login.Login.Token
 			var cp struct{ CreatePartner struct{ APIKey string } }
 			if err := admin.do(ctx, `mutation { createPartner(name: "load test", epsilonBudget: 1000, budgetPeriodDays: 1) { apiKey } }`, nil, &cp); err != nil {
-				return nil, fmt.Errorf("set-up: create partner: %w", err)
+				return nil, setupError("create partner", err)
 			}
 			partnerKey = cp.CreatePartner.APIKey
 		}
