@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 )
 
 // KeySize is the size in bytes of master keys, data keys and secrets.
@@ -63,26 +62,34 @@ func LoadOrCreateKeyFile(path string) (key []byte, created bool, err error) {
 	key = make([]byte, KeySize)
 	_, _ = rand.Read(key) // never fails (Go ≥1.24 aborts the process instead)
 
-	// O_EXCL so that two processes starting together cannot overwrite each
-	// other's key: the loser reads the winner's file instead.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		key, err = readKeyFileRetry(path)
-		return key, false, err
-	}
+	// Write the key to a temporary file first and link it into place: the
+	// link fails if the key file exists, so two processes starting together
+	// cannot overwrite each other's key, and a key file that exists is always
+	// complete — a reader never sees it half-written, and a crash leaves no
+	// truncated key behind.
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".master-key-*")
 	if err != nil {
 		return nil, false, fmt.Errorf("create key file: %w", err)
 	}
-	_, werr := f.WriteString(base64.StdEncoding.EncodeToString(key) + "\n")
+	defer os.Remove(tmp.Name())
+	_, werr := tmp.WriteString(base64.StdEncoding.EncodeToString(key) + "\n")
 	if werr == nil {
-		werr = f.Sync()
+		werr = tmp.Chmod(0o600)
 	}
-	if cerr := f.Close(); werr == nil {
+	if werr == nil {
+		werr = tmp.Sync()
+	}
+	if cerr := tmp.Close(); werr == nil {
 		werr = cerr
 	}
 	if werr != nil {
-		_ = os.Remove(path) // do not leave a truncated key behind
 		return nil, false, fmt.Errorf("write key file: %w", werr)
+	}
+	if err := os.Link(tmp.Name(), path); errors.Is(err, fs.ErrExist) {
+		key, err = readKeyFile(path) // another process won: use its key
+		return key, false, err
+	} else if err != nil {
+		return nil, false, fmt.Errorf("create key file: %w", err)
 	}
 	return key, true, nil
 }
@@ -97,18 +104,4 @@ func readKeyFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("key file %s: %w", path, err)
 	}
 	return key, nil
-}
-
-// readKeyFileRetry covers the short window in which a concurrent creator has
-// created the file but not yet written the key into it.
-func readKeyFileRetry(path string) ([]byte, error) {
-	var err error
-	for range 20 {
-		var key []byte
-		if key, err = readKeyFile(path); err == nil {
-			return key, nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return nil, err
 }
