@@ -10,12 +10,12 @@ import (
 	"fmt"
 	"io"
 	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sync"
 	"syscall"
 	"testing"
@@ -46,8 +46,17 @@ func (s *server) start() {
 		s.t.Fatalf("start server: %v", err)
 	}
 	s.cmd = cmd
+	s.url = ""
 	deadline := time.Now().Add(90 * time.Second)
 	for time.Now().Before(deadline) {
+		if s.url == "" {
+			if m := listening.FindStringSubmatch(s.logText()); m != nil {
+				s.url = m[1]
+			} else {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+		}
 		res, err := http.Get(s.url + "/readyz")
 		if err == nil {
 			res.Body.Close()
@@ -60,6 +69,9 @@ func (s *server) start() {
 	s.kill()
 	s.t.Fatalf("server did not get ready:\n%s", s.logText())
 }
+
+// listening finds the server's base URL in its start-up log line.
+var listening = regexp.MustCompile(`graphql=(http://127\.0\.0\.1:[0-9]+)/graphql`)
 
 func (s *server) kill() {
 	if s.cmd == nil {
@@ -198,12 +210,6 @@ func TestSIGKILLLosesNothingAcknowledged(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build the server: %v\n%s", err, out)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	// A webhook processor for surveys: the outbox must deliver every item,
@@ -216,8 +222,10 @@ func TestSIGKILLLosesNothingAcknowledged(t *testing.T) {
 	if err := os.WriteFile(cfgFile, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := &server{t: t, bin: bin, url: "http://" + addr, logs: &bytes.Buffer{}, env: append(os.Environ(),
-		"CONSENTGRAPH_ADDR="+addr,
+	// Port 0: each start takes a fresh port and says which in its log, so a
+	// restart never races another process for the port it had before.
+	s := &server{t: t, bin: bin, logs: &bytes.Buffer{}, env: append(os.Environ(),
+		"CONSENTGRAPH_ADDR=127.0.0.1:0",
 		"CONSENTGRAPH_DATA_DIR="+filepath.Join(dir, "data"),
 		"CONSENTGRAPH_MONGODB_URI=",
 		"CONSENTGRAPH_MASTER_KEY="+base64.StdEncoding.EncodeToString(key),
@@ -225,7 +233,7 @@ func TestSIGKILLLosesNothingAcknowledged(t *testing.T) {
 		"CONSENTGRAPH_ADMIN_PASSWORD="+password,
 		"CONSENTGRAPH_RATE_LIMITS=false",
 		"CONSENTGRAPH_ARGON2_MEMORY_KIB=19456",
-		"CONSENTGRAPH_LOG_LEVEL=warn",
+		"CONSENTGRAPH_LOG_LEVEL=info", // the start-up line names the address
 		"CONSENTGRAPH_REQUEST_TIMEOUT=90s",
 		"CONSENTGRAPH_CONFIG="+cfgFile,
 	)}
