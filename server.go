@@ -3,6 +3,7 @@
 //
 //	go run .            start with the embedded store under ./data
 //	go run . -h         list every setting
+//	go run . copy-store --to <mongodb URI or data dir>   copy the store elsewhere (-h for more)
 package main
 
 import (
@@ -25,6 +26,7 @@ import (
 	"github.com/consentgraph/consentgraph/internal/httpsec"
 	"github.com/consentgraph/consentgraph/internal/loadtest"
 	"github.com/consentgraph/consentgraph/internal/seed"
+	"github.com/consentgraph/consentgraph/internal/storecopy"
 )
 
 func main() {
@@ -49,6 +51,9 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "loadtest" { // has flags of its own
 		return loadtest.Main(args[1:], getenv, stderr, os.Stdout)
 	}
+	if len(args) > 0 && args[0] == "copy-store" { // has flags of its own
+		return storecopy.Main(args[1:], getenv, stderr, os.Stdout)
+	}
 	command := serveCommand
 	if len(args) > 0 {
 		if c, ok := commands[args[0]]; ok {
@@ -59,7 +64,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg, stderr)
+	log := cfg.Logger(stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	return command(ctx, cfg, log, os.Stdout)
@@ -86,16 +91,6 @@ func rotateMasterKey(ctx context.Context, cfg config.Config, log *slog.Logger, s
 	fmt.Fprintf(stdout, "re-wrapped under master key %s: %d data keys, %d secrets, %d signing keys\n",
 		a.Keyring.CurrentKeyID(), r.DataKeys, r.Secrets, r.SigningKeys)
 	return nil
-}
-
-func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.LogLevel))
-	opts := &slog.HandlerOptions{Level: level}
-	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // serve runs the server until ctx is cancelled, then drains in-flight

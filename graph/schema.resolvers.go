@@ -16,22 +16,23 @@ import (
 
 func (r *mutationResolver) Register(ctx context.Context, input model.RegisterInput) (*model.AuthPayload, error) {
 	id := accounts.NewID()
-	// Consent is created with the account in one insert (GPC opt-outs included).
+	// Consent is created with the account in one write (GPC opt-outs included).
 	gpc := consent.GPCFrom(ctx)
-	consentFields, err := r.Consent.SignUpFields(ctx, id, gpc)
+	initial, err := r.Consent.SignUp(ctx, id, gpc)
 	if err != nil {
 		return nil, err
 	}
 	// Opt-out purposes are in force from sign-up: their processors' first
-	// deliveries are stored in the same insert as the account.
-	consentFields = append(consentFields, r.Processing.SignUpFields(id, gpc)...)
+	// deliveries are stored in the same write as the account.
 	u, sess, err := r.Accounts.Register(ctx, accounts.RegisterInput{
 		ID:       id,
 		Username: input.Username,
 		Password: input.Password,
 		Email:    input.Email,
 		Profile:  profileFromInput(input.Profile),
-	}, consentFields)
+		Consent:  initial,
+		Work:     r.Processing.SignUpWork(id, gpc),
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -29,8 +29,6 @@ import (
 	"sort"
 	"sync"
 	"time"
-
-	"go.mongodb.org/mongo-driver/v2/mongo"
 )
 
 // Manifest describes a processor type.
@@ -69,12 +67,25 @@ type Env struct {
 	Signer   Signer
 	// HTTPClient is for calls to the provider (with a timeout).
 	HTTPClient *http.Client
-	// DB is for processors that keep state of their own; use collections
-	// named after Name.
-	DB *mongo.Database
+	// State is this instance's own storage, kept by the core, for
+	// processors that remember something per user (e.g. a confirmation).
+	State State
 	// PublicURL is how users reach this server (for links in mail).
 	PublicURL string
 	Logger    *slog.Logger
+}
+
+// State is a processor instance's private key-value storage: small values
+// under string keys, kept in the server's store (whichever adapter runs)
+// and shared by every replica. Each call is atomic by itself; a processor
+// that needs an index (a token to a subject) keeps it as a second key.
+type State interface {
+	// Get returns the value under key; ok is false when there is none.
+	Get(ctx context.Context, key string) (value []byte, ok bool, err error)
+	// Put stores value under key, replacing any earlier value.
+	Put(ctx context.Context, key string, value []byte) error
+	// Delete removes key; removing an absent key is not an error.
+	Delete(ctx context.Context, key string) error
 }
 
 // Request is one delivery or forget. The same Request (ID included) is

@@ -40,8 +40,10 @@ go vet ./...
 echo "== generated code is up to date"
 if git rev-parse --git-dir >/dev/null 2>&1; then
 	go generate ./...
-	if ! git diff --quiet -- graph; then
-		echo "go generate changed graph/: commit the regenerated code"; git diff --stat -- graph; exit 1
+	generated="graph internal/benchmarks/baregql"
+	# shellcheck disable=SC2086
+	if ! git diff --quiet -- $generated; then
+		echo "go generate changed generated code: commit it"; git diff --stat -- $generated; exit 1
 	fi
 fi
 

@@ -13,14 +13,11 @@ import (
 	"log/slog"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
-
 	"github.com/consentgraph/consentgraph/internal/apperr"
 	"github.com/consentgraph/consentgraph/internal/auth"
+	"github.com/consentgraph/consentgraph/internal/consent"
 	"github.com/consentgraph/consentgraph/internal/envelope"
-	"github.com/consentgraph/consentgraph/internal/store"
+	"github.com/consentgraph/consentgraph/internal/work"
 )
 
 // User is the decrypted view of an account.
@@ -54,9 +51,7 @@ type Options struct {
 
 // Service manages accounts and sessions.
 type Service struct {
-	users    *mongo.Collection
-	sessions *mongo.Collection
-	keys     *mongo.Collection
+	store    Store
 	keyCache ttlCache[*envelope.DataKey]
 	// sessionCache saves the session read on most requests; entries live
 	// SessionCacheTTL, so a revocation on another replica holds within it.
@@ -67,16 +62,10 @@ type Service struct {
 	log       *slog.Logger
 }
 
-// Collection names owned by this package.
-const (
-	UsersCollection    = "users"
-	SessionsCollection = "sessions"
-)
-
-// New opens the service and creates its indexes idempotently.
-func New(ctx context.Context, db *mongo.Database, opts Options) (*Service, error) {
-	if opts.Hasher == nil || opts.Keyring == nil || opts.Secrets == nil {
-		return nil, errors.New("accounts: hasher, keyring and secrets are required")
+// New opens the service on its store.
+func New(st Store, opts Options) (*Service, error) {
+	if st == nil || opts.Hasher == nil || opts.Keyring == nil || opts.Secrets == nil {
+		return nil, errors.New("accounts: store, hasher, keyring and secrets are required")
 	}
 	if opts.SessionTTL <= 0 {
 		opts.SessionTTL = 7 * 24 * time.Hour
@@ -87,27 +76,9 @@ func New(ctx context.Context, db *mongo.Database, opts Options) (*Service, error
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Service{users: db.Collection(UsersCollection), sessions: db.Collection(SessionsCollection),
-		keys: db.Collection(DataKeysCollection), opts: opts, log: opts.Logger,
-		keyCache: ttlCache[*envelope.DataKey]{max: keyCacheMax}, sessionCache: ttlCache[auth.Principal]{max: sessionCacheMax}}
-	if err := store.EnsureIndexes(ctx, s.users,
-		mongo.IndexModel{Keys: bson.D{{Key: "usernameKey", Value: 1}}, Options: options.Index().SetUnique(true).SetName("usernameKey_unique")},
-		mongo.IndexModel{Keys: bson.D{{Key: "emailIndex", Value: 1}}, Options: options.Index().SetUnique(true).SetSparse(true).SetName("emailIndex_unique")},
-	); err != nil {
-		return nil, err
-	}
-	if err := store.EnsureIndexes(ctx, s.sessions,
-		mongo.IndexModel{Keys: bson.D{{Key: "expiresAt", Value: 1}}, Options: options.Index().SetExpireAfterSeconds(0).SetName("expiresAt_ttl")},
-		mongo.IndexModel{Keys: bson.D{{Key: "userId", Value: 1}}, Options: options.Index().SetName("userId")},
-	); err != nil {
-		return nil, err
-	}
-	return s, nil
+	return &Service{store: st, opts: opts, log: opts.Logger,
+		keyCache: ttlCache[*envelope.DataKey]{max: keyCacheMax}, sessionCache: ttlCache[auth.Principal]{max: sessionCacheMax}}, nil
 }
-
-// Users is the collection; other domains that keep per-user state in the
-// same document (for single-document atomicity) write through it.
-func (s *Service) Users() *mongo.Collection { return s.users }
 
 // RegisterInput is what a new user gives.
 type RegisterInput struct {
@@ -119,12 +90,14 @@ type RegisterInput struct {
 	Password string
 	Email    *string
 	Profile  Profile
+	// Consent is the consent the account starts with and Work the outbox
+	// items its sign-up starts; both are written atomically with it.
+	Consent consent.Initial
+	Work    []work.Item
 }
 
-// Register validates input, creates the account and signs it in. Extra
-// fields (consent state written atomically with the account) may be supplied
-// by other domains through extra.
-func (s *Service) Register(ctx context.Context, in RegisterInput, extra bson.D) (*User, *Session, error) {
+// Register validates input, creates the account and signs it in.
+func (s *Service) Register(ctx context.Context, in RegisterInput) (*User, *Session, error) {
 	key, err := NormalizeUsername("input.username", in.Username)
 	if err != nil {
 		return nil, nil, err
@@ -153,16 +126,18 @@ func (s *Service) Register(ctx context.Context, in RegisterInput, extra bson.D) 
 	if in.Email != nil {
 		u.Email = &email
 	}
-	doc, err := s.newDoc(ctx, u, key, hash)
+	rec, err := s.newRecord(ctx, u, key, hash)
 	if err != nil {
 		return nil, nil, err
 	}
-	doc = append(doc, extra...)
-	if _, err := s.users.InsertOne(ctx, doc); err != nil {
-		if store.IsDuplicateKey(err) {
-			return nil, nil, s.conflictFor(ctx, key)
-		}
-		return nil, nil, fmt.Errorf("insert user: %w", err)
+	err = s.store.CreateAccount(ctx, NewAccount{Account: *rec, Consent: in.Consent, Work: in.Work})
+	switch {
+	case errors.Is(err, ErrUsernameTaken):
+		return nil, nil, &apperr.Error{Code: apperr.Conflict, Field: "input.username", Message: "this username is taken"}
+	case errors.Is(err, ErrEmailTaken):
+		return nil, nil, &apperr.Error{Code: apperr.Conflict, Field: "input.email", Message: "this email address belongs to another account"}
+	case err != nil:
+		return nil, nil, fmt.Errorf("create account: %w", err)
 	}
 	_ = s.announce(ctx, Change{UserID: u.ID, Kind: Registered})
 	sess, err := s.newSession(ctx, u.ID, u.Role)
@@ -172,33 +147,23 @@ func (s *Service) Register(ctx context.Context, in RegisterInput, extra bson.D) 
 	return u, sess, nil
 }
 
-// conflictFor tells which unique field clashed, without saying more than the
-// caller already knows (they typed both values themselves).
-func (s *Service) conflictFor(ctx context.Context, usernameKey string) error {
-	n, err := s.users.CountDocuments(ctx, bson.D{{Key: "usernameKey", Value: usernameKey}})
-	if err == nil && n > 0 {
-		return &apperr.Error{Code: apperr.Conflict, Field: "input.username", Message: "this username is taken"}
-	}
-	return &apperr.Error{Code: apperr.Conflict, Field: "input.email", Message: "this email address belongs to another account"}
-}
-
 // errBadCredentials is deliberately the same for unknown users and wrong passwords.
 var errBadCredentials = apperr.New(apperr.Unauthenticated, "wrong username or password")
 
 // Login checks the password and opens a session.
 func (s *Service) Login(ctx context.Context, username, password string) (*User, *Session, error) {
-	var d userDoc
+	var d *Record
 	key, verr := NormalizeUsername("username", username)
-	found := false
 	if verr == nil && len(password) <= 1024 {
-		err := s.users.FindOne(ctx, bson.D{{Key: "usernameKey", Value: key}, {Key: "erasingSince", Value: bson.D{{Key: "$exists", Value: false}}}}).Decode(&d)
-		switch {
-		case err == nil:
-			found = true
-		case !errors.Is(err, mongo.ErrNoDocuments):
+		var err error
+		if d, err = s.store.AccountByUsername(ctx, key); err != nil {
 			return nil, nil, fmt.Errorf("find user: %w", err)
 		}
+		if d != nil && d.ErasingSince != nil {
+			d = nil
+		}
 	}
+	found := d != nil
 	hash := ""
 	if found {
 		hash = d.PasswordHash
@@ -213,10 +178,10 @@ func (s *Service) Login(ctx context.Context, username, password string) (*User, 
 	}
 	if s.opts.Hasher.NeedsRehash(d.PasswordHash) {
 		if h, err := s.opts.Hasher.Hash(ctx, password); err == nil {
-			_, _ = s.users.UpdateOne(ctx, bson.D{{Key: "_id", Value: d.ID}}, bson.D{{Key: "$set", Value: bson.D{{Key: "passwordHash", Value: h}}}})
+			_ = s.store.SetPasswordHash(ctx, d.ID, h)
 		}
 	}
-	u, err := s.decode(ctx, &d)
+	u, err := s.decode(ctx, d)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -230,12 +195,15 @@ func (s *Service) Login(ctx context.Context, username, password string) (*User, 
 // CheckPasswordOf verifies a user's password (for re-authentication before
 // destructive actions).
 func (s *Service) CheckPasswordOf(ctx context.Context, userID, password string) error {
-	var d userDoc
-	err := s.users.FindOne(ctx, bson.D{{Key: "_id", Value: userID}}, options.FindOne().SetProjection(bson.D{{Key: "passwordHash", Value: 1}})).Decode(&d)
-	if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
+	d, err := s.store.Account(ctx, userID)
+	if err != nil {
 		return fmt.Errorf("find user: %w", err)
 	}
-	ok, err := s.opts.Hasher.Verify(ctx, password, d.PasswordHash)
+	hash := ""
+	if d != nil {
+		hash = d.PasswordHash
+	}
+	ok, err := s.opts.Hasher.Verify(ctx, password, hash)
 	if err != nil {
 		return err
 	}
@@ -248,7 +216,7 @@ func (s *Service) CheckPasswordOf(ctx context.Context, userID, password string) 
 // Logout revokes a session.
 func (s *Service) Logout(ctx context.Context, sessionID string) error {
 	s.sessionCache.drop(sessionID)
-	if _, err := s.sessions.DeleteOne(ctx, bson.D{{Key: "_id", Value: sessionID}}); err != nil {
+	if err := s.store.DeleteSession(ctx, sessionID); err != nil {
 		return fmt.Errorf("delete session: %w", err)
 	}
 	return nil
@@ -257,18 +225,10 @@ func (s *Service) Logout(ctx context.Context, sessionID string) error {
 // RevokeAllSessions ends every session of a user.
 func (s *Service) RevokeAllSessions(ctx context.Context, userID string) error {
 	s.sessionCache.dropWhere(func(p auth.Principal) bool { return p.UserID == userID })
-	if _, err := s.sessions.DeleteMany(ctx, bson.D{{Key: "userId", Value: userID}}); err != nil {
+	if err := s.store.DeleteUserSessions(ctx, userID); err != nil {
 		return fmt.Errorf("delete sessions: %w", err)
 	}
 	return nil
-}
-
-type sessionDoc struct {
-	ID        string    `bson:"_id"`
-	UserID    string    `bson:"userId"`
-	Role      auth.Role `bson:"role"`
-	CreatedAt time.Time `bson:"createdAt"`
-	ExpiresAt time.Time `bson:"expiresAt"`
 }
 
 // SessionInfo describes an active session (for exports).
@@ -279,12 +239,8 @@ type SessionInfo struct {
 
 // Sessions lists a user's unexpired sessions.
 func (s *Service) Sessions(ctx context.Context, userID string) ([]SessionInfo, error) {
-	cur, err := s.sessions.Find(ctx, bson.D{{Key: "userId", Value: userID}})
+	docs, err := s.store.UserSessions(ctx, userID)
 	if err != nil {
-		return nil, fmt.Errorf("list sessions: %w", err)
-	}
-	var docs []sessionDoc
-	if err := cur.All(ctx, &docs); err != nil {
 		return nil, fmt.Errorf("list sessions: %w", err)
 	}
 	now := s.opts.Now()
@@ -313,8 +269,8 @@ func (s *Service) newSession(ctx context.Context, userID string, role auth.Role)
 	}
 	token := tokenPrefix + base64.RawURLEncoding.EncodeToString(raw)
 	now := s.opts.Now().UTC().Truncate(time.Millisecond)
-	d := sessionDoc{ID: HashToken(token), UserID: userID, Role: role, CreatedAt: now, ExpiresAt: now.Add(s.opts.SessionTTL)}
-	if _, err := s.sessions.InsertOne(ctx, d); err != nil {
+	d := SessionRecord{ID: HashToken(token), UserID: userID, Role: role, CreatedAt: now, ExpiresAt: now.Add(s.opts.SessionTTL)}
+	if err := s.store.InsertSession(ctx, d); err != nil {
 		return nil, fmt.Errorf("insert session: %w", err)
 	}
 	return &Session{Token: token, ID: d.ID, ExpiresAt: d.ExpiresAt}, nil
@@ -330,15 +286,11 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*auth.Princip
 	if p, ok := s.cachedSession(id, s.opts.Now()); ok {
 		return p, nil
 	}
-	var d sessionDoc
-	err := s.sessions.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return nil, nil
-	}
+	d, err := s.store.Session(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("find session: %w", err)
 	}
-	if !d.ExpiresAt.After(s.opts.Now()) {
+	if d == nil || !d.ExpiresAt.After(s.opts.Now()) {
 		return nil, nil
 	}
 	p := &auth.Principal{Role: d.Role, UserID: d.UserID, SessionID: d.ID}
@@ -348,34 +300,33 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*auth.Princip
 
 // CountActiveSessions counts unexpired sessions (for metrics).
 func (s *Service) CountActiveSessions(ctx context.Context) (int64, error) {
-	n, err := s.sessions.CountDocuments(ctx, bson.D{{Key: "expiresAt", Value: bson.D{{Key: "$gt", Value: s.opts.Now()}}}})
+	n, err := s.store.CountSessions(ctx, s.opts.Now())
 	if err != nil {
 		return 0, fmt.Errorf("count sessions: %w", err)
 	}
 	return n, nil
 }
 
-// SweepExpiredSessions deletes expired sessions; MongoDB's TTL index does
-// this too, the embedded store has no TTL indexes.
+// SweepExpiredSessions deletes expired sessions (MongoDB's TTL index does
+// this too; the embedded store has none).
 func (s *Service) SweepExpiredSessions(ctx context.Context) (int64, error) {
-	r, err := s.sessions.DeleteMany(ctx, bson.D{{Key: "expiresAt", Value: bson.D{{Key: "$lte", Value: s.opts.Now()}}}})
+	n, err := s.store.DeleteExpiredSessions(ctx, s.opts.Now())
 	if err != nil {
 		return 0, fmt.Errorf("sweep sessions: %w", err)
 	}
-	return r.DeletedCount, nil
+	return n, nil
 }
 
 // Get returns a user, or a NOT_FOUND error.
 func (s *Service) Get(ctx context.Context, userID string) (*User, error) {
-	var d userDoc
-	err := store.FindByID(ctx, s.users, userID, &d)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return nil, apperr.New(apperr.NotFound, "no such user")
-	}
+	d, err := s.store.Account(ctx, userID)
 	if err != nil {
 		return nil, fmt.Errorf("find user: %w", err)
 	}
-	return s.decode(ctx, &d)
+	if d == nil {
+		return nil, apperr.New(apperr.NotFound, "no such user")
+	}
+	return s.decode(ctx, d)
 }
 
 // EnsureAdmin creates the configured first admin, or resets its password
@@ -388,26 +339,26 @@ func (s *Service) EnsureAdmin(ctx context.Context, username, password string) er
 	if err := CheckPassword("admin password", password); err != nil {
 		return err
 	}
-	var d userDoc
-	err = s.users.FindOne(ctx, bson.D{{Key: "usernameKey", Value: key}}).Decode(&d)
+	d, err := s.store.AccountByUsername(ctx, key)
 	switch {
-	case errors.Is(err, mongo.ErrNoDocuments):
+	case err != nil:
+		return fmt.Errorf("find admin: %w", err)
+	case d == nil:
 		hash, err := s.opts.Hasher.Hash(ctx, password)
 		if err != nil {
 			return err
 		}
 		u := &User{ID: NewID(), Username: username, Role: auth.RoleAdmin, CreatedAt: s.opts.Now().UTC().Truncate(time.Millisecond)}
-		doc, err := s.newDoc(ctx, u, key, hash)
+		rec, err := s.newRecord(ctx, u, key, hash)
 		if err != nil {
 			return err
 		}
-		if _, err := s.users.InsertOne(ctx, doc); err != nil && !store.IsDuplicateKey(err) {
+		// Another replica starting at the same moment may win the race.
+		if err := s.store.CreateAccount(ctx, NewAccount{Account: *rec}); err != nil && !errors.Is(err, ErrUsernameTaken) {
 			return fmt.Errorf("create admin: %w", err)
 		}
 		s.log.Info("created admin account", "username", username)
 		return nil
-	case err != nil:
-		return fmt.Errorf("find admin: %w", err)
 	case d.Role != auth.RoleAdmin:
 		return fmt.Errorf("admin username %q already belongs to a non-admin account", username)
 	}
@@ -419,7 +370,7 @@ func (s *Service) EnsureAdmin(ctx context.Context, username, password string) er
 	if err != nil {
 		return err
 	}
-	if _, err := s.users.UpdateOne(ctx, bson.D{{Key: "_id", Value: d.ID}}, bson.D{{Key: "$set", Value: bson.D{{Key: "passwordHash", Value: hash}}}}); err != nil {
+	if err := s.store.SetPasswordHash(ctx, d.ID, hash); err != nil {
 		return fmt.Errorf("update admin password: %w", err)
 	}
 	s.log.Info("admin password changed from configuration", "username", username)

@@ -11,12 +11,7 @@ import (
 	"strconv"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
-
 	"github.com/consentgraph/consentgraph/internal/apperr"
-	"github.com/consentgraph/consentgraph/internal/store"
 )
 
 // ChangeKind says what happened to an account.
@@ -82,9 +77,9 @@ type ProfileUpdate struct {
 }
 
 // UpdateProfile validates and applies a profile update.
-func (s *Service) UpdateProfile(ctx context.Context, userID string, upd ProfileUpdate) (*User, error) {
+func (s *Service) UpdateProfile(ctx context.Context, userID string, in ProfileUpdate) (*User, error) {
 	var given Profile
-	given.BirthYear, given.Country, given.Gender, given.Language = upd.BirthYear.Value, upd.Country.Value, upd.Gender.Value, upd.Language.Value
+	given.BirthYear, given.Country, given.Gender, given.Language = in.BirthYear.Value, in.Country.Value, in.Gender.Value, in.Language.Value
 	norm, err := NormalizeProfile("input", given, s.opts.Now())
 	if err != nil {
 		return nil, err
@@ -93,7 +88,7 @@ func (s *Service) UpdateProfile(ctx context.Context, userID string, upd ProfileU
 	if err != nil {
 		return nil, err
 	}
-	set, unset := bson.D{}, bson.D{}
+	upd := Update{Profile: map[string][]byte{}}
 	var fields []string
 	apply := func(name string, isSet bool, v *string) {
 		if !isSet {
@@ -101,22 +96,22 @@ func (s *Service) UpdateProfile(ctx context.Context, userID string, upd ProfileU
 		}
 		fields = append(fields, "profile."+name)
 		if v == nil {
-			unset = append(unset, bson.E{Key: "profile." + name, Value: ""})
+			upd.Profile[name] = nil
 			return
 		}
-		set = append(set, bson.E{Key: "profile." + name, Value: dk.Seal([]byte(*v), fieldAAD(userID, "profile."+name))})
+		upd.Profile[name] = dk.Seal([]byte(*v), fieldAAD(userID, "profile."+name))
 	}
 	var by *string
 	if norm.BirthYear != nil {
 		v := strconv.Itoa(*norm.BirthYear)
 		by = &v
 	}
-	apply("birthYear", upd.BirthYear.Set, by)
-	apply("country", upd.Country.Set, norm.Country)
-	apply("gender", upd.Gender.Set, norm.Gender)
-	apply("language", upd.Language.Set, norm.Language)
+	apply("birthYear", in.BirthYear.Set, by)
+	apply("country", in.Country.Set, norm.Country)
+	apply("gender", in.Gender.Set, norm.Gender)
+	apply("language", in.Language.Set, norm.Language)
 	if len(fields) > 0 {
-		if err := s.update(ctx, userID, set, unset); err != nil {
+		if err := s.update(ctx, userID, upd); err != nil {
 			return nil, err
 		}
 		_ = s.announce(ctx, Change{UserID: userID, Kind: ProfileChanged, Fields: fields})
@@ -124,22 +119,15 @@ func (s *Service) UpdateProfile(ctx context.Context, userID string, upd ProfileU
 	return s.Get(ctx, userID)
 }
 
-func (s *Service) update(ctx context.Context, userID string, set, unset bson.D) error {
-	upd := bson.D{}
-	if len(set) > 0 {
-		upd = append(upd, bson.E{Key: "$set", Value: set})
-	}
-	if len(unset) > 0 {
-		upd = append(upd, bson.E{Key: "$unset", Value: unset})
-	}
-	r, err := s.users.UpdateOne(ctx, bson.D{{Key: "_id", Value: userID}, {Key: "erasingSince", Value: bson.D{{Key: "$exists", Value: false}}}}, upd)
-	if store.IsDuplicateKey(err) {
+func (s *Service) update(ctx context.Context, userID string, u Update) error {
+	ok, err := s.store.UpdateAccount(ctx, userID, u)
+	if errors.Is(err, ErrEmailTaken) {
 		return &apperr.Error{Code: apperr.Conflict, Field: "email", Message: "this email address belongs to another account"}
 	}
 	if err != nil {
 		return fmt.Errorf("update user: %w", err)
 	}
-	if r.MatchedCount == 0 {
+	if !ok {
 		return apperr.New(apperr.NotFound, "no such user")
 	}
 	return nil
@@ -152,11 +140,8 @@ const emailVerificationTTL = 48 * time.Hour
 // unverified; the returned token must reach the user by mail and come back
 // through VerifyEmail. Only the token's hash is stored.
 func (s *Service) SetEmail(ctx context.Context, userID string, email *string) (u *User, token string, err error) {
-	set, unset := bson.D{}, bson.D{{Key: "emailVerification", Value: ""}}
-	if email == nil {
-		unset = append(unset, bson.E{Key: "email", Value: ""}, bson.E{Key: "emailIndex", Value: ""})
-		set = append(set, bson.E{Key: "emailVerified", Value: false})
-	} else {
+	emailUpd := &EmailUpdate{}
+	if email != nil {
 		norm, err := NormalizeEmail("email", *email)
 		if err != nil {
 			return nil, "", err
@@ -181,18 +166,16 @@ func (s *Service) SetEmail(ctx context.Context, userID string, email *string) (u
 			return nil, "", fmt.Errorf("verification token: %w", err)
 		}
 		token = "cgv_" + base64.RawURLEncoding.EncodeToString(raw)
-		unset = bson.D{}
-		set = append(set,
-			bson.E{Key: "email", Value: dk.Seal([]byte(norm), fieldAAD(userID, "email"))},
-			bson.E{Key: "emailIndex", Value: idx},
-			bson.E{Key: "emailVerified", Value: false},
-			bson.E{Key: "emailVerification", Value: bson.D{
-				{Key: "tokenHash", Value: hashVerification(token)},
-				{Key: "expiresAt", Value: s.opts.Now().Add(emailVerificationTTL)},
-			}},
-		)
+		emailUpd = &EmailUpdate{
+			Sealed: dk.Seal([]byte(norm), fieldAAD(userID, "email")),
+			Index:  idx,
+			Verification: &Verification{
+				TokenHash: hashVerification(token),
+				ExpiresAt: s.opts.Now().UTC().Truncate(time.Millisecond).Add(emailVerificationTTL),
+			},
+		}
 	}
-	if err := s.update(ctx, userID, set, unset); err != nil {
+	if err := s.update(ctx, userID, Update{Email: emailUpd}); err != nil {
 		return nil, "", err
 	}
 	_ = s.announce(ctx, Change{UserID: userID, Kind: EmailChanged, Fields: []string{"email"}})
@@ -211,27 +194,15 @@ func (s *Service) VerifyEmail(ctx context.Context, token string) (*User, error) 
 	if len(token) < 10 || len(token) > 100 {
 		return nil, bad
 	}
-	var d struct {
-		ID string `bson:"_id"`
-	}
-	err := s.users.FindOneAndUpdate(ctx,
-		bson.D{
-			{Key: "emailVerification.tokenHash", Value: hashVerification(token)},
-			{Key: "emailVerification.expiresAt", Value: bson.D{{Key: "$gt", Value: s.opts.Now()}}},
-		},
-		bson.D{
-			{Key: "$set", Value: bson.D{{Key: "emailVerified", Value: true}}},
-			{Key: "$unset", Value: bson.D{{Key: "emailVerification", Value: ""}}},
-		},
-	).Decode(&d) // no projection: FerretDB v1 does not implement it for findAndModify
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return nil, bad
-	}
+	id, err := s.store.VerifyEmail(ctx, hashVerification(token), s.opts.Now())
 	if err != nil {
 		return nil, fmt.Errorf("verify email: %w", err)
 	}
-	_ = s.announce(ctx, Change{UserID: d.ID, Kind: EmailVerified, Fields: []string{"email"}})
-	return s.Get(ctx, d.ID)
+	if id == "" {
+		return nil, bad
+	}
+	_ = s.announce(ctx, Change{UserID: id, Kind: EmailVerified, Fields: []string{"email"}})
+	return s.Get(ctx, id)
 }
 
 // Erase deletes an account for good: listeners first undo what they derived
@@ -239,17 +210,16 @@ func (s *Service) VerifyEmail(ctx context.Context, token string) (*User, error) 
 // personal data) and the document itself go. The account is marked first, so
 // an erasure interrupted by a crash is finished by ResumeErasures.
 func (s *Service) Erase(ctx context.Context, userID string) error {
-	r, err := s.users.UpdateOne(ctx, bson.D{{Key: "_id", Value: userID}, {Key: "erasingSince", Value: bson.D{{Key: "$exists", Value: false}}}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "erasingSince", Value: s.opts.Now()}}}})
+	marked, err := s.store.MarkErasing(ctx, userID, s.opts.Now().UTC().Truncate(time.Millisecond))
 	if err != nil {
 		return fmt.Errorf("mark erasure: %w", err)
 	}
-	if r.MatchedCount == 0 {
-		n, err := s.users.CountDocuments(ctx, bson.D{{Key: "_id", Value: userID}})
+	if !marked {
+		d, err := s.store.Account(ctx, userID)
 		if err != nil {
 			return fmt.Errorf("find user: %w", err)
 		}
-		if n == 0 {
+		if d == nil {
 			return apperr.New(apperr.NotFound, "no such user")
 		}
 		// Already marked: an earlier attempt was interrupted; finish it.
@@ -267,7 +237,7 @@ func (s *Service) finishErasure(ctx context.Context, userID string) error {
 	if err := s.shredKey(ctx, userID); err != nil {
 		return err
 	}
-	if _, err := s.users.DeleteOne(ctx, bson.D{{Key: "_id", Value: userID}}); err != nil {
+	if err := s.store.DeleteAccount(ctx, userID); err != nil {
 		return fmt.Errorf("delete user: %w", err)
 	}
 	_ = s.announce(ctx, Change{UserID: userID, Kind: Erased})
@@ -277,21 +247,14 @@ func (s *Service) finishErasure(ctx context.Context, userID string) error {
 // ResumeErasures finishes erasures interrupted by a crash or a failing
 // listener. It runs at start-up and periodically.
 func (s *Service) ResumeErasures(ctx context.Context) (int, error) {
-	cur, err := s.users.Find(ctx, bson.D{{Key: "erasingSince", Value: bson.D{{Key: "$exists", Value: true}}}},
-		options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	ids, err := s.store.Erasing(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("find interrupted erasures: %w", err)
-	}
-	var ids []struct {
-		ID string `bson:"_id"`
-	}
-	if err := cur.All(ctx, &ids); err != nil {
 		return 0, fmt.Errorf("find interrupted erasures: %w", err)
 	}
 	var errs []error
 	done := 0
-	for _, d := range ids {
-		if err := s.finishErasure(ctx, d.ID); err != nil {
+	for _, id := range ids {
+		if err := s.finishErasure(ctx, id); err != nil {
 			errs = append(errs, err)
 			continue
 		}

@@ -6,20 +6,8 @@ import (
 	"fmt"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-
 	"github.com/consentgraph/consentgraph/internal/envelope"
 )
-
-// DataKeysCollection holds one wrapped AES-256 key per user.
-const DataKeysCollection = "data_keys"
-
-type keyDoc struct {
-	ID        string    `bson:"_id"`
-	Wrapped   []byte    `bson:"wrapped"`
-	CreatedAt time.Time `bson:"createdAt"`
-}
 
 // ErrShredded means the user's data key is gone: the account was erased and
 // whatever copies of its sealed data remain can no longer be read.
@@ -31,15 +19,14 @@ func (s *Service) dataKey(ctx context.Context, userID string) (*envelope.DataKey
 	if dk, ok := s.keyCache.get(userID, time.Now()); ok {
 		return dk, nil
 	}
-	var d keyDoc
-	err := s.keys.FindOne(ctx, bson.D{{Key: "_id", Value: userID}}).Decode(&d)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return nil, fmt.Errorf("user %s: %w", userID, ErrShredded)
-	}
+	wrapped, err := s.store.DataKey(ctx, userID)
 	if err != nil {
 		return nil, fmt.Errorf("find data key: %w", err)
 	}
-	dk, err := s.opts.Keyring.OpenDataKey(d.Wrapped, dataKeyAAD(userID))
+	if wrapped == nil {
+		return nil, fmt.Errorf("user %s: %w", userID, ErrShredded)
+	}
+	dk, err := s.opts.Keyring.OpenDataKey(wrapped, dataKeyAAD(userID))
 	if err != nil {
 		return nil, fmt.Errorf("open data key of user %s: %w", userID, err)
 	}
@@ -50,7 +37,7 @@ func (s *Service) dataKey(ctx context.Context, userID string) (*envelope.DataKey
 // shredKey destroys a user's data key.
 func (s *Service) shredKey(ctx context.Context, userID string) error {
 	s.keyCache.drop(userID)
-	if _, err := s.keys.DeleteOne(ctx, bson.D{{Key: "_id", Value: userID}}); err != nil {
+	if err := s.store.DeleteDataKey(ctx, userID); err != nil {
 		return fmt.Errorf("destroy data key: %w", err)
 	}
 	return nil
@@ -60,32 +47,25 @@ func (s *Service) shredKey(ctx context.Context, userID string) error {
 // document at a time: each is readable under either key throughout, so
 // reads never stop during a master key rotation.
 func (s *Service) RewrapDataKeys(ctx context.Context) (rewrapped int, err error) {
-	cur, err := s.keys.Find(ctx, bson.D{})
-	if err != nil {
-		return 0, fmt.Errorf("list data keys: %w", err)
-	}
-	defer cur.Close(ctx)
-	for cur.Next(ctx) {
-		var d keyDoc
-		if err := cur.Decode(&d); err != nil {
-			return rewrapped, fmt.Errorf("decode data key: %w", err)
-		}
-		out, changed, err := s.opts.Keyring.RewrapDataKey(d.Wrapped, dataKeyAAD(d.ID))
+	err = s.store.EachDataKey(ctx, func(k DataKey) error {
+		out, changed, err := s.opts.Keyring.RewrapDataKey(k.Wrapped, dataKeyAAD(k.UserID))
 		if err != nil {
-			return rewrapped, fmt.Errorf("rewrap data key of %s: %w", d.ID, err)
+			return fmt.Errorf("rewrap data key of %s: %w", k.UserID, err)
 		}
 		if !changed {
-			continue
+			return nil
 		}
 		// Conditional on the old blob, so a concurrent erasure is not undone.
-		_, err = s.keys.UpdateOne(ctx, bson.D{{Key: "_id", Value: d.ID}, {Key: "wrapped", Value: d.Wrapped}},
-			bson.D{{Key: "$set", Value: bson.D{{Key: "wrapped", Value: out}}}})
+		ok, err := s.store.SwapDataKey(ctx, k.UserID, k.Wrapped, out)
 		if err != nil {
-			return rewrapped, fmt.Errorf("store rewrapped key of %s: %w", d.ID, err)
+			return fmt.Errorf("store rewrapped key of %s: %w", k.UserID, err)
 		}
-		rewrapped++
-	}
-	return rewrapped, cur.Err()
+		if ok {
+			rewrapped++
+		}
+		return nil
+	})
+	return rewrapped, err
 }
 
 // Unwrapped data keys are cached briefly (keyCacheTTL). Erasure drops the

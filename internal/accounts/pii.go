@@ -6,37 +6,8 @@ import (
 	"strconv"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-
-	"github.com/consentgraph/consentgraph/internal/auth"
 	"github.com/consentgraph/consentgraph/internal/envelope"
 )
-
-// userDoc is the stored account. Personal data is sealed with the user's own
-// data key, itself wrapped by the master key and kept in a separate
-// collection (data_keys): erasing that one small document makes every copy of
-// the sealed fields — backups, replicas, exports of the users collection —
-// unreadable ("crypto-shredding").
-type userDoc struct {
-	ID            string        `bson:"_id"`
-	Username      string        `bson:"username"`
-	UsernameKey   string        `bson:"usernameKey"`
-	PasswordHash  string        `bson:"passwordHash"`
-	Role          auth.Role     `bson:"role"`
-	CreatedAt     time.Time     `bson:"createdAt"`
-	DataKey       []byte        `bson:"dataKey"`
-	Email         []byte        `bson:"email,omitempty"`
-	EmailIndex    string        `bson:"emailIndex,omitempty"`
-	EmailVerified bool          `bson:"emailVerified"`
-	Profile       sealedProfile `bson:"profile"`
-}
-
-type sealedProfile struct {
-	BirthYear []byte `bson:"birthYear,omitempty"`
-	Country   []byte `bson:"country,omitempty"`
-	Gender    []byte `bson:"gender,omitempty"`
-	Language  []byte `bson:"language,omitempty"`
-}
 
 // EmailIndexSecret names the secret behind the email blind index.
 const EmailIndexSecret = "email-blind-index"
@@ -53,25 +24,25 @@ func (s *Service) emailIndex(ctx context.Context, email string) (string, error) 
 	return envelope.BlindIndex(key, EmailKey(email)), nil
 }
 
-// newDoc creates the user's data key (stored first, so a crash leaves at
-// worst an unused key, never a user without one) and the sealed document.
-func (s *Service) newDoc(ctx context.Context, u *User, usernameKey, passwordHash string) (bson.D, error) {
+// newRecord creates the user's data key (stored first, so a crash leaves at
+// worst an unused key, never a user without one) and the sealed record.
+func (s *Service) newRecord(ctx context.Context, u *User, usernameKey, passwordHash string) (*Record, error) {
 	dk, wrapped, err := s.opts.Keyring.NewDataKey(dataKeyAAD(u.ID))
 	if err != nil {
 		return nil, fmt.Errorf("new data key: %w", err)
 	}
-	if _, err := s.keys.InsertOne(ctx, keyDoc{ID: u.ID, Wrapped: wrapped, CreatedAt: u.CreatedAt}); err != nil {
+	if err := s.store.InsertDataKey(ctx, DataKey{UserID: u.ID, Wrapped: wrapped, CreatedAt: u.CreatedAt}); err != nil {
 		return nil, fmt.Errorf("store data key: %w", err)
 	}
 	s.keyCache.put(u.ID, dk, time.Now().Add(keyCacheTTL))
-	return s.sealedDoc(ctx, dk, u, usernameKey, passwordHash)
+	return s.sealedRecord(ctx, dk, u, usernameKey, passwordHash)
 }
 
-// sealedDoc builds the stored document of u with its personal data sealed
+// sealedRecord builds the stored record of u with its personal data sealed
 // under dk.
-func (s *Service) sealedDoc(ctx context.Context, dk *envelope.DataKey, u *User, usernameKey, passwordHash string) (bson.D, error) {
+func (s *Service) sealedRecord(ctx context.Context, dk *envelope.DataKey, u *User, usernameKey, passwordHash string) (*Record, error) {
 	var err error
-	d := userDoc{
+	d := &Record{
 		ID: u.ID, Username: u.Username, UsernameKey: usernameKey, PasswordHash: passwordHash,
 		Role: u.Role, CreatedAt: u.CreatedAt,
 		Profile: sealProfile(dk, u.ID, u.Profile),
@@ -82,18 +53,10 @@ func (s *Service) sealedDoc(ctx context.Context, dk *envelope.DataKey, u *User, 
 			return nil, err
 		}
 	}
-	raw, err := bson.Marshal(d)
-	if err != nil {
-		return nil, fmt.Errorf("marshal user: %w", err)
-	}
-	var out bson.D
-	if err := bson.Unmarshal(raw, &out); err != nil {
-		return nil, fmt.Errorf("marshal user: %w", err)
-	}
-	return out, nil
+	return d, nil
 }
 
-func sealProfile(dk *envelope.DataKey, userID string, p Profile) sealedProfile {
+func sealProfile(dk *envelope.DataKey, userID string, p Profile) SealedProfile {
 	seal := func(field string, v *string) []byte {
 		if v == nil {
 			return nil
@@ -105,7 +68,7 @@ func sealProfile(dk *envelope.DataKey, userID string, p Profile) sealedProfile {
 		s := strconv.Itoa(*p.BirthYear)
 		by = &s
 	}
-	return sealedProfile{
+	return SealedProfile{
 		BirthYear: seal("birthYear", by),
 		Country:   seal("country", p.Country),
 		Gender:    seal("gender", p.Gender),
@@ -113,7 +76,7 @@ func sealProfile(dk *envelope.DataKey, userID string, p Profile) sealedProfile {
 	}
 }
 
-func (s *Service) decode(ctx context.Context, d *userDoc) (*User, error) {
+func (s *Service) decode(ctx context.Context, d *Record) (*User, error) {
 	u := &User{ID: d.ID, Username: d.Username, Role: d.Role, CreatedAt: d.CreatedAt, EmailVerified: d.EmailVerified}
 	dk, err := s.dataKey(ctx, d.ID)
 	if err != nil {

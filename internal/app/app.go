@@ -30,7 +30,7 @@ import (
 type App struct {
 	cfg      config.Config
 	log      *slog.Logger
-	Store    *store.Store
+	Store    store.Backend
 	Keyring  *envelope.Keyring
 	Secrets  *envelope.Secrets
 	Accounts *accounts.Service
@@ -60,8 +60,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		return nil, err
 	}
 	a := &App{cfg: cfg, log: log, File: file, Metrics: metrics.New()}
-	st, err := store.Open(ctx, store.Config{URI: cfg.MongoDBURI, Database: cfg.Database, DataDir: cfg.DataDir, Logger: log,
-		Monitor: a.Metrics.CommandMonitor()})
+	st, err := store.Open(ctx, store.Config{MongoDBURI: cfg.MongoDBURI, Database: cfg.Database, DataDir: cfg.DataDir, Logger: log,
+		Observer: a.Metrics.StoreObserver()})
 	if err != nil {
 		return nil, err
 	}
@@ -100,8 +100,8 @@ func (a *App) init(ctx context.Context) error {
 		return err
 	}
 	a.Keyring = kr
-	a.Secrets = envelope.OpenSecrets(ctx, a.Store.DB, kr)
-	if a.Signing, err = signing.Open(ctx, a.Store.DB, kr, a.log); err != nil {
+	a.Secrets = envelope.OpenSecrets(a.Store.Secrets(), kr)
+	if a.Signing, err = signing.Open(ctx, a.Store.Signing(), kr, a.log); err != nil {
 		return fmt.Errorf("signing keys: %w", err)
 	}
 	hasher, err := accounts.NewHasher(accounts.HashParams{
@@ -111,14 +111,14 @@ func (a *App) init(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("password hashing: %w", err)
 	}
-	a.Accounts, err = accounts.New(ctx, a.Store.DB, accounts.Options{
+	a.Accounts, err = accounts.New(a.Store.Accounts(), accounts.Options{
 		Hasher: hasher, Keyring: kr, Secrets: a.Secrets, SessionTTL: a.cfg.SessionTTL, Logger: a.log,
 	})
 	if err != nil {
 		return err
 	}
 	if a.Consent, err = consent.New(ctx, consent.Options{
-		DB: a.Store.DB, Users: a.Accounts.Users(), Purposes: a.File.Catalog, Controller: a.File.Controller,
+		Store: a.Store.Consent(), Purposes: a.File.Catalog, Controller: a.File.Controller,
 		InitialPolicy: a.File.Policy, Signer: a.Signing, Secrets: a.Secrets, Logger: a.log,
 		ThirdParties: a.processorNames,
 	}); err != nil {
@@ -139,7 +139,7 @@ func (a *App) init(ctx context.Context) error {
 		}
 		return a.Consent.ArchiveLedger(ctx, c.UserID)
 	})
-	a.Audit = audit.New(a.Store.DB, a.log)
+	a.Audit = audit.New(a.Store.Audit(), a.log)
 	a.Metrics.GaugeFunc("consentgraph_sessions_active", "Unexpired sessions (refreshed at most every 30s).", 30*time.Second,
 		func(ctx context.Context) (float64, error) {
 			n, err := a.Accounts.CountActiveSessions(ctx)

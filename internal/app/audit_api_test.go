@@ -5,9 +5,11 @@ import (
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/consentgraph/consentgraph/internal/app/apptest"
 	"github.com/consentgraph/consentgraph/internal/config"
+	"github.com/consentgraph/consentgraph/internal/store/storetest"
 )
 
 func TestAuditLogRecordsSensitiveActions(t *testing.T) {
@@ -53,10 +55,11 @@ func TestAuditLogRecordsSensitiveActions(t *testing.T) {
 		t.Fatalf("first over the cap: %s", r.Raw)
 	}
 	// Hand-editing an entry is detected.
-	if _, err := s.DB().Collection("audit_log").UpdateOne(context.Background(), bson.D{{Key: "_id", Value: 1}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "actor", Value: "nobody"}}}}); err != nil {
-		t.Fatal(err)
-	}
+	storetest.Tamper(t, s.Store(), `UPDATE audit_log SET actor = 'nobody' WHERE seq = 1`, nil,
+		func(ctx context.Context, db *mongo.Database) (int64, error) {
+			return modified(db.Collection("audit_log").UpdateOne(ctx, bson.D{{Key: "_id", Value: 1}},
+				bson.D{{Key: "$set", Value: bson.D{{Key: "actor", Value: "nobody"}}}}))
+		})
 	admin.Do(t, q, nil).Decode(t, &out)
 	if out.AuditLog.Intact {
 		t.Fatal("tampered audit log reported intact")

@@ -15,10 +15,12 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/consentgraph/consentgraph/internal/app"
 	"github.com/consentgraph/consentgraph/internal/app/apptest"
 	"github.com/consentgraph/consentgraph/internal/config"
+	"github.com/consentgraph/consentgraph/internal/store/storetest"
 )
 
 const consentsQuery = `{ me { id consents { purpose { id mechanism } granted updatedAt policyVersion method needsRenewal } } }`
@@ -328,11 +330,16 @@ func TestHandEditedLedgerEventIsDetectedOverAPI(t *testing.T) {
 	if h := historyOf(t, c, nil); !h.LedgerIntact {
 		t.Fatal("honest ledger reported broken")
 	}
-	_, err := s.DB().Collection("users").UpdateOne(context.Background(), bson.D{{Key: "_id", Value: uid}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "consent.events.e1.purpose", Value: "surveys"}}}})
-	if err != nil {
+	// On MongoDB the event is committed inside the user document and then
+	// moved to consent_events; relay first so it is in its final place.
+	if _, err := s.Store().Outbox().Relay(context.Background(), uid); err != nil {
 		t.Fatal(err)
 	}
+	storetest.Tamper(t, s.Store(), `UPDATE consent_events SET purpose = 'surveys' WHERE user_id = ? AND seq = 1`, []any{uid},
+		func(ctx context.Context, db *mongo.Database) (int64, error) {
+			return modified(db.Collection("consent_events").UpdateOne(ctx, bson.D{{Key: "userId", Value: uid}, {Key: "seq", Value: 1}},
+				bson.D{{Key: "$set", Value: bson.D{{Key: "purpose", Value: "surveys"}}}}))
+		})
 	if h := historyOf(t, c, nil); h.LedgerIntact {
 		t.Fatal("hand-edited event not detected")
 	}

@@ -10,10 +10,12 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/consentgraph/consentgraph/internal/app/apptest"
 	"github.com/consentgraph/consentgraph/internal/config"
 	"github.com/consentgraph/consentgraph/internal/demographics"
+	"github.com/consentgraph/consentgraph/internal/store/storetest"
 )
 
 // person is the test's own model of a user, from which it recounts.
@@ -194,8 +196,8 @@ func TestCellsFollowProfileConsentAndErasureOverAPI(t *testing.T) {
 	}
 	checkCellsEqualRecount(t, s, all)
 	// Erased and withdrawn users have no record left behind.
-	n, err := s.DB().Collection(demographics.MembersCollection).CountDocuments(context.Background(), bson.D{})
-	if err != nil {
+	var n int64
+	if err := s.Store().Demographics().EachMember(context.Background(), func(*demographics.Member) error { n++; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	counting := 0
@@ -311,17 +313,19 @@ func TestReconcileDemographicsRepairsACorruptedCell(t *testing.T) {
 		people = append(people, signUp(t, s, fmt.Sprintf("r-%d", i), map[string]any{"country": "DE", "birthYear": 1980 + i%2}))
 	}
 	ctx := context.Background()
-	cells := s.DB().Collection(demographics.CellsCollectionPrefix + "AC")
-	var cell struct {
-		ID string `bson:"_id"`
-		N  int64  `bson:"n"`
+	// A cell of age band × country (mask 0b00011, "AC"), bumped by 5
+	// behind the aggregates' back.
+	const maskAC = 3
+	cells, err := s.Store().Demographics().CellCounts(ctx, maskAC)
+	if err != nil || len(cells) == 0 {
+		t.Fatalf("cells of AC: %v, %v", cells, err)
 	}
-	if err := cells.FindOne(ctx, bson.D{}).Decode(&cell); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cells.UpdateOne(ctx, bson.D{{Key: "_id", Value: cell.ID}}, bson.D{{Key: "$inc", Value: bson.D{{Key: "n", Value: 5}}}}); err != nil {
-		t.Fatal(err)
-	}
+	cell := cells[0]
+	storetest.Tamper(t, s.Store(), `UPDATE cells SET n = n + 5 WHERE mask = ? AND id = ?`, []any{maskAC, cell.ID},
+		func(ctx context.Context, db *mongo.Database) (int64, error) {
+			return modified(db.Collection("demographics_cells_AC").UpdateOne(ctx, bson.D{{Key: "_id", Value: cell.ID}},
+				bson.D{{Key: "$inc", Value: bson.D{{Key: "n", Value: 5}}}}))
+		})
 	const q = `mutation { reconcileDemographics { startedAt durationMs usersCounted membersRepaired cellsChecked cellsRepaired drift cellsSkipped } }`
 	if r := people[0].c.Do(t, q, nil); r.Code() != "FORBIDDEN" {
 		t.Fatalf("reconcile by a user: %s", r.Raw)

@@ -36,7 +36,7 @@ func TestErasureForgetSurvivesRestart(t *testing.T) {
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := apptest.Config(t) // own embedded store in cfg.DataDir, kept across restarts
+	cfg := apptest.ConfigOn(t, apptest.Kind()) // a store of its own, kept across restarts
 	cfg.ConfigFile, cfg.OutboxPoll = path, 20*time.Millisecond
 
 	s := apptest.StartWith(t, cfg)

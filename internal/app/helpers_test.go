@@ -3,6 +3,8 @@ package app_test
 import (
 	"encoding/json"
 	"net/url"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
 )
 
 func mustJSON(v any) string {
@@ -14,3 +16,12 @@ func mustJSON(v any) string {
 }
 
 func urlQueryEscape(s string) string { return url.QueryEscape(s) }
+
+// modified turns an update's result into what storetest.Tamper wants: how
+// many documents changed.
+func modified(r *mongo.UpdateResult, err error) (int64, error) {
+	if err != nil {
+		return 0, err
+	}
+	return r.ModifiedCount, nil
+}

@@ -25,7 +25,7 @@ import (
 	"github.com/consentgraph/consentgraph/internal/httpsec"
 	"github.com/consentgraph/consentgraph/internal/metrics"
 	"github.com/consentgraph/consentgraph/internal/partners"
-	"github.com/consentgraph/consentgraph/internal/store"
+	"github.com/consentgraph/consentgraph/internal/store/storectx"
 	"github.com/consentgraph/consentgraph/web"
 )
 
@@ -88,7 +88,7 @@ func (a *App) graphqlHandler() http.Handler {
 	srv.Use(a.Metrics.GraphQL())
 	srv.AroundOperations(func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
 		if oc := graphql.GetOperationContext(ctx); oc.Operation != nil && oc.Operation.Operation == ast.Query {
-			ctx = store.WithReadMemo(ctx)
+			ctx = storectx.WithReadMemo(ctx)
 		}
 		return next(ctx)
 	})

@@ -57,7 +57,7 @@ func TestLogsHoldNoPersonalData(t *testing.T) {
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := apptest.Config(t)
+	cfg := apptest.ConfigOn(t, apptest.Kind())
 	cfg.ConfigFile, cfg.OutboxPoll, cfg.SMTPURL = path, 10*time.Millisecond, mp.SMTPURL()
 	var logs lockedBuffer
 	s := apptest.StartWithLogger(t, cfg, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))

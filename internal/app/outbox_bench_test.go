@@ -16,9 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
 	"github.com/consentgraph/consentgraph/internal/app/apptest"
 	"github.com/consentgraph/consentgraph/internal/config"
 	"github.com/consentgraph/consentgraph/internal/outbox"
+	"github.com/consentgraph/consentgraph/internal/store/storetest"
 	"github.com/consentgraph/consentgraph/plugins/webhook"
 )
 
@@ -92,15 +96,14 @@ processors:
 	}
 	fmt.Fprintln(os.Stderr, "bench: grants delivered")
 	round := func(processor string) float64 {
-		coll := s.DB().Collection(outbox.ItemsCollection)
-		docs := make([]any, 0, perRound)
-		now := time.Now()
+		queue := s.Store().Outbox()
+		now := time.Now().UTC().Truncate(time.Millisecond)
 		for i := range perRound {
-			docs = append(docs, outbox.Item{ID: s.App.Outbox.NewID(), UserID: ids[i%users], Processor: processor, Purpose: "surveys",
-				Action: outbox.Deliver, Cause: "bench", State: outbox.Pending, NextAt: now, CreatedAt: now, UpdatedAt: now})
-		}
-		if _, err := coll.InsertMany(ctx, docs); err != nil {
-			b.Fatal(err)
+			it := outbox.Item{ID: s.App.Outbox.NewID(), UserID: ids[i%users], Processor: processor, Purpose: "surveys",
+				Action: outbox.Deliver, Cause: "bench", State: outbox.Pending, NextAt: now, CreatedAt: now, UpdatedAt: now}
+			if ok, err := queue.Enqueue(ctx, it); err != nil || !ok {
+				b.Fatalf("enqueue: %v, %v", ok, err)
+			}
 		}
 		fmt.Fprintln(os.Stderr, "bench: round", processor)
 		start := time.Now()
@@ -111,19 +114,22 @@ processors:
 			}
 			done += n
 			if debugBench {
-				pend, _ := coll.CountDocuments(ctx, map[string]any{"state": "PENDING"})
-				locks, _ := s.DB().Collection(outbox.LocksCollection).CountDocuments(ctx, map[string]any{})
-				fmt.Fprintln(os.Stderr, "claimed", n, "done", done, "pending", pend, "locks", locks)
+				counts, _ := queue.CountByState(ctx)
+				fmt.Fprintln(os.Stderr, "claimed", n, "done", done, "by state", counts)
 			}
 		}
 		rate := perRound / time.Since(start).Seconds()
-		// Start every round from the same collection sizes: lookups scan on
-		// the embedded store, so leftovers would slow the next round down.
-		if _, err := coll.DeleteMany(ctx, map[string]any{"cause": "bench"}); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := s.DB().Collection(outbox.DisclosuresCollection).DeleteMany(ctx, map[string]any{"cause": "bench"}); err != nil {
-			b.Fatal(err)
+		// Start every round from the same table sizes, so that rounds
+		// compare (FerretDB, the MongoDB test double, scans).
+		for _, kind := range []struct{ table, collection string }{{"outbox_items", "outbox"}, {"disclosures", "disclosures"}} {
+			storetest.Tamper(b, s.Store(), `DELETE FROM `+kind.table+` WHERE cause = 'bench'`, nil,
+				func(ctx context.Context, db *mongo.Database) (int64, error) {
+					r, err := db.Collection(kind.collection).DeleteMany(ctx, bson.D{{Key: "cause", Value: "bench"}})
+					if err != nil {
+						return 0, err
+					}
+					return r.DeletedCount, nil
+				})
 		}
 		return rate
 	}

@@ -27,7 +27,7 @@ func (a *App) processorNames(purpose string) []string {
 func (a *App) initOutbox(ctx context.Context) error {
 	var err error
 	a.Outbox, err = outbox.New(ctx, outbox.Options{
-		DB: a.Store.DB, Accounts: a.Accounts, Consent: a.Consent, Purposes: a.File.Catalog, Secrets: a.Secrets,
+		Store: a.Store.Outbox(), Accounts: a.Accounts, Consent: a.Consent, Purposes: a.File.Catalog, Secrets: a.Secrets,
 		Signer: a.Signing, Processors: a.File.Processors, PublicURL: a.cfg.PublicURL, Logger: a.log,
 		Tuning: outbox.Tuning{PollInterval: max(a.cfg.OutboxPoll, 0)},
 		OnOutcome: func(processor string, action outbox.Action, outcome string) {

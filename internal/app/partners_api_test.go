@@ -7,9 +7,11 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/consentgraph/consentgraph/internal/app/apptest"
 	"github.com/consentgraph/consentgraph/internal/config"
+	"github.com/consentgraph/consentgraph/internal/store/storetest"
 )
 
 // partnerAdmin starts a server with a configured admin and returns it with
@@ -218,10 +220,14 @@ func TestBudgetExhaustionAndResetOverAPI(t *testing.T) {
 	}
 	// A day passes: move the period start back rather than wait.
 	ctx := context.Background()
-	_, err := s.DB().Collection("partners").UpdateOne(ctx, bson.D{{Key: "_id", Value: p.ID}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "createdAt", Value: time.Now().Add(-25 * time.Hour)}}}})
-	if err != nil {
-		t.Fatal(err)
+	movedBack := time.Now().Add(-25 * time.Hour).UTC().Truncate(time.Millisecond)
+	storetest.Tamper(t, s.Store(), `UPDATE partners SET created_at = ? WHERE id = ?`, []any{movedBack.UnixMilli(), p.ID},
+		func(ctx context.Context, db *mongo.Database) (int64, error) {
+			return modified(db.Collection("partners").UpdateOne(ctx, bson.D{{Key: "_id", Value: p.ID}},
+				bson.D{{Key: "$set", Value: bson.D{{Key: "createdAt", Value: movedBack}}}}))
+		})
+	if r, err := s.Store().Partners().Get(ctx, p.ID); err != nil || r == nil || !r.CreatedAt.Equal(movedBack) {
+		t.Fatalf("partner after moving its period back: %+v, %v", r, err)
 	}
 	pc.Do(t, partnerMeQuery, nil).Decode(t, &me)
 	if me.PartnerMe.BudgetRemaining != 1 || time.Until(me.PartnerMe.BudgetResetsAt) > 24*time.Hour {

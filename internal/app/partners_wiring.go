@@ -15,11 +15,11 @@ import (
 // aggregates to every change that can move a user between cells.
 func (a *App) initPartners(ctx context.Context) error {
 	var err error
-	if a.Partners, err = partners.New(ctx, a.Store.DB, partners.Options{Logger: a.log, OnCharge: a.Metrics.EpsilonSpent}); err != nil {
+	if a.Partners, err = partners.New(a.Store.Partners(), partners.Options{Logger: a.log, OnCharge: a.Metrics.EpsilonSpent}); err != nil {
 		return fmt.Errorf("partners: %w", err)
 	}
 	a.Demographics, err = demographics.New(ctx, demographics.Options{
-		DB: a.Store.DB, Keyring: a.Keyring, Secrets: a.Secrets,
+		Store: a.Store.Demographics(), Keyring: a.Keyring, Secrets: a.Secrets,
 		Source: demographics.AccountsSource{
 			Accounts:    a.Accounts,
 			Eligibility: demographics.ConsentEligibility{Consent: a.Consent, Purpose: demographics.Purpose},

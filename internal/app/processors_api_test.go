@@ -21,7 +21,9 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
+	"github.com/consentgraph/consentgraph/internal/accounts"
 	"github.com/consentgraph/consentgraph/internal/app"
 	"github.com/consentgraph/consentgraph/internal/app/apptest"
 	"github.com/consentgraph/consentgraph/internal/config"
@@ -654,9 +656,7 @@ func TestDispatcherRestartLosesAndDuplicatesNothing(t *testing.T) {
 	if rc.effects() != n {
 		t.Errorf("want %d distinct effects, got %d", n, rc.effects())
 	}
-	var total int64
-	total, _ = s.DB().Collection(outbox.DisclosuresCollection).CountDocuments(context.Background(), map[string]any{})
-	if total != n {
+	if total := countDisclosures(t, s); total != n {
 		t.Errorf("want %d disclosures, got %d", n, total)
 	}
 }
@@ -673,7 +673,7 @@ func TestTwoDispatchersNeverDeliverOneItemConcurrently(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.App.Outbox.Dispatcher(name, fast).Run(ctx) // both share s.DB()
+			s.App.Outbox.Dispatcher(name, fast).Run(ctx) // both share s.Store()
 		}()
 	}
 	deadline := time.Now().Add(30 * time.Second)
@@ -908,7 +908,6 @@ func meID(t *testing.T, c *apptest.Client) string {
 }
 
 func TestBadProcessorConfigurationStopsStartUp(t *testing.T) {
-	st := storetest.Shared(t)
 	cases := map[string]string{
 		`unknown type "fax"`:                                             `processors: [{name: a, type: fax, purpose: newsletter}]`,
 		`settings.url is required`:                                       `processors: [{name: a, type: webhook, purpose: surveys}]`,
@@ -922,8 +921,8 @@ func TestBadProcessorConfigurationStopsStartUp(t *testing.T) {
 		if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		cfg := apptest.Config(t)
-		cfg.ConfigFile, cfg.MongoDBURI, cfg.Database = path, st.URI, fmt.Sprintf("badproc%d", time.Now().UnixNano())
+		cfg := apptest.ConfigOn(t, apptest.Kind())
+		cfg.ConfigFile = path
 		a, err := app.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
 		if err == nil {
 			_ = a.Close(context.Background())
@@ -936,45 +935,97 @@ func TestBadProcessorConfigurationStopsStartUp(t *testing.T) {
 	}
 }
 
+// Work items committed with a consent change reach the queue exactly once,
+// however a crash cuts the relay short. On MongoDB the change commits in one
+// write of the user document, with the items embedded in it and a relay
+// tag, and the relay moves them to the queue; the embedded store commits
+// them into the queue in the change's own transaction. Both are checked
+// through the port: after a sweep nothing waits to be relayed, and every
+// item is queued once.
 func TestRelayRecoversItemsLeftInTheUserDocument(t *testing.T) {
 	s := startWithProcessors(t, strings.ReplaceAll(twoExamples, "crm-", "rl-"))
 	c, id := userWithData(t, s, "rl_ida", true)
 	changeConsent(t, c, true, "surveys")
-	// The write hook put the items into the consent update and the relay
-	// moved them: the user document holds none any more.
+	ctx := context.Background()
+	queue := s.Store().Outbox()
+	// The write hook put the items into the consent change and the relay
+	// moved them: nothing waits to be relayed.
 	if n := len(items(t, s, outbox.Pending)); n != 2 {
 		t.Fatalf("want 2 pending items after the grant, got %d", n)
 	}
-	// A crash right after a consent change: items left embedded.
-	ctx := context.Background()
-	p, _ := s.App.Outbox.Processor("rl-a")
-	it := outbox.Item{ID: s.App.Outbox.NewID(), UserID: id, Processor: p.Name, Purpose: p.Purpose, Action: outbox.Deliver,
-		Cause: "test", State: outbox.Pending, NextAt: time.Now(), CreatedAt: time.Now(), UpdatedAt: time.Now()}
-	if _, err := s.DB().Collection("users").UpdateOne(ctx, bson.D{{Key: "_id", Value: id}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: outbox.EmbeddedField + "." + it.ID, Value: it}}}}); err != nil {
-		t.Fatal(err)
+	if n, err := queue.Relay(ctx, id); err != nil || n != 0 {
+		t.Fatalf("relay after the grant found %d users with items waiting (err %v), want 0", n, err)
 	}
-	for range 2 { // the sweep is idempotent
+	// A crash right after a consent change: the change committed with its
+	// item, the relay never ran.
+	p, _ := s.App.Outbox.Processor("rl-a")
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	it := outbox.Item{ID: s.App.Outbox.NewID(), UserID: id, Processor: p.Name, Purpose: p.Purpose, Action: outbox.Deliver,
+		Cause: "test", State: outbox.Pending, NextAt: now, CreatedAt: now, UpdatedAt: now}
+	leftByCrash(t, s, it)
+	for i := range 2 { // the sweep is idempotent
 		if _, err := s.App.Outbox.Sweep(ctx); err != nil {
 			t.Fatal(err)
 		}
+		if n, err := queue.Relay(ctx, ""); err != nil || n != 0 {
+			t.Fatalf("after sweep %d, %d users still have items waiting (err %v)", i+1, n, err)
+		}
 	}
-	// Relaying again after a crash between insert and unset duplicates nothing.
-	if _, err := s.DB().Collection("users").UpdateOne(ctx, bson.D{{Key: "_id", Value: id}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: outbox.EmbeddedField + "." + it.ID, Value: it}}}}); err != nil {
-		t.Fatal(err)
+	if got, err := queue.Item(ctx, it.ID); err != nil || got == nil || got.State != outbox.Pending || got.UserID != id {
+		t.Fatalf("the item left by the crash is not queued: %+v, %v", got, err)
 	}
-	if err := s.App.Outbox.RelayUser(ctx, id); err != nil {
-		t.Fatal(err)
+	// Relaying again after a crash between insert and unset duplicates
+	// nothing (only MongoDB has the two places to be between).
+	if s.App.Store.Kind() == "mongodb" {
+		leftByCrash(t, s, it)
+		if err := s.App.Outbox.RelayUser(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ok, err := queue.Enqueue(ctx, it); err != nil || ok {
+		t.Fatalf("enqueueing the item a second time: %v, %v; want refused", ok, err)
 	}
 	if n := len(items(t, s, outbox.Pending)); n != 3 {
 		t.Errorf("want 3 pending items, got %d", n)
 	}
-	var doc bson.M
-	if err := s.DB().Collection("users").FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&doc); err != nil {
-		t.Fatal(err)
+	if n, err := queue.Relay(ctx, id); err != nil || n != 0 {
+		t.Errorf("items left to relay: %d users (err %v)", n, err)
 	}
-	if ob, _ := doc[outbox.EmbeddedField].(bson.M); len(ob) != 0 {
-		t.Errorf("items left embedded: %v", ob)
+}
+
+// leftByCrash stores it as a consent change that committed and crashed
+// before its relay leaves it: on MongoDB embedded in the user document
+// under a relay tag (as the adapter lays it out, docs.go), on the embedded
+// store in the queue, where the change's transaction put it.
+func leftByCrash(t *testing.T, s *apptest.Server, it outbox.Item) {
+	t.Helper()
+	ms := func(tm time.Time) int64 { return tm.UnixMilli() }
+	storetest.Tamper(t, s.Store(), `INSERT INTO outbox_items (id, user_id, processor, purpose, action, erase, ref, cause, state,
+		attempts, next_at, lease_until, lease_owner, last_error, note, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, 0, '', ?, ?, 0, ?, 0, '', '', '', ?, ?)`,
+		[]any{it.ID, it.UserID, it.Processor, it.Purpose, string(it.Action), it.Cause, string(it.State), ms(it.NextAt), ms(it.CreatedAt), ms(it.UpdatedAt)},
+		func(ctx context.Context, db *mongo.Database) (int64, error) {
+			doc := bson.D{{Key: "_id", Value: it.ID}, {Key: "userId", Value: it.UserID}, {Key: "processor", Value: it.Processor},
+				{Key: "purpose", Value: it.Purpose}, {Key: "action", Value: string(it.Action)}, {Key: "cause", Value: it.Cause},
+				{Key: "state", Value: string(it.State)}, {Key: "attempts", Value: 0}, {Key: "nextAt", Value: it.NextAt},
+				{Key: "leaseUntil", Value: time.Time{}}, {Key: "createdAt", Value: it.CreatedAt}, {Key: "updatedAt", Value: it.UpdatedAt}}
+			return modified(db.Collection("users").UpdateOne(ctx, bson.D{{Key: "_id", Value: it.UserID}},
+				bson.D{{Key: "$set", Value: bson.D{{Key: "outbox." + it.ID, Value: doc}, {Key: "relay", Value: "crashed-" + it.ID}}}}))
+		})
+}
+
+// countDisclosures counts every disclosure recorded for any account.
+func countDisclosures(t *testing.T, s *apptest.Server) int64 {
+	t.Helper()
+	ctx := context.Background()
+	var n int64
+	err := s.Store().Accounts().EachAccount(ctx, func(r *accounts.Record) error {
+		ds, err := s.Store().Outbox().Disclosures(ctx, r.ID, "", 0)
+		n += int64(len(ds))
+		return err
+	})
+	if err != nil {
+		t.Fatalf("count disclosures: %v", err)
 	}
+	return n
 }

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-
 	"github.com/consentgraph/consentgraph/internal/accounts"
 	"github.com/consentgraph/consentgraph/internal/app/apptest"
 	"github.com/consentgraph/consentgraph/internal/config"
@@ -121,9 +119,10 @@ func TestDeleteMyAccount(t *testing.T) {
 	}}).Decode(t, &reg)
 	id := reg.Register.User.ID
 	ctx := context.Background()
-	var copyBefore bson.Raw
-	if err := s.DB().Collection("users").FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&copyBefore); err != nil {
-		t.Fatal(err)
+	// A copy of the stored account, as a backup would hold it.
+	copyBefore, err := s.Store().Accounts().Account(ctx, id)
+	if err != nil || copyBefore == nil || copyBefore.Email == nil {
+		t.Fatalf("stored account before erasure: %+v, %v", copyBefore, err)
 	}
 	if _, err := s.App.Accounts.Get(ctx, id); err != nil {
 		t.Fatalf("readable before erasure: %v", err)
@@ -148,20 +147,20 @@ func TestDeleteMyAccount(t *testing.T) {
 	if me.Me != nil {
 		t.Fatal("session survived erasure")
 	}
-	// Only the pseudonymous, signed ledger stays, as proof of consent.
-	archive := s.Dump(t)
-	if !strings.Contains(archive, "consent_archive") || strings.Contains(archive, "leaver") {
-		t.Fatalf("after erasure the store holds:\n%s", archive)
-	}
-	// A copy of the document taken before erasure is now unreadable: its key is gone.
-	if _, err := s.DB().Collection("users").InsertOne(ctx, copyBefore); err != nil {
-		t.Fatal(err)
+	// A copy of the account taken before erasure is now unreadable: its key is gone.
+	if err := s.Store().Accounts().CreateAccount(ctx, accounts.NewAccount{Account: *copyBefore}); err != nil {
+		t.Fatalf("restore the copy: %v", err)
 	}
 	if _, err := s.App.Accounts.Get(ctx, id); !errors.Is(err, accounts.ErrShredded) {
 		t.Fatalf("restored copy after erasure: err %v, want ErrShredded", err)
 	}
-	if _, err := s.DB().Collection("users").DeleteOne(ctx, bson.D{{Key: "_id", Value: id}}); err != nil {
+	if err := s.Store().Accounts().DeleteAccount(ctx, id); err != nil {
 		t.Fatal(err)
+	}
+	// Only the pseudonymous, signed ledger stays, as proof of consent.
+	archive := s.Dump(t)
+	if !strings.Contains(archive, "consent_archive") || strings.Contains(archive, "leaver") {
+		t.Fatalf("after erasure the store holds:\n%s", archive)
 	}
 	// The username is free again.
 	s.Register(t, "leaver")
@@ -192,7 +191,7 @@ func TestEraseUserIsAdminOnly(t *testing.T) {
 // An erasure interrupted after its mark (a crash, a failing listener) is
 // finished on the next start.
 func TestInterruptedErasureResumesOnRestart(t *testing.T) {
-	cfg := apptest.Config(t)
+	cfg := apptest.ConfigOn(t, apptest.Kind())
 	s := apptest.StartWith(t, cfg)
 	c := s.Register(t, "interrupted")
 	var me struct{ Me struct{ ID string } }

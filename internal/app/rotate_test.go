@@ -19,7 +19,7 @@ func newKey() string {
 // After re-wrapping under a new master key, a server that knows only the new
 // key reads every user; before, servers holding both keys serve throughout.
 func TestMasterKeyRotationKeepsUsersReadable(t *testing.T) {
-	cfg := apptest.Config(t)
+	cfg := apptest.ConfigOn(t, apptest.Kind())
 	oldKey, newKeyB64 := cfg.MasterKey, newKey()
 	s := apptest.StartWith(t, cfg)
 	c := s.Client()

@@ -1,12 +1,12 @@
 // Package consent records users' consent per purpose: the current state and
-// a hash-chained ledger of every change, side by side in the user document
-// (see Field), each change one atomic single-document write; signed consent
-// receipts; policy versions with material changes that need renewed
-// consent; and the Global Privacy Control signal.
+// a hash-chained ledger of every change, each change one atomic store
+// operation (Store.RecordChange); signed consent receipts; policy versions
+// with material changes that need renewed consent; and the Global Privacy
+// Control signal.
 //
 // Integration points for other domains:
-//   - AddWriteHook: contribute extra fields to the very update that records a
-//     change (e.g. outbox work items), so they commit or fail together.
+//   - AddWriteHook: contribute work items to the very write that records a
+//     change (outbox deliveries and forgets), so they commit or fail together.
 //   - OnChange: be told after a change committed (e.g. aggregates).
 //   - OnPolicyPublished: be told when a new policy version was published.
 //   - Rules().InForce / Rules().Status: the pure functions that say whether a
@@ -19,20 +19,15 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/consentgraph/consentgraph/internal/apperr"
 	"github.com/consentgraph/consentgraph/internal/envelope"
 	"github.com/consentgraph/consentgraph/internal/policy"
 	"github.com/consentgraph/consentgraph/internal/signing"
-	"github.com/consentgraph/consentgraph/internal/store"
+	"github.com/consentgraph/consentgraph/internal/work"
 )
 
 // Signer signs and verifies compact JWS; *signing.Keyset implements it.
@@ -43,11 +38,8 @@ type Signer interface {
 
 // Options configure the service.
 type Options struct {
-	// DB holds the policy versions collection.
-	DB *mongo.Database
-	// Users is the users collection (accounts.Service.Users()); consent lives
-	// in its documents under Field.
-	Users         *mongo.Collection
+	// Store keeps consent state, ledgers and policy versions.
+	Store         Store
 	Purposes      *policy.Catalog
 	Controller    policy.Controller
 	InitialPolicy policy.Document
@@ -66,11 +58,10 @@ type Options struct {
 // Service manages consent. It is safe for concurrent use; register hooks
 // and listeners during start-up.
 type Service struct {
-	users    *mongo.Collection
-	policies *mongo.Collection
-	opts     Options
-	log      *slog.Logger
-	rules    atomic.Pointer[Rules]
+	store Store
+	opts  Options
+	log   *slog.Logger
+	rules atomic.Pointer[Rules]
 
 	mu              sync.RWMutex
 	hooks           []WriteHook
@@ -80,8 +71,8 @@ type Service struct {
 
 // New opens the service, storing the initial policy version on first start.
 func New(ctx context.Context, opts Options) (*Service, error) {
-	if opts.DB == nil || opts.Users == nil || opts.Purposes == nil || opts.Signer == nil || opts.Secrets == nil {
-		return nil, errors.New("consent: db, users, purposes, signer and secrets are required")
+	if opts.Store == nil || opts.Purposes == nil || opts.Signer == nil || opts.Secrets == nil {
+		return nil, errors.New("consent: store, purposes, signer and secrets are required")
 	}
 	if opts.InitialPolicy == (policy.Document{}) {
 		opts.InitialPolicy = policy.DefaultDocument()
@@ -95,7 +86,7 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Service{users: opts.Users, policies: opts.DB.Collection(PoliciesCollection), opts: opts, log: opts.Logger.With("component", "consent")}
+	s := &Service{store: opts.Store, opts: opts, log: opts.Logger.With("component", "consent")}
 	if err := s.bootstrapPolicy(ctx); err != nil {
 		return nil, err
 	}
@@ -135,15 +126,13 @@ type Change struct {
 	Event Event
 }
 
-// WriteHook contributes fields to the single-document update that records a
-// change, so that they commit atomically with it: it returns extra $set
-// entries (dotted paths into the user document, outside Field and _id),
-// e.g. outbox work items "outbox.<id>". Under contention the update is
-// rebuilt and the hook called again for the new attempt (with another
-// Event), so a hook must not have side effects. An error aborts the change.
-// Hooks are not called for the events written at sign-up (the user did not
-// exist before, so no processor can hold their data).
-type WriteHook func(ctx context.Context, ch Change) (bson.D, error)
+// WriteHook contributes work items to the store operation that records a
+// change, so that they commit atomically with it. Under contention the
+// write is rebuilt and the hook called again for the new attempt (with
+// another Event), so a hook must not have side effects. An error aborts the
+// change. Hooks are not called for the events written at sign-up (the user
+// did not exist before, so no processor can hold their data).
+type WriteHook func(ctx context.Context, ch Change) ([]work.Item, error)
 
 // ChangeListener is told after a change committed, with whether purpose is
 // now in force. It runs synchronously in the request that made the change;
@@ -266,29 +255,19 @@ func (s *Service) change(ctx context.Context, userID string, p policy.Purpose, g
 		if err != nil {
 			return nil, err
 		}
-		set := bson.D{
-			{Key: Field + ".head", Value: ev.Seq},
-			{Key: Field + ".headHash", Value: ev.Hash},
-			{Key: Field + ".state." + p.ID, Value: ev.entry()},
-			{Key: Field + ".events." + EventKey(ev.Seq), Value: ev},
-		}
+		var items []work.Item
 		for _, h := range s.hookList() {
 			extra, err := h(ctx, Change{UserID: userID, Purpose: p, Granted: granted, Event: ev})
 			if err != nil {
 				return nil, fmt.Errorf("consent write hook: %w", err)
 			}
-			for _, e := range extra {
-				if e.Key == "_id" || e.Key == Field || strings.HasPrefix(e.Key, Field+".") || strings.HasPrefix(e.Key, "$") {
-					return nil, fmt.Errorf("consent write hook: field %q is not the hook's to set", e.Key)
-				}
-			}
-			set = append(set, extra...)
+			items = append(items, extra...)
 		}
-		res, err := s.users.UpdateOne(ctx, headFilter(userID, st.Head), bson.D{{Key: "$set", Value: set}})
+		ok, err := s.store.RecordChange(ctx, userID, ev, items)
 		if err != nil {
 			return nil, fmt.Errorf("record consent change: %w", err)
 		}
-		if res.MatchedCount == 1 {
+		if ok {
 			if st.State == nil {
 				st.State = map[string]Entry{}
 			}
@@ -309,22 +288,6 @@ func (s *Service) change(ctx context.Context, userID string, p policy.Purpose, g
 		}
 	}
 }
-
-// headFilter matches the user only while its ledger head is still head.
-func headFilter(userID string, head int64) bson.D {
-	f := bson.D{{Key: "_id", Value: userID}, {Key: erasingField, Value: bson.D{{Key: "$exists", Value: false}}}}
-	if head == 0 {
-		return append(f, bson.E{Key: "$or", Value: bson.A{
-			bson.D{{Key: Field + ".head", Value: int64(0)}},
-			bson.D{{Key: Field + ".head", Value: bson.D{{Key: "$exists", Value: false}}}},
-		}})
-	}
-	return append(f, bson.E{Key: Field + ".head", Value: head})
-}
-
-// erasingField marks an account whose erasure has begun (set by package
-// accounts); its consent no longer changes.
-const erasingField = "erasingSince"
 
 // backoff sleeps a little longer after each failed attempt, with jitter so
 // that competing writers spread out.
@@ -383,53 +346,41 @@ func (s *Service) currentReceipt(ctx context.Context, userID string, res *Result
 	return err
 }
 
-type userConsent struct {
-	Consent Stored `bson:"consent"`
-}
-
-// loadState reads head and state (not the ledger). forWrite skips accounts
-// being erased.
+// loadState reads head and state (not the ledger). forWrite also refuses
+// accounts being erased, whose consent no longer changes.
 func (s *Service) loadState(ctx context.Context, userID string, forWrite bool) (*Stored, error) {
-	return s.load(ctx, userID, forWrite, StateProjection())
-}
-
-func (s *Service) load(ctx context.Context, userID string, forWrite bool, projection bson.D) (*Stored, error) {
-	f := bson.D{{Key: "_id", Value: userID}}
-	if forWrite {
-		f = append(f, bson.E{Key: erasingField, Value: bson.D{{Key: "$exists", Value: false}}})
-	}
-	var d userConsent
-	var err error
-	if !forWrite && store.HasReadMemo(ctx) {
-		// Within a query, share the one read of the user document.
-		err = store.FindByID(ctx, s.users, userID, &d)
-	} else {
-		err = s.users.FindOne(ctx, f, options.FindOne().SetProjection(projection)).Decode(&d)
-	}
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return nil, apperr.New(apperr.NotFound, "no such user")
-	}
+	st, err := s.store.State(ctx, userID)
 	if err != nil {
 		return nil, fmt.Errorf("read consent: %w", err)
 	}
-	return &d.Consent, nil
+	if st == nil || forWrite && st.Erasing {
+		return nil, apperr.New(apperr.NotFound, "no such user")
+	}
+	return st, nil
 }
 
 func (s *Service) loadEvent(ctx context.Context, userID string, seq int64) (*Event, error) {
-	st, err := s.load(ctx, userID, false, bson.D{{Key: Field + ".events." + EventKey(seq), Value: 1}})
+	ev, err := s.store.Event(ctx, userID, seq)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read consent event: %w", err)
 	}
-	ev, ok := st.Events[EventKey(seq)]
-	if !ok {
+	if ev == nil {
 		return nil, fmt.Errorf("consent event %d of user %s is missing", seq, userID)
 	}
-	return &ev, nil
+	return ev, nil
 }
 
-// Load returns a user's stored consent including the ledger.
-func (s *Service) Load(ctx context.Context, userID string) (*Stored, error) {
-	return s.load(ctx, userID, false, bson.D{{Key: Field, Value: 1}})
+// Ledger returns a user's current state and whole ledger, in order.
+func (s *Service) Ledger(ctx context.Context, userID string) (*Stored, []Event, error) {
+	st, err := s.loadState(ctx, userID, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	events, err := s.store.Events(ctx, userID, 0, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read consent ledger: %w", err)
+	}
+	return st, events, nil
 }
 
 // Statuses returns the user's effective consent for every purpose, with
@@ -451,29 +402,29 @@ func (s *Service) InForce(ctx context.Context, userID, purpose string) (bool, er
 	return s.Rules().InForce(st, purpose), nil
 }
 
-// SignUpFields returns the fields to insert with a new account (pass them
-// to accounts.Service.Register as extra), so its consent is created in the
-// same atomic insert. Defaults need no event; with Global Privacy Control
-// (gpc) the withdrawals of OPT_OUT purposes that share data with third
-// parties are recorded, receipts and all.
-func (s *Service) SignUpFields(ctx context.Context, userID string, gpc bool) (bson.D, error) {
-	st := Stored{State: map[string]Entry{}, Events: map[string]Event{}}
+// SignUp returns the consent a new account starts with (pass it to
+// accounts.Service.Register), so it is created in the same atomic write as
+// the account. Defaults need no event; with Global Privacy Control (gpc)
+// the withdrawals of OPT_OUT purposes that share data with third parties
+// are recorded, receipts and all.
+func (s *Service) SignUp(ctx context.Context, userID string, gpc bool) (Initial, error) {
+	in := Initial{State: Stored{State: map[string]Entry{}}}
 	if gpc {
 		pv := s.Policy()
 		for _, p := range s.opts.Purposes.All() {
 			if !s.gpcApplies(p) {
 				continue
 			}
-			ev, err := s.newEvent(ctx, userID, &st, p, false, GPC, pv)
+			ev, err := s.newEvent(ctx, userID, &in.State, p, false, GPC, pv)
 			if err != nil {
-				return nil, err
+				return Initial{}, err
 			}
-			st.Head, st.HeadHash = ev.Seq, ev.Hash
-			st.State[p.ID] = ev.entry()
-			st.Events[EventKey(ev.Seq)] = ev
+			in.State.Head, in.State.HeadHash = ev.Seq, ev.Hash
+			in.State.State[p.ID] = ev.entry()
+			in.Events = append(in.Events, ev)
 		}
 	}
-	return bson.D{{Key: Field, Value: st}}, nil
+	return in, nil
 }
 
 // gpcApplies: Global Privacy Control withdraws OPT_OUT purposes that share
@@ -522,7 +473,7 @@ func (s *Service) ApplyGPC(ctx context.Context, userID string) (int, error) {
 // no longer verify, so never expire a key that ledgers still reference;
 // rotation alone keeps old keys published.
 func (s *Service) LedgerIntact(ctx context.Context, userID string) (bool, error) {
-	st, err := s.Load(ctx, userID)
+	st, events, err := s.Ledger(ctx, userID)
 	if err != nil {
 		return false, err
 	}
@@ -530,7 +481,7 @@ func (s *Service) LedgerIntact(ctx context.Context, userID string) (bool, error)
 	if err != nil {
 		return false, err
 	}
-	if err := VerifyLedger(ctx, subject, st, s.receiptClaims); err != nil {
+	if err := VerifyLedger(ctx, subject, st, events, s.receiptClaims); err != nil {
 		s.log.WarnContext(ctx, "consent ledger is not intact", "user", userID, "problem", err)
 		return false, nil
 	}
@@ -543,4 +494,21 @@ func (s *Service) receiptClaims(ctx context.Context, receipt string) (*Claims, e
 		return nil, err
 	}
 	return c.Claims, nil
+}
+
+// GrantedBefore lists the users whose grant of purpose was recorded under
+// a policy version older than ordinal n (a new version asks them again).
+func (s *Service) GrantedBefore(ctx context.Context, purpose string, n int64) ([]string, error) {
+	ids, err := s.store.GrantedBefore(ctx, purpose, n)
+	if err != nil {
+		return nil, fmt.Errorf("list grants before policy %d: %w", n, err)
+	}
+	return ids, nil
+}
+
+// EachState calls fn with the stored consent of every account not being
+// erased, in user id order (bulk passes such as the demographics
+// reconciliation).
+func (s *Service) EachState(ctx context.Context, fn func(userID string, st *Stored) error) error {
+	return s.store.EachState(ctx, fn)
 }

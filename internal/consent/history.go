@@ -8,9 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
-
 	"github.com/consentgraph/consentgraph/internal/apperr"
 )
 
@@ -66,35 +63,35 @@ func (s *Service) History(ctx context.Context, userID string, first *int, after 
 		}
 		from = seq
 	}
-	st, err := s.Load(ctx, userID)
+	st, err := s.loadState(ctx, userID, false)
 	if err != nil {
 		return nil, err
 	}
-	all := SortedEvents(st)
-	p := &Page{TotalCount: len(all), Events: []Event{}}
-	for _, e := range all {
-		switch {
-		case e.Seq <= from:
-			p.HasPreviousPage = true
-		case len(p.Events) < n:
-			p.Events = append(p.Events, e)
-		default:
-			p.HasNextPage = true
-		}
+	// Only the page is read: a user with a long ledger pages as fast as a
+	// new one. The head says how many events there are.
+	p := &Page{TotalCount: int(st.Head), HasPreviousPage: from > 0 && st.Head > 0, Events: []Event{}}
+	if n == 0 || from >= st.Head {
+		p.HasNextPage = from < st.Head && n == 0
+		return p, nil
 	}
+	events, err := s.store.Events(ctx, userID, from, n+1)
+	if err != nil {
+		return nil, fmt.Errorf("read consent history: %w", err)
+	}
+	if len(events) > n {
+		events, p.HasNextPage = events[:n], true
+	}
+	p.Events = events
 	return p, nil
 }
 
-// ArchiveCollection keeps the consent (ledger and final state, laid out as
-// Stored) of erased accounts, keyed by subject pseudonym: pseudonymous,
-// signed proof of their choices that VerifyLedger still checks.
-const ArchiveCollection = "consent_archive"
-
-// ArchiveLedger copies the user's ledger into the archive under the subject
+// ArchiveLedger keeps the user's ledger and final state under the subject
 // pseudonym, so that the proof survives when the account is erased. Call it
-// before the user document is deleted; it is idempotent.
+// before the account is deleted. It is idempotent, and an archive already
+// holding the whole ledger is left alone (a resumed erasure may find the
+// ledger partly deleted by then).
 func (s *Service) ArchiveLedger(ctx context.Context, userID string) error {
-	st, err := s.Load(ctx, userID)
+	st, events, err := s.Ledger(ctx, userID)
 	if err != nil {
 		return err
 	}
@@ -105,14 +102,15 @@ func (s *Service) ArchiveLedger(ctx context.Context, userID string) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.opts.DB.Collection(ArchiveCollection).UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: subject}},
-		bson.D{{Key: "$set", Value: bson.D{
-			{Key: "head", Value: st.Head}, {Key: "headHash", Value: st.HeadHash},
-			{Key: "state", Value: st.State}, {Key: "events", Value: st.Events}, {Key: "archivedAt", Value: s.now()},
-		}}},
-		options.UpdateOne().SetUpsert(true))
+	prev, err := s.store.Archived(ctx, subject)
 	if err != nil {
+		return fmt.Errorf("read consent archive: %w", err)
+	}
+	if prev != nil && prev.State.Head >= st.Head {
+		return nil
+	}
+	st.Erasing = false
+	if err := s.store.Archive(ctx, Archived{Subject: subject, State: *st, Events: events, ArchivedAt: s.now()}); err != nil {
 		return fmt.Errorf("archive consent ledger: %w", err)
 	}
 	return nil
@@ -122,7 +120,7 @@ func (s *Service) ArchiveLedger(ctx context.Context, userID string) error {
 // export.Section): the effective consent per purpose, the whole ledger
 // with its signed receipts, and whether the ledger is intact.
 func (s *Service) ExportSection(ctx context.Context, userID string) (any, error) {
-	st, err := s.Load(ctx, userID)
+	st, events, err := s.Ledger(ctx, userID)
 	if err != nil {
 		return nil, err
 	}
@@ -163,13 +161,13 @@ func (s *Service) ExportSection(ctx context.Context, userID string) (any, error)
 		consents = append(consents, o)
 	}
 	ledger := []eventOut{}
-	for _, e := range SortedEvents(st) {
+	for _, e := range events {
 		ledger = append(ledger, eventOut{
 			Sequence: e.Seq, Purpose: e.Purpose, Action: e.Action, PolicyVersion: e.PolicyVersion, At: e.At,
 			Method: e.Method, ReceiptID: e.ReceiptID, Receipt: e.Receipt, PreviousHash: e.PrevHash, Hash: e.Hash,
 		})
 	}
-	intact := VerifyLedger(ctx, subject, st, s.receiptClaims) == nil
+	intact := VerifyLedger(ctx, subject, st, events, s.receiptClaims) == nil
 	return map[string]any{
 		"subjectPseudonym": subject,
 		"policyVersion":    rules.Current().Version,

@@ -1,13 +1,11 @@
 package consent
 
 import (
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"slices"
 )
 
 // hashFormat is the time layout inside hashed event data: UTC, milliseconds
@@ -51,17 +49,7 @@ func HashEvent(subject string, e *Event) string {
 // ReceiptVerifier checks a receipt's signature and returns its claims.
 type ReceiptVerifier func(ctx context.Context, receipt string) (*Claims, error)
 
-// SortedEvents returns the events of st ordered by sequence number.
-func SortedEvents(st *Stored) []Event {
-	out := make([]Event, 0, len(st.Events))
-	for _, e := range st.Events {
-		out = append(out, e)
-	}
-	slices.SortFunc(out, func(a, b Event) int { return cmp.Compare(a.Seq, b.Seq) })
-	return out
-}
-
-// VerifyLedger recomputes a user's hash chain and reports the first
+// VerifyLedger recomputes a user's hash chain (events in order) and reports the first
 // problem: a gap or extra event, a hash or link that does not match, a
 // receipt whose signature or claims do not match its event, or a current
 // state that disagrees with the ledger. Because every event embeds a
@@ -69,17 +57,14 @@ func SortedEvents(st *Stored) []Event {
 // chain consistently needs the signing key, not just write access to the
 // store. verify may be nil to skip receipt signatures (hashes are still
 // checked).
-func VerifyLedger(ctx context.Context, subject string, st *Stored, verify ReceiptVerifier) error {
-	if st.Head < 0 || int64(len(st.Events)) != st.Head {
-		return fmt.Errorf("head is %d but the ledger holds %d events", st.Head, len(st.Events))
+func VerifyLedger(ctx context.Context, subject string, st *Stored, events []Event, verify ReceiptVerifier) error {
+	if st.Head < 0 || int64(len(events)) != st.Head {
+		return fmt.Errorf("head is %d but the ledger holds %d events", st.Head, len(events))
 	}
 	prev := ""
 	last := map[string]Entry{}
-	for seq := int64(1); seq <= st.Head; seq++ {
-		e, ok := st.Events[EventKey(seq)]
-		if !ok {
-			return fmt.Errorf("event %d is missing", seq)
-		}
+	for i := range events {
+		e, seq := events[i], int64(i+1)
 		if e.Seq != seq {
 			return fmt.Errorf("event %d is stored as number %d", seq, e.Seq)
 		}

@@ -7,58 +7,46 @@ import (
 	"slices"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-
 	"github.com/consentgraph/consentgraph/internal/apperr"
 	"github.com/consentgraph/consentgraph/internal/policy"
 )
 
-// PoliciesCollection holds the published policy versions: one document,
-// so publishing is a single-document compare-and-swap on its count.
-const PoliciesCollection = "consent_policy"
-
-const policyDocID = "policy"
-
 // PolicyVersion is one published version of the privacy policy.
 type PolicyVersion struct {
 	// N is the version's ordinal: 1 for the initial one, +1 per publication.
-	N           int64     `bson:"n"`
-	Version     string    `bson:"version"`
-	URL         string    `bson:"url"`
-	PublishedAt time.Time `bson:"publishedAt"`
+	N           int64
+	Version     string
+	URL         string
+	PublishedAt time.Time
 	// Reconsent lists the purposes this version changed materially: grants
 	// recorded under earlier versions no longer count for them.
-	Reconsent []string `bson:"reconsent"`
-}
-
-type policyDoc struct {
-	ID       string          `bson:"_id"`
-	N        int64           `bson:"n"`
-	Versions []PolicyVersion `bson:"versions"`
+	Reconsent []string
 }
 
 // bootstrapPolicy stores the configured initial policy if none was ever
-// published. Replicas racing here agree through the document _id.
+// published. Replicas racing here agree through the store.
 func (s *Service) bootstrapPolicy(ctx context.Context) error {
-	now := s.now()
-	initial := PolicyVersion{N: 1, Version: s.opts.InitialPolicy.Version, URL: s.opts.InitialPolicy.URL, PublishedAt: now, Reconsent: []string{}}
-	_, err := s.policies.InsertOne(ctx, policyDoc{ID: policyDocID, N: 1, Versions: []PolicyVersion{initial}})
-	if err != nil && !mongo.IsDuplicateKeyError(err) {
+	initial := PolicyVersion{N: 1, Version: s.opts.InitialPolicy.Version, URL: s.opts.InitialPolicy.URL, PublishedAt: s.now(), Reconsent: []string{}}
+	if err := s.store.AddFirstPolicy(ctx, initial); err != nil {
 		return fmt.Errorf("store initial policy: %w", err)
 	}
 	return nil
 }
 
-func (s *Service) loadPolicyDoc(ctx context.Context) (*policyDoc, error) {
-	var d policyDoc
-	if err := s.policies.FindOne(ctx, bson.D{{Key: "_id", Value: policyDocID}}).Decode(&d); err != nil {
+func (s *Service) loadPolicies(ctx context.Context) ([]PolicyVersion, error) {
+	vs, err := s.store.PolicyVersions(ctx)
+	if err != nil {
 		return nil, fmt.Errorf("load policy versions: %w", err)
 	}
-	if len(d.Versions) == 0 || int64(len(d.Versions)) != d.N {
-		return nil, fmt.Errorf("policy versions document is inconsistent: n=%d with %d versions", d.N, len(d.Versions))
+	for i, v := range vs {
+		if v.N != int64(i+1) {
+			return nil, fmt.Errorf("policy versions are inconsistent: version %d is numbered %d", i+1, v.N)
+		}
 	}
-	return &d, nil
+	if len(vs) == 0 {
+		return nil, errors.New("no policy version is stored")
+	}
+	return vs, nil
 }
 
 // Refresh reloads the published policy versions, so that a publication on
@@ -70,14 +58,14 @@ func (s *Service) Refresh(ctx context.Context) error {
 }
 
 func (s *Service) refresh(ctx context.Context) (*Rules, error) {
-	d, err := s.loadPolicyDoc(ctx)
+	vs, err := s.loadPolicies(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if cur := s.rules.Load(); cur != nil && int64(len(cur.versions)) == d.N {
+	if cur := s.rules.Load(); cur != nil && len(cur.versions) == len(vs) {
 		return cur, nil
 	}
-	r := NewRules(s.opts.Purposes, d.Versions)
+	r := NewRules(s.opts.Purposes, vs)
 	s.rules.Store(r)
 	return r, nil
 }
@@ -113,21 +101,19 @@ func (s *Service) PublishPolicy(ctx context.Context, version, url string, recons
 		changed = []string{}
 	}
 	for attempt := 0; ; attempt++ {
-		d, err := s.loadPolicyDoc(ctx)
+		vs, err := s.loadPolicies(ctx)
 		if err != nil {
 			return PolicyVersion{}, err
 		}
-		if slices.ContainsFunc(d.Versions, func(v PolicyVersion) bool { return v.Version == version }) {
+		if slices.ContainsFunc(vs, func(v PolicyVersion) bool { return v.Version == version }) {
 			return PolicyVersion{}, &apperr.Error{Code: apperr.Conflict, Field: "version", Message: fmt.Sprintf("policy version %q was already published", version)}
 		}
-		v := PolicyVersion{N: d.N + 1, Version: version, URL: url, PublishedAt: s.now(), Reconsent: changed}
-		res, err := s.policies.UpdateOne(ctx,
-			bson.D{{Key: "_id", Value: policyDocID}, {Key: "n", Value: d.N}},
-			bson.D{{Key: "$set", Value: bson.D{{Key: "n", Value: v.N}}}, {Key: "$push", Value: bson.D{{Key: "versions", Value: v}}}})
+		v := PolicyVersion{N: int64(len(vs)) + 1, Version: version, URL: url, PublishedAt: s.now(), Reconsent: changed}
+		ok, err := s.store.AppendPolicy(ctx, v)
 		if err != nil {
 			return PolicyVersion{}, fmt.Errorf("publish policy: %w", err)
 		}
-		if res.MatchedCount == 1 {
+		if ok {
 			if _, err := s.refresh(ctx); err != nil {
 				s.log.WarnContext(ctx, "published policy, but could not reload it", "version", version, "err", err)
 			}

@@ -4,32 +4,8 @@ import (
 	"strconv"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-
 	"github.com/consentgraph/consentgraph/internal/policy"
 )
-
-// Field is the user-document field (collection "users", owned by package
-// accounts) that holds a user's consent: current state and ledger side by
-// side, so that one single-document update changes both atomically.
-//
-//	consent: {
-//	  head:     <int64>  sequence number of the last ledger event, 0 before any
-//	  headHash: <string> hash of that event, "" before any
-//	  state: {                      one entry per purpose the user ever changed
-//	    <purpose id>: {granted, seq, at, policyVersion, policyN, method}
-//	  },
-//	  events: {                     the hash-chained ledger, keyed "e<seq>"
-//	    e1: {seq, purpose, action, policyVersion, policyN, at, method,
-//	         receiptId, receipt, prevHash, hash}, ...
-//	  }
-//	}
-//
-// Purposes never touched have no state entry: their mechanism's default
-// applies. Every change is one UpdateOne filtered on the current head
-// (optimistic concurrency), setting head, headHash, state.<purpose> and
-// events.e<head+1> together.
-const Field = "consent"
 
 // Action is what a ledger event did.
 type Action string
@@ -62,56 +38,55 @@ const (
 // Entry is the current state of one purpose for a user: a copy of the
 // purpose's last ledger event, kept for cheap reads.
 type Entry struct {
-	Granted       bool      `bson:"granted"`
-	Seq           int64     `bson:"seq"`
-	At            time.Time `bson:"at"`
-	PolicyVersion string    `bson:"policyVersion"`
+	Granted       bool
+	Seq           int64
+	At            time.Time
+	PolicyVersion string
 	// PolicyN is the ordinal of PolicyVersion among published policies;
 	// a grant counts only while no later policy changed its purpose
 	// materially (see Rules).
-	PolicyN int64  `bson:"policyN"`
-	Method  Method `bson:"method"`
+	PolicyN int64
+	Method  Method
 }
 
 // Event is one entry of a user's consent ledger.
 type Event struct {
-	Seq           int64     `bson:"seq"`
-	Purpose       string    `bson:"purpose"`
-	Action        Action    `bson:"action"`
-	PolicyVersion string    `bson:"policyVersion"`
-	PolicyN       int64     `bson:"policyN"`
-	At            time.Time `bson:"at"`
-	Method        Method    `bson:"method"`
-	ReceiptID     string    `bson:"receiptId"`
+	Seq           int64
+	Purpose       string
+	Action        Action
+	PolicyVersion string
+	PolicyN       int64
+	At            time.Time
+	Method        Method
+	ReceiptID     string
 	// Receipt is the signed consent receipt (compact JWS) issued for this
 	// event. It names only the subject pseudonym, so it can outlive the
 	// account as proof.
-	Receipt  string `bson:"receipt"`
-	PrevHash string `bson:"prevHash"`
-	Hash     string `bson:"hash"`
+	Receipt  string
+	PrevHash string
+	Hash     string
 }
 
 func (e *Event) entry() Entry {
 	return Entry{Granted: e.Action == Grant, Seq: e.Seq, At: e.At, PolicyVersion: e.PolicyVersion, PolicyN: e.PolicyN, Method: e.Method}
 }
 
-// EventKey is the key of event seq in the events map.
+// EventKey names event seq ("e<seq>"), e.g. in the cause of work items.
 func EventKey(seq int64) string { return "e" + strconv.FormatInt(seq, 10) }
 
-// Stored is the consent field of a user document as stored. A user document
-// without the field (e.g. created before consent existed) is the zero value.
+// Stored is a user's current consent: the ledger's head and the latest
+// entry per purpose the user ever changed. Purposes never touched have no
+// entry: their mechanism's default applies. The zero value is a user who
+// never chose anything.
 type Stored struct {
-	Head     int64            `bson:"head"`
-	HeadHash string           `bson:"headHash"`
-	State    map[string]Entry `bson:"state"`
-	// Events is only loaded by reads that need the ledger.
-	Events map[string]Event `bson:"events,omitempty"`
-}
-
-// StateProjection is the projection that loads what InForce and Status need
-// (head and state, not the ledger) from a user document.
-func StateProjection() bson.D {
-	return bson.D{{Key: Field + ".head", Value: 1}, {Key: Field + ".headHash", Value: 1}, {Key: Field + ".state", Value: 1}}
+	// Head is the sequence number of the last ledger event, 0 before any;
+	// HeadHash is that event's hash, "" before any.
+	Head     int64
+	HeadHash string
+	State    map[string]Entry
+	// Erasing is set (by the store, from the account) once the account's
+	// erasure began: its consent no longer changes.
+	Erasing bool
 }
 
 // Status is the effective consent of one user for one purpose.

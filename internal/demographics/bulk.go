@@ -3,9 +3,6 @@ package demographics
 import (
 	"context"
 	"fmt"
-
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // Entry is one user of a bulk import.
@@ -21,12 +18,12 @@ const importBatch = 5000
 // so a crash in between leaves cells that Rebuild or Reconcile repairs.
 // Like Rebuild, it is for a store without live traffic.
 func (s *Service) Import(ctx context.Context, entries []Entry) error {
-	docs := make([]any, 0, importBatch)
+	docs := make([]Member, 0, importBatch)
 	flush := func() error {
 		if len(docs) == 0 {
 			return nil
 		}
-		if _, err := s.members.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false)); err != nil {
+		if err := s.store.ImportMembers(ctx, docs); err != nil {
 			return fmt.Errorf("import members: %w", err)
 		}
 		docs = docs[:0]
@@ -41,7 +38,7 @@ func (s *Service) Import(ctx context.Context, entries []Entry) error {
 		if err != nil {
 			return err
 		}
-		docs = append(docs, memberDoc{ID: e.UserID, Ver: 1, T: sealed})
+		docs = append(docs, Member{UserID: e.UserID, Ver: 1, Tuple: sealed})
 		if len(docs) == importBatch {
 			if err := flush(); err != nil {
 				return err
@@ -52,83 +49,48 @@ func (s *Service) Import(ctx context.Context, entries []Entry) error {
 }
 
 // Rebuild recomputes every cell from the member records and replaces the
-// cell collections wholesale. It is the fast path for bulk loads (on the
-// embedded store, updating one document costs a scan of its collection,
-// inserting many costs almost nothing) and is not safe beside live traffic:
-// a Sync between the drop and the insert would be lost. Use Reconcile on a
-// live store.
+// cells wholesale. It is the fast path for bulk loads and is not safe
+// beside live traffic: a Sync between reading the records and replacing
+// the cells would be lost. Use Reconcile on a live store.
 func (s *Service) Rebuild(ctx context.Context) error {
 	s.reconcile.Lock()
 	defer s.reconcile.Unlock()
-	members, err := s.loadAllMembers(ctx)
-	if err != nil {
-		return err
-	}
-	var counts [numMasks]map[string]*cellDoc
-	var values [numMasks]map[string][]string
-	for mask := range numMasks {
-		counts[mask], values[mask] = map[string]*cellDoc{}, map[string][]string{}
-	}
-	for id, m := range members {
-		sealed := m.T
+	counts := newTally()
+	var pending []*Member
+	err := s.store.EachMember(ctx, func(m *Member) error {
+		sealed := m.Tuple
 		if m.Pending != nil {
+			pending = append(pending, m)
 			sealed = m.Pending.To
 		}
-		t, err := s.openTuple(id, sealed)
-		if err != nil {
+		t, err := s.openTuple(m.UserID, sealed)
+		if err != nil || t == nil {
 			return err
 		}
-		if t == nil {
-			continue
-		}
-		for mask := range numMasks {
-			v := t.project(mask)
-			cid := s.cells.id(mask, v)
-			c := counts[mask][cid]
-			if c == nil {
-				c = &cellDoc{ID: cid, Ver: 1}
-				counts[mask][cid] = c
-				values[mask][cid] = v
-			}
-			c.N++
-		}
+		counts.add(t)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read members: %w", err)
 	}
 	// Pending moves were counted at their target: settle them to match.
-	for id, m := range members {
-		if m.Pending == nil {
-			continue
-		}
-		filter := bson.D{{Key: "_id", Value: id}, {Key: "pending.op", Value: m.Pending.Op}}
-		if len(m.Pending.To) == 0 {
-			_, err = s.members.DeleteOne(ctx, filter)
-		} else {
-			_, err = s.members.UpdateOne(ctx, filter, bson.D{
-				{Key: "$set", Value: bson.D{{Key: "t", Value: m.Pending.To}}},
-				{Key: "$unset", Value: bson.D{{Key: "pending", Value: ""}}},
-			})
-		}
-		if err != nil {
-			return fmt.Errorf("settle member %s: %w", id, err)
+	for _, m := range pending {
+		if _, err := s.store.SettleMove(ctx, m.UserID, m.Pending.Op, m.Pending.To); err != nil {
+			return fmt.Errorf("settle member %s: %w", m.UserID, err)
 		}
 	}
 	for mask := range numMasks {
-		docs := make([]any, 0, len(counts[mask]))
-		for cid, c := range counts[mask] {
-			if c.V, err = s.cells.seal(cid, values[mask][cid]); err != nil {
+		byID := counts.byID(s.cells, mask)
+		cells := make([]CellRecord, 0, len(byID))
+		for cid, e := range byID {
+			sealed, err := s.cells.seal(cid, e.values)
+			if err != nil {
 				return err
 			}
-			docs = append(docs, c)
+			cells = append(cells, CellRecord{ID: cid, N: e.n, Ver: 1, Values: sealed})
 		}
-		coll := s.cells.coll(mask)
-		if err := coll.Drop(ctx); err != nil {
+		if err := s.store.ReplaceCells(ctx, mask, cells); err != nil {
 			return fmt.Errorf("rebuild %s: %w", maskName(mask), err)
-		}
-		for len(docs) > 0 {
-			n := min(len(docs), importBatch)
-			if _, err := coll.InsertMany(ctx, docs[:n]); err != nil {
-				return fmt.Errorf("rebuild %s: %w", maskName(mask), err)
-			}
-			docs = docs[n:]
 		}
 	}
 	return nil

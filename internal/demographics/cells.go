@@ -6,63 +6,84 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"hash"
 	"math/bits"
 	"strings"
 	"sync"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
-
 	"github.com/consentgraph/consentgraph/internal/envelope"
-	"github.com/consentgraph/consentgraph/internal/store"
 )
-
-// CellsCollectionPrefix starts the name of every cell collection; the rest
-// names the dimension subset (see maskName), e.g. demographics_cells_AC.
-const CellsCollectionPrefix = "demographics_cells_"
 
 // CellIDSecret names the secret behind cell ids.
 const CellIDSecret = "demographics-cell-id"
 
-// cellDoc is one pre-aggregated count: how many counting users share the
-// values of one dimension subset. Its id is a keyed hash of subset and
-// values, so a cell is found by _id and its values are not readable from
-// the id; the values themselves are sealed under the master key. A cell of
-// one person stored in clear next to its signup month would otherwise tie
-// that person's demographics to the users collection.
-type cellDoc struct {
-	ID string `bson:"_id"`
-	// N is the true count.
-	N int64 `bson:"n"`
-	// Ver counts every write, so repairs can be conditional on "unchanged".
-	Ver int64 `bson:"ver"`
-	// V is the sealed list of values.
-	V []byte `bson:"v"`
-}
-
-// cells reads and writes the cell collections.
+// cells reads and writes the cells of every dimension subset.
 type cells struct {
-	db      *mongo.Database
+	store   Store
 	keyring *envelope.Keyring
 	idKey   []byte
 
 	mu     sync.Mutex
 	values map[string][]string // decrypted values by cell id; they never change
+	macs   sync.Pool           // hmac hashers under idKey
 }
 
 const maxCachedValues = 1 << 20
 
-func collectionFor(mask int) string { return CellsCollectionPrefix + maskName(mask) }
-
-func (c *cells) coll(mask int) *mongo.Collection { return c.db.Collection(collectionFor(mask)) }
-
 // id is the cell id of values under mask.
 func (c *cells) id(mask int, values []string) string {
-	m := hmac.New(sha256.New, c.idKey)
+	m, _ := c.macs.Get().(hash.Hash)
+	if m == nil {
+		m = hmac.New(sha256.New, c.idKey)
+	}
+	m.Reset()
 	m.Write([]byte{byte(mask)})
 	m.Write([]byte(strings.Join(values, tupleSep)))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:18])
+	var sum [sha256.Size]byte
+	id := base64.RawURLEncoding.EncodeToString(m.Sum(sum[:0])[:18])
+	c.macs.Put(m)
+	return id
+}
+
+// tally counts tuples' projections per mask by their values, so that a
+// whole-store pass computes each cell id once per distinct cell rather
+// than once per user and mask.
+type tally [numMasks]map[string]*tallied
+
+type tallied struct {
+	values []string
+	n      int64
+}
+
+func newTally() *tally {
+	var t tally
+	for mask := range numMasks {
+		t[mask] = map[string]*tallied{}
+	}
+	return &t
+}
+
+// add counts t once in every mask.
+func (t *tally) add(tuple *Tuple) {
+	for mask := range numMasks {
+		v := tuple.project(mask)
+		key := strings.Join(v, tupleSep)
+		e := t[mask][key]
+		if e == nil {
+			e = &tallied{values: v}
+			t[mask][key] = e
+		}
+		e.n++
+	}
+}
+
+// byID returns the tally of one mask keyed by cell id.
+func (t *tally) byID(c *cells, mask int) map[string]*tallied {
+	out := make(map[string]*tallied, len(t[mask]))
+	for _, e := range t[mask] {
+		out[c.id(mask, e.values)] = e
+	}
+	return out
 }
 
 func cellAAD(id string) string { return "demographics-cell:" + id }
@@ -75,69 +96,50 @@ func (c *cells) seal(id string, values []string) ([]byte, error) {
 	return v, nil
 }
 
-func (c *cells) open(d *cellDoc, width int) ([]string, error) {
+func (c *cells) open(id string, sealed []byte, width int) ([]string, error) {
 	c.mu.Lock()
-	v, ok := c.values[d.ID]
+	v, ok := c.values[id]
 	c.mu.Unlock()
 	if ok {
 		return v, nil
 	}
-	plain, err := c.keyring.Unwrap(d.V, cellAAD(d.ID))
+	plain, err := c.keyring.Unwrap(sealed, cellAAD(id))
 	if err != nil {
-		return nil, fmt.Errorf("open cell %s: %w", d.ID, err)
+		return nil, fmt.Errorf("open cell %s: %w", id, err)
 	}
 	v = []string{}
 	if width > 0 {
 		v = strings.Split(string(plain), tupleSep)
 	}
 	if len(v) != width {
-		return nil, fmt.Errorf("cell %s has %d values, want %d", d.ID, len(v), width)
+		return nil, fmt.Errorf("cell %s has %d values, want %d", id, len(v), width)
 	}
 	c.mu.Lock()
 	if len(c.values) >= maxCachedValues {
 		c.values = make(map[string][]string)
 	}
-	c.values[d.ID] = v
+	c.values[id] = v
 	c.mu.Unlock()
 	return v, nil
 }
 
-// add changes a cell's count by delta, creating the cell if needed. It is a
-// single-document update; see the package comment for why it need not be
-// idempotent.
-func (c *cells) add(ctx context.Context, mask int, values []string, delta int64) error {
+// delta is the change of one cell by n, with the cell's sealed values in
+// case it has to be created.
+func (c *cells) delta(mask int, values []string, n int64) (CellDelta, error) {
 	id := c.id(mask, values)
 	sealed, err := c.seal(id, values)
 	if err != nil {
-		return err
+		return CellDelta{}, err
 	}
-	upd := bson.D{
-		{Key: "$inc", Value: bson.D{{Key: "n", Value: delta}, {Key: "ver", Value: int64(1)}}},
-		{Key: "$setOnInsert", Value: bson.D{{Key: "v", Value: sealed}}},
-	}
-	for attempt := 0; ; attempt++ {
-		_, err = c.coll(mask).UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, upd, options.UpdateOne().SetUpsert(true))
-		// Two upserts creating the same cell: the loser retries as an update.
-		if err == nil || !store.IsDuplicateKey(err) || attempt > 0 {
-			break
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("update cell %s of %s: %w", id, maskName(mask), err)
-	}
-	return nil
+	return CellDelta{Mask: mask, ID: id, Values: sealed, Delta: n}, nil
 }
 
 // read returns every cell of a mask with a positive count, with its
 // values. Only ids and counts are read; the sealed values (which never
 // change for an id) are fetched for ids not seen before.
 func (c *cells) read(ctx context.Context, mask int) ([]cellValues, error) {
-	cur, err := c.coll(mask).Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{{Key: "n", Value: 1}}))
+	docs, err := c.store.CellCounts(ctx, mask)
 	if err != nil {
-		return nil, fmt.Errorf("read cells of %s: %w", maskName(mask), err)
-	}
-	var docs []cellDoc
-	if err := cur.All(ctx, &docs); err != nil {
 		return nil, fmt.Errorf("read cells of %s: %w", maskName(mask), err)
 	}
 	out := make([]cellValues, 0, len(docs))
@@ -158,22 +160,17 @@ func (c *cells) read(ctx context.Context, mask int) ([]cellValues, error) {
 		return out, nil
 	}
 	width := bits.OnesCount(uint(mask))
-	cur, err = c.coll(mask).Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: missing}}}},
-		options.Find().SetProjection(bson.D{{Key: "v", Value: 1}}))
+	sealed, err := c.store.CellValues(ctx, mask, missing)
 	if err != nil {
 		return nil, fmt.Errorf("read cell values of %s: %w", maskName(mask), err)
 	}
-	var sealed []cellDoc
-	if err := cur.All(ctx, &sealed); err != nil {
-		return nil, fmt.Errorf("read cell values of %s: %w", maskName(mask), err)
-	}
 	opened := make(map[string][]string, len(sealed))
-	for i := range sealed {
-		v, err := c.open(&sealed[i], width)
+	for id, b := range sealed {
+		v, err := c.open(id, b, width)
 		if err != nil {
 			return nil, err
 		}
-		opened[sealed[i].ID] = v
+		opened[id] = v
 	}
 	for i := range out {
 		if out[i].Values == nil {
@@ -201,12 +198,8 @@ type counter struct {
 func (c *cells) snapshot(ctx context.Context) ([numMasks]map[string]counter, error) {
 	var out [numMasks]map[string]counter
 	for mask := range numMasks {
-		cur, err := c.coll(mask).Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{{Key: "n", Value: 1}, {Key: "ver", Value: 1}}))
+		docs, err := c.store.CellCounts(ctx, mask)
 		if err != nil {
-			return out, fmt.Errorf("read cells of %s: %w", maskName(mask), err)
-		}
-		var docs []cellDoc
-		if err := cur.All(ctx, &docs); err != nil {
 			return out, fmt.Errorf("read cells of %s: %w", maskName(mask), err)
 		}
 		out[mask] = make(map[string]counter, len(docs))
@@ -219,12 +212,11 @@ func (c *cells) snapshot(ctx context.Context) ([numMasks]map[string]counter, err
 
 // setIfUnchanged sets a cell's count if its version is still ver.
 func (c *cells) setIfUnchanged(ctx context.Context, mask int, id string, ver, n int64) (bool, error) {
-	r, err := c.coll(mask).UpdateOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "ver", Value: ver}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "n", Value: n}}}, {Key: "$inc", Value: bson.D{{Key: "ver", Value: int64(1)}}}})
+	ok, err := c.store.SetCellIfUnchanged(ctx, mask, id, ver, n)
 	if err != nil {
 		return false, fmt.Errorf("repair cell %s of %s: %w", id, maskName(mask), err)
 	}
-	return r.ModifiedCount == 1, nil
+	return ok, nil
 }
 
 // create inserts a missing cell; false if it exists by now.
@@ -234,12 +226,9 @@ func (c *cells) create(ctx context.Context, mask int, values []string, n int64) 
 	if err != nil {
 		return false, err
 	}
-	_, err = c.coll(mask).InsertOne(ctx, cellDoc{ID: id, N: n, Ver: 1, V: sealed})
-	if store.IsDuplicateKey(err) {
-		return false, nil
-	}
+	ok, err := c.store.CreateCell(ctx, mask, CellRecord{ID: id, N: n, Ver: 1, Values: sealed})
 	if err != nil {
 		return false, fmt.Errorf("create cell %s of %s: %w", id, maskName(mask), err)
 	}
-	return true, nil
+	return ok, nil
 }

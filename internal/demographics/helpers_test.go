@@ -1,9 +1,10 @@
-package demographics
+package demographics_test
 
 import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"log/slog"
 	"maps"
 	"sort"
 	"strings"
@@ -12,8 +13,9 @@ import (
 	"time"
 
 	"github.com/consentgraph/consentgraph/internal/apperr"
+	"github.com/consentgraph/consentgraph/internal/demographics"
 	"github.com/consentgraph/consentgraph/internal/envelope"
-	"github.com/consentgraph/consentgraph/internal/store/storetest"
+	"github.com/consentgraph/consentgraph/internal/store"
 )
 
 // fakeSource is the truth in memory: users, their values, whether they count.
@@ -23,13 +25,13 @@ type fakeSource struct {
 }
 
 type fakeUser struct {
-	subj   Subject
+	subj   demographics.Subject
 	counts bool
 }
 
 func newFakeSource() *fakeSource { return &fakeSource{users: map[string]fakeUser{}} }
 
-func (f *fakeSource) set(id string, subj Subject, counts bool) {
+func (f *fakeSource) set(id string, subj demographics.Subject, counts bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.users[id] = fakeUser{subj: subj, counts: counts}
@@ -48,7 +50,7 @@ func (f *fakeSource) remove(id string) {
 	delete(f.users, id)
 }
 
-func (f *fakeSource) Subject(_ context.Context, id string) (*Subject, error) {
+func (f *fakeSource) Subject(_ context.Context, id string) (*demographics.Subject, error) {
 	u, ok := f.get(id)
 	if !ok || !u.counts {
 		return nil, nil
@@ -57,7 +59,7 @@ func (f *fakeSource) Subject(_ context.Context, id string) (*Subject, error) {
 	return &s, nil
 }
 
-func (f *fakeSource) Each(ctx context.Context, fn func(string, *Subject) error) error {
+func (f *fakeSource) Each(ctx context.Context, fn func(string, *demographics.Subject) error) error {
 	f.mu.Lock()
 	snapshot := maps.Clone(f.users)
 	f.mu.Unlock()
@@ -75,9 +77,9 @@ func (f *fakeSource) Each(ctx context.Context, fn func(string, *Subject) error) 
 
 // recount is the from-scratch count per mask, keyed by the joined values,
 // computed from the fake truth without any of the service's code but TupleOf.
-func (f *fakeSource) recount() [numMasks]map[string]int64 {
-	var out [numMasks]map[string]int64
-	for mask := range numMasks {
+func (f *fakeSource) recount() [demographics.NumMasks]map[string]int64 {
+	var out [demographics.NumMasks]map[string]int64
+	for mask := range demographics.NumMasks {
 		out[mask] = map[string]int64{}
 	}
 	f.mu.Lock()
@@ -86,10 +88,10 @@ func (f *fakeSource) recount() [numMasks]map[string]int64 {
 		if !u.counts {
 			continue
 		}
-		t := TupleOf(&u.subj)
-		for mask := range numMasks {
+		t := demographics.TupleOf(&u.subj)
+		for mask := range demographics.NumMasks {
 			var vals []string
-			for i := range numDims {
+			for i := range demographics.NumDims {
 				if mask&(1<<i) != 0 {
 					vals = append(vals, t[i])
 				}
@@ -102,22 +104,22 @@ func (f *fakeSource) recount() [numMasks]map[string]int64 {
 
 // stored reads every cell of every mask, keyed like recount, leaving out
 // cells at zero and failing on negative ones.
-func stored(t *testing.T, s *Service) [numMasks]map[string]int64 {
+func stored(t *testing.T, b store.Backend, s *demographics.Service) [demographics.NumMasks]map[string]int64 {
 	t.Helper()
 	ctx := context.Background()
-	counters, err := s.cells.snapshot(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out [numMasks]map[string]int64
-	for mask := range numMasks {
-		for _, c := range counters[mask] {
+	var out [demographics.NumMasks]map[string]int64
+	for mask := range demographics.NumMasks {
+		counts, err := b.Demographics().CellCounts(ctx, mask)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range counts {
 			if c.N < 0 {
-				t.Errorf("mask %s: negative count %d", maskName(mask), c.N)
+				t.Errorf("mask %s: negative count %d", demographics.MaskName(mask), c.N)
 			}
 		}
 		out[mask] = map[string]int64{}
-		cells, err := s.cells.read(ctx, mask)
+		cells, err := demographics.ReadCells(ctx, s, mask)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -129,9 +131,9 @@ func stored(t *testing.T, s *Service) [numMasks]map[string]int64 {
 }
 
 // diff describes how stored cells differ from the recount ("" if equal).
-func diff(want, got [numMasks]map[string]int64) string {
+func diff(want, got [demographics.NumMasks]map[string]int64) string {
 	var b strings.Builder
-	for mask := range numMasks {
+	for mask := range demographics.NumMasks {
 		keys := map[string]bool{}
 		for k := range want[mask] {
 			keys[k] = true
@@ -146,7 +148,7 @@ func diff(want, got [numMasks]map[string]int64) string {
 		sort.Strings(sorted)
 		for _, k := range sorted {
 			if want[mask][k] != got[mask][k] {
-				fmt.Fprintf(&b, "%s[%s]: stored %d, recount %d\n", maskName(mask), k, got[mask][k], want[mask][k])
+				fmt.Fprintf(&b, "%s[%s]: stored %d, recount %d\n", demographics.MaskName(mask), k, got[mask][k], want[mask][k])
 			}
 		}
 	}
@@ -186,12 +188,11 @@ func (b *fakeBudget) Charge(_ context.Context, _ string, cost int64) (float64, e
 	}
 	b.left -= cost
 	b.charged = append(b.charged, cost)
-	return float64(b.left) / EpsilonUnit, nil
+	return float64(b.left) / demographics.EpsilonUnit, nil
 }
 
-func newTestService(t testing.TB, src Source, clk *clock, k int) *Service {
+func newTestService(t testing.TB, b store.Backend, src demographics.Source, clk *clock, k int, adjust ...func(*demographics.Options)) *demographics.Service {
 	t.Helper()
-	db := storetest.NewDB(t)
 	key := make([]byte, envelope.KeySize)
 	_, _ = rand.Read(key)
 	kr, err := envelope.NewKeyring(key)
@@ -199,15 +200,29 @@ func newTestService(t testing.TB, src Source, clk *clock, k int) *Service {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	s, err := New(ctx, Options{
-		DB: db, Keyring: kr, Secrets: envelope.OpenSecrets(ctx, db, kr), Source: src,
-		Budget: &fakeBudget{left: 1 << 50}, K: k, Now: clk.Now,
-	})
+	o := demographics.Options{
+		Store: b.Demographics(), Keyring: kr, Secrets: envelope.OpenSecrets(b.Secrets(), kr), Source: src,
+		Budget: &fakeBudget{left: 1 << 50}, K: k, Now: clk.Now, Logger: slog.New(slog.DiscardHandler),
+	}
+	for _, a := range adjust {
+		a(&o)
+	}
+	s, err := demographics.New(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.busyWait = 100 * time.Millisecond
+	demographics.SetBusyWait(s, 100*time.Millisecond)
 	return s
+}
+
+// members counts the member records.
+func members(t *testing.T, b store.Backend) int64 {
+	t.Helper()
+	var n int64
+	if err := b.Demographics().EachMember(context.Background(), func(*demographics.Member) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 func ptr[T any](v T) *T { return &v }

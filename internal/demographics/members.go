@@ -8,31 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"time"
-
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
-
-	"github.com/consentgraph/consentgraph/internal/store"
 )
-
-// memberDoc records, per user, the tuple the cells currently count for them
-// (T, sealed; absent or no document at all: counted nowhere) and the move in
-// progress, if any. It is the single source of truth the cells derive from.
-type memberDoc struct {
-	ID      string     `bson:"_id"`
-	Ver     int64      `bson:"ver"`
-	T       []byte     `bson:"t,omitempty"`
-	Pending *pendingOp `bson:"pending,omitempty"`
-}
-
-// pendingOp is a move from one tuple to another, written before any cell.
-type pendingOp struct {
-	Op    string    `bson:"op"`
-	Since time.Time `bson:"since"`
-	From  []byte    `bson:"from,omitempty"`
-	To    []byte    `bson:"to,omitempty"`
-}
 
 // errBusy means another replica is moving the same user and did not finish
 // in time; the dirty flag makes a reconciliation pick the user up.
@@ -69,33 +45,21 @@ func (s *Service) openTuple(userID string, b []byte) (*Tuple, error) {
 	return &t, nil
 }
 
-func (s *Service) loadMember(ctx context.Context, userID string) (*memberDoc, error) {
-	var m memberDoc
-	err := s.members.FindOne(ctx, bson.D{{Key: "_id", Value: userID}}).Decode(&m)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return nil, nil
-	}
+func (s *Service) loadMember(ctx context.Context, userID string) (*Member, error) {
+	m, err := s.store.Member(ctx, userID)
 	if err != nil {
 		return nil, fmt.Errorf("find member %s: %w", userID, err)
 	}
-	return &m, nil
+	return m, nil
 }
 
-func (s *Service) loadAllMembers(ctx context.Context) (map[string]*memberDoc, error) {
-	cur, err := s.members.Find(ctx, bson.D{})
+func (s *Service) loadAllMembers(ctx context.Context) (map[string]*Member, error) {
+	out := map[string]*Member{}
+	err := s.store.EachMember(ctx, func(m *Member) error {
+		out[m.UserID] = m
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("read members: %w", err)
-	}
-	defer cur.Close(ctx)
-	out := map[string]*memberDoc{}
-	for cur.Next(ctx) {
-		m := &memberDoc{}
-		if err := cur.Decode(m); err != nil {
-			return nil, fmt.Errorf("decode member: %w", err)
-		}
-		out[m.ID] = m
-	}
-	if err := cur.Err(); err != nil {
 		return nil, fmt.Errorf("read members: %w", err)
 	}
 	return out, nil
@@ -147,7 +111,7 @@ func (s *Service) sync(ctx context.Context, userID string, leave bool) (bool, er
 		// another sync, which the version check below orders after this one.
 		var cur, target *Tuple
 		if m != nil {
-			if cur, err = s.openTuple(userID, m.T); err != nil {
+			if cur, err = s.openTuple(userID, m.Tuple); err != nil {
 				return false, err
 			}
 		}
@@ -164,7 +128,7 @@ func (s *Service) sync(ctx context.Context, userID string, leave bool) (bool, er
 		if sameTuple(cur, target) {
 			if target == nil && m != nil {
 				// Counted nowhere: the record can go.
-				if _, err := s.members.DeleteOne(ctx, bson.D{{Key: "_id", Value: userID}, {Key: "ver", Value: m.Ver}}); err != nil {
+				if _, err := s.store.DeleteMember(ctx, userID, m.Ver); err != nil {
 					return false, fmt.Errorf("delete member %s: %w", userID, err)
 				}
 			}
@@ -198,7 +162,7 @@ func newOpID() string {
 
 // move records the move as pending (conditional on the member version read),
 // updates the cells, and commits. false means the record changed meanwhile.
-func (s *Service) move(ctx context.Context, userID string, m *memberDoc, cur, target *Tuple) (bool, error) {
+func (s *Service) move(ctx context.Context, userID string, m *Member, cur, target *Tuple) (bool, error) {
 	from, err := s.sealTuple(userID, cur)
 	if err != nil {
 		return false, err
@@ -207,49 +171,28 @@ func (s *Service) move(ctx context.Context, userID string, m *memberDoc, cur, ta
 	if err != nil {
 		return false, err
 	}
-	p := pendingOp{Op: newOpID(), Since: s.now(), From: from, To: to}
+	p := Pending{Op: newOpID(), Since: s.now().Truncate(time.Millisecond), From: from, To: to}
 	// The move runs to its end even if the request that caused it goes away,
 	// but never longer than opTimeout (see abandonAfter).
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
 	defer cancel()
-	if m == nil {
-		_, err := s.members.InsertOne(wctx, memberDoc{ID: userID, Ver: 1, Pending: &p})
-		if store.IsDuplicateKey(err) {
-			return false, nil
-		}
-		if err != nil {
-			return false, fmt.Errorf("begin move of %s: %w", userID, err)
-		}
-	} else {
-		r, err := s.members.UpdateOne(wctx, bson.D{{Key: "_id", Value: userID}, {Key: "ver", Value: m.Ver}},
-			bson.D{{Key: "$set", Value: bson.D{{Key: "pending", Value: p}}}, {Key: "$inc", Value: bson.D{{Key: "ver", Value: int64(1)}}}})
-		if err != nil {
-			return false, fmt.Errorf("begin move of %s: %w", userID, err)
-		}
-		if r.ModifiedCount == 0 {
-			return false, nil
-		}
+	var ver int64
+	if m != nil {
+		ver = m.Ver
+	}
+	begun, err := s.store.BeginMove(wctx, userID, ver, p)
+	if err != nil {
+		return false, fmt.Errorf("begin move of %s: %w", userID, err)
+	}
+	if !begun {
+		return false, nil
 	}
 	if err := s.applyMove(wctx, cur, target); err != nil {
 		return false, fmt.Errorf("move of %s stopped half-way (a reconciliation repairs it): %w", userID, err)
 	}
-	var committed bool
-	if target == nil {
-		d, err := s.members.DeleteOne(wctx, bson.D{{Key: "_id", Value: userID}, {Key: "pending.op", Value: p.Op}})
-		if err != nil {
-			return false, fmt.Errorf("commit move of %s: %w", userID, err)
-		}
-		committed = d.DeletedCount == 1
-	} else {
-		u, err := s.members.UpdateOne(wctx, bson.D{{Key: "_id", Value: userID}, {Key: "pending.op", Value: p.Op}}, bson.D{
-			{Key: "$set", Value: bson.D{{Key: "t", Value: to}}},
-			{Key: "$unset", Value: bson.D{{Key: "pending", Value: ""}}},
-			{Key: "$inc", Value: bson.D{{Key: "ver", Value: int64(1)}}},
-		})
-		if err != nil {
-			return false, fmt.Errorf("commit move of %s: %w", userID, err)
-		}
-		committed = u.ModifiedCount == 1
+	committed, err := s.store.SettleMove(wctx, userID, p.Op, to)
+	if err != nil {
+		return false, fmt.Errorf("commit move of %s: %w", userID, err)
 	}
 	if !committed {
 		return false, errLost
@@ -258,17 +201,17 @@ func (s *Service) move(ctx context.Context, userID string, m *memberDoc, cur, ta
 }
 
 // applyMove takes one from every cell of cur and adds one to every cell of
-// target, skipping the subsets whose values do not change.
+// target, skipping the subsets whose values do not change, in one store
+// call (at most 32 subsets × 2 cells).
 func (s *Service) applyMove(ctx context.Context, cur, target *Tuple) error {
-	n := 0
-	write := func(mask int, values []string, delta int64) error {
-		if s.beforeCellWrite != nil {
-			if err := s.beforeCellWrite(n); err != nil {
-				return err
-			}
+	var deltas []CellDelta
+	write := func(mask int, values []string, n int64) error {
+		d, err := s.cells.delta(mask, values, n)
+		if err != nil {
+			return err
 		}
-		n++
-		return s.cells.add(ctx, mask, values, delta)
+		deltas = append(deltas, d)
+		return nil
 	}
 	for mask := range numMasks {
 		var a, b []string
@@ -292,6 +235,12 @@ func (s *Service) applyMove(ctx context.Context, cur, target *Tuple) error {
 			}
 		}
 	}
+	if s.applyCells != nil {
+		return s.applyCells(ctx, deltas)
+	}
+	if err := s.store.AddToCells(ctx, deltas); err != nil {
+		return fmt.Errorf("update cells: %w", err)
+	}
 	return nil
 }
 
@@ -299,44 +248,32 @@ func (s *Service) applyMove(ctx context.Context, cur, target *Tuple) error {
 // their current tuple and a reconciliation is requested, which recounts the
 // cells the half-done move may have left wrong. The request is recorded
 // before the record changes, so a crash in between loses nothing.
-func (s *Service) recoverMember(ctx context.Context, m *memberDoc) error {
+func (s *Service) recoverMember(ctx context.Context, m *Member) error {
 	if err := s.markDirty(ctx); err != nil {
 		return err
 	}
-	subj, err := s.opts.Source.Subject(ctx, m.ID)
+	subj, err := s.opts.Source.Subject(ctx, m.UserID)
 	if err != nil {
 		return err
 	}
-	filter := bson.D{{Key: "_id", Value: m.ID}, {Key: "pending.op", Value: m.Pending.Op}}
-	if subj == nil {
-		_, err = s.members.DeleteOne(ctx, filter)
-	} else {
+	var to []byte
+	if subj != nil {
 		t := TupleOf(subj)
-		sealed, serr := s.sealTuple(m.ID, &t)
-		if serr != nil {
-			return serr
+		if to, err = s.sealTuple(m.UserID, &t); err != nil {
+			return err
 		}
-		_, err = s.members.UpdateOne(ctx, filter, bson.D{
-			{Key: "$set", Value: bson.D{{Key: "t", Value: sealed}}},
-			{Key: "$unset", Value: bson.D{{Key: "pending", Value: ""}}},
-			{Key: "$inc", Value: bson.D{{Key: "ver", Value: int64(1)}}},
-		})
 	}
-	if err != nil {
-		return fmt.Errorf("recover member %s: %w", m.ID, err)
+	if _, err := s.store.SettleMove(ctx, m.UserID, m.Pending.Op, to); err != nil {
+		return fmt.Errorf("recover member %s: %w", m.UserID, err)
 	}
 	s.log.WarnContext(ctx, "recovered an abandoned demographics update; a reconciliation will repair the cells", "op", m.Pending.Op)
 	return nil
 }
 
-const stateID = "reconcile"
-
 // markDirty records that the cells may be wrong until the next
 // reconciliation, which ReconcileIfDirty then runs soon.
 func (s *Service) markDirty(ctx context.Context) error {
-	_, err := s.state.UpdateOne(context.WithoutCancel(ctx), bson.D{{Key: "_id", Value: stateID}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "dirtySince", Value: s.now()}}}}, options.UpdateOne().SetUpsert(true))
-	if err != nil {
+	if err := s.store.MarkDirty(context.WithoutCancel(ctx), s.now().Truncate(time.Millisecond)); err != nil {
 		return fmt.Errorf("request reconciliation: %w", err)
 	}
 	return nil

@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
+	"github.com/consentgraph/consentgraph/internal/ordered"
 )
 
 // ReconcileReport says what a reconciliation found and repaired.
@@ -79,39 +80,37 @@ func (s *Service) ReconcileIfDirty(ctx context.Context) (*ReconcileReport, error
 	return s.Reconcile(ctx)
 }
 
+// syncAll compares every user's record with their current tuple in one
+// ordered pass over both (memory stays flat at any number of users) and
+// moves the stale ones.
 func (s *Service) syncAll(ctx context.Context, rep *ReconcileReport) error {
-	members, err := s.loadAllMembers(ctx)
-	if err != nil {
-		return err
-	}
-	truth := map[string]Tuple{}
-	err = s.opts.Source.Each(ctx, func(id string, subj *Subject) error {
-		truth[id] = TupleOf(subj)
-		return nil
+	members := ordered.Follow(ctx, func(m *Member) string { return m.UserID }, func(ctx context.Context, yield func(*Member) error) error {
+		return s.store.EachMember(ctx, yield)
 	})
-	if err != nil {
-		return fmt.Errorf("read users: %w", err)
-	}
-	rep.UsersCounted = len(truth)
 	var stale []string
-	for id, t := range truth {
-		m := members[id]
-		if m == nil || m.Pending != nil {
+	gone := func(m *Member) { stale = append(stale, m.UserID) } // counted, but no longer counts
+	err := s.opts.Source.Each(ctx, func(id string, subj *Subject) error {
+		rep.UsersCounted++
+		m, ok := members.SeekSkipping(id, gone)
+		if !ok || m.Pending != nil {
 			stale = append(stale, id)
-			continue
+			return nil
 		}
-		cur, err := s.openTuple(id, m.T)
+		cur, err := s.openTuple(id, m.Tuple)
 		if err != nil {
 			return err
 		}
+		t := TupleOf(subj)
 		if !sameTuple(cur, &t) {
 			stale = append(stale, id)
 		}
+		return nil
+	})
+	if rerr := members.Rest(gone); err == nil && rerr != nil {
+		err = fmt.Errorf("read members: %w", rerr)
 	}
-	for id := range members {
-		if _, ok := truth[id]; !ok {
-			stale = append(stale, id)
-		}
+	if err != nil {
+		return fmt.Errorf("read users: %w", err)
 	}
 	for _, id := range stale {
 		moved, err := s.sync(ctx, id, false)
@@ -132,7 +131,7 @@ func (s *Service) repairCells(ctx context.Context, rep *ReconcileReport) error {
 	if err != nil {
 		return err
 	}
-	members, err := s.loadAllMembers(ctx)
+	counted, moving, _, err := s.countMembers(ctx)
 	if err != nil {
 		return err
 	}
@@ -140,61 +139,27 @@ func (s *Service) repairCells(ctx context.Context, rep *ReconcileReport) error {
 	if err != nil {
 		return err
 	}
-	var expected, busy [numMasks]map[string]int64
-	var values [numMasks]map[string][]string
 	for mask := range numMasks {
-		expected[mask], busy[mask], values[mask] = map[string]int64{}, map[string]int64{}, map[string][]string{}
-	}
-	for id, m := range members {
-		if m.Pending != nil {
-			// A move in flight: its cells are neither here nor there yet.
-			for _, sealed := range [][]byte{m.Pending.From, m.Pending.To} {
-				t, err := s.openTuple(id, sealed)
-				if err != nil {
-					return err
-				}
-				if t == nil {
-					continue
-				}
-				for mask := range numMasks {
-					busy[mask][s.cells.id(mask, t.project(mask))]++
-				}
-			}
-			continue
-		}
-		t, err := s.openTuple(id, m.T)
-		if err != nil {
-			return err
-		}
-		if t == nil {
-			continue
-		}
-		for mask := range numMasks {
-			v := t.project(mask)
-			cid := s.cells.id(mask, v)
-			expected[mask][cid]++
-			if _, ok := values[mask][cid]; !ok {
-				values[mask][cid] = v
-			}
-		}
-	}
-	for mask := range numMasks {
+		expected, busy := counted.byID(s.cells, mask), moving.byID(s.cells, mask)
 		ids := map[string]bool{}
 		for id := range after[mask] {
 			ids[id] = true
 		}
-		for id := range expected[mask] {
+		for id := range expected {
 			ids[id] = true
 		}
 		for id := range ids {
 			rep.CellsChecked++
-			want := expected[mask][id]
+			var want int64
+			if e := expected[id]; e != nil {
+				want = e.n
+			}
 			got, exists := after[mask][id]
 			if exists && got.N == want || !exists && want == 0 {
 				continue
 			}
 			old, existed := before[mask][id]
-			if busy[mask][id] > 0 || exists != existed || exists && old.Ver != got.Ver {
+			if busy[id] != nil || exists != existed || exists && old.Ver != got.Ver {
 				rep.CellsSkipped++
 				continue
 			}
@@ -202,7 +167,7 @@ func (s *Service) repairCells(ctx context.Context, rep *ReconcileReport) error {
 			if exists {
 				ok, err = s.cells.setIfUnchanged(ctx, mask, id, got.Ver, want)
 			} else {
-				ok, err = s.cells.create(ctx, mask, values[mask][id], want)
+				ok, err = s.cells.create(ctx, mask, expected[id].values, want)
 			}
 			if err != nil {
 				return err
@@ -218,6 +183,108 @@ func (s *Service) repairCells(ctx context.Context, rep *ReconcileReport) error {
 	return nil
 }
 
+// countMembers tallies the tuples the member records count (counted) and
+// those of moves in flight (moving: their cells are neither here nor there
+// yet), and says how many records it read and how many were moving. The
+// records are counted as they stream by: memory grows with the number of
+// cells, not of users.
+func (s *Service) countMembers(ctx context.Context) (counted, moving *tally, n [2]int, err error) {
+	counted, moving = newTally(), newTally()
+	err = s.store.EachMember(ctx, func(m *Member) error {
+		n[0]++
+		if m.Pending != nil {
+			n[1]++
+			for _, sealed := range [][]byte{m.Pending.From, m.Pending.To} {
+				t, err := s.openTuple(m.UserID, sealed)
+				if err != nil {
+					return err
+				}
+				if t != nil {
+					moving.add(t)
+				}
+			}
+			return nil
+		}
+		t, err := s.openTuple(m.UserID, m.Tuple)
+		if err != nil || t == nil {
+			return err
+		}
+		counted.add(t)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, n, fmt.Errorf("read members: %w", err)
+	}
+	return counted, moving, n, nil
+}
+
+// RecountReport says how the stored cells compare with a recount of the
+// member records.
+type RecountReport struct {
+	// Members is how many member records were counted; Moving how many of
+	// them had a move in flight.
+	Members, Moving int
+	// CellsChecked is how many cells were compared (stored ones and
+	// recounted ones, each once).
+	CellsChecked int
+	// CellsMoving were touched by a move in flight and not compared: the
+	// move's owner or a reconciliation settles them.
+	CellsMoving int
+	// Wrong lists the cells whose stored count differs from the recount.
+	Wrong []CellMismatch
+}
+
+// CellMismatch is a cell whose stored count is not the recount's.
+type CellMismatch struct {
+	// Subset names the cell's dimensions by their initials ("AC": age band
+	// and country; "total").
+	Subset string
+	ID     string
+	// Stored and Recounted are the counts; a missing cell counts 0.
+	Stored, Recounted int64
+}
+
+// Recount counts the member records again and compares the stored cells
+// with the result, writing nothing: where Reconcile repairs a live store,
+// Recount checks one (copy-store checks a copy with it). Cells a move in
+// flight touches are left out of the comparison.
+func (s *Service) Recount(ctx context.Context) (*RecountReport, error) {
+	counted, moving, n, err := s.countMembers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	stored, err := s.cells.snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rep := &RecountReport{Members: n[0], Moving: n[1]}
+	for mask := range numMasks {
+		expected, busy := counted.byID(s.cells, mask), moving.byID(s.cells, mask)
+		ids := make(map[string]bool, len(stored[mask])+len(expected))
+		for id := range stored[mask] {
+			ids[id] = true
+		}
+		for id := range expected {
+			ids[id] = true
+		}
+		for _, id := range slices.Sorted(maps.Keys(ids)) {
+			if busy[id] != nil {
+				rep.CellsMoving++
+				continue
+			}
+			rep.CellsChecked++
+			var want int64
+			if e := expected[id]; e != nil {
+				want = e.n
+			}
+			if got := stored[mask][id].N; got != want {
+				rep.Wrong = append(rep.Wrong, CellMismatch{Subset: maskName(mask), ID: id, Stored: got, Recounted: want})
+			}
+		}
+	}
+	return rep, nil
+}
+
 func abs(n int64) int64 {
 	if n < 0 {
 		return -n
@@ -225,17 +292,12 @@ func abs(n int64) int64 {
 	return n
 }
 
-type stateDoc struct {
-	DirtySince time.Time `bson:"dirtySince,omitempty"`
-}
-
 func (s *Service) dirtySince(ctx context.Context) (time.Time, error) {
-	var d stateDoc
-	err := s.state.FindOne(ctx, bson.D{{Key: "_id", Value: stateID}}).Decode(&d)
-	if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
+	t, err := s.store.DirtySince(ctx)
+	if err != nil {
 		return time.Time{}, fmt.Errorf("read reconciliation state: %w", err)
 	}
-	return d.DirtySince, nil
+	return t, nil
 }
 
 // clearDirty clears the request if nobody renewed it since it was read.
@@ -243,9 +305,7 @@ func (s *Service) clearDirty(ctx context.Context, since time.Time) error {
 	if since.IsZero() {
 		return nil
 	}
-	_, err := s.state.UpdateOne(ctx, bson.D{{Key: "_id", Value: stateID}, {Key: "dirtySince", Value: since}},
-		bson.D{{Key: "$unset", Value: bson.D{{Key: "dirtySince", Value: ""}}}})
-	if err != nil {
+	if err := s.store.ClearDirty(ctx, since); err != nil {
 		return fmt.Errorf("clear reconciliation request: %w", err)
 	}
 	return nil

@@ -1,4 +1,4 @@
-package demographics
+package demographics_test
 
 import (
 	"context"
@@ -8,11 +8,13 @@ import (
 	"time"
 
 	"github.com/consentgraph/consentgraph/internal/apperr"
+	"github.com/consentgraph/consentgraph/internal/demographics"
 	"github.com/consentgraph/consentgraph/internal/envelope"
+	"github.com/consentgraph/consentgraph/internal/store"
 	"github.com/consentgraph/consentgraph/internal/store/storetest"
 )
 
-func addUsers(t *testing.T, s *Service, src *fakeSource, prefix string, n int, subj Subject) {
+func addUsers(t *testing.T, s *demographics.Service, src *fakeSource, prefix string, n int, subj demographics.Subject) {
 	t.Helper()
 	for i := range n {
 		id := fmt.Sprintf("%s%d", prefix, i)
@@ -26,134 +28,140 @@ func addUsers(t *testing.T, s *Service, src *fakeSource, prefix string, n int, s
 // Groups below k are dropped and counted; a group of exactly k is shown;
 // withdrawn users are not counted at all.
 func TestReportSuppressesBelowK(t *testing.T) {
-	ctx := context.Background()
-	clk := &clock{t: time.Date(2025, 6, 15, 12, 0, 0, 0, time.UTC)}
-	src := newFakeSource()
-	const k = 4
-	s := newTestService(t, src, clk, k)
-	addUsers(t, s, src, "de", k, Subject{Country: ptr("DE"), SignedUp: clk.Now()})
-	addUsers(t, s, src, "fr", k-1, Subject{Country: ptr("FR"), SignedUp: clk.Now()})
-	addUsers(t, s, src, "nz", k+1, Subject{Country: ptr("NZ"), SignedUp: clk.Now()})
-	addUsers(t, s, src, "un", k, Subject{SignedUp: clk.Now()})
-	// Two of the NZ users withdraw: NZ falls below k.
-	for _, id := range []string{"nz0", "nz1"} {
-		u, _ := src.get(id)
-		src.set(id, u.subj, false)
-		if err := s.Sync(ctx, id); err != nil {
+	storetest.Each(t, func(t *testing.T, b store.Backend) {
+		ctx := context.Background()
+		clk := &clock{t: time.Date(2025, 6, 15, 12, 0, 0, 0, time.UTC)}
+		src := newFakeSource()
+		const k = 4
+		s := newTestService(t, b, src, clk, k)
+		addUsers(t, s, src, "de", k, demographics.Subject{Country: ptr("DE"), SignedUp: clk.Now()})
+		addUsers(t, s, src, "fr", k-1, demographics.Subject{Country: ptr("FR"), SignedUp: clk.Now()})
+		addUsers(t, s, src, "nz", k+1, demographics.Subject{Country: ptr("NZ"), SignedUp: clk.Now()})
+		addUsers(t, s, src, "un", k, demographics.Subject{SignedUp: clk.Now()})
+		// Two of the NZ users withdraw: NZ falls below k.
+		for _, id := range []string{"nz0", "nz1"} {
+			u, _ := src.get(id)
+			src.set(id, u.subj, false)
+			if err := s.Sync(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rep, err := s.Report(ctx, "p", []demographics.Dimension{demographics.Country}, nil)
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	rep, err := s.Report(ctx, "p", []Dimension{Country}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]bool{}
-	for _, c := range rep.Cells {
-		if c.Country == nil || c.AgeBand != nil || c.Gender != nil || c.Language != nil || c.SignupMonth != nil {
-			t.Fatalf("cell %+v: want only country set", c)
+		got := map[string]bool{}
+		for _, c := range rep.Cells {
+			if c.Country == nil || c.AgeBand != nil || c.Gender != nil || c.Language != nil || c.SignupMonth != nil {
+				t.Fatalf("cell %+v: want only country set", c)
+			}
+			got[*c.Country] = true
 		}
-		got[*c.Country] = true
-	}
-	if !got["DE"] || !got[Unknown] || got["FR"] || got["NZ"] || len(rep.Cells) != 2 {
-		t.Fatalf("released %v, want DE and UNKNOWN only", got)
-	}
-	if rep.Suppressed != 2 || rep.K != k || rep.Epsilon != 1 {
-		t.Fatalf("report %+v: want 2 suppressed (FR with k-1, NZ after withdrawals), k %d, epsilon 1", rep, k)
-	}
+		if !got["DE"] || !got[demographics.Unknown] || got["FR"] || got["NZ"] || len(rep.Cells) != 2 {
+			t.Fatalf("released %v, want DE and UNKNOWN only", got)
+		}
+		if rep.Suppressed != 2 || rep.K != k || rep.Epsilon != 1 {
+			t.Fatalf("report %+v: want 2 suppressed (FR with k-1, NZ after withdrawals), k %d, epsilon 1", rep, k)
+		}
+	})
 }
 
 // Age bands come from the birth year at report time: a year later the same
 // stored cells fall into the next band without any write.
 func TestAgeBandsAtReportTime(t *testing.T) {
-	ctx := context.Background()
-	clk := &clock{t: time.Date(2025, 6, 15, 12, 0, 0, 0, time.UTC)}
-	src := newFakeSource()
-	s := newTestService(t, src, clk, 2)
-	addUsers(t, s, src, "a", 3, Subject{BirthYear: ptr(2001), SignedUp: clk.Now()}) // 24 in 2025
-	addUsers(t, s, src, "b", 2, Subject{BirthYear: ptr(2008), SignedUp: clk.Now()}) // 17
-	addUsers(t, s, src, "c", 2, Subject{BirthYear: ptr(1960), SignedUp: clk.Now()}) // 65
-	bands := func() map[string]int64 {
-		gs, err := s.Groups(ctx, []Dimension{AgeBand}, clk.Now())
-		if err != nil {
-			t.Fatal(err)
+	storetest.Each(t, func(t *testing.T, b store.Backend) {
+		ctx := context.Background()
+		clk := &clock{t: time.Date(2025, 6, 15, 12, 0, 0, 0, time.UTC)}
+		src := newFakeSource()
+		s := newTestService(t, b, src, clk, 2)
+		addUsers(t, s, src, "a", 3, demographics.Subject{BirthYear: ptr(2001), SignedUp: clk.Now()}) // 24 in 2025
+		addUsers(t, s, src, "b", 2, demographics.Subject{BirthYear: ptr(2008), SignedUp: clk.Now()}) // 17
+		addUsers(t, s, src, "c", 2, demographics.Subject{BirthYear: ptr(1960), SignedUp: clk.Now()}) // 65
+		bands := func() map[string]int64 {
+			gs, err := s.Groups(ctx, []demographics.Dimension{demographics.AgeBand}, clk.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := map[string]int64{}
+			for _, g := range gs {
+				out[g.Values[0]] = g.Count
+			}
+			return out
 		}
-		out := map[string]int64{}
-		for _, g := range gs {
-			out[g.Values[0]] = g.Count
+		if got := bands(); got[demographics.Band18To24] != 3 || got[demographics.BandUnder18] != 2 || got[demographics.Band65Plus] != 2 || len(got) != 3 {
+			t.Fatalf("2025 bands %v", got)
 		}
-		return out
-	}
-	if got := bands(); got[Band18To24] != 3 || got[BandUnder18] != 2 || got[Band65Plus] != 2 || len(got) != 3 {
-		t.Fatalf("2025 bands %v", got)
-	}
-	clk.advance(365 * 24 * time.Hour)
-	if got := bands(); got[Band25To34] != 3 || got[Band18To24] != 2 || got[Band65Plus] != 2 || len(got) != 3 {
-		t.Fatalf("2026 bands %v", got)
-	}
+		clk.advance(365 * 24 * time.Hour)
+		if got := bands(); got[demographics.Band25To34] != 3 || got[demographics.Band18To24] != 2 || got[demographics.Band65Plus] != 2 || len(got) != 3 {
+			t.Fatalf("2026 bands %v", got)
+		}
+	})
 }
 
 // Released counts are the true count plus zero-mean noise of the right
 // variance; each report charges its epsilon once, and a refused charge
 // releases nothing.
 func TestReportNoiseAndCharges(t *testing.T) {
-	ctx := context.Background()
-	clk := &clock{t: time.Date(2025, 6, 15, 12, 0, 0, 0, time.UTC)}
-	src := newFakeSource()
-	s := newTestService(t, src, clk, 2)
-	const trueCount = 30
-	addUsers(t, s, src, "u", trueCount, Subject{Gender: ptr("FEMALE"), SignedUp: clk.Now()})
-	budget := &fakeBudget{left: 400 * EpsilonUnit / 2}
-	s.opts.Budget = budget
-	eps := 0.5
-	var sum, sumSq float64
-	const n = 400
-	for range n {
-		rep, err := s.Report(ctx, "p", []Dimension{Gender}, &eps)
-		if err != nil {
-			t.Fatal(err)
+	storetest.Each(t, func(t *testing.T, b store.Backend) {
+		ctx := context.Background()
+		clk := &clock{t: time.Date(2025, 6, 15, 12, 0, 0, 0, time.UTC)}
+		src := newFakeSource()
+		budget := &fakeBudget{left: 400 * demographics.EpsilonUnit / 2}
+		s := newTestService(t, b, src, clk, 2, func(o *demographics.Options) { o.Budget = budget })
+		const trueCount = 30
+		addUsers(t, s, src, "u", trueCount, demographics.Subject{Gender: ptr("FEMALE"), SignedUp: clk.Now()})
+		eps := 0.5
+		var sum, sumSq float64
+		const n = 400
+		for range n {
+			rep, err := s.Report(ctx, "p", []demographics.Dimension{demographics.Gender}, &eps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rep.Cells) != 1 || *rep.Cells[0].Gender != "FEMALE" {
+				t.Fatalf("cells %+v", rep.Cells)
+			}
+			c := float64(rep.Cells[0].Count)
+			sum += c
+			sumSq += c * c
 		}
-		if len(rep.Cells) != 1 || *rep.Cells[0].Gender != "FEMALE" {
-			t.Fatalf("cells %+v", rep.Cells)
+		mean, variance := sum/n, sumSq/n-(sum/n)*(sum/n)
+		want := demographics.LaplaceVariance(eps)
+		if math.Abs(mean-trueCount) > 5*math.Sqrt(want/n) {
+			t.Errorf("mean released count %.2f, want %d", mean, trueCount)
 		}
-		c := float64(rep.Cells[0].Count)
-		sum += c
-		sumSq += c * c
-	}
-	mean, variance := sum/n, sumSq/n-(sum/n)*(sum/n)
-	want := LaplaceVariance(eps)
-	if math.Abs(mean-trueCount) > 5*math.Sqrt(want/n) {
-		t.Errorf("mean released count %.2f, want %d", mean, trueCount)
-	}
-	if math.Abs(variance-want) > 0.5*want { // about 4.5 standard errors
-		t.Errorf("variance %.2f, want about %.2f", variance, want)
-	}
-	if len(budget.charged) != n || budget.charged[0] != EpsilonUnit/2 || budget.left != 0 {
-		t.Fatalf("%d charges (first %v), %d left; want %d charges of 0.5 and nothing left", len(budget.charged), budget.charged[:1], budget.left, n)
-	}
-	_, err := s.Report(ctx, "p", []Dimension{Gender}, &eps)
-	if apperr.CodeOf(err) != apperr.BudgetExhausted || len(budget.charged) != n {
-		t.Fatalf("beyond the budget: %v after %d charges", err, len(budget.charged))
-	}
-	if _, err := s.Report(ctx, "p", []Dimension{Gender, Gender}, &eps); apperr.CodeOf(err) != apperr.BadUserInput {
-		t.Fatalf("duplicate dimension: %v", err)
-	}
+		if math.Abs(variance-want) > 0.5*want { // about 4.5 standard errors
+			t.Errorf("variance %.2f, want about %.2f", variance, want)
+		}
+		if len(budget.charged) != n || budget.charged[0] != demographics.EpsilonUnit/2 || budget.left != 0 {
+			t.Fatalf("%d charges (first %v), %d left; want %d charges of 0.5 and nothing left", len(budget.charged), budget.charged[:1], budget.left, n)
+		}
+		_, err := s.Report(ctx, "p", []demographics.Dimension{demographics.Gender}, &eps)
+		if apperr.CodeOf(err) != apperr.BudgetExhausted || len(budget.charged) != n {
+			t.Fatalf("beyond the budget: %v after %d charges", err, len(budget.charged))
+		}
+		if _, err := s.Report(ctx, "p", []demographics.Dimension{demographics.Gender, demographics.Gender}, &eps); apperr.CodeOf(err) != apperr.BadUserInput {
+			t.Fatalf("duplicate dimension: %v", err)
+		}
+	})
 }
 
 func TestKNeverBelowTwo(t *testing.T) {
-	db := storetest.NewDB(t)
-	key := make([]byte, envelope.KeySize)
-	kr, err := envelope.NewKeyring(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	opts := Options{DB: db, Keyring: kr, Secrets: envelope.OpenSecrets(ctx, db, kr), Source: newFakeSource(), K: 1}
-	if _, err := New(ctx, opts); err == nil {
-		t.Fatal("k = 1 accepted: a group of one person is that person")
-	}
-	opts.K = 0
-	s, err := New(ctx, opts)
-	if err != nil || s.K() != DefaultK {
-		t.Fatalf("default k: %v, %v", s, err)
-	}
+	storetest.Each(t, func(t *testing.T, b store.Backend) {
+		key := make([]byte, envelope.KeySize)
+		kr, err := envelope.NewKeyring(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		opts := demographics.Options{Store: b.Demographics(), Keyring: kr, Secrets: envelope.OpenSecrets(b.Secrets(), kr), Source: newFakeSource(), K: 1}
+		if _, err := demographics.New(ctx, opts); err == nil {
+			t.Fatal("k = 1 accepted: a group of one person is that person")
+		}
+		opts.K = 0
+		s, err := demographics.New(ctx, opts)
+		if err != nil || s.K() != demographics.DefaultK {
+			t.Fatalf("default k: %v, %v", s, err)
+		}
+	})
 }

@@ -9,8 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/mongo"
-
 	"github.com/consentgraph/consentgraph/internal/envelope"
 )
 
@@ -32,7 +30,7 @@ type Budget interface {
 
 // Options configure the service.
 type Options struct {
-	DB      *mongo.Database
+	Store   Store
 	Keyring *envelope.Keyring
 	Secrets *envelope.Secrets
 	Source  Source
@@ -62,19 +60,12 @@ const (
 	defaultBusyWait = 5 * time.Second
 )
 
-// Collection names owned by this package, beside the cell collections.
-const (
-	MembersCollection = "demographics_members"
-	StateCollection   = "demographics_state"
-)
-
 // Service keeps the pre-aggregated cells and answers partner reports.
 type Service struct {
-	opts    Options
-	log     *slog.Logger
-	cells   *cells
-	members *mongo.Collection
-	state   *mongo.Collection
+	opts  Options
+	log   *slog.Logger
+	cells *cells
+	store Store
 
 	locks     [64]sync.Mutex
 	reconcile sync.Mutex
@@ -82,15 +73,15 @@ type Service struct {
 	// busyWait is how long a sync waits for another process's move of the
 	// same user (tests shorten it).
 	busyWait time.Duration
-	// beforeCellWrite, when set by tests, runs before each cell write of a
-	// move; an error stops the move there, as a crash would.
-	beforeCellWrite func(n int) error
+	// applyCells, when set by tests, replaces the cell writes of a move; an
+	// error stops the move there, as a crash would.
+	applyCells func(ctx context.Context, deltas []CellDelta) error
 }
 
 // New opens the service.
 func New(ctx context.Context, opts Options) (*Service, error) {
-	if opts.DB == nil || opts.Keyring == nil || opts.Secrets == nil || opts.Source == nil {
-		return nil, errors.New("demographics: db, keyring, secrets and source are required")
+	if opts.Store == nil || opts.Keyring == nil || opts.Secrets == nil || opts.Source == nil {
+		return nil, errors.New("demographics: store, keyring, secrets and source are required")
 	}
 	if opts.K == 0 {
 		opts.K = DefaultK
@@ -110,9 +101,8 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	}
 	return &Service{
 		opts: opts, log: opts.Logger,
-		cells:    &cells{db: opts.DB, keyring: opts.Keyring, idKey: idKey, values: map[string][]string{}},
-		members:  opts.DB.Collection(MembersCollection),
-		state:    opts.DB.Collection(StateCollection),
+		cells:    &cells{store: opts.Store, keyring: opts.Keyring, idKey: idKey, values: map[string][]string{}},
+		store:    opts.Store,
 		busyWait: defaultBusyWait,
 	}, nil
 }

@@ -5,12 +5,11 @@ import (
 	"errors"
 	"fmt"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-
 	"github.com/consentgraph/consentgraph/internal/accounts"
 	"github.com/consentgraph/consentgraph/internal/apperr"
 	"github.com/consentgraph/consentgraph/internal/auth"
 	"github.com/consentgraph/consentgraph/internal/consent"
+	"github.com/consentgraph/consentgraph/internal/ordered"
 )
 
 // Purpose is the consent purpose the aggregates need (OPT_OUT: a user
@@ -21,8 +20,8 @@ const Purpose = "aggregate_statistics"
 type Eligibility interface {
 	// Counts reads it for one user.
 	Counts(ctx context.Context, userID string) (bool, error)
-	// CountsStored tells it from a stored user document (bulk passes).
-	CountsStored(doc bson.Raw) (bool, error)
+	// Each calls fn with it for every user, in user id order (bulk passes).
+	Each(ctx context.Context, fn func(userID string, counts bool) error) error
 }
 
 // ConsentEligibility is the Eligibility of package consent: Purpose must be
@@ -37,15 +36,12 @@ func (c ConsentEligibility) Counts(ctx context.Context, userID string) (bool, er
 	return c.Consent.InForce(ctx, userID, c.Purpose)
 }
 
-// CountsStored implements Eligibility.
-func (c ConsentEligibility) CountsStored(doc bson.Raw) (bool, error) {
-	var st consent.Stored
-	if v, err := doc.LookupErr(consent.Field); err == nil {
-		if err := v.Unmarshal(&st); err != nil {
-			return false, fmt.Errorf("decode consent: %w", err)
-		}
-	}
-	return c.Consent.Rules().InForce(&st, c.Purpose), nil
+// Each implements Eligibility.
+func (c ConsentEligibility) Each(ctx context.Context, fn func(userID string, counts bool) error) error {
+	rules := c.Consent.Rules()
+	return c.Consent.EachState(ctx, func(userID string, st *consent.Stored) error {
+		return fn(userID, rules.InForce(st, c.Purpose))
+	})
 }
 
 // AccountsSource is the Source of a running server: the users of package
@@ -80,23 +76,36 @@ func (a AccountsSource) Subject(ctx context.Context, userID string) (*Subject, e
 	return subjectOf(u), nil
 }
 
-// Each implements Source.
+// Each implements Source: one pass over the users, joined in id order with
+// one pass over their eligibility.
 func (a AccountsSource) Each(ctx context.Context, fn func(userID string, s *Subject) error) error {
-	return a.Accounts.EachUser(ctx, func(u *accounts.User, doc bson.Raw) error {
+	type eligible struct {
+		id     string
+		counts bool
+	}
+	var elig *ordered.Follower[eligible]
+	if a.Eligibility != nil {
+		elig = ordered.Follow(ctx, func(e eligible) string { return e.id }, func(ctx context.Context, yield func(eligible) error) error {
+			return a.Eligibility.Each(ctx, func(id string, counts bool) error { return yield(eligible{id, counts}) })
+		})
+	}
+	err := a.Accounts.EachUser(ctx, func(u *accounts.User) error {
 		if u.Role != auth.RoleUser {
 			return nil
 		}
-		if a.Eligibility != nil {
-			ok, err := a.Eligibility.CountsStored(doc)
-			if err != nil {
-				return fmt.Errorf("user %s: %w", u.ID, err)
-			}
-			if !ok {
+		if elig != nil {
+			if e, ok := elig.Seek(u.ID); !ok || !e.counts {
 				return nil
 			}
 		}
 		return fn(u.ID, subjectOf(u))
 	})
+	if elig != nil {
+		if eerr := elig.Close(); err == nil && eerr != nil {
+			err = fmt.Errorf("read consent: %w", eerr)
+		}
+	}
+	return err
 }
 
 func subjectOf(u *accounts.User) *Subject {

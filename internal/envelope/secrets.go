@@ -8,40 +8,25 @@ import (
 	"fmt"
 	"sync"
 	"time"
-
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 )
-
-// SecretsCollection is the MongoDB collection holding wrapped named secrets.
-const SecretsCollection = "secrets"
 
 // Secrets are named random 32-byte secrets (blind-index keys, pseudonym
 // keys, ...) shared by every server replica through the database, each
 // wrapped under the master key. A secret never changes once created: data
 // derived from it (indexes, pseudonyms) would otherwise stop matching.
 type Secrets struct {
-	coll *mongo.Collection
-	kr   *Keyring
+	store SecretStore
+	kr    *Keyring
 
 	mu    sync.RWMutex
 	cache map[string][]byte
 }
 
-type secretDoc struct {
-	Name      string    `bson:"_id"`
-	Value     []byte    `bson:"value"`
-	KeyID     string    `bson:"keyId"`
-	CreatedAt time.Time `bson:"createdAt"`
-}
-
-// OpenSecrets returns the secrets kept in db. It does not touch the database;
-// secrets are created on first use by Get. ctx is accepted for symmetry with
-// other Open functions.
-func OpenSecrets(ctx context.Context, db *mongo.Database, kr *Keyring) *Secrets {
-	_ = ctx
+// OpenSecrets returns the secrets kept in st. It does not touch the store;
+// secrets are created on first use by Get.
+func OpenSecrets(st SecretStore, kr *Keyring) *Secrets {
 	return &Secrets{
-		coll:  db.Collection(SecretsCollection),
+		store: st,
 		kr:    kr,
 		cache: make(map[string][]byte),
 	}
@@ -65,7 +50,7 @@ func (s *Secrets) Get(ctx context.Context, name string) ([]byte, error) {
 	}
 
 	v, err := s.load(ctx, name)
-	if errors.Is(err, mongo.ErrNoDocuments) {
+	if errors.Is(err, errNoSecret) {
 		v, err = s.create(ctx, name)
 	}
 	if err != nil {
@@ -77,13 +62,15 @@ func (s *Secrets) Get(ctx context.Context, name string) ([]byte, error) {
 	return bytes.Clone(v), nil
 }
 
+var errNoSecret = errors.New("no such secret")
+
 func (s *Secrets) load(ctx context.Context, name string) ([]byte, error) {
-	var doc secretDoc
-	if err := s.coll.FindOne(ctx, bson.D{{Key: "_id", Value: name}}).Decode(&doc); err != nil {
-		if errors.Is(err, mongo.ErrNoDocuments) {
-			return nil, err
-		}
+	doc, err := s.store.Secret(ctx, name)
+	if err != nil {
 		return nil, fmt.Errorf("load secret %q: %w", name, err)
+	}
+	if doc == nil {
+		return nil, errNoSecret
 	}
 	v, err := s.kr.Unwrap(doc.Value, secretAAD(name))
 	if err != nil {
@@ -104,13 +91,13 @@ func (s *Secrets) create(ctx context.Context, name string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wrap secret %q: %w", name, err)
 	}
-	_, err = s.coll.InsertOne(ctx, secretDoc{
+	ok, err := s.store.InsertSecret(ctx, SecretRecord{
 		Name:      name,
 		Value:     wrapped,
 		KeyID:     s.kr.CurrentKeyID(),
-		CreatedAt: time.Now().UTC(),
+		CreatedAt: time.Now().UTC().Truncate(time.Millisecond),
 	})
-	if mongo.IsDuplicateKeyError(err) {
+	if err == nil && !ok {
 		// Another replica (or goroutine) won the race; use its secret.
 		v, err := s.load(ctx, name)
 		if err != nil {
@@ -127,16 +114,10 @@ func (s *Secrets) create(ctx context.Context, name string) ([]byte, error) {
 // RewrapAll re-wraps every stored secret that is not yet under the current
 // master key and returns how many it changed. It keeps going past secrets it
 // cannot re-wrap and reports them all in err. Safe to run on several
-// replicas at once: each update is conditional on the blob read, and even
-// where that condition is not atomic (FerretDB v1) every writer stores a
-// valid wrap of the same unchanged secret; only n may then over-count.
+// replicas at once: each update is conditional on the blob read.
 func (s *Secrets) RewrapAll(ctx context.Context) (n int, err error) {
-	cur, err := s.coll.Find(ctx, bson.D{})
+	docs, err := s.store.Secrets(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("list secrets: %w", err)
-	}
-	var docs []secretDoc
-	if err := cur.All(ctx, &docs); err != nil {
 		return 0, fmt.Errorf("list secrets: %w", err)
 	}
 	var errs []error
@@ -152,18 +133,12 @@ func (s *Secrets) RewrapAll(ctx context.Context) (n int, err error) {
 		if !changed {
 			continue
 		}
-		res, err := s.coll.UpdateOne(ctx,
-			bson.D{{Key: "_id", Value: d.Name}, {Key: "value", Value: d.Value}},
-			bson.D{{Key: "$set", Value: bson.D{
-				{Key: "value", Value: out},
-				{Key: "keyId", Value: s.kr.CurrentKeyID()},
-			}}},
-		)
+		ok, err := s.store.SwapSecret(ctx, d.Name, d.Value, out, s.kr.CurrentKeyID())
 		if err != nil {
 			errs = append(errs, fmt.Errorf("store rewrapped secret %q: %w", d.Name, err))
 			continue
 		}
-		if res.ModifiedCount == 1 {
+		if ok {
 			n++
 		}
 	}

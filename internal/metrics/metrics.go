@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"go.mongodb.org/mongo-driver/v2/event"
 )
 
 // Metrics holds the registry and the service's own collectors.
@@ -118,19 +117,17 @@ func RoundTrips(ctx context.Context) int64 {
 	return 0
 }
 
-// CommandMonitor counts every store command, globally and for the request
-// whose context issued it.
-func (m *Metrics) CommandMonitor() *event.CommandMonitor {
-	return &event.CommandMonitor{
-		Started: func(ctx context.Context, e *event.CommandStartedEvent) {
-			m.storeCommands.WithLabelValues(e.CommandName).Inc()
-			if c, ok := ctx.Value(counterKey{}).(*atomic.Int64); ok {
-				c.Add(1)
-			}
-		},
-		Failed: func(_ context.Context, e *event.CommandFailedEvent) {
-			m.storeFailures.WithLabelValues(e.CommandName).Inc()
-		},
+// StoreObserver counts every store round trip, globally and for the
+// request whose context issued it.
+func (m *Metrics) StoreObserver() func(ctx context.Context, command string, err error) {
+	return func(ctx context.Context, command string, err error) {
+		m.storeCommands.WithLabelValues(command).Inc()
+		if err != nil {
+			m.storeFailures.WithLabelValues(command).Inc()
+		}
+		if c, ok := ctx.Value(counterKey{}).(*atomic.Int64); ok {
+			c.Add(1)
+		}
 	}
 }
 

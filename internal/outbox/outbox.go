@@ -5,18 +5,13 @@
 // # Design
 //
 // Work items are born inside the consent change itself. The consent
-// service's write hook (see consent.WriteHook) adds "outbox.<itemId>" to
-// the single-document update of the user that records the grant or
-// withdrawal, so the consent event and its work items commit or fail
-// together: there is no moment where one exists without the other.
-//
-// A relay then moves embedded items to the "outbox" collection: it inserts
-// each item under its own id (a duplicate-key error means an earlier relay
-// already did) and only then unsets it from the user document. Both steps
-// are idempotent, so a crash between them is repaired by running the relay
-// again. It runs right after each change (OnChange) and, as a recovery
-// sweep, at start-up and periodically over every user document that still
-// holds items.
+// service's write hook (see consent.WriteHook) hands the items to the
+// store operation that records the grant or withdrawal, so the consent
+// event and its work items commit or fail together: there is no moment
+// where one exists without the other. The embedded store writes both in
+// one transaction; the MongoDB store writes them in one single-document
+// update of the user and then relays the items to the queue idempotently
+// (Store.Relay), right after the change and as a periodic recovery sweep.
 //
 // Account events (an email added, a profile field a processor receives
 // changed) enqueue items directly after their commit. Erasure enqueues one
@@ -24,14 +19,12 @@
 // deterministic id, before the account is deleted; a failure pauses the
 // erasure, which is resumed later, so that forget cannot be lost either.
 //
-// Dispatchers claim due items with a lease (one atomic update guarded on
-// state and lease expiry; every replica may run one). Items of one user
-// and processor run one at a time (a lock document per pair, taken by a
-// unique insert or by an update guarded on expiry), so a delivery and a
-// forget of the same user never race at the provider. A claim increments
-// the attempt count; finishing is guarded by the owner and attempt, so an
-// item whose lease ran out and was claimed elsewhere is never overwritten
-// by the slow first holder. Failures are retried with exponential backoff
+// Dispatchers claim due items with a lease (Store.Claim; every replica may
+// run one). Items of one user and processor run one at a time, so a
+// delivery and a forget of the same user never race at the provider. A
+// claim increments the attempt count; finishing is guarded by the owner
+// and attempt, so an item whose lease ran out and was claimed elsewhere is
+// never overwritten by the slow first holder. Failures are retried with exponential backoff
 // and full jitter (or the provider's Retry-After), up to MaxAttempts, then
 // the item is DEAD and visible to admins, who can retry it. Every request
 // to a processor carries the item id as idempotency key, so at-least-once
@@ -45,9 +38,9 @@
 // values are read (decrypted) at delivery time, so an erased user's
 // crypto-shredded data can never go out late.
 //
-// Per user and processor, the user document keeps "procs.<name>":
-// {attempted, delivered, ref} (ref is the provider's id for the user, e.g.
-// a contact id or Mailchimp's MD5 member hash, never a clear value).
+// Per user and processor, the store keeps a ProcState: {attempted,
+// delivered, ref} (ref is the provider's id for the user, e.g. a contact id
+// or Mailchimp's MD5 member hash, never a clear value).
 package outbox
 
 import (
@@ -65,80 +58,42 @@ import (
 	"sync"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
-
 	"github.com/consentgraph/consentgraph/internal/accounts"
 	"github.com/consentgraph/consentgraph/internal/apperr"
 	"github.com/consentgraph/consentgraph/internal/config"
 	"github.com/consentgraph/consentgraph/internal/consent"
 	"github.com/consentgraph/consentgraph/internal/envelope"
 	"github.com/consentgraph/consentgraph/internal/policy"
-	"github.com/consentgraph/consentgraph/internal/store"
+	"github.com/consentgraph/consentgraph/internal/work"
 	"github.com/consentgraph/consentgraph/plugins"
 )
 
-// Collections owned by this package, and user-document fields.
-const (
-	ItemsCollection       = "outbox"
-	DisclosuresCollection = "disclosures"
-	ProcessorsCollection  = "processors"
-	// LocksCollection serializes work per user and processor.
-	LocksCollection = "outbox_locks"
-	// EmbeddedField holds items written with a consent change until relayed.
-	EmbeddedField = "outbox"
-	// ProcsField holds per-processor delivery state in the user document.
-	ProcsField = "procs"
-)
-
 // Action is what an item asks of a processor.
-type Action string
+type Action = work.Action
 
+// The actions.
 const (
-	Deliver Action = "DELIVER"
-	Forget  Action = "FORGET"
+	Deliver = work.Deliver
+	Forget  = work.Forget
 )
 
 // State is an item's delivery state.
-type State string
+type State = work.State
 
+// The delivery states (see package work).
 const (
-	Pending State = "PENDING"
-	// Waiting: the user has not given data the processor requires (an
-	// email); the item is retried when they do.
-	Waiting State = "WAITING"
-	Done    State = "DONE"
-	// Skipped: consent at delivery time said no (or nothing to forget).
-	Skipped State = "SKIPPED"
-	Dead    State = "DEAD"
+	Pending = work.Pending
+	Waiting = work.Waiting
+	Done    = work.Done
+	Skipped = work.Skipped
+	Dead    = work.Dead
 )
 
 // NeedsEmail is the note on an item waiting for an email address.
 const NeedsEmail = "NEEDS_EMAIL"
 
 // Item is one unit of work.
-type Item struct {
-	ID        string `bson:"_id"`
-	UserID    string `bson:"userId"`
-	Processor string `bson:"processor"`
-	Purpose   string `bson:"purpose"`
-	Action    Action `bson:"action"`
-	// Erase marks the forget of an erased account; Ref is then a snapshot.
-	Erase bool   `bson:"erase,omitempty"`
-	Ref   string `bson:"ref,omitempty"`
-	// Cause says what made the item: "consent e<seq>", "email", "profile.country"...
-	Cause      string    `bson:"cause"`
-	State      State     `bson:"state"`
-	Attempts   int       `bson:"attempts"`
-	NextAt     time.Time `bson:"nextAt"`
-	LeaseUntil time.Time `bson:"leaseUntil"`
-	LeaseOwner string    `bson:"leaseOwner,omitempty"`
-	LastError  string    `bson:"lastError,omitempty"`
-	Note       string    `bson:"note,omitempty"`
-	CreatedAt  time.Time `bson:"createdAt"`
-	UpdatedAt  time.Time `bson:"updatedAt"`
-}
+type Item = work.Item
 
 // Processor is a configured processor instance.
 type Processor struct {
@@ -211,7 +166,7 @@ func (t Tuning) withDefaults() Tuning {
 
 // Options configure the service.
 type Options struct {
-	DB       *mongo.Database
+	Store    Store
 	Accounts *accounts.Service
 	Consent  *consent.Service
 	Purposes *policy.Catalog
@@ -233,16 +188,11 @@ type Options struct {
 
 // Service is the outbox.
 type Service struct {
-	db          *mongo.Database
-	users       *mongo.Collection
-	items       *mongo.Collection
-	disclosures *mongo.Collection
-	procColl    *mongo.Collection
-	locks       *mongo.Collection
-	opts        Options
-	log         *slog.Logger
-	procs       []*Processor
-	byName      map[string]*Processor
+	store  Store
+	opts   Options
+	log    *slog.Logger
+	procs  []*Processor
+	byName map[string]*Processor
 
 	keyMu sync.Mutex
 	keys  map[string][]byte
@@ -252,8 +202,8 @@ type Service struct {
 // a field its purpose does not allow stop start-up) and wires the service
 // into consent and accounts.
 func New(ctx context.Context, opts Options) (*Service, error) {
-	if opts.DB == nil || opts.Accounts == nil || opts.Consent == nil || opts.Purposes == nil || opts.Secrets == nil {
-		return nil, errors.New("outbox: db, accounts, consent, purposes and secrets are required")
+	if opts.Store == nil || opts.Accounts == nil || opts.Consent == nil || opts.Purposes == nil || opts.Secrets == nil {
+		return nil, errors.New("outbox: store, accounts, consent, purposes and secrets are required")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -266,9 +216,8 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		opts.HTTPClient = &http.Client{Timeout: opts.Tuning.CallTimeout}
 	}
 	s := &Service{
-		db: opts.DB, users: opts.Accounts.Users(), items: opts.DB.Collection(ItemsCollection),
-		disclosures: opts.DB.Collection(DisclosuresCollection), procColl: opts.DB.Collection(ProcessorsCollection), locks: opts.DB.Collection(LocksCollection),
-		opts: opts, log: opts.Logger.With("component", "outbox"), byName: map[string]*Processor{}, keys: map[string][]byte{},
+		store: opts.Store, opts: opts, log: opts.Logger.With("component", "outbox"),
+		byName: map[string]*Processor{}, keys: map[string][]byte{},
 	}
 	var errs []error
 	for i, c := range opts.Processors {
@@ -282,17 +231,6 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("processor configuration: %w", err)
-	}
-	if err := store.EnsureIndexes(ctx, s.items,
-		mongo.IndexModel{Keys: bson.D{{Key: "state", Value: 1}, {Key: "nextAt", Value: 1}}, Options: options.Index().SetName("state_nextAt")},
-		mongo.IndexModel{Keys: bson.D{{Key: "userId", Value: 1}}, Options: options.Index().SetName("userId")},
-	); err != nil {
-		return nil, err
-	}
-	if err := store.EnsureIndexes(ctx, s.disclosures,
-		mongo.IndexModel{Keys: bson.D{{Key: "userId", Value: 1}, {Key: "at", Value: -1}}, Options: options.Index().SetName("userId_at")},
-	); err != nil {
-		return nil, err
 	}
 	if err := s.RefreshEnabled(ctx); err != nil {
 		return nil, err
@@ -346,7 +284,7 @@ func (s *Service) build(c config.Processor) (*Processor, error) {
 	}
 	impl, err := factory(plugins.Env{
 		Name: c.Name, Purpose: purpose, Fields: fields, Settings: c.Settings, Signer: s.opts.Signer,
-		HTTPClient: s.opts.HTTPClient, DB: s.db, PublicURL: s.opts.PublicURL, Logger: s.log.With("processor", c.Name),
+		HTTPClient: s.opts.HTTPClient, State: s.store.PluginState(c.Name), PublicURL: s.opts.PublicURL, Logger: s.log.With("processor", c.Name),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("type %s: %w", c.Type, err)
@@ -389,20 +327,13 @@ func (s *Service) ThirdParties(purpose string) []string {
 
 // RefreshEnabled reads the enabled flags (set by any replica).
 func (s *Service) RefreshEnabled(ctx context.Context) error {
-	cur, err := s.procColl.Find(ctx, bson.D{})
+	flags, err := s.store.ProcessorFlags(ctx)
 	if err != nil {
 		return fmt.Errorf("read processor flags: %w", err)
 	}
-	var docs []struct {
-		ID      string `bson:"_id"`
-		Enabled bool   `bson:"enabled"`
-	}
-	if err := cur.All(ctx, &docs); err != nil {
-		return fmt.Errorf("read processor flags: %w", err)
-	}
-	for _, d := range docs {
-		if p, ok := s.byName[d.ID]; ok {
-			p.setEnabled(d.Enabled)
+	for name, enabled := range flags {
+		if p, ok := s.byName[name]; ok {
+			p.setEnabled(enabled)
 		}
 	}
 	return nil
@@ -414,8 +345,7 @@ func (s *Service) SetEnabled(ctx context.Context, name string, enabled bool) (*P
 	if !ok {
 		return nil, &apperr.Error{Code: apperr.NotFound, Field: "name", Message: fmt.Sprintf("there is no processor %q", name)}
 	}
-	if _, err := s.procColl.UpdateOne(ctx, bson.D{{Key: "_id", Value: name}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "enabled", Value: enabled}}}}, options.UpdateOne().SetUpsert(true)); err != nil {
+	if err := s.store.SetProcessorFlag(ctx, name, enabled); err != nil {
 		return nil, fmt.Errorf("set processor flag: %w", err)
 	}
 	p.setEnabled(enabled)
@@ -438,42 +368,37 @@ func (s *Service) newItem(userID string, p *Processor, a Action, cause string) I
 }
 
 // writeHook adds one item per processor of the purpose to the consent
-// change's own update. It has no side effects.
-func (s *Service) writeHook(_ context.Context, ch consent.Change) (bson.D, error) {
-	var set bson.D
+// change's own write. It has no side effects.
+func (s *Service) writeHook(_ context.Context, ch consent.Change) ([]Item, error) {
+	var items []Item
 	for _, p := range s.ForPurpose(ch.Purpose.ID) {
 		a := Forget
 		if ch.Granted {
 			a = Deliver
 		}
-		it := s.newItem(ch.UserID, p, a, "consent "+consent.EventKey(ch.Event.Seq))
-		set = append(set, bson.E{Key: EmbeddedField + "." + it.ID, Value: it})
+		items = append(items, s.newItem(ch.UserID, p, a, "consent "+consent.EventKey(ch.Event.Seq)))
 	}
-	return set, nil
+	return items, nil
 }
 
-// SignUpFields returns the work a new account starts with, for the
-// sign-up's own insert: a delivery to each processor of an OPT_OUT purpose,
-// whose consent is in force from the first moment — unless Global Privacy
+// SignUpWork returns the work a new account starts with, for the sign-up's
+// own write: a delivery to each processor of an OPT_OUT purpose, whose
+// consent is in force from the first moment — unless Global Privacy
 // Control withdrew it (GPC withdraws every opt-out purpose that shares data,
 // and a purpose with a processor does).
-func (s *Service) SignUpFields(userID string, gpc bool) bson.D {
+func (s *Service) SignUpWork(userID string, gpc bool) []Item {
 	if gpc {
 		return nil
 	}
-	var items bson.D
+	var items []Item
 	for _, p := range s.procs {
 		pur, ok := s.opts.Purposes.Get(p.Purpose)
 		if !ok || pur.Mechanism != policy.OptOut {
 			continue
 		}
-		it := s.newItem(userID, p, Deliver, "sign-up: opt-out purpose in force by default")
-		items = append(items, bson.E{Key: it.ID, Value: it})
+		items = append(items, s.newItem(userID, p, Deliver, "sign-up: opt-out purpose in force by default"))
 	}
-	if len(items) == 0 {
-		return nil
-	}
-	return bson.D{{Key: EmbeddedField, Value: items}}
+	return items
 }
 
 // onPolicyPublished: grants of the purposes a new policy changed materially
@@ -487,27 +412,16 @@ func (s *Service) onPolicyPublished(ctx context.Context, pv consent.PolicyVersio
 		if len(procs) == 0 {
 			continue
 		}
-		state := consent.Field + ".state." + purpose
-		cur, err := s.users.Find(ctx, bson.D{
-			{Key: state + ".granted", Value: true},
-			{Key: state + ".policyN", Value: bson.D{{Key: "$lt", Value: pv.N}}},
-		}, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+		users, err := s.opts.Consent.GrantedBefore(ctx, purpose, pv.N)
 		if err != nil {
-			s.log.ErrorContext(ctx, "reconsent: list affected users", "purpose", purpose, "err", err)
-			continue
-		}
-		var users []struct {
-			ID string `bson:"_id"`
-		}
-		if err := cur.All(ctx, &users); err != nil {
 			s.log.ErrorContext(ctx, "reconsent: list affected users", "purpose", purpose, "err", err)
 			continue
 		}
 		for _, u := range users {
 			for _, p := range procs {
-				it := s.newItem(u.ID, p, Forget, "policy "+pv.Version+" asks for consent again")
-				it.ID = fmt.Sprintf("reconsent-%d-%s-%s", pv.N, p.Name, u.ID)
-				if _, err := s.items.InsertOne(ctx, it); err != nil && !store.IsDuplicateKey(err) {
+				it := s.newItem(u, p, Forget, "policy "+pv.Version+" asks for consent again")
+				it.ID = fmt.Sprintf("reconsent-%d-%s-%s", pv.N, p.Name, u)
+				if _, err := s.store.Enqueue(ctx, it); err != nil {
 					s.log.ErrorContext(ctx, "reconsent: enqueue forget", "processor", p.Name, "err", err)
 				}
 			}
@@ -515,97 +429,25 @@ func (s *Service) onPolicyPublished(ctx context.Context, pv consent.PolicyVersio
 	}
 }
 
-// RelayUser moves the items embedded in a user document to the outbox
-// collection. It is idempotent.
+// RelayUser moves the work items committed with a user's consent change or
+// sign-up into the queue, where the store keeps them elsewhere first. It is
+// idempotent.
 func (s *Service) RelayUser(ctx context.Context, userID string) error {
-	var d struct {
-		Outbox map[string]Item `bson:"outbox"`
-	}
-	err := s.users.FindOne(ctx, bson.D{{Key: "_id", Value: userID}}, options.FindOne().SetProjection(bson.D{{Key: EmbeddedField, Value: 1}})).Decode(&d)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("read embedded outbox: %w", err)
-	}
-	return s.relay(ctx, userID, d.Outbox)
-}
-
-func (s *Service) relay(ctx context.Context, userID string, items map[string]Item) error {
-	if len(items) == 0 {
-		return nil
-	}
-	unset := bson.D{}
-	for key, it := range items {
-		if _, err := s.items.InsertOne(ctx, it); err != nil && !store.IsDuplicateKey(err) {
-			return fmt.Errorf("relay outbox item: %w", err)
-		}
-		unset = append(unset, bson.E{Key: EmbeddedField + "." + key, Value: ""})
-	}
-	if _, err := s.users.UpdateOne(ctx, bson.D{{Key: "_id", Value: userID}}, bson.D{{Key: "$unset", Value: unset}}); err != nil {
-		return fmt.Errorf("unset relayed items: %w", err)
+	if _, err := s.store.Relay(ctx, userID); err != nil {
+		return fmt.Errorf("relay work items: %w", err)
 	}
 	return nil
 }
 
-// Sweep relays every user's embedded items (recovery after a crash between
-// a consent change and its relay). It returns how many users had items.
+// Sweep relays every user's pending work items (recovery after a crash
+// between a consent change and its relay). It returns how many users had
+// items.
 func (s *Service) Sweep(ctx context.Context) (int, error) {
-	cur, err := s.users.Find(ctx, bson.D{{Key: EmbeddedField, Value: bson.D{{Key: "$exists", Value: true}}}},
-		options.Find().SetProjection(bson.D{{Key: EmbeddedField, Value: 1}}))
+	n, err := s.store.Relay(ctx, "")
 	if err != nil {
-		return 0, fmt.Errorf("sweep outbox: %w", err)
+		return n, fmt.Errorf("sweep outbox: %w", err)
 	}
-	defer cur.Close(ctx)
-	n := 0
-	var errs []error
-	for cur.Next(ctx) {
-		var d struct {
-			ID     string          `bson:"_id"`
-			Outbox map[string]Item `bson:"outbox"`
-		}
-		if err := cur.Decode(&d); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if len(d.Outbox) == 0 {
-			continue
-		}
-		n++
-		if err := s.relay(ctx, d.ID, d.Outbox); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := cur.Err(); err != nil {
-		errs = append(errs, err)
-	}
-	return n, errors.Join(errs...)
-}
-
-// procState is the per-processor state kept in the user document.
-type procState struct {
-	Attempted bool   `bson:"attempted"`
-	Delivered bool   `bson:"delivered"`
-	Ref       string `bson:"ref,omitempty"`
-}
-
-type userDoc struct {
-	Consent consent.Stored       `bson:"consent"`
-	Erasing *time.Time           `bson:"erasingSince"`
-	Procs   map[string]procState `bson:"procs"`
-}
-
-func (s *Service) loadUser(ctx context.Context, userID string) (*userDoc, error) {
-	proj := append(consent.StateProjection(), bson.E{Key: "erasingSince", Value: 1}, bson.E{Key: ProcsField, Value: 1})
-	var d userDoc
-	err := s.users.FindOne(ctx, bson.D{{Key: "_id", Value: userID}}, options.FindOne().SetProjection(proj)).Decode(&d)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read user for outbox: %w", err)
-	}
-	return &d, nil
+	return n, nil
 }
 
 // categoryOfField maps accounts' changed-field names to data categories.
@@ -632,7 +474,7 @@ func (s *Service) onAccountChange(ctx context.Context, c accounts.Change) error 
 // enqueueErasure records a forget for every processor ever attempted for
 // the user, under deterministic ids (the erasure may be announced again).
 func (s *Service) enqueueErasure(ctx context.Context, userID string) error {
-	d, err := s.loadUser(ctx, userID)
+	d, err := s.store.Recipient(ctx, userID)
 	if err != nil || d == nil {
 		return err
 	}
@@ -644,7 +486,7 @@ func (s *Service) enqueueErasure(ctx context.Context, userID string) error {
 		it := s.newItem(userID, p, Forget, "erasure")
 		it.ID = "erase-" + name + "-" + userID
 		it.Erase, it.Ref = true, st.Ref
-		if _, err := s.items.InsertOne(ctx, it); err != nil && !store.IsDuplicateKey(err) {
+		if _, err := s.store.Enqueue(ctx, it); err != nil {
 			return fmt.Errorf("enqueue forget on erasure: %w", err)
 		}
 	}
@@ -655,12 +497,11 @@ func (s *Service) enqueueErasure(ctx context.Context, userID string) error {
 // consent is in force → a fresh delivery; waiting items wake up.
 func (s *Service) enqueueUpdates(ctx context.Context, c accounts.Change) error {
 	if c.Kind != accounts.ProfileChanged {
-		if _, err := s.items.UpdateMany(ctx, bson.D{{Key: "userId", Value: c.UserID}, {Key: "state", Value: Waiting}},
-			bson.D{{Key: "$set", Value: bson.D{{Key: "state", Value: Pending}, {Key: "nextAt", Value: s.now()}, {Key: "note", Value: ""}}}}); err != nil {
+		if err := s.store.WakeWaiting(ctx, c.UserID, s.now()); err != nil {
 			return fmt.Errorf("wake waiting items: %w", err)
 		}
 	}
-	d, err := s.loadUser(ctx, c.UserID)
+	d, err := s.store.Recipient(ctx, c.UserID)
 	if err != nil || d == nil {
 		return err
 	}
@@ -679,7 +520,7 @@ func (s *Service) enqueueUpdates(ctx context.Context, c accounts.Change) error {
 		if cause == "" {
 			continue
 		}
-		if _, err := s.items.InsertOne(ctx, s.newItem(c.UserID, p, Deliver, cause)); err != nil {
+		if _, err := s.store.Enqueue(ctx, s.newItem(c.UserID, p, Deliver, cause)); err != nil {
 			return fmt.Errorf("enqueue update: %w", err)
 		}
 	}

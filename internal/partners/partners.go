@@ -25,16 +25,9 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
-
 	"github.com/consentgraph/consentgraph/internal/apperr"
 	"github.com/consentgraph/consentgraph/internal/auth"
 )
-
-// Collection is the MongoDB collection of partners.
-const Collection = "partners"
 
 // KeyPrefix starts every partner API key (session tokens start with cgs_).
 const KeyPrefix = "cgp_"
@@ -63,19 +56,6 @@ type Partner struct {
 	BudgetResetsAt time.Time
 }
 
-type partnerDoc struct {
-	ID         string     `bson:"_id"`
-	Name       string     `bson:"name"`
-	KeyHash    string     `bson:"keyHash"`
-	Budget     int64      `bson:"budget"`
-	PeriodDays int        `bson:"periodDays"`
-	CreatedAt  time.Time  `bson:"createdAt"`
-	RevokedAt  *time.Time `bson:"revokedAt,omitempty"`
-	// Period is the index of the period Spent belongs to.
-	Period int64 `bson:"period"`
-	Spent  int64 `bson:"spent"`
-}
-
 // Options configure the service.
 type Options struct {
 	Logger *slog.Logger
@@ -87,19 +67,22 @@ type Options struct {
 
 // Service manages partners.
 type Service struct {
-	coll *mongo.Collection
-	opts Options
+	store Store
+	opts  Options
 }
 
-// New opens the service.
-func New(_ context.Context, db *mongo.Database, opts Options) (*Service, error) {
+// New opens the service on its store.
+func New(st Store, opts Options) (*Service, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Service{coll: db.Collection(Collection), opts: opts}, nil
+	if st == nil {
+		return nil, errors.New("partners: a store is required")
+	}
+	return &Service{store: st, opts: opts}, nil
 }
 
 func (s *Service) now() time.Time { return s.opts.Now().UTC().Truncate(time.Millisecond) }
@@ -145,11 +128,11 @@ func (s *Service) Create(ctx context.Context, name string, epsilonBudget float64
 		return nil, "", fmt.Errorf("partner key: %w", err)
 	}
 	key := KeyPrefix + id + "_" + base64.RawURLEncoding.EncodeToString(secret)
-	d := partnerDoc{
+	d := Record{
 		ID: id, Name: name, KeyHash: hashKey(key), Budget: int64(math.Round(epsilonBudget * Unit)),
 		PeriodDays: periodDays, CreatedAt: s.now(),
 	}
-	if _, err := s.coll.InsertOne(ctx, d); err != nil {
+	if err := s.store.Insert(ctx, d); err != nil {
 		return nil, "", fmt.Errorf("insert partner: %w", err)
 	}
 	return s.view(&d), key, nil
@@ -176,16 +159,12 @@ func (s *Service) Authenticate(ctx context.Context, key string) (*auth.Principal
 	return &auth.Principal{Role: auth.RolePartner, PartnerID: d.ID}, nil
 }
 
-func (s *Service) load(ctx context.Context, id string) (*partnerDoc, error) {
-	var d partnerDoc
-	err := s.coll.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return nil, nil
-	}
+func (s *Service) load(ctx context.Context, id string) (*Record, error) {
+	d, err := s.store.Get(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("find partner: %w", err)
 	}
-	return &d, nil
+	return d, nil
 }
 
 // Get returns a partner or NOT_FOUND.
@@ -202,12 +181,8 @@ func (s *Service) Get(ctx context.Context, id string) (*Partner, error) {
 
 // List returns every partner, revoked ones included, oldest first.
 func (s *Service) List(ctx context.Context) ([]*Partner, error) {
-	cur, err := s.coll.Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "createdAt", Value: 1}, {Key: "_id", Value: 1}}))
+	docs, err := s.store.List(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("list partners: %w", err)
-	}
-	var docs []partnerDoc
-	if err := cur.All(ctx, &docs); err != nil {
 		return nil, fmt.Errorf("list partners: %w", err)
 	}
 	out := make([]*Partner, 0, len(docs))
@@ -220,26 +195,24 @@ func (s *Service) List(ctx context.Context) ([]*Partner, error) {
 // Revoke disables a partner's key for good; revoking twice keeps the first
 // time.
 func (s *Service) Revoke(ctx context.Context, id string) (*Partner, error) {
-	_, err := s.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "revokedAt", Value: bson.D{{Key: "$exists", Value: false}}}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "revokedAt", Value: s.now()}}}})
-	if err != nil {
+	if err := s.store.Revoke(ctx, id, s.now()); err != nil {
 		return nil, fmt.Errorf("revoke partner: %w", err)
 	}
 	return s.Get(ctx, id)
 }
 
 // period returns the index of the budget period containing t.
-func (d *partnerDoc) period(t time.Time) int64 {
+func period(d *Record, t time.Time) int64 {
 	p := int64(t.Sub(d.CreatedAt) / (time.Duration(d.PeriodDays) * 24 * time.Hour))
 	return max(p, 0)
 }
 
-func (d *partnerDoc) resetsAt(period int64) time.Time {
+func resetsAt(d *Record, period int64) time.Time {
 	return d.CreatedAt.Add(time.Duration(period+1) * time.Duration(d.PeriodDays) * 24 * time.Hour)
 }
 
-func (s *Service) view(d *partnerDoc) *Partner {
-	cur := d.period(s.now())
+func (s *Service) view(d *Record) *Partner {
+	cur := period(d, s.now())
 	left := d.Budget
 	if d.Period == cur {
 		left -= d.Spent
@@ -247,7 +220,7 @@ func (s *Service) view(d *partnerDoc) *Partner {
 	return &Partner{
 		ID: d.ID, Name: d.Name, EpsilonBudget: float64(d.Budget) / Unit, BudgetPeriodDays: d.PeriodDays,
 		CreatedAt: d.CreatedAt, RevokedAt: d.RevokedAt, BudgetRemaining: float64(max(left, 0)) / Unit,
-		BudgetResetsAt: d.resetsAt(cur),
+		BudgetResetsAt: resetsAt(d, cur),
 	}
 }
 
@@ -267,34 +240,27 @@ func (s *Service) Charge(ctx context.Context, partnerID string, cost int64) (flo
 		if d == nil || d.RevokedAt != nil {
 			return 0, apperr.New(apperr.Unauthenticated, "this partner key is not valid")
 		}
-		now := s.now()
-		cur := d.period(now)
+		cur := period(d, s.now())
 		if cost > d.Budget || d.Period == cur && d.Spent > d.Budget-cost {
 			return 0, s.exhausted(d, cur)
 		}
-		notRevoked := bson.E{Key: "revokedAt", Value: bson.D{{Key: "$exists", Value: false}}}
-		var filter, update bson.D
+		var after *Record
 		if d.Period == cur {
 			// Same period: spend if enough is left.
-			filter = bson.D{{Key: "_id", Value: d.ID}, notRevoked, {Key: "period", Value: cur},
-				{Key: "spent", Value: bson.D{{Key: "$lte", Value: d.Budget - cost}}}}
-			update = bson.D{{Key: "$inc", Value: bson.D{{Key: "spent", Value: cost}}}}
+			after, err = s.store.SpendInPeriod(ctx, d.ID, cur, cost, d.Budget)
 		} else {
 			// A new period began: start it with this charge, unless another
 			// request did so first (then the first branch applies next time).
-			filter = bson.D{{Key: "_id", Value: d.ID}, notRevoked, {Key: "period", Value: d.Period}}
-			update = bson.D{{Key: "$set", Value: bson.D{{Key: "period", Value: cur}, {Key: "spent", Value: cost}}}}
+			after, err = s.store.StartPeriod(ctx, d.ID, d.Period, cur, cost)
 		}
-		var after partnerDoc
-		err = s.coll.FindOneAndUpdate(ctx, filter, update, options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&after)
-		if err == nil {
+		if err != nil {
+			return 0, fmt.Errorf("charge budget: %w", err)
+		}
+		if after != nil {
 			if s.opts.OnCharge != nil {
 				s.opts.OnCharge(partnerID, float64(cost)/Unit)
 			}
 			return float64(after.Budget-after.Spent) / Unit, nil
-		}
-		if !errors.Is(err, mongo.ErrNoDocuments) {
-			return 0, fmt.Errorf("charge budget: %w", err)
 		}
 		// The document changed under us (a concurrent charge or period
 		// start): look again.
@@ -302,11 +268,11 @@ func (s *Service) Charge(ctx context.Context, partnerID string, cost int64) (flo
 	return 0, apperr.New(apperr.RateLimited, "too many concurrent requests; try again")
 }
 
-func (s *Service) exhausted(d *partnerDoc, cur int64) error {
+func (s *Service) exhausted(d *Record, cur int64) error {
 	left := d.Budget
 	if d.Period == cur {
 		left -= d.Spent
 	}
 	return apperr.New(apperr.BudgetExhausted, "this query needs more epsilon than the %g left until %s",
-		float64(max(left, 0))/Unit, d.resetsAt(cur).Format(time.RFC3339))
+		float64(max(left, 0))/Unit, resetsAt(d, cur).Format(time.RFC3339))
 }

@@ -24,17 +24,20 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/consentgraph/consentgraph/internal/accounts"
 	"github.com/consentgraph/consentgraph/internal/app"
 	"github.com/consentgraph/consentgraph/internal/config"
 	"github.com/consentgraph/consentgraph/internal/demographics"
+	"github.com/consentgraph/consentgraph/internal/progress"
 )
 
 // DemoPassword is the password of every seeded account.
@@ -52,9 +55,12 @@ type Options struct {
 	// Now is the clock; zero means time.Now.
 	Now func() time.Time
 	// OnUser, when set, sees every seeded user (the benchmark keeps a
-	// plaintext copy of the dimensions to compare against).
+	// plaintext copy of the dimensions to compare against); calls come
+	// from several goroutines, one at a time, in no particular order.
 	OnUser func(User)
-	Logger *slog.Logger
+	// Progress, when set, learns how many users are written so far.
+	Progress func(done, total int)
+	Logger   *slog.Logger
 }
 
 // User is one seeded account as generated.
@@ -77,6 +83,45 @@ type Result struct {
 }
 
 const batchSize = 5000
+
+// batch is one batch of generated users, with whether each sent Global
+// Privacy Control at sign-up.
+type batch struct {
+	users []accounts.ImportUser
+	gpc   []bool
+}
+
+// importBatch writes one batch: accounts with their consent, then their
+// demographic records.
+func importBatch(ctx context.Context, a *app.App, b *batch, passwordHash string) ([]User, error) {
+	rules := a.Consent.Rules()
+	users := make([]User, 0, len(b.users))
+	entries := make([]demographics.Entry, 0, len(b.users))
+	for i := range b.users {
+		in := &b.users[i]
+		initial, err := a.Consent.SignUp(ctx, in.ID, b.gpc[i])
+		if err != nil {
+			return nil, fmt.Errorf("seed consent: %w", err)
+		}
+		in.Consent = initial
+		u := User{ID: in.ID, Username: in.Username, Profile: in.Profile, CreatedAt: in.CreatedAt,
+			Counts: rules.InForce(&initial.State, demographics.Purpose)}
+		users = append(users, u)
+		if u.Counts {
+			p := in.Profile
+			entries = append(entries, demographics.Entry{UserID: u.ID, Subject: &demographics.Subject{
+				BirthYear: p.BirthYear, Country: p.Country, Gender: p.Gender, Language: p.Language, SignedUp: u.CreatedAt,
+			}})
+		}
+	}
+	if _, err := a.Accounts.ImportUsers(ctx, b.users, passwordHash); err != nil {
+		return nil, err
+	}
+	if err := a.Demographics.Import(ctx, entries); err != nil {
+		return nil, err
+	}
+	return users, nil
+}
 
 // Run seeds opts.Users users into a's store.
 func Run(ctx context.Context, a *app.App, opts Options) (*Result, error) {
@@ -102,64 +147,79 @@ func Run(ctx context.Context, a *app.App, opts Options) (*Result, error) {
 	var run [2]byte
 	_, _ = rand.Read(run[:])
 	prefix := "demo-" + hex.EncodeToString(run[:]) + "-"
-	eligible := demographics.ConsentEligibility{Consent: a.Consent, Purpose: demographics.Purpose}
-	res := &Result{}
-	var granted []string
-	for done := 0; done < opts.Users; {
-		n := min(batchSize, opts.Users-done)
-		batch := make([]accounts.ImportUser, 0, n)
-		users := make([]User, 0, n)
-		for i := range n {
-			in := g.user(prefix + strconv.Itoa(done+i))
-			in.ID = accounts.NewID()
-			fields, err := a.Consent.SignUpFields(ctx, in.ID, g.r.IntN(100) < 8) // 8% send Global Privacy Control
-			if err != nil {
-				return nil, fmt.Errorf("seed consent: %w", err)
-			}
-			in.Extra = fields
-			raw, err := bson.Marshal(fields)
-			if err != nil {
-				return nil, fmt.Errorf("seed consent: %w", err)
-			}
-			counts, err := eligible.CountsStored(raw)
-			if err != nil {
-				return nil, err
-			}
-			batch = append(batch, in)
-			users = append(users, User{ID: in.ID, Username: in.Username, Profile: in.Profile, CreatedAt: in.CreatedAt, Counts: counts})
-		}
-		if _, err := a.Accounts.ImportUsers(ctx, batch, DemoPassword); err != nil {
-			return nil, err
-		}
-		entries := make([]demographics.Entry, 0, n)
-		for i, u := range users {
-			if !u.Counts {
-				continue
-			}
-			p := batch[i].Profile
-			entries = append(entries, demographics.Entry{UserID: u.ID, Subject: &demographics.Subject{
-				BirthYear: p.BirthYear, Country: p.Country, Gender: p.Gender, Language: p.Language, SignedUp: u.CreatedAt,
-			}})
-			res.Counting++
-		}
-		if err := a.Demographics.Import(ctx, entries); err != nil {
-			return nil, err
-		}
-		for _, u := range users {
-			if len(granted) < opts.Grants && g.r.IntN(3) == 0 {
-				granted = append(granted, u.ID)
-			}
-			if opts.OnUser != nil {
-				opts.OnUser(u)
-			}
-		}
-		done += n
-		res.Users = done
-		opts.Logger.InfoContext(ctx, "seeded users", "done", done, "of", opts.Users)
+	hash, err := a.Accounts.HashPassword(ctx, DemoPassword)
+	if err != nil {
+		return nil, err
 	}
+	// The random draws happen here, in order, so a seed value always gives
+	// the same data; sealing, keys and writes run on every core.
+	batches := make(chan *batch, 2)
+	var granted []string
+	go func() {
+		defer close(batches)
+		for done := 0; done < opts.Users; {
+			n := min(batchSize, opts.Users-done)
+			b := &batch{users: make([]accounts.ImportUser, 0, n), gpc: make([]bool, 0, n)}
+			for i := range n {
+				in := g.user(prefix + strconv.Itoa(done+i))
+				in.ID = accounts.NewID()
+				b.users = append(b.users, in)
+				b.gpc = append(b.gpc, g.r.IntN(100) < 8) // 8% send Global Privacy Control
+				if len(granted) < opts.Grants && g.r.IntN(3) == 0 {
+					granted = append(granted, in.ID)
+				}
+			}
+			done += n
+			select {
+			case batches <- b:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	res := &Result{}
+	var mu sync.Mutex // guards res and opts.OnUser
+	work := errgroup.Group{}
+	for range max(1, runtime.GOMAXPROCS(0)) {
+		work.Go(func() error {
+			for b := range batches {
+				users, err := importBatch(ctx, a, b, hash)
+				if err != nil {
+					return err
+				}
+				mu.Lock()
+				for _, u := range users {
+					if u.Counts {
+						res.Counting++
+					}
+					if opts.OnUser != nil {
+						opts.OnUser(u)
+					}
+				}
+				res.Users += len(users)
+				done := res.Users
+				mu.Unlock()
+				if opts.Progress != nil {
+					opts.Progress(done, opts.Users)
+				}
+				opts.Logger.DebugContext(ctx, "seeded users", "done", done, "of", opts.Users)
+			}
+			return nil
+		})
+	}
+	if err := work.Wait(); err != nil {
+		for range batches { // let the generator finish
+		}
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	rebuild := time.Now()
 	if err := a.Demographics.Rebuild(ctx); err != nil {
 		return nil, err
 	}
+	opts.Logger.InfoContext(ctx, "rebuilt the aggregates", "took", time.Since(rebuild).Round(time.Millisecond))
 	for _, id := range granted {
 		if _, err := a.Consent.Grant(ctx, id, "newsletter"); err != nil {
 			return nil, fmt.Errorf("seed newsletter consent: %w", err)
@@ -260,9 +320,7 @@ func Main(args []string, getenv func(string) string, stderr, stdout io.Writer) e
 	if err != nil {
 		return err
 	}
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.LogLevel))
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := cfg.Logger(stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	a, err := app.New(ctx, cfg, log)
@@ -270,7 +328,10 @@ func Main(args []string, getenv func(string) string, stderr, stdout io.Writer) e
 		return err
 	}
 	defer a.Close(context.Background())
-	res, err := Run(ctx, a, Options{Users: *users, RandSeed: *randSeed, Grants: -1, Logger: log})
+	bar := progress.New(stderr, int64(*users), "users")
+	res, err := Run(ctx, a, Options{Users: *users, RandSeed: *randSeed, Grants: -1, Logger: log,
+		Progress: func(done, _ int) { bar.Set(int64(done)) }})
+	bar.Finish()
 	if err != nil {
 		return err
 	}

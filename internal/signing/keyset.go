@@ -1,5 +1,5 @@
 // Package signing holds Consentgraph's single Ed25519 key set, shared by all
-// server replicas through MongoDB. It signs consent receipts and exports
+// server replicas through the store. It signs consent receipts and exports
 // (JWS) and outgoing webhook payloads (raw Ed25519), and publishes every
 // public key, including retired ones, as a JWKS so that anything signed in
 // the past stays verifiable after a rotation.
@@ -20,40 +20,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
-
 	"github.com/consentgraph/consentgraph/internal/envelope"
-	"github.com/consentgraph/consentgraph/internal/store"
 )
-
-// Collection is the MongoDB collection holding the key set.
-const Collection = "signing_keys"
 
 // unknownKidRefreshInterval bounds how often a signature by an unknown kid
 // may trigger a reload, so forged kids cannot hammer the database.
 const unknownKidRefreshInterval = 10 * time.Second
-
-// keyDoc is one key. The active key is the one with the highest generation.
-// A unique index on generation makes "create the first key" and "rotate from
-// generation g" single inserts that only one replica can win. Inserts are
-// used rather than a compare-and-swap update because FerretDB v1 does not
-// apply conditional updates atomically (several concurrent updates with the
-// same filter can all match).
-type keyDoc struct {
-	Kid        string `bson:"_id"`
-	Generation int64  `bson:"generation"`
-	Alg        string `bson:"alg"`
-	PublicKey  []byte `bson:"publicKey"`
-	// PrivateKey is the Ed25519 seed wrapped by the master key (aad names the
-	// kid). It is removed when the key is retired: old keys only verify.
-	PrivateKey  []byte     `bson:"privateKey,omitempty"`
-	MasterKeyID string     `bson:"masterKeyId,omitempty"`
-	CreatedAt   time.Time  `bson:"createdAt"`
-	RetiredAt   *time.Time `bson:"retiredAt"`
-	ExpiresAt   *time.Time `bson:"expiresAt"`
-}
 
 // PublicKey describes one key of the set.
 type PublicKey struct {
@@ -82,9 +54,9 @@ type state struct {
 // Keyset signs with the active key and verifies with any published key.
 // It is safe for concurrent use.
 type Keyset struct {
-	coll *mongo.Collection
-	kr   *envelope.Keyring
-	log  *slog.Logger
+	store Store
+	kr    *envelope.Keyring
+	log   *slog.Logger
 
 	state atomic.Pointer[state]
 
@@ -93,46 +65,43 @@ type Keyset struct {
 	minRefresh  time.Duration
 }
 
-// Open loads the key set from db, creating its first key if there is none.
-// Replicas opening an empty store at the same time agree on one active key.
-func Open(ctx context.Context, db *mongo.Database, kr *envelope.Keyring, logger *slog.Logger) (*Keyset, error) {
+// Open loads the key set from the store, creating its first key if there is
+// none. Replicas opening an empty store at the same time agree on one active
+// key: generations are unique, so only one first key can be stored.
+func Open(ctx context.Context, st Store, kr *envelope.Keyring, logger *slog.Logger) (*Keyset, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
 	ks := &Keyset{
-		coll:       db.Collection(Collection),
+		store:      st,
 		kr:         kr,
 		log:        logger.With("component", "signing"),
 		minRefresh: unknownKidRefreshInterval,
 	}
-	err := store.EnsureIndexes(ctx, ks.coll, mongo.IndexModel{
-		Keys:    bson.D{{Key: "generation", Value: 1}},
-		Options: options.Index().SetName("generation_unique").SetUnique(true),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("open signing keys: %w", err)
-	}
-	st, err := ks.load(ctx, nil)
+	snap, err := ks.load(ctx, nil)
 	if errors.Is(err, errNoKeys) {
-		if _, err := ks.insertKey(ctx, 1); err != nil && !mongo.IsDuplicateKeyError(err) {
+		if _, err := ks.insertKey(ctx, 1); err != nil && !errors.Is(err, errGenerationTaken) {
 			return nil, fmt.Errorf("create first signing key: %w", err)
 		}
-		st, err = ks.load(ctx, nil)
+		snap, err = ks.load(ctx, nil)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open signing keys: %w", err)
 	}
-	ks.state.Store(st)
+	ks.state.Store(snap)
 	ks.lastRefresh = time.Now()
 	return ks, nil
 }
 
-var errNoKeys = errors.New("no signing keys")
+var (
+	errNoKeys          = errors.New("no signing keys")
+	errGenerationTaken = errors.New("signing key generation taken")
+)
 
 func privateKeyAAD(kid string) string { return "signing-key:" + kid }
 
 // insertKey generates a key and stores it as the given generation. It fails
-// with a duplicate-key error if that generation already exists, i.e. another
+// with errGenerationTaken if that generation already exists, i.e. another
 // replica got there first; nothing is left behind in that case.
 func (ks *Keyset) insertKey(ctx context.Context, generation int64) (string, error) {
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
@@ -146,17 +115,20 @@ func (ks *Keyset) insertKey(ctx context.Context, generation int64) (string, erro
 	if err != nil {
 		return "", fmt.Errorf("wrap signing key: %w", err)
 	}
-	_, err = ks.coll.InsertOne(ctx, keyDoc{
+	ok, err := ks.store.InsertKey(ctx, KeyRecord{
 		Kid:         kid,
 		Generation:  generation,
 		Alg:         algEdDSA,
 		PublicKey:   pub,
 		PrivateKey:  wrapped,
 		MasterKeyID: ks.kr.CurrentKeyID(),
-		CreatedAt:   time.Now().UTC(),
+		CreatedAt:   time.Now().UTC().Truncate(time.Millisecond),
 	})
 	if err != nil {
 		return "", fmt.Errorf("store signing key: %w", err)
+	}
+	if !ok {
+		return "", errGenerationTaken
 	}
 	return kid, nil
 }
@@ -164,12 +136,8 @@ func (ks *Keyset) insertKey(ctx context.Context, generation int64) (string, erro
 // load reads all keys in one query. prev lets an unchanged active key skip
 // unwrapping.
 func (ks *Keyset) load(ctx context.Context, prev *state) (*state, error) {
-	cur, err := ks.coll.Find(ctx, bson.D{})
+	docs, err := ks.store.Keys(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("read signing keys: %w", err)
-	}
-	var docs []keyDoc
-	if err := cur.All(ctx, &docs); err != nil {
 		return nil, fmt.Errorf("read signing keys: %w", err)
 	}
 	if len(docs) == 0 {
@@ -177,7 +145,7 @@ func (ks *Keyset) load(ctx context.Context, prev *state) (*state, error) {
 	}
 
 	st := &state{keys: make(map[string]PublicKey, len(docs))}
-	var active *keyDoc
+	var active *KeyRecord
 	for i, d := range docs {
 		if d.Alg != algEdDSA || len(d.PublicKey) != ed25519.PublicKeySize {
 			ks.log.WarnContext(ctx, "ignoring unusable signing key", "kid", d.Kid, "alg", d.Alg)
@@ -293,7 +261,7 @@ func (ks *Keyset) Rotate(ctx context.Context) (newKid string, err error) {
 	}
 	gen := ks.state.Load().generation + 1
 	kid, err := ks.insertKey(ctx, gen)
-	if mongo.IsDuplicateKeyError(err) {
+	if errors.Is(err, errGenerationTaken) {
 		// Lost to a concurrent rotation: that one's key is fresh too.
 		if err := ks.Refresh(ctx); err != nil {
 			return "", fmt.Errorf("rotate: %w", err)
@@ -321,17 +289,7 @@ func (ks *Keyset) Rotate(ctx context.Context) (newKid string, err error) {
 // private key: old keys only verify from now on, and a later leak of store
 // and master key cannot forge signatures under their kids. Idempotent.
 func (ks *Keyset) retireBelow(ctx context.Context, generation int64) error {
-	_, err := ks.coll.UpdateMany(ctx,
-		bson.D{
-			{Key: "generation", Value: bson.D{{Key: "$lt", Value: generation}}},
-			{Key: "privateKey", Value: bson.D{{Key: "$exists", Value: true}}},
-		},
-		bson.D{
-			{Key: "$set", Value: bson.D{{Key: "retiredAt", Value: time.Now().UTC()}}},
-			{Key: "$unset", Value: bson.D{{Key: "privateKey", Value: ""}, {Key: "masterKeyId", Value: ""}}},
-		},
-	)
-	if err != nil {
+	if err := ks.store.RetireBelow(ctx, generation, time.Now().UTC().Truncate(time.Millisecond)); err != nil {
 		return fmt.Errorf("retire signing keys: %w", err)
 	}
 	return nil
@@ -352,11 +310,7 @@ func (ks *Keyset) Expire(ctx context.Context, kid string, at time.Time) error {
 	if kid == st.active {
 		return fmt.Errorf("expire signing key %q: it is the active key", kid)
 	}
-	_, err := ks.coll.UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: kid}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "expiresAt", Value: at.UTC()}}}},
-	)
-	if err != nil {
+	if err := ks.store.SetExpiry(ctx, kid, at.UTC().Truncate(time.Millisecond)); err != nil {
 		return fmt.Errorf("expire signing key %q: %w", kid, err)
 	}
 	return ks.Refresh(ctx)
@@ -374,9 +328,18 @@ func (ks *Keyset) RewrapAll(ctx context.Context) (n int, err error) {
 	if err := ks.retireBelow(ctx, st.generation); err != nil {
 		return 0, err
 	}
-	var d keyDoc
-	if err := ks.coll.FindOne(ctx, bson.D{{Key: "_id", Value: st.active}}).Decode(&d); err != nil {
+	keys, err := ks.store.Keys(ctx)
+	if err != nil {
 		return 0, fmt.Errorf("read active signing key: %w", err)
+	}
+	var d *KeyRecord
+	for i := range keys {
+		if keys[i].Kid == st.active {
+			d = &keys[i]
+		}
+	}
+	if d == nil {
+		return 0, fmt.Errorf("read active signing key: %s is gone", st.active)
 	}
 	out, changed, err := ks.kr.Rewrap(d.PrivateKey, privateKeyAAD(d.Kid))
 	if err != nil {
@@ -385,20 +348,16 @@ func (ks *Keyset) RewrapAll(ctx context.Context) (n int, err error) {
 	if !changed {
 		return 0, nil
 	}
-	// The filter on the old blob avoids resurrecting a private key that a
-	// concurrent rotation has just deleted (on MongoDB; FerretDB v1 does not
-	// apply conditional updates atomically, so there it narrows the window).
-	res, err := ks.coll.UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: d.Kid}, {Key: "privateKey", Value: d.PrivateKey}},
-		bson.D{{Key: "$set", Value: bson.D{
-			{Key: "privateKey", Value: out},
-			{Key: "masterKeyId", Value: ks.kr.CurrentKeyID()},
-		}}},
-	)
+	// Conditional on the old blob, so that a private key a concurrent
+	// rotation has just deleted is not resurrected.
+	ok, err := ks.store.SwapPrivateKey(ctx, d.Kid, d.PrivateKey, out, ks.kr.CurrentKeyID())
 	if err != nil {
 		return 0, fmt.Errorf("store rewrapped signing key %s: %w", d.Kid, err)
 	}
-	return int(res.ModifiedCount), nil
+	if !ok {
+		return 0, nil
+	}
+	return 1, nil
 }
 
 // ActiveKid returns the kid new signatures are made with.

@@ -15,15 +15,12 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"time"
-
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/consentgraph/consentgraph/internal/mail"
 	"github.com/consentgraph/consentgraph/internal/policy"
@@ -42,13 +39,15 @@ func init() {
 	}, New)
 }
 
-// Subscriber is the stored state of one subscriber.
+// Subscriber is the stored state of one subscriber, kept in the
+// instance's plugins.State under "s:" + subject; a pending confirmation
+// token's hash maps back to the subject under "t:" + hash.
 type Subscriber struct {
-	Subject   string    `bson:"_id"`
-	Confirmed bool      `bson:"confirmed"`
-	TokenHash string    `bson:"tokenHash,omitempty"`
-	EmailHash string    `bson:"emailHash"`
-	UpdatedAt time.Time `bson:"updatedAt"`
+	Subject   string    `json:"subject"`
+	Confirmed bool      `json:"confirmed"`
+	TokenHash string    `json:"tokenHash,omitempty"`
+	EmailHash string    `json:"emailHash"`
+	UpdatedAt time.Time `json:"updatedAt"`
 }
 
 // Processor is an smtp_newsletter instance.
@@ -57,7 +56,7 @@ type Processor struct {
 	sender   *mail.Sender
 	subject  string
 	listName string
-	coll     *mongo.Collection
+	state    plugins.State
 }
 
 // New builds an instance from its settings.
@@ -87,11 +86,11 @@ func New(env plugins.Env) (plugins.Processor, error) {
 	if subj == "" {
 		subj = "Please confirm your subscription to " + list
 	}
-	if env.DB == nil {
-		return nil, errors.New("smtp_newsletter needs a database")
+	if env.State == nil {
+		return nil, errors.New("smtp_newsletter needs processor state")
 	}
 	return &Processor{env: env, sender: mail.New(cfg, env.Logger), subject: subj, listName: list,
-		coll: env.DB.Collection("plugin_" + env.Name)}, nil
+		state: env.State}, nil
 }
 
 func hashOf(parts ...string) string {
@@ -111,23 +110,28 @@ func (p *Processor) Deliver(ctx context.Context, r plugins.Request) (plugins.Res
 		return plugins.Result{}, plugins.Permanent(errors.New("smtp_newsletter: no email"))
 	}
 	emailHash := hashOf(r.Subject, email)
-	var cur Subscriber
-	err := p.coll.FindOne(ctx, bson.D{{Key: "_id", Value: r.Subject}}).Decode(&cur)
-	switch {
-	case err == nil && cur.Confirmed && cur.EmailHash == emailHash:
+	cur, err := p.Subscriber(ctx, r.Subject)
+	if err != nil {
+		return plugins.Result{}, err
+	}
+	if cur != nil && cur.Confirmed && cur.EmailHash == emailHash {
 		return plugins.Result{}, nil
-	case err != nil && !errors.Is(err, mongo.ErrNoDocuments):
-		return plugins.Result{}, fmt.Errorf("smtp_newsletter state: %w", err)
 	}
 	raw := make([]byte, 24)
 	if _, err := rand.Read(raw); err != nil {
 		return plugins.Result{}, err
 	}
 	token := base64.RawURLEncoding.EncodeToString(raw)
-	if _, err := p.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: r.Subject}}, bson.D{{Key: "$set", Value: bson.D{
-		{Key: "confirmed", Value: false}, {Key: "tokenHash", Value: hashOf(token)}, {Key: "emailHash", Value: emailHash}, {Key: "updatedAt", Value: time.Now()},
-	}}}, options.UpdateOne().SetUpsert(true)); err != nil {
+	// The token index first: a crash in between leaves a dangling token
+	// that confirms nothing, never a subscriber whose link cannot work.
+	if err := p.state.Put(ctx, "t:"+hashOf(token), []byte(r.Subject)); err != nil {
 		return plugins.Result{}, fmt.Errorf("smtp_newsletter state: %w", err)
+	}
+	if cur != nil && cur.TokenHash != "" {
+		_ = p.state.Delete(ctx, "t:"+cur.TokenHash) // the older link stops working
+	}
+	if err := p.put(ctx, &Subscriber{Subject: r.Subject, TokenHash: hashOf(token), EmailHash: emailHash, UpdatedAt: time.Now().UTC()}); err != nil {
+		return plugins.Result{}, err
 	}
 	link := p.env.PublicURL + "/plugins/" + url.PathEscape(p.env.Name) + "/confirm?token=" + token
 	msg := mail.Message{
@@ -148,7 +152,16 @@ func (p *Processor) Deliver(ctx context.Context, r plugins.Request) (plugins.Res
 
 // Forget removes the subscriber (unsubscribed or erased alike).
 func (p *Processor) Forget(ctx context.Context, r plugins.Request) error {
-	if _, err := p.coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: r.Subject}}); err != nil {
+	cur, err := p.Subscriber(ctx, r.Subject)
+	if err != nil {
+		return fmt.Errorf("smtp_newsletter forget: %w", err)
+	}
+	if cur != nil && cur.TokenHash != "" {
+		if err := p.state.Delete(ctx, "t:"+cur.TokenHash); err != nil {
+			return fmt.Errorf("smtp_newsletter forget: %w", err)
+		}
+	}
+	if err := p.state.Delete(ctx, "s:"+r.Subject); err != nil {
 		return fmt.Errorf("smtp_newsletter forget: %w", err)
 	}
 	return nil
@@ -159,26 +172,56 @@ func (p *Processor) Confirm(ctx context.Context, token string) (bool, error) {
 	if token == "" {
 		return false, nil
 	}
-	r, err := p.coll.UpdateOne(ctx, bson.D{{Key: "tokenHash", Value: hashOf(token)}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "confirmed", Value: true}, {Key: "updatedAt", Value: time.Now()}}},
-			{Key: "$unset", Value: bson.D{{Key: "tokenHash", Value: ""}}}})
+	h := hashOf(token)
+	subject, ok, err := p.state.Get(ctx, "t:"+h)
 	if err != nil {
 		return false, fmt.Errorf("smtp_newsletter confirm: %w", err)
 	}
-	return r.MatchedCount == 1, nil
+	if !ok {
+		return false, nil
+	}
+	s, err := p.Subscriber(ctx, string(subject))
+	if err != nil {
+		return false, fmt.Errorf("smtp_newsletter confirm: %w", err)
+	}
+	if s == nil || s.TokenHash != h {
+		return false, nil // forgotten, or a newer link was sent since
+	}
+	s.Confirmed, s.TokenHash, s.UpdatedAt = true, "", time.Now().UTC()
+	if err := p.put(ctx, s); err != nil {
+		return false, fmt.Errorf("smtp_newsletter confirm: %w", err)
+	}
+	if err := p.state.Delete(ctx, "t:"+h); err != nil {
+		return false, fmt.Errorf("smtp_newsletter confirm: %w", err)
+	}
+	return true, nil
 }
 
-// Subscriber returns the state kept for subject.
+// Subscriber returns the state kept for subject, or nil.
 func (p *Processor) Subscriber(ctx context.Context, subject string) (*Subscriber, error) {
-	var s Subscriber
-	err := p.coll.FindOne(ctx, bson.D{{Key: "_id", Value: subject}}).Decode(&s)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return nil, nil
-	}
+	raw, ok, err := p.state.Get(ctx, "s:"+subject)
 	if err != nil {
 		return nil, fmt.Errorf("smtp_newsletter state: %w", err)
 	}
+	if !ok {
+		return nil, nil
+	}
+	var s Subscriber
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return nil, fmt.Errorf("smtp_newsletter state of %s: %w", subject, err)
+	}
 	return &s, nil
+}
+
+func (p *Processor) put(ctx context.Context, s *Subscriber) error {
+	raw, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("smtp_newsletter state: %w", err)
+	}
+	if err := p.state.Put(ctx, "s:"+s.Subject, raw); err != nil {
+		return fmt.Errorf("smtp_newsletter state: %w", err)
+	}
+	return nil
 }
 
 // Handler serves GET confirm?token=... under /plugins/{name}/.

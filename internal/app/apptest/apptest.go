@@ -15,15 +15,19 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"os"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/consentgraph/consentgraph/internal/app"
 	"github.com/consentgraph/consentgraph/internal/config"
+	"github.com/consentgraph/consentgraph/internal/store"
+	"github.com/consentgraph/consentgraph/internal/store/snapshot"
 	"github.com/consentgraph/consentgraph/internal/store/storetest"
 )
 
@@ -59,19 +63,68 @@ func Config(t testing.TB) config.Config {
 
 var dbCounter atomic.Int64
 
-// Start runs a server on a fresh database of the shared embedded store.
+// StoreVariable chooses the store Start runs servers on: "embedded" (the
+// default) or "mongodb" (CONSENTGRAPH_TEST_MONGODB_URI, or else an embedded
+// FerretDB test double).
+const StoreVariable = "CONSENTGRAPH_TEST_STORE"
+
+// Kind is the store kind Start runs servers on: StoreVariable, or
+// "embedded" when it is unset.
+func Kind() string {
+	if kind := os.Getenv(StoreVariable); kind != "" {
+		return kind
+	}
+	return "embedded"
+}
+
+// Start runs a server on a fresh store of the kind StoreVariable names.
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
-	st := storetest.Shared(t)
-	cfg := Config(t)
-	cfg.MongoDBURI = st.URI
-	cfg.Database = fmt.Sprintf("app%d_%d", os.Getpid(), dbCounter.Add(1))
+	return StartOn(t, Kind(), opts...)
+}
+
+// StartOn runs a server on a fresh store of the given kind ("embedded" or
+// "mongodb").
+func StartOn(t testing.TB, kind string, opts ...Option) *Server {
+	t.Helper()
+	cfg := ConfigOn(t, kind)
 	for _, o := range opts {
 		o(&cfg)
 	}
-	s := StartWith(t, cfg)
-	t.Cleanup(func() { _ = st.Client.Database(cfg.Database).Drop(context.Background()) })
-	return s
+	return StartWith(t, cfg)
+}
+
+// ConfigOn is Config pointing at a fresh store of the given kind: the
+// embedded store in the fresh data directory, or a database of its own on
+// the test MongoDB.
+func ConfigOn(t testing.TB, kind string) config.Config {
+	t.Helper()
+	cfg := Config(t)
+	switch kind {
+	case "embedded":
+	case "mongodb":
+		cfg.MongoDBURI = storetest.MongoURI(t)
+		cfg.Database = fmt.Sprintf("app%d_%d", os.Getpid(), dbCounter.Add(1))
+		// Registered before the server's own clean-up, so it runs after
+		// the server stopped.
+		t.Cleanup(func() { dropDatabase(cfg.MongoDBURI, cfg.Database) })
+	default:
+		t.Fatalf("unknown store kind %q", kind)
+	}
+	return cfg
+}
+
+// dropDatabase removes a test's MongoDB database (best effort: the
+// FerretDB test double goes with the test binary anyway).
+func dropDatabase(uri, name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := mongo.Connect(options.Client().ApplyURI(uri))
+	if err != nil {
+		return
+	}
+	defer func() { _ = c.Disconnect(ctx) }()
+	_ = c.Database(name).Drop(ctx)
 }
 
 // StartWith runs a server with exactly cfg (an empty MongoDBURI starts an
@@ -106,8 +159,8 @@ func (s *Server) Close() {
 	_ = s.App.Close(context.Background())
 }
 
-// DB is the server's database, for assertions on what is stored.
-func (s *Server) DB() *mongo.Database { return s.App.Store.DB }
+// Store is the server's store, for assertions on what is stored.
+func (s *Server) Store() store.Backend { return s.App.Store }
 
 // testWriter sends server logs to the test log; after the test has ended
 // (late background jobs) they are dropped.
@@ -237,31 +290,90 @@ func (s *Server) Register(t testing.TB, username string) *Client {
 	return c
 }
 
-// Dump returns every document of every collection as extended JSON, so a
-// test can assert what is (not) stored in clear.
+// Dump returns every record the store holds, one per line as JSON after
+// its kind, so a test can assert what is (not) stored in clear. Byte
+// fields (sealed values, keys, hashes) are written as their raw bytes, not
+// base64: a value stored in clear where a sealed one belongs then shows as
+// itself. Strings are JSON-escaped (control characters as \u00XX).
 func (s *Server) Dump(t testing.TB) string {
 	t.Helper()
-	ctx := context.Background()
-	names, err := s.DB().ListCollectionNames(ctx, map[string]any{})
-	if err != nil {
-		t.Fatalf("list collections: %v", err)
+	src, ok := s.App.Store.(snapshot.Source)
+	if !ok {
+		t.Fatalf("the %s store cannot be dumped", s.App.Store.Kind())
 	}
+	ctx := context.Background()
 	var b strings.Builder
-	for _, name := range names {
-		cur, err := s.DB().Collection(name).Find(ctx, map[string]any{})
-		if err != nil {
-			t.Fatalf("dump %s: %v", name, err)
-		}
-		for cur.Next(ctx) {
-			b.WriteString(name)
+	for _, kind := range snapshot.Kinds {
+		err := src.Dump(ctx, kind, func(r snapshot.Record) error {
+			var line bytes.Buffer
+			enc := json.NewEncoder(&line)
+			enc.SetEscapeHTML(false)
+			if err := enc.Encode(rawBytes(reflect.ValueOf(r))); err != nil {
+				return err
+			}
+			b.WriteString(string(kind))
 			b.WriteString(": ")
-			b.WriteString(cur.Current.String())
-			b.WriteString("\n")
+			b.Write(line.Bytes()) // Encode ends it with a newline
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("dump %s: %v", kind, err)
 		}
-		if err := cur.Err(); err != nil {
-			t.Fatalf("dump %s: %v", name, err)
-		}
-		_ = cur.Close(ctx)
 	}
 	return b.String()
+}
+
+// rawBytes turns v into plain JSON-able values with every []byte as a
+// string of its bytes, and struct fields by name.
+func rawBytes(v reflect.Value) any {
+	switch v.Kind() {
+	case reflect.Invalid:
+		return nil
+	case reflect.Pointer, reflect.Interface:
+		if v.IsNil() {
+			return nil
+		}
+		return rawBytes(v.Elem())
+	case reflect.Struct:
+		if v.Type() == reflect.TypeFor[time.Time]() {
+			return v.Interface()
+		}
+		out := map[string]any{}
+		for i := range v.NumField() {
+			if f := v.Type().Field(i); f.IsExported() {
+				if x := rawBytes(v.Field(i)); x != nil {
+					out[f.Name] = x
+				}
+			}
+		}
+		return out
+	case reflect.Slice, reflect.Array:
+		if v.Type().Elem().Kind() == reflect.Uint8 {
+			if v.Kind() == reflect.Slice && v.IsNil() {
+				return nil
+			}
+			b := make([]byte, v.Len())
+			reflect.Copy(reflect.ValueOf(b), v)
+			return string(b)
+		}
+		if v.Kind() == reflect.Slice && v.IsNil() {
+			return nil
+		}
+		out := make([]any, v.Len())
+		for i := range v.Len() {
+			out[i] = rawBytes(v.Index(i))
+		}
+		return out
+	case reflect.Map:
+		if v.IsNil() {
+			return nil
+		}
+		out := make(map[string]any, v.Len())
+		for it := v.MapRange(); it.Next(); {
+			out[fmt.Sprint(it.Key().Interface())] = rawBytes(it.Value())
+		}
+		return out
+	default:
+		return v.Interface()
+	}
 }

@@ -1,5 +1,8 @@
-// Package storetest gives tests a real database on the embedded store, the
-// same FerretDB the server uses by default, reached through the real driver.
+// Package storetest gives tests real stores: a fresh embedded SQLite store
+// in a temporary directory, and a fresh database on the MongoDB adapter —
+// on a real MongoDB when CONSENTGRAPH_TEST_MONGODB_URI is set, otherwise on
+// an embedded FerretDB started once per test binary (a wire-protocol test
+// double: it scans and serializes everything, so keep data small there).
 package storetest
 
 import (
@@ -7,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,47 +19,107 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/consentgraph/consentgraph/internal/store"
+	"github.com/consentgraph/consentgraph/internal/store/ferret"
+	"github.com/consentgraph/consentgraph/internal/store/mongostore"
+	"github.com/consentgraph/consentgraph/internal/store/sqlite"
 )
 
-var (
-	once    sync.Once
-	shared  *store.Store
-	openErr error
-	counter atomic.Int64
-)
+// MongoURIVariable names the variable pointing the tests at a real MongoDB.
+const MongoURIVariable = "CONSENTGRAPH_TEST_MONGODB_URI"
 
-// Shared returns one embedded store per test binary; it lives until the
-// process exits. Tests isolate themselves with NewDB.
-func Shared(t testing.TB) *store.Store {
+// Kinds are the adapters Each runs on.
+var Kinds = []string{"embedded", "mongodb"}
+
+// Open returns a fresh, empty store of the given kind, closed (and for
+// MongoDB dropped) when the test ends.
+func Open(t testing.TB, kind string) store.Backend {
 	t.Helper()
-	once.Do(func() {
-		dir, err := os.MkdirTemp("", "consentgraph-test-*")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	switch kind {
+	case "embedded":
+		db, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(t.TempDir(), store.FileName), Logger: quiet})
 		if err != nil {
-			openErr = err
-			return
+			t.Fatalf("open embedded store: %v", err)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		shared, openErr = store.Open(ctx, store.Config{
-			URI:      os.Getenv("CONSENTGRAPH_TEST_MONGODB_URI"),
-			DataDir:  dir,
-			Database: "unused",
-			Logger:   slog.New(slog.DiscardHandler),
+		t.Cleanup(func() { _ = db.Close(context.Background()) })
+		return db
+	case "mongodb":
+		uri := MongoURI(t)
+		name := fmt.Sprintf("t%d_%d", os.Getpid(), counter.Add(1))
+		db, err := mongostore.Open(ctx, mongostore.Options{URI: uri, Database: name, Logger: quiet})
+		if err != nil {
+			t.Fatalf("open MongoDB store: %v", err)
+		}
+		t.Cleanup(func() {
+			_ = db.Database().Drop(context.Background())
+			_ = db.Close(context.Background())
 		})
-	})
-	if openErr != nil {
-		t.Fatalf("open embedded store: %v", openErr)
+		return db
 	}
-	return shared
+	t.Fatalf("unknown store kind %q", kind)
+	return nil
 }
 
-// NewDB returns a fresh, empty database on the shared store, dropped when
-// the test ends.
-func NewDB(t testing.TB) *mongo.Database {
+// Each runs test once per adapter, as subtests named after the kind.
+func Each(t *testing.T, test func(t *testing.T, b store.Backend)) {
 	t.Helper()
-	s := Shared(t)
-	name := fmt.Sprintf("t%d_%d", os.Getpid(), counter.Add(1))
-	db := s.Client.Database(name)
-	t.Cleanup(func() { _ = db.Drop(context.Background()) })
-	return db
+	for _, kind := range Kinds {
+		t.Run(kind, func(t *testing.T) { test(t, Open(t, kind)) })
+	}
+}
+
+var (
+	quiet   = slog.New(slog.DiscardHandler)
+	counter atomic.Int64
+
+	ferretOnce sync.Once
+	ferretURI  string
+	ferretErr  error
+)
+
+// MongoURI returns the MongoDB the tests use: CONSENTGRAPH_TEST_MONGODB_URI,
+// or an embedded FerretDB started for this test binary (it lives until the
+// process exits).
+func MongoURI(t testing.TB) string {
+	t.Helper()
+	if uri := os.Getenv(MongoURIVariable); uri != "" {
+		return uri
+	}
+	ferretOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "consentgraph-ferret-*")
+		if err != nil {
+			ferretErr = err
+			return
+		}
+		ferretURI, _, ferretErr = ferret.Start(context.Background(), dir, quiet)
+	})
+	if ferretErr != nil {
+		t.Fatalf("start embedded FerretDB: %v", ferretErr)
+	}
+	return ferretURI
+}
+
+// Tamper changes stored records behind the services' back, for tests that
+// prove tampering is detected: sql (with args) runs on the embedded store,
+// mongo on the MongoDB one. It fails the test when nothing changed.
+func Tamper(t testing.TB, b store.Backend, sql string, args []any, mongo func(ctx context.Context, db *mongo.Database) (int64, error)) {
+	t.Helper()
+	ctx := context.Background()
+	var n int64
+	var err error
+	switch db := b.(type) {
+	case *sqlite.DB:
+		n, err = db.ExecRaw(ctx, sql, args...)
+	case *mongostore.DB:
+		n, err = mongo(ctx, db.Database())
+	default:
+		t.Fatalf("cannot tamper with a %T", b)
+	}
+	if err != nil {
+		t.Fatalf("tamper: %v", err)
+	}
+	if n == 0 {
+		t.Fatal("tamper: nothing matched")
+	}
 }

@@ -1,0 +1,75 @@
+package benchmarks_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/consentgraph/consentgraph/internal/app/apptest"
+	"github.com/consentgraph/consentgraph/internal/config"
+	"github.com/consentgraph/consentgraph/internal/consent"
+)
+
+// BenchmarkLongLedger compares a user with CONSENTGRAPH_BENCH_LEDGER
+// events (default 10000) in their consent ledger against a new user (one
+// page, 20 events) on the same server, in one run: `me` with consents, the first page of the
+// consent history, and a consent change. The ledger lives apart from the
+// current state, so the ratios should stay near 1 (reading the whole
+// ledger — ledgerIntact, the export — is the one thing that grows with it).
+func BenchmarkLongLedger(b *testing.B) {
+	events := envSizes(b, "CONSENTGRAPH_BENCH_LEDGER", "10000")[0]
+	for _, kind := range envList("CONSENTGRAPH_BENCH_STORES", "embedded") {
+		b.Run(kind, func(b *testing.B) {
+			s := apptest.StartOn(b, kind, func(c *config.Config) { c.RateLimits, c.OutboxPoll = false, -1 })
+			long, fresh := s.Register(b, "long-ledger"), s.Register(b, "new-user")
+			var me, newMe struct{ Me struct{ ID string } }
+			long.Do(b, `{ me { id } }`, nil).Decode(b, &me)
+			fresh.Do(b, `{ me { id } }`, nil).Decode(b, &newMe)
+			ctx := context.Background()
+			// The new user has one page of history, so both pages are full.
+			for i := range 20 {
+				if _, err := s.App.Consent.Set(ctx, newMe.Me.ID, "surveys", i%2 == 0, consent.Explicit); err != nil {
+					b.Fatal(err)
+				}
+			}
+			t0 := time.Now()
+			for i := range events {
+				if _, err := s.App.Consent.Set(ctx, me.Me.ID, "surveys", i%2 == 0, consent.Explicit); err != nil {
+					b.Fatal(err)
+				}
+			}
+			fmt.Printf("\n%s store: wrote %d events in %s\n", kind, events, time.Since(t0).Round(time.Millisecond))
+			history := gql(`{ me { consentHistory(first: 20) { totalCount edges { node { sequence action } } } } }`, nil)
+			flip := gql(`mutation { grantConsent(purpose: "newsletter") { changed } }`, nil)
+			back := gql(`mutation { withdrawConsent(purpose: "newsletter") { changed } }`, nil)
+			measure := func(c *apptest.Client) (meL, histL, changeL latencies) {
+				p := newPoster(s.URL, c.Token)
+				meL = sample(300, func() time.Duration { return p.post(b, gql(meQuery, nil)) })
+				histL = sample(300, func() time.Duration { return p.post(b, history) })
+				on := false
+				changeL = sample(300, func() time.Duration {
+					on = !on
+					if on {
+						return p.post(b, flip)
+					}
+					return p.post(b, back)
+				})
+				return
+			}
+			measure(fresh) // warm-up: connections, caches, statements
+			measure(long)
+			for b.Loop() {
+				fm, fh, fc := measure(fresh)
+				lm, lh, lc := measure(long)
+				fmt.Printf("p50 ms, new user / %d events: me %.3f / %.3f (%.2f×), history page %.3f / %.3f (%.2f×), consent change %.3f / %.3f (%.2f×)\n",
+					events, ms(fm.pct(.5)), ms(lm.pct(.5)), ms(lm.pct(.5))/ms(fm.pct(.5)),
+					ms(fh.pct(.5)), ms(lh.pct(.5)), ms(lh.pct(.5))/ms(fh.pct(.5)),
+					ms(fc.pct(.5)), ms(lc.pct(.5)), ms(lc.pct(.5))/ms(fc.pct(.5)))
+				b.ReportMetric(ms(lm.pct(.5))/ms(fm.pct(.5)), "me-ratio")
+				b.ReportMetric(ms(lh.pct(.5))/ms(fh.pct(.5)), "history-ratio")
+				b.ReportMetric(ms(lc.pct(.5))/ms(fc.pct(.5)), "change-ratio")
+			}
+		})
+	}
+}

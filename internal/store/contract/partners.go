@@ -1,0 +1,221 @@
+package contract
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/consentgraph/consentgraph/internal/partners"
+)
+
+func partnersTests() []contractTest {
+	return []contractTest{
+		{"partners/insert-get-list", testPartnersCRUD},
+		{"partners/revoke", testPartnerRevoke},
+		{"partners/spend-conditions", testSpendConditions},
+		{"partners/spend-never-overspends-under-50-writers", testSpendConcurrent},
+		{"partners/start-period", testStartPeriod},
+		{"partners/start-period-under-50-writers", testStartPeriodConcurrent},
+	}
+}
+
+func partner(id string, created time.Time) partners.Record {
+	return partners.Record{ID: id, Name: "Partner " + id, KeyHash: "sha256:" + id, Budget: 1_000_000, PeriodDays: 30, CreatedAt: created, Period: 3, Spent: 0}
+}
+
+func (e *env) partner(id string) *partners.Record {
+	e.t.Helper()
+	r, err := e.b.Partners().Get(e.ctx, id)
+	e.must(err, "Get(%s)", id)
+	return r
+}
+
+func testPartnersCRUD(e *env) {
+	s := e.b.Partners()
+	if r := e.partner("p-none"); r != nil {
+		e.t.Errorf("Get of an absent partner = %+v, want nil", r)
+	}
+	list, err := s.List(e.ctx)
+	e.must(err, "List")
+	if len(list) != 0 {
+		e.t.Errorf("List of a new store = %v", list)
+	}
+	revoked := at(time.Hour)
+	ps := []partners.Record{
+		partner("p-c", at(2*time.Second)),
+		partner("p-b", at(time.Second)),
+		partner("p-a", at(2*time.Second)), // same time as p-c: id decides
+		partner("p-z", at(0)),
+	}
+	ps[1].RevokedAt, ps[1].Spent, ps[1].Period = &revoked, 1234, 9
+	for _, p := range ps {
+		e.must(s.Insert(e.ctx, p), "Insert(%s)", p.ID)
+	}
+	for _, p := range ps {
+		e.equal("Get("+p.ID+")", &p, e.partner(p.ID))
+	}
+	list, err = s.List(e.ctx)
+	e.must(err, "List")
+	e.equal("List (oldest first, then by id)", []partners.Record{ps[3], ps[1], ps[2], ps[0]}, list)
+}
+
+func testPartnerRevoke(e *env) {
+	s := e.b.Partners()
+	p := partner("p-1", at(0))
+	e.must(s.Insert(e.ctx, p), "Insert")
+	e.must(s.Insert(e.ctx, partner("p-2", at(0))), "Insert")
+	first := at(time.Hour)
+	e.must(s.Revoke(e.ctx, "p-1", first), "Revoke")
+	p.RevokedAt = &first
+	e.equal("partner after Revoke", &p, e.partner("p-1"))
+	e.must(s.Revoke(e.ctx, "p-1", at(2*time.Hour)), "Revoke again")
+	e.equal("partner after a second Revoke (keeps the first time)", &p, e.partner("p-1"))
+	if r := e.partner("p-2"); r.RevokedAt != nil {
+		e.t.Errorf("Revoke of p-1 revoked p-2")
+	}
+}
+
+func testSpendConditions(e *env) {
+	s := e.b.Partners()
+	p := partner("p-s", at(0))
+	e.must(s.Insert(e.ctx, p), "Insert")
+	spend := func(period, cost, limit int64) *partners.Record {
+		e.t.Helper()
+		r, err := s.SpendInPeriod(e.ctx, "p-s", period, cost, limit)
+		e.must(err, "SpendInPeriod(period %d, cost %d, limit %d)", period, cost, limit)
+		return r
+	}
+	r := spend(3, 400, 1000)
+	p.Spent = 400
+	e.equal("SpendInPeriod result", &p, r)
+	if r := spend(2, 1, 1000); r != nil {
+		e.t.Errorf("SpendInPeriod in another period = %+v, want nil", r)
+	}
+	if r := spend(3, 601, 1000); r != nil {
+		e.t.Errorf("SpendInPeriod beyond the limit = %+v, want nil", r)
+	}
+	r = spend(3, 600, 1000) // exactly up to the limit
+	p.Spent = 1000
+	e.equal("SpendInPeriod up to the limit", &p, r)
+	if r := spend(3, 1, 1000); r != nil {
+		e.t.Errorf("SpendInPeriod of an exhausted budget = %+v, want nil", r)
+	}
+	r = spend(3, 0, 1000)
+	e.equal("SpendInPeriod of nothing at the limit", &p, r)
+	e.equal("partner after spending", &p, e.partner("p-s"))
+
+	if r, err := s.SpendInPeriod(e.ctx, "p-none", 3, 1, 1000); err != nil || r != nil {
+		e.t.Errorf("SpendInPeriod of an absent partner = %+v, %v; want nil", r, err)
+	}
+	when := at(time.Hour)
+	e.must(s.Revoke(e.ctx, "p-s", when), "Revoke")
+	p.RevokedAt = &when
+	if r := spend(3, 0, 2000); r != nil {
+		e.t.Errorf("SpendInPeriod of a revoked partner = %+v, want nil", r)
+	}
+	e.equal("revoked partner after a refused spend", &p, e.partner("p-s"))
+}
+
+func testSpendConcurrent(e *env) {
+	s := e.b.Partners()
+	const budget, cost = 1000, 70 // room for 14 charges, not 15
+	p := partner("p-hot", at(0))
+	p.Budget = budget
+	e.must(s.Insert(e.ctx, p), "Insert")
+	results := make([]*partners.Record, concurrency)
+	errs := e.parallel(concurrency, func(i int) error {
+		r, err := s.SpendInPeriod(e.ctx, "p-hot", 3, cost, budget)
+		results[i] = r
+		return err
+	})
+	spentSeen := map[int64]int{}
+	succeeded := 0
+	for i := range concurrency {
+		if errs[i] != nil {
+			e.t.Errorf("SpendInPeriod #%d: %v", i, errs[i])
+		}
+		if r := results[i]; r != nil {
+			succeeded++
+			spentSeen[r.Spent]++
+			if r.Spent > budget || r.Spent%cost != 0 {
+				e.t.Errorf("SpendInPeriod #%d returned Spent %d", i, r.Spent)
+			}
+		}
+	}
+	if want := budget / cost; succeeded != want {
+		e.t.Errorf("%d of %d concurrent charges of %d against a budget of %d succeeded, want exactly %d", succeeded, concurrency, cost, budget, want)
+	}
+	for spent, n := range spentSeen {
+		if n > 1 {
+			e.t.Errorf("%d charges each returned Spent %d: they were not serialized", n, spent)
+		}
+	}
+	p.Spent = int64(budget / cost * cost)
+	e.equal("partner after concurrent charges", &p, e.partner("p-hot"))
+}
+
+func testStartPeriod(e *env) {
+	s := e.b.Partners()
+	p := partner("p-sp", at(0))
+	p.Spent = 999
+	e.must(s.Insert(e.ctx, p), "Insert")
+	if r, err := s.StartPeriod(e.ctx, "p-sp", 2, 4, 10); err != nil || r != nil {
+		e.t.Errorf("StartPeriod from a period that is not the stored one = %+v, %v; want nil", r, err)
+	}
+	r, err := s.StartPeriod(e.ctx, "p-sp", 3, 4, 10)
+	e.must(err, "StartPeriod")
+	p.Period, p.Spent = 4, 10
+	e.equal("StartPeriod result", &p, r)
+	e.equal("partner after StartPeriod", &p, e.partner("p-sp"))
+	if r, err := s.StartPeriod(e.ctx, "p-sp", 3, 4, 10); err != nil || r != nil {
+		e.t.Errorf("StartPeriod from the previous period again = %+v, %v; want nil", r, err)
+	}
+	// Spending goes on in the new period only.
+	if r, err := s.SpendInPeriod(e.ctx, "p-sp", 3, 1, 1000); err != nil || r != nil {
+		e.t.Errorf("SpendInPeriod in the old period = %+v, %v; want nil", r, err)
+	}
+	r, err = s.SpendInPeriod(e.ctx, "p-sp", 4, 5, 1000)
+	e.must(err, "SpendInPeriod(new period)")
+	p.Spent = 15
+	e.equal("SpendInPeriod in the new period", &p, r)
+
+	when := at(time.Hour)
+	e.must(s.Revoke(e.ctx, "p-sp", when), "Revoke")
+	p.RevokedAt = &when
+	if r, err := s.StartPeriod(e.ctx, "p-sp", 4, 5, 1); err != nil || r != nil {
+		e.t.Errorf("StartPeriod of a revoked partner = %+v, %v; want nil", r, err)
+	}
+	e.equal("revoked partner after a refused StartPeriod", &p, e.partner("p-sp"))
+	if r, err := s.StartPeriod(e.ctx, "p-none", 0, 1, 1); err != nil || r != nil {
+		e.t.Errorf("StartPeriod of an absent partner = %+v, %v; want nil", r, err)
+	}
+}
+
+func testStartPeriodConcurrent(e *env) {
+	s := e.b.Partners()
+	p := partner("p-race", at(0))
+	p.Spent = 500
+	e.must(s.Insert(e.ctx, p), "Insert")
+	results := make([]*partners.Record, concurrency)
+	errs := e.parallel(concurrency, func(i int) error {
+		r, err := s.StartPeriod(e.ctx, "p-race", 3, 4, int64(i+1))
+		results[i] = r
+		return err
+	})
+	winner := -1
+	for i := range concurrency {
+		if errs[i] != nil {
+			e.t.Errorf("StartPeriod #%d: %v", i, errs[i])
+		}
+		if results[i] != nil {
+			if winner >= 0 {
+				e.t.Errorf("StartPeriod #%d and #%d both started period 4", winner, i)
+			}
+			winner = i
+		}
+	}
+	if winner < 0 {
+		e.t.Fatalf("none of %d concurrent StartPeriod calls succeeded", concurrency)
+	}
+	p.Period, p.Spent = 4, int64(winner+1)
+	e.equal(fmt.Sprintf("partner after the StartPeriod race (winner #%d)", winner), &p, e.partner("p-race"))
+}

@@ -1,0 +1,121 @@
+package mongostore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/consentgraph/consentgraph/internal/audit"
+)
+
+type auditStore struct{ d *DB }
+
+var _ audit.Store = (*auditStore)(nil)
+
+// auditDoc is a document of audit_log; the sequence number is the _id, so
+// two appends can never take the same place.
+type auditDoc struct {
+	Seq     int64     `bson:"_id"`
+	At      time.Time `bson:"at"`
+	Actor   string    `bson:"actor"`
+	Action  string    `bson:"action"`
+	Subject string    `bson:"subject,omitempty"`
+	Detail  string    `bson:"detail,omitempty"`
+	Prev    string    `bson:"prev"`
+	Hash    string    `bson:"hash"`
+}
+
+func (d *auditDoc) entry() audit.Entry {
+	return audit.Entry{Seq: d.Seq, At: d.At, Actor: d.Actor, Action: d.Action, Subject: d.Subject, Detail: d.Detail, Prev: d.Prev, Hash: d.Hash}
+}
+
+// auditAttempts bounds the appends lost to concurrent ones before Append
+// gives up.
+const auditAttempts = 200
+
+// Append reads the head, builds the entry and inserts it under its
+// sequence number; a duplicate key means another append took the place,
+// so it waits a little (jittered, growing) and tries on the new head.
+func (s *auditStore) Append(ctx context.Context, next func(head *audit.Entry) audit.Entry) (audit.Entry, error) {
+	coll := s.d.coll(auditColl)
+	for attempt := range auditAttempts {
+		var head *audit.Entry
+		var doc auditDoc
+		err := coll.FindOne(ctx, bson.D{}, options.FindOne().SetSort(bson.D{{Key: "_id", Value: -1}})).Decode(&doc)
+		switch {
+		case errNotFound(err):
+		case err != nil:
+			return audit.Entry{}, fmt.Errorf("read audit head: %w", err)
+		default:
+			e := doc.entry()
+			head = &e
+		}
+		e := next(head)
+		_, err = coll.InsertOne(ctx, auditDoc{Seq: e.Seq, At: e.At, Actor: e.Actor, Action: e.Action, Subject: e.Subject, Detail: e.Detail, Prev: e.Prev, Hash: e.Hash})
+		if err == nil {
+			return e, nil
+		}
+		if !isDup(err) {
+			return audit.Entry{}, fmt.Errorf("append audit entry: %w", err)
+		}
+		limit := time.Duration(min(attempt+1, 10)) * 2 * time.Millisecond
+		t := time.NewTimer(limit/2 + rand.N(limit))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return audit.Entry{}, fmt.Errorf("append audit entry: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+	return audit.Entry{}, errors.New("append audit entry: too many concurrent appends")
+}
+
+func (s *auditStore) Page(ctx context.Context, before int64, limit int) ([]audit.Entry, error) {
+	f := bson.D{}
+	if before > 0 {
+		f = bson.D{{Key: "_id", Value: bson.D{{Key: "$lt", Value: before}}}}
+	}
+	opts := options.Find().SetSort(bson.D{{Key: "_id", Value: -1}})
+	if limit > 0 {
+		opts.SetLimit(int64(limit))
+	}
+	cur, err := s.d.coll(auditColl).Find(ctx, f, opts)
+	if err != nil {
+		return nil, fmt.Errorf("read audit log: %w", err)
+	}
+	var docs []auditDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("read audit log: %w", err)
+	}
+	out := make([]audit.Entry, 0, len(docs))
+	for i := range docs {
+		out = append(out, docs[i].entry())
+	}
+	return out, nil
+}
+
+func (s *auditStore) Each(ctx context.Context, fn func(e audit.Entry) error) error {
+	cur, err := s.d.coll(auditColl).Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return fmt.Errorf("read audit log: %w", err)
+	}
+	defer cur.Close(context.WithoutCancel(ctx))
+	for cur.Next(ctx) {
+		var doc auditDoc
+		if err := cur.Decode(&doc); err != nil {
+			return fmt.Errorf("decode audit entry: %w", err)
+		}
+		if err := fn(doc.entry()); err != nil {
+			return err
+		}
+	}
+	if err := cur.Err(); err != nil {
+		return fmt.Errorf("read audit log: %w", err)
+	}
+	return nil
+}

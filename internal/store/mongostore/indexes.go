@@ -1,0 +1,196 @@
+package mongostore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// Index names. Those the previous version created keep their names and
+// options, so that creating them again on an existing deployment is a
+// no-op rather than a conflict.
+const (
+	idxUsernameKey = "usernameKey_unique"
+	idxEmailIndex  = "emailIndex_unique"
+)
+
+type indexSpec struct {
+	coll  string
+	model mongo.IndexModel
+}
+
+func keys(k ...string) bson.D {
+	d := bson.D{}
+	for _, f := range k {
+		d = append(d, bson.E{Key: f, Value: 1})
+	}
+	return d
+}
+
+// indexes lists every index a request path (or a periodic job that must
+// stay cheap at scale) needs.
+func indexes() []indexSpec {
+	return []indexSpec{
+		// Sign-in and sign-up find accounts by normalized username.
+		{usersColl, mongo.IndexModel{Keys: keys("usernameKey"), Options: options.Index().SetUnique(true).SetName(idxUsernameKey)}},
+		// Accounts without email have no emailIndex: sparse keeps them out.
+		{usersColl, mongo.IndexModel{Keys: keys("emailIndex"), Options: options.Index().SetUnique(true).SetSparse(true).SetName(idxEmailIndex)}},
+		{usersColl, mongo.IndexModel{Keys: keys("emailVerification.tokenHash"), Options: options.Index().SetSparse(true).SetName("emailVerification.tokenHash")}},
+		// Few accounts are being erased or hold unrelayed writes at a time.
+		{usersColl, mongo.IndexModel{Keys: keys("erasingSince"), Options: options.Index().SetSparse(true).SetName("erasingSince_sparse")}},
+		{usersColl, mongo.IndexModel{Keys: keys(relayField), Options: options.Index().SetSparse(true).SetName("relay_sparse")}},
+		{sessionsColl, mongo.IndexModel{Keys: keys("expiresAt"), Options: options.Index().SetExpireAfterSeconds(0).SetName("expiresAt_ttl")}},
+		{sessionsColl, mongo.IndexModel{Keys: keys("userId"), Options: options.Index().SetName("userId")}},
+		{eventsColl, mongo.IndexModel{Keys: keys("userId", "seq"), Options: options.Index().SetUnique(true).SetName("userId_seq_unique")}},
+		{itemsColl, mongo.IndexModel{Keys: keys("state", "nextAt"), Options: options.Index().SetName("state_nextAt")}},
+		{itemsColl, mongo.IndexModel{Keys: keys("userId"), Options: options.Index().SetName("userId")}},
+		{disclosuresColl, mongo.IndexModel{Keys: keys("userId", "_id"), Options: options.Index().SetName("userId_id")}},
+		{signingKeysColl, mongo.IndexModel{Keys: keys("generation"), Options: options.Index().SetUnique(true).SetName("generation_unique")}},
+	}
+}
+
+// ensureIndexes creates the indexes one at a time: FerretDB v1 drops the
+// connection on a createIndexes of several indexes some of which exist.
+func (d *DB) ensureIndexes(ctx context.Context) error {
+	for _, ix := range indexes() {
+		if err := ensureIndex(ctx, d.coll(ix.coll), ix.model); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ensureIndex creates an index unless it exists. An option the server does
+// not implement (TTL on FerretDB) is dropped and the index created with its
+// name and uniqueness only; sessions are swept explicitly anyway.
+func ensureIndex(ctx context.Context, c *mongo.Collection, m mongo.IndexModel) error {
+	_, err := c.Indexes().CreateOne(ctx, m)
+	if err != nil && isNotImplemented(err) && m.Options != nil {
+		var o options.IndexOptions
+		for _, set := range m.Options.List() {
+			_ = set(&o)
+		}
+		plain := options.Index()
+		if o.Unique != nil {
+			plain.SetUnique(*o.Unique)
+		}
+		if o.Name != nil {
+			plain.SetName(*o.Name)
+		}
+		_, err = c.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: m.Keys, Options: plain})
+	}
+	if err != nil {
+		return fmt.Errorf("create index on %s: %w", c.Name(), err)
+	}
+	return nil
+}
+
+// isNotImplemented reports whether the server refused a feature it lacks.
+func isNotImplemented(err error) bool {
+	var ce mongo.CommandError
+	if errors.As(err, &ce) {
+		return ce.Code == 238 || ce.Name == "NotImplemented"
+	}
+	return false
+}
+
+// sqliteUnique is how FerretDB's SQLite backend reports a unique clash
+// raised by an update (as an InternalError, not a duplicate key error).
+const sqliteUnique = "UNIQUE constraint failed"
+
+// isDup reports whether err is a unique-index violation.
+func isDup(err error) bool {
+	if err == nil {
+		return false
+	}
+	return mongo.IsDuplicateKeyError(err) || strings.Contains(err.Error(), sqliteUnique)
+}
+
+var (
+	// MongoDB: "E11000 duplicate key error collection: db.users index: emailIndex_unique dup key: ..."
+	mongoIndexName = regexp.MustCompile(`index: (\S+) dup key`)
+	// FerretDB/SQLite: "UNIQUE constraint failed: index 'users_5e7cc513_emailIndex_unique'"
+	sqliteIndexName = regexp.MustCompile(`UNIQUE constraint failed: index '([^']+)'`)
+)
+
+// dupIndex names the index a duplicate key error clashed on, from the
+// error's keyPattern or its message; "" when the error does not say
+// (FerretDB's insert errors name no index).
+func dupIndex(err error) string {
+	var raws []bson.Raw
+	var msgs []string
+	var we mongo.WriteException
+	if errors.As(err, &we) {
+		for _, e := range we.WriteErrors {
+			raws, msgs = append(raws, e.Raw), append(msgs, e.Message)
+		}
+	}
+	var bwe mongo.BulkWriteException
+	if errors.As(err, &bwe) {
+		for _, e := range bwe.WriteErrors {
+			raws, msgs = append(raws, e.Raw), append(msgs, e.Message)
+		}
+	}
+	var ce mongo.CommandError
+	if errors.As(err, &ce) {
+		raws, msgs = append(raws, ce.Raw), append(msgs, ce.Message)
+	}
+	msgs = append(msgs, err.Error())
+	for _, r := range raws {
+		if r == nil {
+			continue
+		}
+		if kp, ok := r.Lookup("keyPattern").DocumentOK(); ok {
+			if elems, err := kp.Elements(); err == nil && len(elems) > 0 {
+				return indexOfField(elems[0].Key())
+			}
+		}
+	}
+	for _, m := range msgs {
+		if sub := mongoIndexName.FindStringSubmatch(m); sub != nil {
+			return indexOfField(sub[1])
+		}
+		if sub := sqliteIndexName.FindStringSubmatch(m); sub != nil {
+			return indexOfField(sub[1])
+		}
+	}
+	return ""
+}
+
+// indexOfField maps a key field or an index name (possibly prefixed, as
+// FerretDB's SQLite index names are) to the index it belongs to.
+func indexOfField(s string) string {
+	switch {
+	case strings.Contains(s, "usernameKey"):
+		return idxUsernameKey
+	case strings.Contains(s, "emailIndex"):
+		return idxEmailIndex
+	case s == "_id" || s == "_id_" || strings.HasSuffix(s, "__id_"):
+		return "_id_"
+	}
+	return s
+}
+
+// allDup reports whether err is nothing but duplicate key errors (a batch
+// insert of documents some of which exist already).
+func allDup(err error) bool {
+	var bwe mongo.BulkWriteException
+	if errors.As(err, &bwe) {
+		if bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
+			return false
+		}
+		for _, e := range bwe.WriteErrors {
+			if !isDup(e.WriteError) {
+				return false
+			}
+		}
+		return true
+	}
+	return isDup(err)
+}
