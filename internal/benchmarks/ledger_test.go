@@ -43,25 +43,30 @@ func BenchmarkLongLedger(b *testing.B) {
 			history := gql(`{ me { consentHistory(first: 20) { totalCount edges { node { sequence action } } } } }`, nil)
 			flip := gql(`mutation { grantConsent(purpose: "newsletter") { changed } }`, nil)
 			back := gql(`mutation { withdrawConsent(purpose: "newsletter") { changed } }`, nil)
-			measure := func(c *apptest.Client) (meL, histL, changeL latencies) {
-				p := newPoster(s.URL, c.Token)
-				meL = sample(300, func() time.Duration { return p.post(b, gql(meQuery, nil)) })
-				histL = sample(300, func() time.Duration { return p.post(b, history) })
-				on := false
-				changeL = sample(300, func() time.Duration {
-					on = !on
-					if on {
-						return p.post(b, flip)
-					}
-					return p.post(b, back)
-				})
-				return
+			pf, pl := newPoster(s.URL, fresh.Token), newPoster(s.URL, long.Token)
+			meBody := gql(meQuery, nil)
+			// Each operation alternates between the two users request by
+			// request, so both see the same conditions.
+			pair := func(bodyFor func(i int) []byte) (f, l latencies) {
+				for i := range 40 { // warm-up
+					pf.post(b, bodyFor(i))
+					pl.post(b, bodyFor(i))
+				}
+				for i := range 400 {
+					f = append(f, pf.post(b, bodyFor(i)))
+					l = append(l, pl.post(b, bodyFor(i)))
+				}
+				return f, l
 			}
-			measure(fresh) // warm-up: connections, caches, statements
-			measure(long)
 			for b.Loop() {
-				fm, fh, fc := measure(fresh)
-				lm, lh, lc := measure(long)
+				fm, lm := pair(func(int) []byte { return meBody })
+				fh, lh := pair(func(int) []byte { return history })
+				fc, lc := pair(func(i int) []byte {
+					if i%2 == 0 {
+						return flip
+					}
+					return back
+				})
 				fmt.Printf("p50 ms, new user / %d events: me %.3f / %.3f (%.2f×), history page %.3f / %.3f (%.2f×), consent change %.3f / %.3f (%.2f×)\n",
 					events, ms(fm.pct(.5)), ms(lm.pct(.5)), ms(lm.pct(.5))/ms(fm.pct(.5)),
 					ms(fh.pct(.5)), ms(lh.pct(.5)), ms(lh.pct(.5))/ms(fh.pct(.5)),

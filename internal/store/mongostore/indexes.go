@@ -50,6 +50,9 @@ func indexes() []indexSpec {
 		{eventsColl, mongo.IndexModel{Keys: keys("userId", "seq"), Options: options.Index().SetUnique(true).SetName("userId_seq_unique")}},
 		{itemsColl, mongo.IndexModel{Keys: keys("state", "nextAt"), Options: options.Index().SetName("state_nextAt")}},
 		{itemsColl, mongo.IndexModel{Keys: keys("userId"), Options: options.Index().SetName("userId")}},
+		// The admins' queue listing of one state (the DEAD items, say) in
+		// creation order, without walking every finished item.
+		{itemsColl, mongo.IndexModel{Keys: keys("state", "_id"), Options: options.Index().SetName("state_id")}},
 		{disclosuresColl, mongo.IndexModel{Keys: keys("userId", "_id"), Options: options.Index().SetName("userId_id")}},
 		{signingKeysColl, mongo.IndexModel{Keys: keys("generation"), Options: options.Index().SetUnique(true).SetName("generation_unique")}},
 	}

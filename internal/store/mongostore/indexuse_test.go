@@ -50,7 +50,6 @@ var indexCheckExempt = map[string]string{
 	"consent.EachState":       "whole-store pass (copy-store, reconciliation): every user's consent",
 	"consent.GrantedBefore":   "re-consent once per admin policy publication: users granting a purpose named at run time, a scan",
 	`outbox.Relay("")`:        "background recovery sweep: a relay_sparse lookup, then (until one sweep finds the previous version's layout gone) a scan",
-	"outbox.Items":            "admin queue listing in _id order; a state filter walks _id (there is no {state, _id} index)",
 	"outbox.CountByState":     "admin and metrics: a $group over every item",
 	"outbox.ProcessorFlags":   "read at start and refresh: the whole processors collection, one document per processor an admin switched",
 	"demographics.EachMember": "reconciliation (background): every member",
@@ -536,6 +535,18 @@ func exerciseEveryPortOperation(t *testing.T, d *DB, log *commandLog) {
 	}
 	finish("outbox.Finish(waiting)", taken[0], work.Waiting, false)
 	run("outbox.WakeWaiting", func(ctx context.Context) error { return o.WakeWaiting(ctx, taken[0].UserID, now) })
+	run("outbox.Items", func(ctx context.Context) error {
+		items, err := o.Items(ctx, work.Done, "", 2)
+		return errors.Join(err, want(len(items) == 2, "items %v", items))
+	})
+	run("outbox.Items(next page)", func(ctx context.Context) error {
+		_, err := o.Items(ctx, work.Done, taken[0].ID, 2)
+		return err
+	})
+	run("outbox.Items(all states)", func(ctx context.Context) error {
+		_, err := o.Items(ctx, "", "", 2)
+		return err
+	})
 	run("outbox.Item", func(ctx context.Context) error {
 		it, err := o.Item(ctx, taken[0].ID)
 		return errors.Join(err, want(it != nil && it.State == work.Pending, "item %+v", it))
