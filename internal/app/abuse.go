@@ -18,6 +18,7 @@ import (
 	"github.com/consentgraph/consentgraph/internal/apperr"
 	"github.com/consentgraph/consentgraph/internal/auth"
 	"github.com/consentgraph/consentgraph/internal/config"
+	"github.com/consentgraph/consentgraph/internal/httpsec"
 	"github.com/consentgraph/consentgraph/internal/ratelimit"
 )
 
@@ -39,7 +40,7 @@ const limiterKeys = 100_000
 
 type abuseGuard struct {
 	on                bool
-	trusted           []*net.IPNet
+	proxies           httpsec.Proxies
 	mutIP, mutAccount *ratelimit.Limiter
 	authIP, partner   *ratelimit.Limiter
 	failAccount       *ratelimit.Backoff
@@ -47,18 +48,13 @@ type abuseGuard struct {
 }
 
 func newAbuseGuard(cfg config.Config) *abuseGuard {
-	var trusted []*net.IPNet
-	for _, c := range cfg.TrustedProxies {
-		if _, n, err := net.ParseCIDR(c); err == nil { // validated by config
-			trusted = append(trusted, n)
-		}
-	}
+	proxies, _ := httpsec.ParseProxies(cfg.TrustedProxies) // validated by config
 	if !cfg.RateLimits {
-		return &abuseGuard{trusted: trusted}
+		return &abuseGuard{proxies: proxies}
 	}
 	burst := func(perMinute int) int { return max(perMinute/2, 5) }
 	return &abuseGuard{
-		trusted:    trusted,
+		proxies:    proxies,
 		on:         true,
 		mutIP:      ratelimit.NewLimiter(cfg.MutationsPerMinute, burst(cfg.MutationsPerMinute), limiterKeys),
 		mutAccount: ratelimit.NewLimiter(cfg.MutationsPerMinute, burst(cfg.MutationsPerMinute), limiterKeys),
@@ -217,7 +213,7 @@ func setRetryAfter(ctx context.Context, d time.Duration) {
 // names in X-Forwarded-For.
 func (g *abuseGuard) bind(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ip := g.clientIP(r)
+		ip := g.proxies.ClientIP(r)
 		if parsed := net.ParseIP(ip); parsed != nil && parsed.To4() == nil {
 			// One IPv6 user usually holds a whole /64.
 			ip = parsed.Mask(net.CIDRMask(64, 128)).String() + "/64"
@@ -276,38 +272,4 @@ func (w *specWriter) WriteHeader(code int) {
 		h.Set("Cache-Control", "no-store")
 	}
 	w.ResponseWriter.WriteHeader(code)
-}
-
-// clientIP is the TCP peer, unless that peer is a trusted proxy: then the
-// rightmost X-Forwarded-For hop that is not itself a trusted proxy. Hops
-// further left are written by the client and cannot be believed.
-func (g *abuseGuard) clientIP(r *http.Request) string {
-	peer, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		peer = r.RemoteAddr
-	}
-	if !g.isTrusted(peer) {
-		return peer
-	}
-	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
-	for i := len(hops) - 1; i >= 0; i-- {
-		hop := strings.TrimSpace(hops[i])
-		if net.ParseIP(hop) == nil {
-			break
-		}
-		if !g.isTrusted(hop) {
-			return hop
-		}
-	}
-	return peer
-}
-
-func (g *abuseGuard) isTrusted(ip string) bool {
-	parsed := net.ParseIP(ip)
-	for _, n := range g.trusted {
-		if parsed != nil && n.Contains(parsed) {
-			return true
-		}
-	}
-	return false
 }

@@ -30,13 +30,14 @@ import (
 )
 
 func (a *App) routes() http.Handler {
+	proxies, _ := httpsec.ParseProxies(a.cfg.TrustedProxies) // validated by config
 	mux := http.NewServeMux()
 	mux.Handle("/graphql", a.graphqlHandler())
 	mux.Handle("GET /.well-known/jwks.json", a.Signing.Handler())
 	mux.Handle("/plugins/", a.pluginRoutes())
 	mux.Handle("GET /export", a.authenticate(http.HandlerFunc(a.serveExport)))
 	web.Routes(mux) // the Privacy Center at /, the partner console at /partners
-	mux.Handle("GET /metrics", a.Metrics.Handler())
+	mux.Handle("GET /metrics", a.metricsAccess(proxies, a.Metrics.Handler()))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -60,7 +61,8 @@ func (a *App) routes() http.Handler {
 			MaxAge:           600,
 		}).Handler(h)
 	}
-	return httpsec.Headers(a.withRequestID(a.withLogging(h)))
+	scheme := httpsec.Scheme{PublicHTTPS: strings.HasPrefix(a.cfg.PublicURL, "https://"), Proxies: proxies}
+	return scheme.Mark(httpsec.Headers(a.withRequestID(a.withLogging(h))))
 }
 
 func (a *App) graphqlHandler() http.Handler {
@@ -150,7 +152,7 @@ func (a *App) authenticate(next http.Handler) http.Handler {
 				return
 			}
 		}
-		ctx := auth.NewRequest(r.Context(), p, w, r.TLS != nil)
+		ctx := auth.NewRequest(r.Context(), p, w, httpsec.Secure(r))
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"runtime"
 	"strconv"
 	"strings"
@@ -76,6 +77,10 @@ type Config struct {
 	AuthPerMinute      int
 	PartnerPerMinute   int
 
+	// MetricsToken, when set, is the bearer token /metrics requires; when
+	// empty /metrics answers only loopback clients.
+	MetricsToken string
+
 	LogLevel  string
 	LogFormat string
 }
@@ -140,6 +145,7 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 	c.AdminPassword = getenv(EnvName("admin-password"))
 	c.MasterKey = getenv(EnvName("master-key"))
 	c.SMTPURL = getenv(EnvName("smtp-url")) // may hold a password
+	c.MetricsToken = getenv(EnvName("metrics-token"))
 	prevKeys = getenv(EnvName("previous-master-keys"))
 	dur(&c.SessionTTL, "session-ttl", 7*24*time.Hour, "how long a session lasts")
 	maxBody := num("max-body-bytes", 64<<10, "largest accepted request body in bytes")
@@ -245,11 +251,38 @@ func (c Config) validate() []error {
 		errs = append(errs, fmt.Errorf("log-format %q: want text or json", c.LogFormat))
 	}
 	for _, o := range c.CORSOrigins {
-		if !strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") {
-			errs = append(errs, fmt.Errorf("cors origin %q must start with http:// or https://", o))
+		if err := checkOrigin(o); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errs
+}
+
+// checkOrigin accepts only an exact origin, scheme://host[:port]: the
+// origins are echoed with credentials allowed, so a pattern would hand any
+// matching site a signed-in user's data.
+func checkOrigin(o string) error {
+	bad := func(why string) error {
+		return fmt.Errorf("cors-origins: %q %s; list exact origins like https://app.example.com", o, why)
+	}
+	if strings.Contains(o, "*") {
+		return bad("is a wildcard, which would let any matching site read signed-in users' data")
+	}
+	u, err := url.Parse(o)
+	if err != nil {
+		return bad("is not a URL")
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return bad("must start with http:// or https://")
+	case u.Host == "" || u.Hostname() == "":
+		return bad("has no host")
+	case u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(o, "?"):
+		return bad("is not an origin (no user, path, query or fragment)")
+	case o != strings.ToLower(strings.TrimSuffix(o, "/")):
+		return bad("must be lower case with no trailing slash, as browsers send it")
+	}
+	return nil
 }
 
 func splitList(s string) []string {

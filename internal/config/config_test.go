@@ -41,7 +41,7 @@ func TestBadSettingsNamed(t *testing.T) {
 		{nil, map[string]string{"CONSENTGRAPH_SESSION_TTL": "forever"}, "CONSENTGRAPH_SESSION_TTL"},
 		{nil, map[string]string{"CONSENTGRAPH_MAX_DEPTH": "deep"}, "CONSENTGRAPH_MAX_DEPTH"},
 		{nil, map[string]string{"CONSENTGRAPH_ADMIN_USERNAME": "root"}, "ADMIN_PASSWORD"},
-		{[]string{"--cors-origins", "example.org"}, nil, "cors origin"},
+		{[]string{"--cors-origins", "example.org"}, nil, "cors-origins"},
 		{[]string{"--log-level", "loud"}, nil, "log-level"},
 		{[]string{"stray"}, nil, "unexpected argument"},
 	} {
@@ -49,5 +49,19 @@ func TestBadSettingsNamed(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v %v: err %v, want mention of %q", tc.args, tc.env, err, tc.want)
 		}
+	}
+}
+
+func TestCORSOriginsMustBeExact(t *testing.T) {
+	for _, o := range []string{"http://*", "https://*.example.com", "*", "https://app.example.com/", "https://app.example.com/path",
+		"app.example.com", "https://App.example.com", "https://user@app.example.com", "https://app.example.com?x=1", "https://"} {
+		_, err := Load([]string{"--cors-origins", o}, func(string) string { return "" }, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "cors-origins") {
+			t.Errorf("%q accepted (err %v)", o, err)
+		}
+	}
+	c, err := Load([]string{"--cors-origins", "https://app.example.com, http://localhost:3000"}, func(string) string { return "" }, io.Discard)
+	if err != nil || len(c.CORSOrigins) != 2 {
+		t.Fatalf("exact origins refused: %v %v", c.CORSOrigins, err)
 	}
 }

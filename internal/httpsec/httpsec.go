@@ -17,7 +17,7 @@ const APICSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; for
 const PageCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
 	"font-src 'self'; connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
-// HSTS is sent on every response served over TLS.
+// HSTS is sent on every response that reached the user over HTTPS (see Secure).
 const HSTS = "max-age=63072000; includeSubDomains"
 
 // Headers sets the security headers on every response before next runs, so
@@ -32,7 +32,7 @@ func Headers(next http.Handler) http.Handler {
 		h.Set("Cross-Origin-Opener-Policy", "same-origin")
 		h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
 		h.Set("Content-Security-Policy", APICSP)
-		if r.TLS != nil {
+		if Secure(r) {
 			h.Set("Strict-Transport-Security", HSTS)
 		}
 		next.ServeHTTP(w, r)

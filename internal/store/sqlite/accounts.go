@@ -308,6 +308,9 @@ func (s accountStore) DeleteAccount(ctx context.Context, id string) error {
 	if _, err := s.d.exec(ctx, qDeleteUser, id); err != nil {
 		return fmt.Errorf("delete account: %w", err)
 	}
+	// The username and password hash must not outlive the account in the
+	// files (it is the last step of an erasure).
+	s.d.scrubWAL(context.WithoutCancel(ctx))
 	return nil
 }
 

@@ -76,6 +76,9 @@ type DB struct {
 
 	stopCkpt chan struct{}
 	ckptDone chan struct{}
+	// scrubPending: an erasure left its old pages in the WAL and the
+	// checkpointer must truncate the WAL (see scrubWAL).
+	scrubPending atomic.Bool
 
 	// policies caches the published policy versions (see PolicyVersions).
 	policies atomic.Pointer[[]consent.PolicyVersion]
@@ -259,12 +262,36 @@ func (d *DB) checkpointer() {
 			return
 		case <-t.C:
 		}
+		if d.scrubPending.Load() {
+			d.scrubWAL(context.Background())
+			continue
+		}
 		var busy, logPages, done int
 		err := d.ckpt.QueryRow("PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &logPages, &done)
 		if err != nil && !failing {
 			d.log.Warn("WAL checkpoint failed; the writer checkpoints by itself once the WAL is large", "err", err)
 		}
 		failing = err != nil
+	}
+}
+
+// scrubWAL removes erased records from the files. secure_delete zeroes
+// deleted content in the database file, but the WAL still holds the pages
+// as they were before the deletion until it is rewritten; a truncating
+// checkpoint copies the WAL into the database and cuts it to zero bytes. It
+// waits for readers of older snapshots (up to the busy timeout); if one
+// outlasts that, the checkpointer tries again every round.
+func (d *DB) scrubWAL(ctx context.Context) {
+	d.scrubPending.Store(true)
+	var busy, logPages, done int
+	err := d.ckpt.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logPages, &done)
+	switch {
+	case err != nil:
+		d.log.WarnContext(ctx, "truncating checkpoint after an erasure failed; retrying", "err", err)
+	case busy != 0:
+		d.log.InfoContext(ctx, "truncating checkpoint after an erasure waits for readers; retrying")
+	default:
+		d.scrubPending.Store(false)
 	}
 }
 
