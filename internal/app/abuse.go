@@ -29,9 +29,10 @@ import (
 // bucket; every request of a partner key takes from the partner's bucket.
 // Failed logins back off exponentially per account and per IP.
 //
-// The state is in memory: with several replicas each enforces its own share,
-// so the effective limit is the configured one times the replica count.
-// Memory is bounded: each limiter remembers at most limiterKeys keys.
+// The buckets are in memory (each limiter remembers at most limiterKeys
+// keys); the per-minute limits also hold across replicas through counters
+// in the store, synced in the background (ratelimit.Shared), so the request
+// path never waits on the store for them.
 //
 // gqlgen serves one operation per HTTP request (no batching), so a request
 // is an operation; mutations in one operation are counted one by one.
@@ -47,13 +48,13 @@ type abuseGuard struct {
 	failIP            *ratelimit.Backoff
 }
 
-func newAbuseGuard(cfg config.Config) *abuseGuard {
+func newAbuseGuard(cfg config.Config, shared *ratelimit.Shared) *abuseGuard {
 	proxies, _ := httpsec.ParseProxies(cfg.TrustedProxies) // validated by config
 	if !cfg.RateLimits {
 		return &abuseGuard{proxies: proxies}
 	}
 	burst := func(perMinute int) int { return max(perMinute/2, 5) }
-	return &abuseGuard{
+	g := &abuseGuard{
 		proxies:    proxies,
 		on:         true,
 		mutIP:      ratelimit.NewLimiter(cfg.MutationsPerMinute, burst(cfg.MutationsPerMinute), limiterKeys),
@@ -66,6 +67,13 @@ func newAbuseGuard(cfg config.Config) *abuseGuard {
 		// Per IP: more room for a shared NAT, but up to 5 minutes.
 		failIP: ratelimit.NewBackoff(10, time.Second, 5*time.Minute, 30*time.Minute, limiterKeys),
 	}
+	if shared != nil {
+		g.mutIP.ShareAs(shared, "mutation-ip")
+		g.mutAccount.ShareAs(shared, "mutation-account")
+		g.authIP.ShareAs(shared, "auth-ip")
+		g.partner.ShareAs(shared, "partner")
+	}
+	return g
 }
 
 var _ interface {

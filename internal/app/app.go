@@ -22,6 +22,7 @@ import (
 	"github.com/consentgraph/consentgraph/internal/metrics"
 	"github.com/consentgraph/consentgraph/internal/outbox"
 	"github.com/consentgraph/consentgraph/internal/partners"
+	"github.com/consentgraph/consentgraph/internal/ratelimit"
 	"github.com/consentgraph/consentgraph/internal/signing"
 	"github.com/consentgraph/consentgraph/internal/store"
 )
@@ -48,9 +49,12 @@ type App struct {
 	File *config.File
 
 	verifier *verificationMailer
-	handler  http.Handler
-	stop     context.CancelFunc
-	bg       sync.WaitGroup
+	// rateShare makes the abuse limits hold across replicas (nil when
+	// they are off).
+	rateShare *ratelimit.Shared
+	handler   http.Handler
+	stop      context.CancelFunc
+	bg        sync.WaitGroup
 }
 
 // New opens the store, prepares every service and starts background jobs.
@@ -85,6 +89,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		return err
 	})
 	a.every(bgCtx, 30*time.Second, "refresh policy versions", a.Consent.Refresh)
+	if a.rateShare != nil {
+		a.bg.Add(1)
+		go func() {
+			defer a.bg.Done()
+			a.rateShare.Run(bgCtx, a.cfg.RateLimitSync)
+		}()
+	}
 	a.startDemographicsJobs(bgCtx)
 	a.startOutbox(bgCtx)
 	a.every(bgCtx, time.Minute, "sweep expired sessions", func(ctx context.Context) error {
@@ -147,6 +158,9 @@ func (a *App) init(ctx context.Context) error {
 		})
 	if err := a.initPartners(ctx); err != nil {
 		return err
+	}
+	if a.cfg.RateLimits {
+		a.rateShare = ratelimit.NewShared(a.Store.RateLimits(), 4*limiterKeys, a.log)
 	}
 	a.Export = a.newExport()
 	a.Export.Register("consent", a.Consent.ExportSection)

@@ -95,7 +95,7 @@ func (a *App) graphqlHandler() http.Handler {
 		return next(ctx)
 	})
 	srv.Use(graph.PartnerGuard{})
-	guard := newAbuseGuard(a.cfg)
+	guard := newAbuseGuard(a.cfg, a.rateShare)
 	srv.Use(guard)
 	srv.Use(&graph.InputLimits{})
 	srv.SetErrorPresenter(graph.ErrorPresenter(a.log, RequestID))

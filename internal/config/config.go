@@ -76,6 +76,9 @@ type Config struct {
 	MutationsPerMinute int
 	AuthPerMinute      int
 	PartnerPerMinute   int
+	// RateLimitSync is how often a replica adds what it admitted to the
+	// counters all replicas share, and learns their totals.
+	RateLimitSync time.Duration
 
 	// MetricsToken, when set, is the bearer token /metrics requires; when
 	// empty /metrics answers only loopback clients.
@@ -176,6 +179,7 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 	mutRate := num("mutations-per-minute", 60, "mutations per minute per IP and per account")
 	authRate := num("auth-per-minute", 20, "register and login calls per minute per IP")
 	partnerRate := num("partner-requests-per-minute", 120, "requests per minute per partner key")
+	dur(&c.RateLimitSync, "rate-limit-sync", time.Second, "how often replicas share their rate-limit counts through the store")
 	str(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	str(&c.LogFormat, "log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
@@ -246,6 +250,9 @@ func (c Config) validate() []error {
 	}
 	if c.MutationsPerMinute < 1 || c.AuthPerMinute < 1 || c.PartnerPerMinute < 1 {
 		errs = append(errs, errors.New("mutations-per-minute, auth-per-minute and partner-requests-per-minute must be at least 1"))
+	}
+	if c.RateLimitSync < 10*time.Millisecond || c.RateLimitSync > time.Minute {
+		errs = append(errs, errors.New("rate-limit-sync must be between 10ms and 1m"))
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("log-format %q: want text or json", c.LogFormat))

@@ -1,7 +1,7 @@
-// Package ratelimit holds in-memory abuse limits: token buckets per key and
-// an exponential back-off for failed logins. State lives in one process, so
-// each replica enforces its own share of a limit; memory is bounded by a
-// fixed number of keys per limiter.
+// Package ratelimit holds abuse limits: token buckets per key and an
+// exponential back-off for failed logins. Buckets live in memory, bounded
+// by a fixed number of keys per limiter; with Shared, a limiter's
+// per-minute limit also holds across replicas (see Shared).
 package ratelimit
 
 import (
@@ -19,6 +19,10 @@ type Limiter struct {
 	maxKeys int
 	buckets map[string]*bucket
 	now     func() time.Time
+
+	shared    *Shared
+	name      string
+	perMinute int64
 }
 
 type bucket struct {
@@ -37,6 +41,15 @@ func NewLimiter(perMinute, burst, maxKeys int) *Limiter {
 	}
 	return &Limiter{rate: float64(perMinute) / 60, burst: float64(burst), maxKeys: maxKeys,
 		buckets: make(map[string]*bucket), now: time.Now}
+}
+
+// ShareAs makes the limiter's per-minute limit hold across every replica
+// sharing s; name tells its counters apart from other limiters'.
+func (l *Limiter) ShareAs(s *Shared, name string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.shared, l.name = s, name
+	l.perMinute = int64(l.rate*60 + 0.5)
 }
 
 // Burst is the most tokens one call can take.
@@ -65,6 +78,11 @@ func (l *Limiter) Take(key string, n int) time.Duration {
 		need = l.burst + 1 // never enough
 	}
 	if b.tokens >= need {
+		if l.shared != nil {
+			if wait := l.shared.admit(l.name+":"+key, int64(n), l.perMinute); wait > 0 {
+				return max(wait, time.Second)
+			}
+		}
 		b.tokens -= need
 		return 0
 	}

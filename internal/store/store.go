@@ -19,6 +19,7 @@ import (
 	"github.com/consentgraph/consentgraph/internal/envelope"
 	"github.com/consentgraph/consentgraph/internal/outbox"
 	"github.com/consentgraph/consentgraph/internal/partners"
+	"github.com/consentgraph/consentgraph/internal/ratelimit"
 	"github.com/consentgraph/consentgraph/internal/signing"
 	"github.com/consentgraph/consentgraph/internal/store/mongostore"
 	"github.com/consentgraph/consentgraph/internal/store/sqlite"
@@ -32,6 +33,7 @@ type Backend interface {
 	Outbox() outbox.Store
 	Demographics() demographics.Store
 	Partners() partners.Store
+	RateLimits() ratelimit.Store
 	Audit() audit.Store
 	Signing() signing.Store
 	Secrets() envelope.SecretStore

@@ -42,6 +42,7 @@ import (
 	"github.com/consentgraph/consentgraph/internal/envelope"
 	"github.com/consentgraph/consentgraph/internal/outbox"
 	"github.com/consentgraph/consentgraph/internal/partners"
+	"github.com/consentgraph/consentgraph/internal/ratelimit"
 	"github.com/consentgraph/consentgraph/internal/signing"
 )
 
@@ -53,6 +54,7 @@ type Backend interface {
 	Outbox() outbox.Store
 	Demographics() demographics.Store
 	Partners() partners.Store
+	RateLimits() ratelimit.Store
 	Audit() audit.Store
 	Signing() signing.Store
 	Secrets() envelope.SecretStore
@@ -111,6 +113,7 @@ func allTests() []contractTest {
 		pluginStateTests(),
 		demographicsTests(),
 		partnersTests(),
+		rateLimitTests(),
 		auditTests(),
 		signingTests(),
 		secretsTests(),

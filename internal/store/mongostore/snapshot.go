@@ -658,7 +658,8 @@ func (d *DB) loadDirty(ctx context.Context, recs []snapshot.Record) error {
 // ("plugin_<name>", through plugins.Env.DB); this one gives them
 // plugin_state instead.
 func (d *DB) Foreign(ctx context.Context) (map[string]int64, error) {
-	known := map[string]bool{locksColl: true, eventsColl: true, itemsColl: true, policyColl: true, demoStateColl: true}
+	// rate_counts holds only the current minute's counters: nothing to copy.
+	known := map[string]bool{locksColl: true, eventsColl: true, itemsColl: true, policyColl: true, demoStateColl: true, rateCountsColl: true}
 	for _, name := range plainColl {
 		known[name] = true
 	}

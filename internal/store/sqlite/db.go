@@ -37,6 +37,7 @@ import (
 	"github.com/consentgraph/consentgraph/internal/envelope"
 	"github.com/consentgraph/consentgraph/internal/outbox"
 	"github.com/consentgraph/consentgraph/internal/partners"
+	"github.com/consentgraph/consentgraph/internal/ratelimit"
 	"github.com/consentgraph/consentgraph/internal/signing"
 	"github.com/consentgraph/consentgraph/internal/store/storectx"
 )
@@ -107,6 +108,9 @@ func (d *DB) Demographics() demographics.Store { return demoStore{d} }
 
 // Partners is the partners port.
 func (d *DB) Partners() partners.Store { return partnerStore{d} }
+
+// RateLimits is the port of the rate-limit counters replicas share.
+func (d *DB) RateLimits() ratelimit.Store { return rateStore{d} }
 
 // Audit is the audit log port.
 func (d *DB) Audit() audit.Store { return auditStore{d} }

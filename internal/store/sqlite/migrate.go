@@ -20,6 +20,7 @@ type migration struct {
 
 var migrations = []migration{
 	{name: "initial schema", stmts: schemaV1},
+	{name: "shared rate-limit counters", stmts: schemaRateCounts},
 }
 
 // SchemaVersion is the schema version this build writes.
@@ -269,6 +270,17 @@ var schemaV1 = []string{
 		key_id     TEXT NOT NULL,
 		created_at INTEGER NOT NULL
 	) STRICT`,
+}
+
+// schemaRateCounts: the per-minute counters replicas share (see
+// ratelimit.Shared); rows of past minutes are deleted every minute.
+var schemaRateCounts = []string{
+	`CREATE TABLE rate_counts (
+		minute INTEGER NOT NULL,
+		key    TEXT NOT NULL,
+		n      INTEGER NOT NULL,
+		PRIMARY KEY (minute, key)
+	) STRICT, WITHOUT ROWID`,
 }
 
 // migrate brings the schema to SchemaVersion, one transaction per step.
