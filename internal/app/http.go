@@ -69,22 +69,32 @@ func (a *App) graphqlHandler() http.Handler {
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{
 		Resolvers: &graph.Resolver{Accounts: a.Accounts, Verifier: a.verifier, Consent: a.Consent, Signing: a.Signing, Export: a.Export, Audit: a.Audit,
 			PartnerAccounts: a.Partners, Aggregates: a.Demographics, Processing: a.Outbox},
+		Complexity: graph.Costs(),
 		Directives: graph.Directives(func(ctx context.Context, subject string) error {
 			return a.Audit.Append(ctx, auth.From(ctx).Actor(), "admin_read_pii", subject, "")
 		}),
 	}))
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
-	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	queries := lru.New[*ast.QueryDocument](1000)
+	srv.SetQueryCache(queries)
+	srv.SetParserTokenLimit(parserTokens)
 	// Automatic persisted queries: a client may send only the query's SHA-256
 	// (also with GET, so browsers and CDNs can cache anonymous queries).
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
+	// After APQ, which may have filled in the query; before validation.
+	srv.Use(graph.FieldCap{Max: a.cfg.MaxFields, Tokens: parserTokens, Cached: func(ctx context.Context, q string) bool {
+		_, ok := queries.Get(ctx, q)
+		return ok
+	}})
 	if a.cfg.Dev {
 		srv.Use(extension.Introspection{})
 	} else {
 		srv.Use(graph.NoIntrospection{})
 	}
 	srv.SetDisableSuggestion(!a.cfg.Dev)
+	// The cost model is graph.Costs; budgets per caller are charged by the
+	// costGuard below.
 	srv.Use(extension.FixedComplexityLimit(a.cfg.MaxComplexity))
 	srv.Use(graph.DepthLimit{Max: a.cfg.MaxDepth})
 	srv.Use(a.Metrics.GraphQL())
@@ -97,11 +107,18 @@ func (a *App) graphqlHandler() http.Handler {
 	srv.Use(graph.PartnerGuard{})
 	guard := newAbuseGuard(a.cfg, a.rateShare)
 	srv.Use(guard)
+	srv.Use(newCostGuard(a.cfg, a.rateShare))
 	srv.Use(&graph.InputLimits{})
 	srv.SetErrorPresenter(graph.ErrorPresenter(a.log, RequestID))
 	srv.SetRecoverFunc(graph.Recover(a.log))
 	return a.limitBody(a.authenticate(http.TimeoutHandler(a.Consent.HonorGPC(guard.bind(srv)), a.cfg.RequestTimeout, timeoutBody)))
 }
+
+// parserTokens bounds the tokens of one query document. The Privacy
+// Center's largest query has about 150; a 64 KiB body of aliases about
+// 25,000. The field cap (--max-fields) is the precise limit; this is the
+// backstop of the parser itself.
+const parserTokens = 10_000
 
 var timeoutBody = `{"errors":[{"message":"request took too long","extensions":{"code":"INTERNAL"}}]}`
 

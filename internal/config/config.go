@@ -39,9 +39,13 @@ type Config struct {
 	MasterKey          string
 	PreviousMasterKeys []string
 
-	SessionTTL     time.Duration
-	MaxBodyBytes   int64
+	SessionTTL   time.Duration
+	MaxBodyBytes int64
+	// MaxComplexity is the largest cost one request may have (graph/cost.go);
+	// MaxFields the most fields a query document may hold, counted while
+	// parsing, before validation.
 	MaxComplexity  int
+	MaxFields      int
 	MaxDepth       int
 	RequestTimeout time.Duration
 
@@ -76,6 +80,13 @@ type Config struct {
 	MutationsPerMinute int
 	AuthPerMinute      int
 	PartnerPerMinute   int
+	// CostPerMinute is the cost (graph/cost.go) of the requests one account
+	// or one partner key may send per minute, AnonymousCostPerMinute that of
+	// anonymous requests per IP; ExpensiveReadsPerMinute is how many exports,
+	// ledger checks and long history pages one account may read per minute.
+	CostPerMinute           int
+	AnonymousCostPerMinute  int
+	ExpensiveReadsPerMinute int
 	// RateLimitSync is how often a replica adds what it admitted to the
 	// counters all replicas share, and learns their totals.
 	RateLimitSync time.Duration
@@ -152,7 +163,8 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 	prevKeys = getenv(EnvName("previous-master-keys"))
 	dur(&c.SessionTTL, "session-ttl", 7*24*time.Hour, "how long a session lasts")
 	maxBody := num("max-body-bytes", 64<<10, "largest accepted request body in bytes")
-	maxComplexity := num("max-complexity", 1000, "largest accepted query complexity")
+	maxComplexity := num("max-complexity", 5000, "largest accepted cost of one request (the Privacy Center's page costs about 2500)")
+	maxFields := num("max-fields", 500, "most fields (aliases and fragment fields included) in one query document, checked before validation")
 	maxDepth := num("max-depth", 12, "deepest accepted query nesting")
 	dur(&c.RequestTimeout, "request-timeout", 15*time.Second, "time limit for one request")
 	mem := num("argon2-memory-kib", 19*1024, "argon2id memory per hash in KiB (OWASP minimum 19456)")
@@ -179,6 +191,9 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 	mutRate := num("mutations-per-minute", 60, "mutations per minute per IP and per account")
 	authRate := num("auth-per-minute", 20, "register and login calls per minute per IP")
 	partnerRate := num("partner-requests-per-minute", 120, "requests per minute per partner key")
+	costRate := num("cost-per-minute", 30000, "request cost per minute per account and per partner key")
+	anonCostRate := num("anonymous-cost-per-minute", 20000, "cost of anonymous requests per minute per IP")
+	readRate := num("expensive-reads-per-minute", 30, "exports, ledger checks, audit log pages and history or disclosure pages over 20 items per minute per account")
 	dur(&c.RateLimitSync, "rate-limit-sync", time.Second, "how often replicas share their rate-limit counts through the store")
 	str(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	str(&c.LogFormat, "log-format", "text", "text or json")
@@ -204,7 +219,8 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
 	c.PreviousMasterKeys = splitList(prevKeys)
 	c.MaxBodyBytes = int64(*maxBody)
-	c.MaxComplexity, c.MaxDepth = *maxComplexity, *maxDepth
+	c.MaxComplexity, c.MaxFields, c.MaxDepth = *maxComplexity, *maxFields, *maxDepth
+	c.CostPerMinute, c.AnonymousCostPerMinute, c.ExpensiveReadsPerMinute = *costRate, *anonCostRate, *readRate
 	c.Argon2Concurrency = *conc
 	c.DemographicsK = *demoK
 	c.MutationsPerMinute, c.AuthPerMinute, c.PartnerPerMinute = *mutRate, *authRate, *partnerRate
@@ -224,6 +240,12 @@ func (c Config) validate() []error {
 	}
 	if c.MaxComplexity < 10 || c.MaxDepth < 3 {
 		errs = append(errs, errors.New("max-complexity must be at least 10 and max-depth at least 3"))
+	}
+	if c.MaxFields < 10 {
+		errs = append(errs, errors.New("max-fields must be at least 10"))
+	}
+	if c.CostPerMinute < 1 || c.AnonymousCostPerMinute < 1 || c.ExpensiveReadsPerMinute < 1 {
+		errs = append(errs, errors.New("cost-per-minute, anonymous-cost-per-minute and expensive-reads-per-minute must be at least 1"))
 	}
 	if c.SessionTTL < time.Minute {
 		errs = append(errs, errors.New("session-ttl must be at least 1m"))
