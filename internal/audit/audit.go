@@ -34,11 +34,18 @@ type Log struct {
 	store Store
 	log   *slog.Logger
 	now   func() time.Time
+	// turn serializes this process's appends: they all want the same next
+	// place in the chain, so running them at once only makes them lose
+	// races to each other (and retry) in the store. What is left is
+	// contention between replicas, which the store retries until the
+	// context ends. A channel rather than a mutex, so a waiting append
+	// gives up when its request does.
+	turn chan struct{}
 }
 
 // New opens the log on its store.
 func New(st Store, logger *slog.Logger) *Log {
-	return &Log{store: st, log: logger, now: time.Now}
+	return &Log{store: st, log: logger, now: time.Now, turn: make(chan struct{}, 1)}
 }
 
 func (e *Entry) computeHash() string {
@@ -48,7 +55,16 @@ func (e *Entry) computeHash() string {
 }
 
 // Append adds an entry at the end of the chain.
+// Contention never makes it fail: appends of this process wait their turn
+// and the store retries races with other replicas; only the end of ctx or
+// a store error does.
 func (l *Log) Append(ctx context.Context, actor, action, subject, detail string) error {
+	select {
+	case l.turn <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("append audit entry: waiting for the other appends: %w", context.Cause(ctx))
+	}
+	defer func() { <-l.turn }()
 	_, err := l.store.Append(ctx, func(head *Entry) Entry {
 		e := Entry{Seq: 1, At: l.now().UTC().Truncate(time.Millisecond), Actor: actor, Action: action, Subject: subject, Detail: detail}
 		if head != nil {

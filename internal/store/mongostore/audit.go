@@ -2,7 +2,6 @@ package mongostore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -34,16 +33,15 @@ func (d *auditDoc) entry() audit.Entry {
 	return audit.Entry{Seq: d.Seq, At: d.At, Actor: d.Actor, Action: d.Action, Subject: d.Subject, Detail: d.Detail, Prev: d.Prev, Hash: d.Hash}
 }
 
-// auditAttempts bounds the appends lost to concurrent ones before Append
-// gives up.
-const auditAttempts = 200
-
 // Append reads the head, builds the entry and inserts it under its
-// sequence number; a duplicate key means another append took the place,
-// so it waits a little (jittered, growing) and tries on the new head.
+// sequence number; a duplicate key means another replica's append took the
+// place, so it waits a little (jittered, growing to auditMaxWait) and tries
+// on the new head, until it wins or ctx ends: an audited action is never
+// refused because others were audited at the same time. (audit.Log already
+// serializes the appends of one process, so only replicas race here.)
 func (s *auditStore) Append(ctx context.Context, next func(head *audit.Entry) audit.Entry) (audit.Entry, error) {
 	coll := s.d.coll(auditColl)
-	for attempt := range auditAttempts {
+	for attempt := 1; ; attempt++ {
 		var head *audit.Entry
 		var doc auditDoc
 		err := coll.FindOne(ctx, bson.D{}, options.FindOne().SetSort(bson.D{{Key: "_id", Value: -1}})).Decode(&doc)
@@ -63,17 +61,24 @@ func (s *auditStore) Append(ctx context.Context, next func(head *audit.Entry) au
 		if !isDup(err) {
 			return audit.Entry{}, fmt.Errorf("append audit entry: %w", err)
 		}
-		limit := time.Duration(min(attempt+1, 10)) * 2 * time.Millisecond
-		t := time.NewTimer(limit/2 + rand.N(limit))
+		if attempt%100 == 0 {
+			s.d.log.WarnContext(ctx, "audit append keeps losing races to other replicas", "attempts", attempt)
+		}
+		// Full jitter over a window growing to auditMaxWait, so replicas
+		// that collided spread out instead of colliding again.
+		limit := min(time.Duration(attempt)*2*time.Millisecond, auditMaxWait)
+		t := time.NewTimer(limit/4 + rand.N(limit))
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return audit.Entry{}, fmt.Errorf("append audit entry: %w", ctx.Err())
+			return audit.Entry{}, fmt.Errorf("append audit entry after %d attempts: %w", attempt, context.Cause(ctx))
 		case <-t.C:
 		}
 	}
-	return audit.Entry{}, errors.New("append audit entry: too many concurrent appends")
 }
+
+// auditMaxWait caps the back-off between two attempts of an append.
+const auditMaxWait = 50 * time.Millisecond
 
 func (s *auditStore) Page(ctx context.Context, before int64, limit int) ([]audit.Entry, error) {
 	f := bson.D{}
