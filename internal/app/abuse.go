@@ -90,6 +90,7 @@ func rateLimited(msg string, d time.Duration) *apperr.Error {
 }
 func retrySeconds(d time.Duration) int { return int(d.Seconds() + 0.999) }
 func (g *abuseGuard) fail(ctx context.Context, msg string, d time.Duration) *gqlerror.Error {
+	holdRefusal(ctx) // see cost.go
 	setRetryAfter(ctx, d)
 	return &gqlerror.Error{Message: msg, Extensions: map[string]any{
 		"code": string(apperr.RateLimited), "retryAfterSeconds": retrySeconds(d)}}

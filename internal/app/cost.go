@@ -112,7 +112,42 @@ func (g *costGuard) charge(ctx context.Context, l *ratelimit.Limiter, key string
 
 // fail answers RATE_LIMITED with the wait in extensions and Retry-After.
 func (g *costGuard) fail(ctx context.Context, msg string, d time.Duration) *gqlerror.Error {
+	holdRefusal(ctx)
 	setRetryAfter(ctx, d)
 	return &gqlerror.Error{Message: msg, Extensions: map[string]any{
 		"code": string(apperr.RateLimited), "retryAfterSeconds": retrySeconds(d)}}
+}
+
+// refusalHold is how long a RATE_LIMITED answer is held back before it is
+// sent, and heldRefusals how many may be held at once.
+//
+// A refusal is cheap, but a client that ignores Retry-After and resends at
+// once (a flood loop) turns cheap refusals into thousands of requests a
+// second, which crowd other users' requests off the CPU: measured, a flood
+// of six connections from one account doubled another user's median
+// latency although every one of its requests was refused. Held back, each
+// such connection gets a few answers a second. Beyond heldRefusals the
+// answers go out at once, so holding costs bounded memory and a client
+// with many connections is no worse off than without the hold.
+const (
+	refusalHold  = 250 * time.Millisecond
+	heldRefusals = 256
+)
+
+var refusalSlots = make(chan struct{}, heldRefusals)
+
+// holdRefusal waits refusalHold if a slot is free, or not at all.
+func holdRefusal(ctx context.Context) {
+	select {
+	case refusalSlots <- struct{}{}:
+	default:
+		return
+	}
+	defer func() { <-refusalSlots }()
+	t := time.NewTimer(refusalHold)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
