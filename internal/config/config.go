@@ -38,11 +38,13 @@ type Config struct {
 	MasterKey          string
 	PreviousMasterKeys []string
 
-	SessionTTL     time.Duration
-	MaxBodyBytes   int64
-	MaxComplexity  int
-	MaxDepth       int
-	RequestTimeout time.Duration
+	SessionTTL time.Duration
+	// PasswordResetTTL is how long a mailed password reset token works.
+	PasswordResetTTL time.Duration
+	MaxBodyBytes     int64
+	MaxComplexity    int
+	MaxDepth         int
+	RequestTimeout   time.Duration
 
 	Argon2MemoryKiB   uint32
 	Argon2Iterations  uint32
@@ -142,6 +144,7 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 	c.SMTPURL = getenv(EnvName("smtp-url")) // may hold a password
 	prevKeys = getenv(EnvName("previous-master-keys"))
 	dur(&c.SessionTTL, "session-ttl", 7*24*time.Hour, "how long a session lasts")
+	dur(&c.PasswordResetTTL, "password-reset-ttl", 30*time.Minute, "how long a mailed password reset token works")
 	maxBody := num("max-body-bytes", 64<<10, "largest accepted request body in bytes")
 	maxComplexity := num("max-complexity", 1000, "largest accepted query complexity")
 	maxDepth := num("max-depth", 12, "deepest accepted query nesting")
@@ -217,6 +220,9 @@ func (c Config) validate() []error {
 	}
 	if c.SessionTTL < time.Minute {
 		errs = append(errs, errors.New("session-ttl must be at least 1m"))
+	}
+	if c.PasswordResetTTL <= 0 || c.PasswordResetTTL > 24*time.Hour {
+		errs = append(errs, errors.New("password-reset-ttl must be more than 0 and at most 24h"))
 	}
 	if c.DemographicsK < 2 {
 		errs = append(errs, errors.New("demographics-k must be at least 2: a cell of one person is that person"))
