@@ -29,6 +29,11 @@ func (s *Service) ChangePassword(ctx context.Context, userID, sessionID, current
 	if err := s.store.SetPasswordHash(ctx, userID, hash); err != nil {
 		return fmt.Errorf("set password: %w", err)
 	}
+	// A reset mailed before the change must not undo it: an empty, expired
+	// reset matches no token.
+	if _, err := s.store.SetPasswordReset(ctx, userID, Verification{}); err != nil {
+		return fmt.Errorf("void pending password reset: %w", err)
+	}
 	return s.revokeSessionsExcept(ctx, userID, sessionID)
 }
 

@@ -207,6 +207,19 @@ func TestPasswordResetThroughRealMailpit(t *testing.T) {
 	if r := reset(second, "yet another secret"); r.Code() != "BAD_USER_INPUT" || r.Field() != "token" {
 		t.Fatalf("an expired token: %s", r.Raw)
 	}
+	// A password change voids a reset mailed before it.
+	ask("forgetful@example.org")
+	pending := tokenIn(t, mp.WaitFor(t, "forgetful@example.org", 15*time.Second), "cgr_")
+	owner := s.Client()
+	var in struct{ Login struct{ Token string } }
+	owner.Do(t, `mutation { login(username: "forgetful", password: "a brand new secret") { token } }`, nil).Decode(t, &in)
+	owner.Token = in.Login.Token
+	if r := owner.Do(t, `mutation { changePassword(currentPassword: "a brand new secret", newPassword: "changed by the owner") }`, nil); len(r.Errors) > 0 {
+		t.Fatalf("changePassword: %s", r.Raw)
+	}
+	if r := reset(pending, "the attacker's choice"); r.Code() != "BAD_USER_INPUT" || r.Field() != "token" {
+		t.Fatalf("a reset token mailed before a password change still worked: %s", r.Raw)
+	}
 	// Nothing was ever mailed to the unknown address.
 	list, err := mp.Messages(t.Context())
 	if err != nil {
