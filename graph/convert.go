@@ -23,9 +23,13 @@ func userModel(u *accounts.User) *model.User {
 		g := model.Gender(*u.Profile.Gender)
 		p.Gender = &g
 	}
+	notices := make([]*model.Notice, 0, len(u.Notices))
+	for _, n := range u.Notices {
+		notices = append(notices, &model.Notice{Kind: model.NoticeKind(n.Kind), At: n.At})
+	}
 	return &model.User{
 		ID: u.ID, Username: u.Username, Role: model.Role(u.Role), Email: u.Email,
-		EmailVerified: u.EmailVerified, Profile: p, CreatedAt: u.CreatedAt,
+		EmailVerified: u.EmailVerified, Profile: p, CreatedAt: u.CreatedAt, Notices: notices,
 	}
 }
 

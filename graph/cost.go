@@ -116,6 +116,13 @@ func Costs() ComplexityRoot {
 	c.Mutation.SetEmail = func(child int, _ *string) int { return costRead + costWrite + child } // and a mail
 	c.Mutation.VerifyEmail = func(int, string) int { return costRead + costWrite }
 	c.Mutation.DeleteMyAccount = func(int, string) int { return costArgon2 + 5*costWrite + costAudit }
+	// Checks the current password and hashes the new one; ends the other
+	// sessions.
+	c.Mutation.ChangePassword = func(int, string, string) int { return 2*costArgon2 + costRead + 3*costWrite }
+	// Answered at once; the lookup and the mail follow, so price them here.
+	c.Mutation.RequestPasswordReset = func(int, string) int { return 2*costRead + costWrite }
+	c.Mutation.ResetPassword = func(int, string, string) int { return costArgon2 + costRead + 3*costWrite }
+	c.Mutation.DismissNotices = func(int) int { return costWrite }
 	c.Mutation.EraseUser = func(int, string) int { return 5*costWrite + costAudit }
 	c.Mutation.PublishPolicy = func(child int, _, _ string, _ []string) int { return costAudit + costWrite + child }
 	c.Mutation.RotateSigningKey = func(int) int { return costAudit + costWrite + costSign }

@@ -154,8 +154,10 @@ type ComplexityRoot struct {
 	}
 
 	Mutation struct {
+		ChangePassword        func(childComplexity int, currentPassword string, newPassword string) int
 		CreatePartner         func(childComplexity int, name string, epsilonBudget float64, budgetPeriodDays int) int
 		DeleteMyAccount       func(childComplexity int, password string) int
+		DismissNotices        func(childComplexity int) int
 		EraseUser             func(childComplexity int, id string) int
 		GrantConsent          func(childComplexity int, purpose string) int
 		Login                 func(childComplexity int, username string, password string) int
@@ -163,6 +165,8 @@ type ComplexityRoot struct {
 		PublishPolicy         func(childComplexity int, version string, url string, reconsent []string) int
 		ReconcileDemographics func(childComplexity int) int
 		Register              func(childComplexity int, input model.RegisterInput) int
+		RequestPasswordReset  func(childComplexity int, email string) int
+		ResetPassword         func(childComplexity int, token string, newPassword string) int
 		RetryDelivery         func(childComplexity int, id string) int
 		RevokePartner         func(childComplexity int, id string) int
 		RotateSigningKey      func(childComplexity int) int
@@ -171,6 +175,11 @@ type ComplexityRoot struct {
 		UpdateProfile         func(childComplexity int, input model.ProfileInput) int
 		VerifyEmail           func(childComplexity int, token string) int
 		WithdrawConsent       func(childComplexity int, purpose string) int
+	}
+
+	Notice struct {
+		At   func(childComplexity int) int
+		Kind func(childComplexity int) int
 	}
 
 	OutboxConnection struct {
@@ -305,6 +314,7 @@ type ComplexityRoot struct {
 		EmailVerified  func(childComplexity int) int
 		ID             func(childComplexity int) int
 		LedgerIntact   func(childComplexity int) int
+		Notices        func(childComplexity int) int
 		Profile        func(childComplexity int) int
 		Role           func(childComplexity int) int
 		Username       func(childComplexity int) int
@@ -319,6 +329,10 @@ type MutationResolver interface {
 	Register(ctx context.Context, input model.RegisterInput) (*model.AuthPayload, error)
 	Login(ctx context.Context, username string, password string) (*model.AuthPayload, error)
 	Logout(ctx context.Context) (bool, error)
+	ChangePassword(ctx context.Context, currentPassword string, newPassword string) (bool, error)
+	RequestPasswordReset(ctx context.Context, email string) (bool, error)
+	ResetPassword(ctx context.Context, token string, newPassword string) (bool, error)
+	DismissNotices(ctx context.Context) (bool, error)
 	GrantConsent(ctx context.Context, purpose string) (*model.ConsentReceipt, error)
 	WithdrawConsent(ctx context.Context, purpose string) (*model.ConsentReceipt, error)
 	PublishPolicy(ctx context.Context, version string, url string, reconsent []string) (*model.Policy, error)
@@ -775,6 +789,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.DisclosureEdge.Node(childComplexity), true
 
+	case "Mutation.changePassword":
+		if e.ComplexityRoot.Mutation.ChangePassword == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_changePassword_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ChangePassword(childComplexity, args["currentPassword"].(string), args["newPassword"].(string)), true
 	case "Mutation.createPartner":
 		if e.ComplexityRoot.Mutation.CreatePartner == nil {
 			break
@@ -797,6 +822,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.DeleteMyAccount(childComplexity, args["password"].(string)), true
+	case "Mutation.dismissNotices":
+		if e.ComplexityRoot.Mutation.DismissNotices == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Mutation.DismissNotices(childComplexity), true
 	case "Mutation.eraseUser":
 		if e.ComplexityRoot.Mutation.EraseUser == nil {
 			break
@@ -864,6 +895,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.Register(childComplexity, args["input"].(model.RegisterInput)), true
+	case "Mutation.requestPasswordReset":
+		if e.ComplexityRoot.Mutation.RequestPasswordReset == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_requestPasswordReset_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RequestPasswordReset(childComplexity, args["email"].(string)), true
+	case "Mutation.resetPassword":
+		if e.ComplexityRoot.Mutation.ResetPassword == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_resetPassword_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ResetPassword(childComplexity, args["token"].(string), args["newPassword"].(string)), true
 	case "Mutation.retryDelivery":
 		if e.ComplexityRoot.Mutation.RetryDelivery == nil {
 			break
@@ -947,6 +1000,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.WithdrawConsent(childComplexity, args["purpose"].(string)), true
+
+	case "Notice.at":
+		if e.ComplexityRoot.Notice.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Notice.At(childComplexity), true
+	case "Notice.kind":
+		if e.ComplexityRoot.Notice.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Notice.Kind(childComplexity), true
 
 	case "OutboxConnection.edges":
 		if e.ComplexityRoot.OutboxConnection.Edges == nil {
@@ -1527,6 +1593,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.User.LedgerIntact(childComplexity), true
+	case "User.notices":
+		if e.ComplexityRoot.User.Notices == nil {
+			break
+		}
+
+		return e.ComplexityRoot.User.Notices(childComplexity), true
 	case "User.profile":
 		if e.ComplexityRoot.User.Profile == nil {
 			break
@@ -1675,18 +1747,48 @@ type Query {
 }
 
 type Mutation {
-  "Creates an account and signs it in. Only username and password are required."
+  """
+  Creates an account and signs it in. Only username and password are
+  required. With an email, a verification link is mailed to it, as by
+  setEmail; the answer never tells whether the address is in use.
+  """
   register(input: RegisterInput!): AuthPayload!
-  "Signs in. A wrong password and an unknown username give the same answer."
+  """
+  Signs in. A wrong password and an unknown username give the same answer.
+  Wrong passwords in a row (here, in deleteMyAccount or in changePassword)
+  close the account to password checks for a growing while: RATE_LIMITED
+  with extensions.retryAfterSeconds.
+  """
   login(username: String!, password: String!): AuthPayload!
   "Ends the current session; false when there was none."
   logout: Boolean!
+  """
+  Replaces your password after checking the current one (BAD_USER_INPUT on
+  currentPassword when wrong; shares sign-in's back-off). Every other session
+  of the account ends; this one stays.
+  """
+  changePassword(currentPassword: String!, newPassword: String!): Boolean! @auth(requires: USER)
+  """
+  Mails a password reset token to this address if it is the verified email of
+  an account. Always answers true, at once, whether or not it is: nobody
+  learns from it whether an address has an account. The token works once,
+  for 30 minutes; a new request replaces the previous token.
+  """
+  requestPasswordReset(email: String!): Boolean!
+  """
+  Sets a new password with a mailed reset token and ends every session of
+  the account. An unknown, used or expired token gives BAD_USER_INPUT on
+  token.
+  """
+  resetPassword(token: String!, newPassword: String!): Boolean!
+  "Removes your notices once you have read them."
+  dismissNotices: Boolean! @auth(requires: USER)
 }
 
 input RegisterInput {
   "3 to 32 characters of a-z, 0-9, '_', '.', '-'; unique ignoring case."
   username: String!
-  "10 to 128 characters."
+  "10 to 128 characters, and not one of the 10,000 most common passwords."
   password: String!
   "Optional; needed only by features that send you mail."
   email: String
@@ -1719,6 +1821,22 @@ type User {
   emailVerified: Boolean!
   profile: Profile! @pii
   createdAt: Time!
+  "Messages for you, oldest first, until you dismiss them (dismissNotices)."
+  notices: [Notice!]! @pii
+}
+
+"A message kept for a user; the Privacy Center shows it."
+type Notice {
+  kind: NoticeKind!
+  at: Time!
+}
+
+enum NoticeKind {
+  """
+  Your email address was unverified and another account verified it first:
+  it was removed from your account. Add an address you can verify.
+  """
+  EMAIL_CLAIMED_BY_ANOTHER_ACCOUNT
 }
 
 type Profile {
@@ -2083,6 +2201,12 @@ enum DeliveryAction {
 enum ConsentNote {
   "A processor of this purpose needs your email address: add one and delivery follows."
   NEEDS_EMAIL
+  """
+  A processor of this purpose needs your email address, and the one you gave
+  is not verified yet: no processor ever receives an unverified address.
+  Follow the link in the verification mail and delivery follows.
+  """
+  NEEDS_VERIFIED_EMAIL
 }
 
 "One unit of work for a processor (admins only); holds no personal data."
@@ -2175,12 +2299,17 @@ extend type Mutation {
   updateProfile(input: ProfileInput!): User! @auth(requires: USER)
   """
   Sets a new email address (unverified until the mailed token comes back
-  through verifyEmail), or removes it with null.
+  through verifyEmail), or removes it with null. An unverified address
+  belongs to nobody: it never blocks another account, the first account to
+  verify it wins, and the answer never tells whether it is in use.
   """
   setEmail(email: String): User! @auth(requires: USER)
   """
   Confirms an email address with the token from the verification mail. It
   answers only true: whoever holds the token learns nothing about the account.
+  An unknown or expired token, or one for an address that another account
+  verified first, gives BAD_USER_INPUT on token. Other accounts holding the
+  address unverified lose it and get a notice.
   """
   verifyEmail(token: String!): Boolean!
   """
@@ -2438,6 +2567,16 @@ func (ec *executionContext) childFields_DisclosureEdge(ctx context.Context, fiel
 	return nil, fmt.Errorf("no field named %q was found under type DisclosureEdge", field.Name)
 }
 
+func (ec *executionContext) childFields_Notice(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "kind":
+		return ec.fieldContext_Notice_kind(ctx, field)
+	case "at":
+		return ec.fieldContext_Notice_at(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Notice", field.Name)
+}
+
 func (ec *executionContext) childFields_OutboxConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "edges":
@@ -2672,6 +2811,8 @@ func (ec *executionContext) childFields_User(ctx context.Context, field graphql.
 		return ec.fieldContext_User_profile(ctx, field)
 	case "createdAt":
 		return ec.fieldContext_User_createdAt(ctx, field)
+	case "notices":
+		return ec.fieldContext_User_notices(ctx, field)
 	case "consents":
 		return ec.fieldContext_User_consents(ctx, field)
 	case "consentHistory":
@@ -2814,6 +2955,28 @@ func (ec *executionContext) dir_auth_args(ctx context.Context, rawArgs map[strin
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_changePassword_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "currentPassword",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["currentPassword"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "newPassword",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["newPassword"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_createPartner_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -2949,6 +3112,42 @@ func (ec *executionContext) field_Mutation_register_args(ctx context.Context, ra
 		return nil, err
 	}
 	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_requestPasswordReset_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "email",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["email"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_resetPassword_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "token",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["token"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "newPassword",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["newPassword"] = arg1
 	return args, nil
 }
 
@@ -4978,6 +5177,197 @@ func (ec *executionContext) fieldContext_Mutation_logout(_ context.Context, fiel
 	return graphql.NewScalarFieldContext("Mutation", field, true, true, "Boolean")
 }
 
+func (ec *executionContext) _Mutation_changePassword(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_changePassword(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ChangePassword(ctx, fc.Args["currentPassword"].(string), fc.Args["newPassword"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				requires, err := ec.unmarshalNRole2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐRole(ctx, "USER")
+				if err != nil {
+					var zeroVal bool
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal bool
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, requires)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_changePassword(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("field of type Boolean does not have child fields")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_changePassword_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_requestPasswordReset(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_requestPasswordReset(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RequestPasswordReset(ctx, fc.Args["email"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_requestPasswordReset(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("field of type Boolean does not have child fields")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_requestPasswordReset_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_resetPassword(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_resetPassword(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ResetPassword(ctx, fc.Args["token"].(string), fc.Args["newPassword"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_resetPassword(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("field of type Boolean does not have child fields")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_resetPassword_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_dismissNotices(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_dismissNotices(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Mutation().DismissNotices(ctx)
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				requires, err := ec.unmarshalNRole2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐRole(ctx, "USER")
+				if err != nil {
+					var zeroVal bool
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal bool
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, requires)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_dismissNotices(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Mutation", field, true, true, "Boolean")
+}
+
 func (ec *executionContext) _Mutation_grantConsent(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -5793,6 +6183,52 @@ func (ec *executionContext) fieldContext_Mutation_eraseUser(ctx context.Context,
 		return fc, err
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _Notice_kind(ctx context.Context, field graphql.CollectedField, obj *model.Notice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Notice_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.NoticeKind) graphql.Marshaler {
+			return ec.marshalNNoticeKind2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐNoticeKind(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Notice_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Notice", field, false, false, "NoticeKind")
+}
+
+func (ec *executionContext) _Notice_at(ctx context.Context, field graphql.CollectedField, obj *model.Notice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Notice_at(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.At, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Notice_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Notice", field, false, false, "Time")
 }
 
 func (ec *executionContext) _OutboxConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.OutboxConnection) (ret graphql.Marshaler) {
@@ -8282,6 +8718,51 @@ func (ec *executionContext) fieldContext_User_createdAt(_ context.Context, field
 	return graphql.NewScalarFieldContext("User", field, false, false, "Time")
 }
 
+func (ec *executionContext) _User_notices(ctx context.Context, field graphql.CollectedField, obj *model.User) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_User_notices(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Notices, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				if ec.Directives.Pii == nil {
+					var zeroVal []*model.Notice
+					return zeroVal, errors.New("directive pii is not implemented")
+				}
+				return ec.Directives.Pii(ctx, obj, directive0)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.Notice) graphql.Marshaler {
+			return ec.marshalNNotice2ᚕᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐNoticeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_User_notices(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "User",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Notice(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _User_consents(ctx context.Context, field graphql.CollectedField, obj *model.User) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -10492,6 +10973,34 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "changePassword":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_changePassword(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "requestPasswordReset":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_requestPasswordReset(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "resetPassword":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_resetPassword(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "dismissNotices":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_dismissNotices(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "grantConsent":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_grantConsent(ctx, field)
@@ -10587,6 +11096,44 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_eraseUser(ctx, field)
 			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var noticeImplementors = []string{"Notice"}
+
+func (ec *executionContext) _Notice(ctx context.Context, sel ast.SelectionSet, obj *model.Notice) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, noticeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Notice")
+		case "kind":
+			out.Values[i] = ec._Notice_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "at":
+			out.Values[i] = ec._Notice_at(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -11484,6 +12031,11 @@ func (ec *executionContext) _User(ctx context.Context, sel ast.SelectionSet, obj
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "notices":
+			out.Values[i] = ec._User_notices(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
 		case "consents":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, true,
@@ -12318,6 +12870,40 @@ func (ec *executionContext) marshalNInt2int(ctx context.Context, sel ast.Selecti
 		graphql.AddInvalidNullFromMarshaler(ctx, "Int!")
 	}
 	return res
+}
+
+func (ec *executionContext) marshalNNotice2ᚕᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐNoticeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.Notice) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNNotice2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐNotice(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNNotice2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐNotice(ctx context.Context, sel ast.SelectionSet, v *model.Notice) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Notice!")
+		return graphql.Null
+	}
+	return ec._Notice(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNNoticeKind2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐNoticeKind(ctx context.Context, v any) (model.NoticeKind, error) {
+	var res model.NoticeKind
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNNoticeKind2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐNoticeKind(ctx context.Context, sel ast.SelectionSet, v model.NoticeKind) graphql.Marshaler {
+	return v
 }
 
 func (ec *executionContext) marshalNOutboxConnection2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐOutboxConnection(ctx context.Context, sel ast.SelectionSet, v *model.OutboxConnection) graphql.Marshaler {

@@ -34,7 +34,8 @@ func outboxItemModel(it *outbox.Item) *model.OutboxItem {
 }
 
 // addConsentNotes marks granted consents whose processors wait for an
-// email address with NEEDS_EMAIL.
+// email address with NEEDS_EMAIL, or for its verification with
+// NEEDS_VERIFIED_EMAIL.
 func (r *Resolver) addConsentNotes(ctx context.Context, userID string, cs ...*model.Consent) error {
 	if r.Processing == nil {
 		return nil
@@ -53,8 +54,13 @@ func (r *Resolver) addConsentNotes(ctx context.Context, userID string, cs ...*mo
 		return err
 	}
 	for _, c := range cs {
-		if c.Granted && r.Processing.NeedsEmail(u, c.Purpose.ID) {
-			c.Notes = append(c.Notes, model.ConsentNoteNeedsEmail)
+		if c.Granted {
+			switch r.Processing.EmailNeed(u, c.Purpose.ID) {
+			case outbox.NeedsEmail:
+				c.Notes = append(c.Notes, model.ConsentNoteNeedsEmail)
+			case outbox.NeedsVerifiedEmail:
+				c.Notes = append(c.Notes, model.ConsentNoteNeedsVerifiedEmail)
+			}
 		}
 	}
 	return nil

@@ -3,8 +3,6 @@
 package graph
 
 import (
-	"context"
-
 	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/consentgraph/consentgraph/internal/accounts"
@@ -20,7 +18,6 @@ import (
 // Resolver holds the domain services the resolvers call.
 type Resolver struct {
 	Accounts *accounts.Service
-	Verifier EmailVerifier
 	Consent  *consent.Service
 	Signing  *signing.Keyset
 	Export   *export.Service
@@ -30,11 +27,6 @@ type Resolver struct {
 	Aggregates      *demographics.Service
 	// Outbox knows the processors, their work items and disclosures.
 	Processing *outbox.Service
-}
-
-// EmailVerifier mails an email verification token to an address.
-type EmailVerifier interface {
-	SendVerification(ctx context.Context, to, token string)
 }
 
 // SchemaSources returns the schema files compiled into the server, for

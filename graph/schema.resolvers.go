@@ -60,6 +60,33 @@ func (r *mutationResolver) Logout(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
+func (r *mutationResolver) ChangePassword(ctx context.Context, currentPassword string, newPassword string) (bool, error) {
+	p := auth.From(ctx)
+	if err := r.Accounts.ChangePassword(ctx, p.UserID, p.SessionID, currentPassword, newPassword); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+func (r *mutationResolver) RequestPasswordReset(ctx context.Context, email string) (bool, error) {
+	r.Accounts.RequestPasswordReset(ctx, email)
+	return true, nil
+}
+
+func (r *mutationResolver) ResetPassword(ctx context.Context, token string, newPassword string) (bool, error) {
+	if err := r.Accounts.ResetPassword(ctx, token, newPassword); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+func (r *mutationResolver) DismissNotices(ctx context.Context) (bool, error) {
+	if err := r.Accounts.DismissNotices(ctx, auth.From(ctx).UserID); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
 func (r *queryResolver) Me(ctx context.Context) (*model.User, error) {
 	p := auth.From(ctx)
 	if !p.IsUser() {

@@ -42,9 +42,15 @@ type Manifest struct {
 	DataCategories []string
 	// Requires are categories an instance cannot work without (e.g.
 	// user.contact.email for a newsletter): delivery waits until the user
-	// has given them, and the consent shows NEEDS_EMAIL meanwhile.
+	// has given them, and the consent shows NEEDS_EMAIL (or
+	// NEEDS_VERIFIED_EMAIL) meanwhile.
 	Requires []string
-	// RequiresVerifiedEmail: deliver only once the user verified the email.
+	// RequiresVerifiedEmail is kept for plugins built against earlier
+	// versions and has no effect: the core gives no processor an unverified
+	// address, whatever its manifest says (the consent shows
+	// NEEDS_VERIFIED_EMAIL until the user verified it).
+	//
+	// Deprecated: every processor now waits for a verified email.
 	RequiresVerifiedEmail bool
 	Description           string
 }

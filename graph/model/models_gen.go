@@ -157,6 +157,12 @@ type DisclosureEdge struct {
 type Mutation struct {
 }
 
+// A message kept for a user; the Privacy Center shows it.
+type Notice struct {
+	Kind NoticeKind `json:"kind"`
+	At   time.Time  `json:"at"`
+}
+
 type OutboxConnection struct {
 	Edges    []*OutboxEdge `json:"edges"`
 	PageInfo *PageInfo     `json:"pageInfo"`
@@ -298,7 +304,7 @@ type ReconcileReport struct {
 type RegisterInput struct {
 	// 3 to 32 characters of a-z, 0-9, '_', '.', '-'; unique ignoring case.
 	Username string `json:"username"`
-	// 10 to 128 characters.
+	// 10 to 128 characters, and not one of the 10,000 most common passwords.
 	Password string `json:"password"`
 	// Optional; needed only by features that send you mail.
 	Email *string `json:"email,omitempty"`
@@ -558,15 +564,20 @@ type ConsentNote string
 const (
 	// A processor of this purpose needs your email address: add one and delivery follows.
 	ConsentNoteNeedsEmail ConsentNote = "NEEDS_EMAIL"
+	// A processor of this purpose needs your email address, and the one you gave
+	// is not verified yet: no processor ever receives an unverified address.
+	// Follow the link in the verification mail and delivery follows.
+	ConsentNoteNeedsVerifiedEmail ConsentNote = "NEEDS_VERIFIED_EMAIL"
 )
 
 var AllConsentNote = []ConsentNote{
 	ConsentNoteNeedsEmail,
+	ConsentNoteNeedsVerifiedEmail,
 }
 
 func (e ConsentNote) IsValid() bool {
 	switch e {
-	case ConsentNoteNeedsEmail:
+	case ConsentNoteNeedsEmail, ConsentNoteNeedsVerifiedEmail:
 		return true
 	}
 	return false
@@ -905,6 +916,61 @@ func (e *Gender) UnmarshalJSON(b []byte) error {
 }
 
 func (e Gender) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+type NoticeKind string
+
+const (
+	// Your email address was unverified and another account verified it first:
+	// it was removed from your account. Add an address you can verify.
+	NoticeKindEmailClaimedByAnotherAccount NoticeKind = "EMAIL_CLAIMED_BY_ANOTHER_ACCOUNT"
+)
+
+var AllNoticeKind = []NoticeKind{
+	NoticeKindEmailClaimedByAnotherAccount,
+}
+
+func (e NoticeKind) IsValid() bool {
+	switch e {
+	case NoticeKindEmailClaimedByAnotherAccount:
+		return true
+	}
+	return false
+}
+
+func (e NoticeKind) String() string {
+	return string(e)
+}
+
+func (e *NoticeKind) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = NoticeKind(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid NoticeKind", str)
+	}
+	return nil
+}
+
+func (e NoticeKind) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *NoticeKind) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e NoticeKind) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

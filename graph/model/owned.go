@@ -19,6 +19,7 @@ type User struct {
 	EmailVerified bool
 	Profile       *Profile
 	CreatedAt     time.Time
+	Notices       []*Notice
 }
 
 // OwnerID implements Owned.

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/consentgraph/consentgraph/internal/apperr"
@@ -29,6 +30,8 @@ type User struct {
 	EmailVerified bool
 	Profile       Profile
 	CreatedAt     time.Time
+	// Notices are messages for the user, oldest first.
+	Notices []Notice
 }
 
 // Session is a freshly issued session; Token is shown to the client once.
@@ -44,7 +47,11 @@ type Options struct {
 	Keyring    *envelope.Keyring
 	Secrets    *envelope.Secrets
 	SessionTTL time.Duration
-	Logger     *slog.Logger
+	// PasswordResetTTL bounds how long a mailed reset token works [30m].
+	PasswordResetTTL time.Duration
+	// Mailer sends the account mails; nil sends none.
+	Mailer Mailer
+	Logger *slog.Logger
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
 }
@@ -60,6 +67,23 @@ type Service struct {
 	// listeners are told about committed changes (see Subscribe).
 	listeners []Listener
 	log       *slog.Logger
+	// unknown keeps the password back-off of usernames without an account.
+	unknown phantoms
+	// bg counts mails sent after their request answered (Wait).
+	bg sync.WaitGroup
+}
+
+// Mailer sends the mails of the account flows. Failures are its to log:
+// the flows go on without them (a mail can be asked for again).
+type Mailer interface {
+	// SendVerification mails a link that verifies the address.
+	SendVerification(ctx context.Context, to, token string)
+	// SendAddressInUse tells the owner of an address verified on another
+	// account that someone tried to add it, instead of a verification link:
+	// the one who tried learns nothing.
+	SendAddressInUse(ctx context.Context, to string)
+	// SendPasswordReset mails a password reset token.
+	SendPasswordReset(ctx context.Context, to, token string)
 }
 
 // New opens the service on its store.
@@ -75,6 +99,9 @@ func New(st Store, opts Options) (*Service, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.PasswordResetTTL <= 0 {
+		opts.PasswordResetTTL = 30 * time.Minute
 	}
 	return &Service{store: st, opts: opts, log: opts.Logger,
 		keyCache: ttlCache[*envelope.DataKey]{max: keyCacheMax}, sessionCache: ttlCache[auth.Principal]{max: sessionCacheMax}}, nil
@@ -126,20 +153,35 @@ func (s *Service) Register(ctx context.Context, in RegisterInput) (*User, *Sessi
 	if in.Email != nil {
 		u.Email = &email
 	}
+	var token string
+	if u.Email != nil {
+		token = newVerificationToken()
+	}
 	rec, err := s.newRecord(ctx, u, key, hash)
 	if err != nil {
 		return nil, nil, err
 	}
+	if token != "" {
+		rec.Verification = s.verification(token)
+	}
 	err = s.store.CreateAccount(ctx, NewAccount{Account: *rec, Consent: in.Consent, Work: in.Work})
+	if err != nil {
+		// A refused sign-up leaves nothing behind: its data key goes too.
+		if derr := s.shredKey(context.WithoutCancel(ctx), u.ID); derr != nil {
+			s.log.ErrorContext(ctx, "removing the data key of a refused sign-up failed", "err", derr)
+		}
+	}
 	switch {
 	case errors.Is(err, ErrUsernameTaken):
 		return nil, nil, &apperr.Error{Code: apperr.Conflict, Field: "input.username", Message: "this username is taken"}
-	case errors.Is(err, ErrEmailTaken):
-		return nil, nil, &apperr.Error{Code: apperr.Conflict, Field: "input.email", Message: "this email address belongs to another account"}
 	case err != nil:
+		// ErrEmailTaken cannot happen: a new address is unverified.
 		return nil, nil, fmt.Errorf("create account: %w", err)
 	}
 	_ = s.announce(ctx, Change{UserID: u.ID, Kind: Registered})
+	if token != "" {
+		s.mailVerification(ctx, u.ID, email, rec.EmailIndex, token)
+	}
 	sess, err := s.newSession(ctx, u.ID, u.Role)
 	if err != nil {
 		return nil, nil, err
@@ -167,6 +209,13 @@ func (s *Service) Login(ctx context.Context, username, password string) (*User, 
 	hash := ""
 	if found {
 		hash = d.PasswordHash
+		if err := s.guard(d.PasswordFailures, d.LastPasswordFailure); err != nil {
+			return nil, nil, err
+		}
+	} else if verr == nil {
+		if err := s.guard(s.unknown.get(key)); err != nil {
+			return nil, nil, err
+		}
 	}
 	// Always run the hash so unknown users take as long as wrong passwords.
 	ok, err := s.opts.Hasher.Verify(ctx, password, hash)
@@ -174,7 +223,16 @@ func (s *Service) Login(ctx context.Context, username, password string) (*User, 
 		return nil, nil, err
 	}
 	if !ok || !found {
+		switch {
+		case found:
+			s.failed(ctx, d.ID)
+		case verr == nil:
+			s.unknown.fail(key, s.opts.Now())
+		}
 		return nil, nil, errBadCredentials
+	}
+	if err := s.succeeded(ctx, d); err != nil {
+		return nil, nil, err
 	}
 	if s.opts.Hasher.NeedsRehash(d.PasswordHash) {
 		if h, err := s.opts.Hasher.Hash(ctx, password); err == nil {
@@ -193,24 +251,43 @@ func (s *Service) Login(ctx context.Context, username, password string) (*User, 
 }
 
 // CheckPasswordOf verifies a user's password (for re-authentication before
-// destructive actions).
+// destructive actions). It shares the account's back-off with sign-in.
 func (s *Service) CheckPasswordOf(ctx context.Context, userID, password string) error {
+	_, err := s.checkPassword(ctx, userID, "password", password)
+	return err
+}
+
+// checkPassword verifies password against the account's, under the
+// account's back-off, and returns the account.
+func (s *Service) checkPassword(ctx context.Context, userID, field, password string) (*Record, error) {
 	d, err := s.store.Account(ctx, userID)
 	if err != nil {
-		return fmt.Errorf("find user: %w", err)
+		return nil, fmt.Errorf("find user: %w", err)
 	}
 	hash := ""
 	if d != nil {
 		hash = d.PasswordHash
+		if err := s.guard(d.PasswordFailures, d.LastPasswordFailure); err != nil {
+			return nil, err
+		}
+	}
+	if len(password) > 1024 {
+		password = password[:1024] // bounded work; such a password is wrong anyway
 	}
 	ok, err := s.opts.Hasher.Verify(ctx, password, hash)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if !ok {
-		return apperr.Invalid("password", "wrong password")
+	if !ok || d == nil {
+		if d != nil {
+			s.failed(ctx, d.ID)
+		}
+		return nil, apperr.Invalid(field, "wrong password")
 	}
-	return nil
+	if err := s.succeeded(ctx, d); err != nil {
+		return nil, err
+	}
+	return d, nil
 }
 
 // Logout revokes a session.

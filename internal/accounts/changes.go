@@ -121,9 +121,6 @@ func (s *Service) UpdateProfile(ctx context.Context, userID string, in ProfileUp
 
 func (s *Service) update(ctx context.Context, userID string, u Update) error {
 	ok, err := s.store.UpdateAccount(ctx, userID, u)
-	if errors.Is(err, ErrEmailTaken) {
-		return &apperr.Error{Code: apperr.Conflict, Field: "email", Message: "this email address belongs to another account"}
-	}
 	if err != nil {
 		return fmt.Errorf("update user: %w", err)
 	}
@@ -137,50 +134,86 @@ func (s *Service) update(ctx context.Context, userID string, u Update) error {
 const emailVerificationTTL = 48 * time.Hour
 
 // SetEmail sets (or with nil removes) the user's email. A new address is
-// unverified; the returned token must reach the user by mail and come back
-// through VerifyEmail. Only the token's hash is stored.
-func (s *Service) SetEmail(ctx context.Context, userID string, email *string) (u *User, token string, err error) {
+// unverified and belongs to nobody until verified: it never clashes with
+// another account's, and the answer is the same whether the address is in
+// use or not. The verification mail goes out here (see mailVerification).
+func (s *Service) SetEmail(ctx context.Context, userID string, email *string) (*User, error) {
 	emailUpd := &EmailUpdate{}
+	var norm, token string
 	if email != nil {
-		norm, err := NormalizeEmail("email", *email)
-		if err != nil {
-			return nil, "", err
+		var err error
+		if norm, err = NormalizeEmail("email", *email); err != nil {
+			return nil, err
 		}
 		current, err := s.Get(ctx, userID)
 		if err != nil {
-			return nil, "", err
+			return nil, err
 		}
 		if current.Email != nil && *current.Email == norm && current.EmailVerified {
-			return current, "", nil // nothing changes; no new mail
+			return current, nil // nothing changes; no new mail
 		}
 		dk, err := s.dataKey(ctx, userID)
 		if err != nil {
-			return nil, "", err
+			return nil, err
 		}
 		idx, err := s.emailIndex(ctx, norm)
 		if err != nil {
-			return nil, "", err
+			return nil, err
 		}
-		raw := make([]byte, 32)
-		if _, err := rand.Read(raw); err != nil {
-			return nil, "", fmt.Errorf("verification token: %w", err)
-		}
-		token = "cgv_" + base64.RawURLEncoding.EncodeToString(raw)
+		token = newVerificationToken()
 		emailUpd = &EmailUpdate{
-			Sealed: dk.Seal([]byte(norm), fieldAAD(userID, "email")),
-			Index:  idx,
-			Verification: &Verification{
-				TokenHash: hashVerification(token),
-				ExpiresAt: s.opts.Now().UTC().Truncate(time.Millisecond).Add(emailVerificationTTL),
-			},
+			Sealed:       dk.Seal([]byte(norm), fieldAAD(userID, "email")),
+			Index:        idx,
+			Verification: s.verification(token),
 		}
 	}
 	if err := s.update(ctx, userID, Update{Email: emailUpd}); err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	_ = s.announce(ctx, Change{UserID: userID, Kind: EmailChanged, Fields: []string{"email"}})
-	u, err = s.Get(ctx, userID)
-	return u, token, err
+	if token != "" {
+		s.mailVerification(ctx, userID, norm, emailUpd.Index, token)
+	}
+	return s.Get(ctx, userID)
+}
+
+func newVerificationToken() string { return newToken("cgv_") }
+
+// newToken returns prefix and 256 random bits.
+func newToken(prefix string) string {
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		panic(fmt.Sprintf("crypto/rand failed: %v", err))
+	}
+	return prefix + base64.RawURLEncoding.EncodeToString(raw)
+}
+
+func (s *Service) verification(token string) *Verification {
+	return &Verification{
+		TokenHash: hashVerification(token),
+		ExpiresAt: s.opts.Now().UTC().Truncate(time.Millisecond).Add(emailVerificationTTL),
+	}
+}
+
+// mailVerification sends the verification link for a new address — or,
+// when another account holds the address verified, a note to its owner
+// instead: the link could not work (the first to verify wins), and one
+// mail either way keeps the answer and its timing the same for whoever
+// set the address.
+func (s *Service) mailVerification(ctx context.Context, userID, to, idx, token string) {
+	if s.opts.Mailer == nil {
+		return
+	}
+	owner, err := s.store.AccountByVerifiedEmail(ctx, idx)
+	if err != nil {
+		s.log.ErrorContext(ctx, "looking up the owner of an address failed; no verification mail sent", "err", err)
+		return
+	}
+	if owner != nil && owner.ID != userID {
+		s.opts.Mailer.SendAddressInUse(ctx, to)
+		return
+	}
+	s.opts.Mailer.SendVerification(ctx, to, token)
 }
 
 func hashVerification(token string) string {
@@ -188,21 +221,36 @@ func hashVerification(token string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// VerifyEmail marks the address the token was sent to as verified.
+// VerifyEmail marks the address the token was sent to as verified. The
+// first account to verify an address wins it: any other account holding it
+// unverified loses it and finds a notice. A token for an address another
+// account verified first fails like an unknown one.
 func (s *Service) VerifyEmail(ctx context.Context, token string) (*User, error) {
 	bad := apperr.Invalid("token", "this verification link is invalid or has expired")
 	if len(token) < 10 || len(token) > 100 {
 		return nil, bad
 	}
-	id, err := s.store.VerifyEmail(ctx, hashVerification(token), s.opts.Now())
+	now := s.opts.Now().UTC().Truncate(time.Millisecond)
+	res, err := s.store.VerifyEmail(ctx, hashVerification(token), now, Notice{Kind: NoticeEmailClaimed, At: now})
 	if err != nil {
 		return nil, fmt.Errorf("verify email: %w", err)
 	}
-	if id == "" {
+	if res.UserID == "" {
 		return nil, bad
 	}
-	_ = s.announce(ctx, Change{UserID: id, Kind: EmailVerified, Fields: []string{"email"}})
-	return s.Get(ctx, id)
+	for _, id := range res.Evicted {
+		_ = s.announce(ctx, Change{UserID: id, Kind: EmailChanged, Fields: []string{"email"}})
+	}
+	_ = s.announce(ctx, Change{UserID: res.UserID, Kind: EmailVerified, Fields: []string{"email"}})
+	return s.Get(ctx, res.UserID)
+}
+
+// DismissNotices removes the user's notices once they have read them.
+func (s *Service) DismissNotices(ctx context.Context, userID string) error {
+	if err := s.store.ClearNotices(ctx, userID); err != nil {
+		return fmt.Errorf("dismiss notices: %w", err)
+	}
+	return nil
 }
 
 // Erase deletes an account for good: listeners first undo what they derived

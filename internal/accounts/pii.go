@@ -77,7 +77,8 @@ func sealProfile(dk *envelope.DataKey, userID string, p Profile) SealedProfile {
 }
 
 func (s *Service) decode(ctx context.Context, d *Record) (*User, error) {
-	u := &User{ID: d.ID, Username: d.Username, Role: d.Role, CreatedAt: d.CreatedAt, EmailVerified: d.EmailVerified}
+	u := &User{ID: d.ID, Username: d.Username, Role: d.Role, CreatedAt: d.CreatedAt, EmailVerified: d.EmailVerified,
+		Notices: d.Notices}
 	dk, err := s.dataKey(ctx, d.ID)
 	if err != nil {
 		return nil, err

@@ -19,8 +19,9 @@ type Store interface {
 
 	// CreateAccount stores a new account together with what other domains
 	// start it with (consent, work items), all or nothing. A username key
-	// or email index already in use gives ErrUsernameTaken or ErrEmailTaken
-	// and stores nothing.
+	// already in use gives ErrUsernameTaken, a verified email index already
+	// verified by another account ErrEmailTaken; either stores nothing. An
+	// unverified email index never clashes: it belongs to nobody.
 	CreateAccount(ctx context.Context, a NewAccount) error
 	// ImportAccounts stores many new accounts (a bulk load of demo data);
 	// it fails as a whole if any username or email is taken.
@@ -32,14 +33,35 @@ type Store interface {
 	AccountByUsername(ctx context.Context, usernameKey string) (*Record, error)
 	// SetPasswordHash replaces an account's password hash.
 	SetPasswordHash(ctx context.Context, id, hash string) error
+	// AccountByVerifiedEmail returns the account not being erased whose
+	// verified email has this blind index, or nil.
+	AccountByVerifiedEmail(ctx context.Context, emailIndex string) (*Record, error)
 	// UpdateAccount applies u to an account that is not being erased; false
-	// when there is none. An email index in use by another account gives
-	// ErrEmailTaken and changes nothing.
+	// when there is none. A new email is unverified, so it never clashes.
 	UpdateAccount(ctx context.Context, id string, u Update) (bool, error)
 	// VerifyEmail marks the email of the account whose pending verification
-	// has tokenHash and expires after now as verified, ends the
-	// verification, and returns the account id; "" when none matches.
-	VerifyEmail(ctx context.Context, tokenHash string, now time.Time) (string, error)
+	// has tokenHash and expires after now as verified and ends the
+	// verification. When another account holds that email index verified
+	// already, nothing changes and UserID is "". Otherwise every other
+	// account not being erased that holds the same index unverified loses
+	// its email (and pending verification) and gets lost appended to its
+	// notices; their ids are Evicted. UserID is "" when no token matches.
+	VerifyEmail(ctx context.Context, tokenHash string, now time.Time, lost Notice) (VerifiedEmail, error)
+	// SetPasswordReset replaces the pending password reset of an account
+	// not being erased (so an older token stops working); false when there
+	// is none.
+	SetPasswordReset(ctx context.Context, id string, v Verification) (bool, error)
+	// ResetPassword gives the account not being erased whose pending reset
+	// has tokenHash and expires after now the password hash, ends the reset
+	// and its password failures, and returns its id; "" when none matches.
+	ResetPassword(ctx context.Context, tokenHash string, now time.Time, hash string) (string, error)
+	// PasswordFailed counts one more consecutive wrong password at at and
+	// returns the new count; 0 when there is no account not being erased.
+	PasswordFailed(ctx context.Context, id string, at time.Time) (int, error)
+	// ClearPasswordFailures resets the count of consecutive wrong passwords.
+	ClearPasswordFailures(ctx context.Context, id string) error
+	// ClearNotices removes an account's notices.
+	ClearNotices(ctx context.Context, id string) error
 	// MarkErasing records that the account's erasure began at at; false when
 	// there is no account or it is already marked. From then on the account
 	// cannot sign in and none of its records change.
@@ -110,13 +132,24 @@ type Record struct {
 	CreatedAt    time.Time
 	// Email is sealed; nil when the user gave none.
 	Email []byte
-	// EmailIndex is the blind index of the email; unique among accounts
-	// that have one, "" without email.
+	// EmailIndex is the blind index of the email, "" without email. It is
+	// unique among accounts whose email is verified: an unverified address
+	// belongs to nobody.
 	EmailIndex    string
 	EmailVerified bool
 	// Verification is the pending email verification, if any.
 	Verification *Verification
-	Profile      SealedProfile
+	// PasswordReset is the pending password reset, if any.
+	PasswordReset *Verification
+	// PasswordFailures counts consecutive wrong passwords, the last at
+	// LastPasswordFailure (zero without): the back-off is kept with the
+	// account so that it holds across requests, aliases and replicas.
+	PasswordFailures    int
+	LastPasswordFailure time.Time
+	// Notices are messages for the user, oldest first; they hold no
+	// personal data.
+	Notices []Notice
+	Profile SealedProfile
 	// ErasingSince is set once the account's erasure began.
 	ErasingSince *time.Time
 }
@@ -134,6 +167,27 @@ type SealedProfile struct {
 type Verification struct {
 	TokenHash string
 	ExpiresAt time.Time
+}
+
+// Notice is a message kept for a user until they dismiss it.
+type Notice struct {
+	Kind NoticeKind
+	At   time.Time
+}
+
+// NoticeKind names what a notice tells.
+type NoticeKind string
+
+// NoticeEmailClaimed tells a user that their unverified email address was
+// removed because another account verified it first.
+const NoticeEmailClaimed NoticeKind = "EMAIL_CLAIMED_BY_ANOTHER_ACCOUNT"
+
+// VerifiedEmail is what VerifyEmail did.
+type VerifiedEmail struct {
+	// UserID is the account whose email is now verified; "" when none.
+	UserID string
+	// Evicted are the accounts that lost the address as unverified.
+	Evicted []string
 }
 
 // NewAccount is a sign-up: the account, and what other domains start it

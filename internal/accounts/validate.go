@@ -55,6 +55,9 @@ func CheckPassword(field, password string) error {
 	if n > 128 {
 		return apperr.Invalid(field, "password must be at most 128 characters long")
 	}
+	if IsCommonPassword(password) {
+		return apperr.Invalid(field, "this password is one of the most common ones; choose another")
+	}
 	return nil
 }
 

@@ -28,7 +28,9 @@ func TestNormalizeUsername(t *testing.T) {
 
 func TestCheckPassword(t *testing.T) {
 	for in, ok := range map[string]bool{
-		"123456789": false, "1234567890": true, "ünïcödé-pässwörd": true,
+		"123456789": false, "9081726354": true, "ünïcödé-pässwörd": true,
+		// On the list of the 10,000 commonest passwords, whatever the case.
+		"1234567890": false, "QwertyUIOP": false, "qwerty123456": false,
 		string(make([]byte, 129)): false, "\xff\xfe invalid utf8 bytes": false,
 	} {
 		if err := CheckPassword("p", in); (err == nil) != ok {
@@ -67,6 +69,17 @@ func TestNormalizeEmail(t *testing.T) {
 	for _, bad := range []string{"jane", "jane@", "@example.org", "Jane <jane@example.org>", "jane@localhost", "a\r\nBcc: x@y.z"} {
 		if _, err := NormalizeEmail("e", bad); err == nil {
 			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestCommonPasswordListIsComplete(t *testing.T) {
+	if n := len(commonPasswords()); n < 9900 { // a few entries repeat after lower-casing
+		t.Fatalf("the embedded list has %d passwords, want about 10000", n)
+	}
+	for _, p := range []string{"123456", "password", "qwerty", "iloveyou"} {
+		if !IsCommonPassword(p) {
+			t.Errorf("%q is not on the list", p)
 		}
 	}
 }

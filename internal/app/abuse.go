@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"mime"
 	"net"
@@ -160,10 +161,21 @@ func countMutations(doc *ast.QueryDocument, set ast.SelectionSet, depth int) (to
 	return total, authOps
 }
 
-// InterceptField applies the failed-login back-off around Mutation.login.
-// The account key is the normalized username whether or not it exists, so
-// the limit reveals nothing about which usernames are taken.
+// InterceptField applies the failed-login back-off around Mutation.login,
+// and gives any RATE_LIMITED answer of a resolver (the per-account password
+// back-off, say) its Retry-After header.
 func (g *abuseGuard) InterceptField(ctx context.Context, next graphql.Resolver) (any, error) {
+	res, err := g.interceptLogin(ctx, next)
+	var ae *apperr.Error
+	if errors.As(err, &ae) && ae.Code == apperr.RateLimited && ae.RetryAfter > 0 {
+		setRetryAfter(ctx, ae.RetryAfter)
+	}
+	return res, err
+}
+
+// interceptLogin: the account key is the normalized username whether or not
+// it exists, so the limit reveals nothing about which usernames are taken.
+func (g *abuseGuard) interceptLogin(ctx context.Context, next graphql.Resolver) (any, error) {
 	if !g.on {
 		return next(ctx)
 	}

@@ -122,8 +122,12 @@ func (a *App) init(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("password hashing: %w", err)
 	}
+	if a.verifier, err = newVerificationMailer(a.cfg.SMTPURL, a.cfg.PublicURL, a.cfg.Dev, a.log); err != nil {
+		return err
+	}
 	a.Accounts, err = accounts.New(a.Store.Accounts(), accounts.Options{
 		Hasher: hasher, Keyring: kr, Secrets: a.Secrets, SessionTTL: a.cfg.SessionTTL, Logger: a.log,
+		PasswordResetTTL: a.cfg.PasswordResetTTL, Mailer: a.verifier,
 	})
 	if err != nil {
 		return err
@@ -139,9 +143,6 @@ func (a *App) init(ctx context.Context) error {
 		if err := a.Accounts.EnsureAdmin(ctx, a.cfg.AdminUsername, a.cfg.AdminPassword); err != nil {
 			return fmt.Errorf("first admin: %w", err)
 		}
-	}
-	if a.verifier, err = newVerificationMailer(a.cfg.SMTPURL, a.cfg.PublicURL, a.cfg.Dev, a.log); err != nil {
-		return err
 	}
 	// Erasure keeps only the pseudonymous, signed consent events as proof.
 	a.Accounts.Subscribe(func(ctx context.Context, c accounts.Change) error {
@@ -211,6 +212,9 @@ func (a *App) Close(ctx context.Context) error {
 		a.stop()
 	}
 	a.bg.Wait()
+	if a.Accounts != nil {
+		a.Accounts.Wait() // mails still going out after their request answered
+	}
 	return a.Store.Close(ctx)
 }
 

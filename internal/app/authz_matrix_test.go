@@ -121,6 +121,16 @@ var matrix = map[string]matrixRow{
 			}
 			return map[string]any{"p": "correct horse battery"}
 		}, want: policyAll("UNAUTHENTICATED", ok, ok, "FORBIDDEN", "BAD_USER_INPUT"), fresh: true},
+	// A wrong current password: everyone signed in is checked, nobody changed.
+	"Mutation.changePassword": {op: `mutation { changePassword(currentPassword: "not the password", newPassword: "a brand new secret") }`,
+		want: policyAll("UNAUTHENTICATED", "BAD_USER_INPUT", "BAD_USER_INPUT", "FORBIDDEN", "BAD_USER_INPUT")},
+	// Anyone may ask; the answer is always true and tells nothing.
+	"Mutation.requestPasswordReset": {op: `mutation { requestPasswordReset(email: "nobody@example.org") }`,
+		want: policyAll(ok, ok, ok, "FORBIDDEN", ok)},
+	// The token is the only capability, as for verifyEmail.
+	"Mutation.resetPassword": {op: `mutation { resetPassword(token: "cgr_not-a-real-token-000", newPassword: "a brand new secret") }`,
+		want: policyAll("BAD_USER_INPUT", "BAD_USER_INPUT", "BAD_USER_INPUT", "FORBIDDEN", "BAD_USER_INPUT")},
+	"Mutation.dismissNotices": {op: `mutation { dismissNotices }`, want: usersOnly},
 	"Mutation.eraseUser": {op: `mutation($id: ID!) { eraseUser(id: $id) }`,
 		vars: func(c cell, _ caller) map[string]any { return map[string]any{"id": c.victim.ID} }, want: adminOnly, fresh: true},
 

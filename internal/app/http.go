@@ -67,7 +67,7 @@ func (a *App) routes() http.Handler {
 
 func (a *App) graphqlHandler() http.Handler {
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{
-		Resolvers: &graph.Resolver{Accounts: a.Accounts, Verifier: a.verifier, Consent: a.Consent, Signing: a.Signing, Export: a.Export, Audit: a.Audit,
+		Resolvers: &graph.Resolver{Accounts: a.Accounts, Consent: a.Consent, Signing: a.Signing, Export: a.Export, Audit: a.Audit,
 			PartnerAccounts: a.Partners, Aggregates: a.Demographics, Processing: a.Outbox},
 		Complexity: graph.Costs(),
 		Directives: graph.Directives(func(ctx context.Context, subject string) error {

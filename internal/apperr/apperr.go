@@ -21,8 +21,10 @@ const (
 	Conflict        Code = "CONFLICT"
 	RateLimited     Code = "RATE_LIMITED"
 	NeedsEmail      Code = "NEEDS_EMAIL"
-	BudgetExhausted Code = "BUDGET_EXHAUSTED"
-	Internal        Code = "INTERNAL"
+	// NeedsVerifiedEmail: an address was given but is not verified yet.
+	NeedsVerifiedEmail Code = "NEEDS_VERIFIED_EMAIL"
+	BudgetExhausted    Code = "BUDGET_EXHAUSTED"
+	Internal           Code = "INTERNAL"
 )
 
 // Error is a client-facing error.

@@ -39,8 +39,10 @@ type Config struct {
 	MasterKey          string
 	PreviousMasterKeys []string
 
-	SessionTTL   time.Duration
-	MaxBodyBytes int64
+	SessionTTL time.Duration
+	// PasswordResetTTL is how long a mailed password reset token works.
+	PasswordResetTTL time.Duration
+	MaxBodyBytes     int64
 	// MaxComplexity is the largest cost one request may have (graph/cost.go);
 	// MaxFields the most fields a query document may hold, counted while
 	// parsing, before validation.
@@ -162,6 +164,7 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 	c.MetricsToken = getenv(EnvName("metrics-token"))
 	prevKeys = getenv(EnvName("previous-master-keys"))
 	dur(&c.SessionTTL, "session-ttl", 7*24*time.Hour, "how long a session lasts")
+	dur(&c.PasswordResetTTL, "password-reset-ttl", 30*time.Minute, "how long a mailed password reset token works")
 	maxBody := num("max-body-bytes", 64<<10, "largest accepted request body in bytes")
 	maxComplexity := num("max-complexity", 5000, "largest accepted cost of one request (the Privacy Center's page costs about 2500)")
 	maxFields := num("max-fields", 500, "most fields (aliases and fragment fields included) in one query document, checked before validation")
@@ -249,6 +252,9 @@ func (c Config) validate() []error {
 	}
 	if c.SessionTTL < time.Minute {
 		errs = append(errs, errors.New("session-ttl must be at least 1m"))
+	}
+	if c.PasswordResetTTL <= 0 || c.PasswordResetTTL > 24*time.Hour {
+		errs = append(errs, errors.New("password-reset-ttl must be more than 0 and at most 24h"))
 	}
 	if c.DemographicsK < 2 {
 		errs = append(errs, errors.New("demographics-k must be at least 2: a cell of one person is that person"))

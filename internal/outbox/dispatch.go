@@ -229,8 +229,8 @@ func (d *Dispatcher) run(ctx context.Context, it *Item, p *Processor) error {
 	if err != nil {
 		return fmt.Errorf("read user: %w", err)
 	}
-	if p.needsEmail() && (u.Email == nil || (p.Manifest.RequiresVerifiedEmail && !u.EmailVerified)) {
-		d.finish(ctx, it, Finish{State: Waiting, Note: NeedsEmail, ResetAttempts: true})
+	if need := emailNeed(p, u); need != "" {
+		d.finish(ctx, it, Finish{State: Waiting, Note: need, ResetAttempts: true})
 		return errHandled
 	}
 	req.Fields = fieldValues(u, p.Fields, s.opts.Now())

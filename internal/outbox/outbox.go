@@ -89,8 +89,12 @@ const (
 	Dead    = work.Dead
 )
 
-// NeedsEmail is the note on an item waiting for an email address.
-const NeedsEmail = "NEEDS_EMAIL"
+// NeedsEmail is the note on an item waiting for an email address, and
+// NeedsVerifiedEmail on one waiting for the given address to be verified.
+const (
+	NeedsEmail         = "NEEDS_EMAIL"
+	NeedsVerifiedEmail = "NEEDS_VERIFIED_EMAIL"
+)
 
 // Item is one unit of work.
 type Item = work.Item
@@ -547,18 +551,34 @@ func (s *Service) Pseudonym(ctx context.Context, processor, userID string) (stri
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)), nil
 }
 
-// NeedsEmail reports whether purpose, granted by a user without a (verified)
-// email, waits for one before some enabled processor can act.
-func (s *Service) NeedsEmail(u *accounts.User, purpose string) bool {
+// EmailNeed tells why purpose, granted by u, waits before some enabled
+// processor can act: NeedsEmail (no address), NeedsVerifiedEmail (an
+// address not yet verified), or "" when it does not wait.
+func (s *Service) EmailNeed(u *accounts.User, purpose string) string {
+	need := ""
 	for _, p := range s.ForPurpose(purpose) {
-		if !p.needsEmail() {
-			continue
-		}
-		if u.Email == nil || (p.Manifest.RequiresVerifiedEmail && !u.EmailVerified) {
-			return true
+		if n := emailNeed(p, u); n == NeedsEmail {
+			return n
+		} else if n != "" {
+			need = n
 		}
 	}
-	return false
+	return need
+}
+
+// emailNeed is EmailNeed for one processor. Every processor that declared
+// the email needs a verified one: an unverified address belongs to nobody
+// yet, so no processor ever receives it (fieldValues enforces it too).
+func emailNeed(p *Processor, u *accounts.User) string {
+	switch {
+	case !p.needsEmail():
+		return ""
+	case u.Email == nil:
+		return NeedsEmail
+	case !u.EmailVerified:
+		return NeedsVerifiedEmail
+	}
+	return ""
 }
 
 func fieldValues(u *accounts.User, fields []string, now time.Time) map[string]string {
@@ -571,7 +591,11 @@ func fieldValues(u *accounts.User, fields []string, now time.Time) map[string]st
 	for _, f := range fields {
 		switch f {
 		case policy.CategoryEmail:
-			put(f, u.Email)
+			// The one place every processor payload is built: an address
+			// is given only once verified, whatever the processor declared.
+			if u.EmailVerified {
+				put(f, u.Email)
+			}
 		case policy.CategoryAgeBand:
 			if u.Profile.BirthYear != nil {
 				band := ageBand(*u.Profile.BirthYear, now)

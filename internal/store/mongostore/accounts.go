@@ -108,8 +108,8 @@ func (s *accountStore) taken(ctx context.Context, err error, r *accounts.Record)
 	if cerr == nil && n > 0 {
 		return fmt.Errorf("create account: %w", accounts.ErrUsernameTaken)
 	}
-	if r.EmailIndex != "" {
-		n, cerr = users.CountDocuments(ctx, bson.D{{Key: "emailIndex", Value: r.EmailIndex}, other})
+	if r.EmailIndex != "" && r.EmailVerified {
+		n, cerr = users.CountDocuments(ctx, bson.D{{Key: "verifiedEmailIndex", Value: r.EmailIndex}, other})
 		if cerr == nil && n > 0 {
 			return fmt.Errorf("create account: %w", accounts.ErrEmailTaken)
 		}
@@ -212,7 +212,9 @@ func (s *accountStore) UpdateAccount(ctx context.Context, id string, u accounts.
 		}
 	}
 	if e := u.Email; e != nil {
+		// A new email is unverified: it leaves the unique index.
 		set = append(set, bson.E{Key: "emailVerified", Value: false})
+		unset = append(unset, bson.E{Key: "verifiedEmailIndex", Value: ""})
 		switch {
 		case e.Sealed == nil:
 			unset = append(unset, bson.E{Key: "email", Value: ""}, bson.E{Key: "emailIndex", Value: ""}, bson.E{Key: "emailVerification", Value: ""})
@@ -247,18 +249,108 @@ func (s *accountStore) UpdateAccount(ctx context.Context, id string, u accounts.
 		upd = append(upd, bson.E{Key: "$unset", Value: unset})
 	}
 	r, err := users.UpdateOne(ctx, filter, upd)
-	if isDup(err) {
-		// Only the email index can clash: usernames never change.
-		return false, fmt.Errorf("update account: %w", accounts.ErrEmailTaken)
-	}
 	if err != nil {
 		return false, fmt.Errorf("update account: %w", err)
 	}
 	return r.MatchedCount == 1, nil
 }
 
-// VerifyEmail finds and ends the verification in one findAndModify.
-func (s *accountStore) VerifyEmail(ctx context.Context, tokenHash string, now time.Time) (string, error) {
+func (s *accountStore) AccountByVerifiedEmail(ctx context.Context, emailIndex string) (*accounts.Record, error) {
+	var doc userDoc
+	err := s.d.coll(usersColl).FindOne(ctx, bson.D{{Key: "verifiedEmailIndex", Value: emailIndex}, live()},
+		options.FindOne().SetProjection(accountProjection())).Decode(&doc)
+	if errNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("find account by verified email: %w", err)
+	}
+	return doc.record(), nil
+}
+
+// VerifyEmail reads the account holding the token, then verifies it with an
+// update conditional on the token (the unique index on verifiedEmailIndex
+// refuses an address verified elsewhere), then evicts the address from
+// the accounts holding it unverified, each with an update conditional on
+// still holding it unverified. A crash before the evictions leaves those
+// copies unverified, where they can never be verified (the index refuses)
+// and no processor receives them.
+func (s *accountStore) VerifyEmail(ctx context.Context, tokenHash string, now time.Time, lost accounts.Notice) (accounts.VerifiedEmail, error) {
+	users := s.d.coll(usersColl)
+	var doc struct {
+		ID         string `bson:"_id"`
+		EmailIndex string `bson:"emailIndex"`
+	}
+	err := users.FindOne(ctx, bson.D{
+		{Key: "emailVerification.tokenHash", Value: tokenHash},
+		{Key: "emailVerification.expiresAt", Value: bson.D{{Key: "$gt", Value: now}}},
+		live(),
+	}, options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}, {Key: "emailIndex", Value: 1}})).Decode(&doc)
+	if errNotFound(err) {
+		return accounts.VerifiedEmail{}, nil
+	}
+	if err != nil {
+		return accounts.VerifiedEmail{}, fmt.Errorf("verify email: %w", err)
+	}
+	set := bson.D{{Key: "emailVerified", Value: true}}
+	if doc.EmailIndex != "" {
+		set = append(set, bson.E{Key: "verifiedEmailIndex", Value: doc.EmailIndex})
+	}
+	r, err := users.UpdateOne(ctx, bson.D{
+		{Key: "_id", Value: doc.ID},
+		{Key: "emailVerification.tokenHash", Value: tokenHash},
+		{Key: "emailVerification.expiresAt", Value: bson.D{{Key: "$gt", Value: now}}},
+		live(),
+	}, bson.D{{Key: "$set", Value: set}, {Key: "$unset", Value: bson.D{{Key: "emailVerification", Value: ""}}}})
+	if isDup(err) {
+		return accounts.VerifiedEmail{}, nil // verified by another account first
+	}
+	if err != nil {
+		return accounts.VerifiedEmail{}, fmt.Errorf("verify email: %w", err)
+	}
+	if r.MatchedCount == 0 {
+		return accounts.VerifiedEmail{}, nil
+	}
+	out := accounts.VerifiedEmail{UserID: doc.ID}
+	if doc.EmailIndex == "" {
+		return out, nil
+	}
+	holders := bson.D{{Key: "emailIndex", Value: doc.EmailIndex}, {Key: "emailVerified", Value: false}, live()}
+	cur, err := users.Find(ctx, append(holders, bson.E{Key: "_id", Value: bson.D{{Key: "$ne", Value: doc.ID}}}),
+		options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}).SetSort(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return out, fmt.Errorf("find unverified holders: %w", err)
+	}
+	ids, err := decodeIDs(ctx, cur)
+	if err != nil {
+		return out, err
+	}
+	for _, id := range ids {
+		r, err := users.UpdateOne(ctx, append(bson.D{{Key: "_id", Value: id}}, holders...), bson.D{
+			{Key: "$unset", Value: bson.D{{Key: "email", Value: ""}, {Key: "emailIndex", Value: ""}, {Key: "emailVerification", Value: ""}}},
+			{Key: "$push", Value: bson.D{{Key: "notices", Value: noticeDoc{Kind: string(lost.Kind), At: lost.At}}}},
+		})
+		if err != nil {
+			return out, fmt.Errorf("evict unverified email: %w", err)
+		}
+		if r.MatchedCount == 1 {
+			out.Evicted = append(out.Evicted, id)
+		}
+	}
+	return out, nil
+}
+
+func (s *accountStore) SetPasswordReset(ctx context.Context, id string, v accounts.Verification) (bool, error) {
+	r, err := s.d.coll(usersColl).UpdateOne(ctx, bson.D{{Key: "_id", Value: id}, live()},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "passwordReset", Value: verificationDoc{TokenHash: v.TokenHash, ExpiresAt: v.ExpiresAt}}}}})
+	if err != nil {
+		return false, fmt.Errorf("set password reset: %w", err)
+	}
+	return r.MatchedCount == 1, nil
+}
+
+// ResetPassword finds and uses the token in one findAndModify.
+func (s *accountStore) ResetPassword(ctx context.Context, tokenHash string, now time.Time, hash string) (string, error) {
 	opts := options.FindOneAndUpdate()
 	if !s.d.ferret { // FerretDB v1 implements no projection here
 		opts.SetProjection(bson.D{{Key: "_id", Value: 1}})
@@ -268,21 +360,61 @@ func (s *accountStore) VerifyEmail(ctx context.Context, tokenHash string, now ti
 	}
 	err := s.d.coll(usersColl).FindOneAndUpdate(ctx,
 		bson.D{
-			{Key: "emailVerification.tokenHash", Value: tokenHash},
-			{Key: "emailVerification.expiresAt", Value: bson.D{{Key: "$gt", Value: now}}},
+			{Key: "passwordReset.tokenHash", Value: tokenHash},
+			{Key: "passwordReset.expiresAt", Value: bson.D{{Key: "$gt", Value: now}}},
 			live(),
 		},
 		bson.D{
-			{Key: "$set", Value: bson.D{{Key: "emailVerified", Value: true}}},
-			{Key: "$unset", Value: bson.D{{Key: "emailVerification", Value: ""}}},
+			{Key: "$set", Value: bson.D{{Key: "passwordHash", Value: hash}}},
+			{Key: "$unset", Value: bson.D{{Key: "passwordReset", Value: ""}, {Key: "pwFailures", Value: ""}, {Key: "pwFailedAt", Value: ""}}},
 		}, opts).Decode(&doc)
 	if errNotFound(err) {
 		return "", nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("verify email: %w", err)
+		return "", fmt.Errorf("reset password: %w", err)
 	}
 	return doc.ID, nil
+}
+
+func (s *accountStore) PasswordFailed(ctx context.Context, id string, at time.Time) (int, error) {
+	opts := options.FindOneAndUpdate().SetReturnDocument(options.After)
+	if !s.d.ferret {
+		opts.SetProjection(bson.D{{Key: "pwFailures", Value: 1}})
+	}
+	var doc struct {
+		N int `bson:"pwFailures"`
+	}
+	err := s.d.coll(usersColl).FindOneAndUpdate(ctx, bson.D{{Key: "_id", Value: id}, live()},
+		bson.D{
+			{Key: "$inc", Value: bson.D{{Key: "pwFailures", Value: 1}}},
+			{Key: "$set", Value: bson.D{{Key: "pwFailedAt", Value: at}}},
+		}, opts).Decode(&doc)
+	if errNotFound(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("count password failure: %w", err)
+	}
+	return doc.N, nil
+}
+
+func (s *accountStore) ClearPasswordFailures(ctx context.Context, id string) error {
+	_, err := s.d.coll(usersColl).UpdateOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "pwFailures", Value: bson.D{{Key: "$exists", Value: true}}}, live()},
+		bson.D{{Key: "$unset", Value: bson.D{{Key: "pwFailures", Value: ""}, {Key: "pwFailedAt", Value: ""}}}})
+	if err != nil {
+		return fmt.Errorf("clear password failures: %w", err)
+	}
+	return nil
+}
+
+func (s *accountStore) ClearNotices(ctx context.Context, id string) error {
+	_, err := s.d.coll(usersColl).UpdateOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "notices", Value: bson.D{{Key: "$exists", Value: true}}}, live()},
+		bson.D{{Key: "$unset", Value: bson.D{{Key: "notices", Value: ""}}}})
+	if err != nil {
+		return fmt.Errorf("clear notices: %w", err)
+	}
+	return nil
 }
 
 func (s *accountStore) MarkErasing(ctx context.Context, id string, at time.Time) (bool, error) {

@@ -50,6 +50,15 @@ type userDoc struct {
 	EmailVerification *verificationDoc `bson:"emailVerification,omitempty"`
 	Profile           profileDoc       `bson:"profile"`
 	ErasingSince      *time.Time       `bson:"erasingSince,omitempty"`
+	// VerifiedEmailIndex is emailIndex while the email is verified, absent
+	// otherwise: its unique sparse index makes a verified address unique
+	// while unverified ones clash with nothing (FerretDB v1 has no partial
+	// indexes, so a partial filter on emailVerified is not an option).
+	VerifiedEmailIndex  string           `bson:"verifiedEmailIndex,omitempty"`
+	PasswordReset       *verificationDoc `bson:"passwordReset,omitempty"`
+	PasswordFailures    int              `bson:"pwFailures,omitempty"`
+	LastPasswordFailure *time.Time       `bson:"pwFailedAt,omitempty"`
+	Notices             []noticeDoc      `bson:"notices,omitempty"`
 
 	Consent *consentDoc        `bson:"consent,omitempty"`
 	Outbox  map[string]itemDoc `bson:"outbox,omitempty"`
@@ -60,6 +69,11 @@ type userDoc struct {
 type verificationDoc struct {
 	TokenHash string    `bson:"tokenHash"`
 	ExpiresAt time.Time `bson:"expiresAt"`
+}
+
+type noticeDoc struct {
+	Kind string    `bson:"kind"`
+	At   time.Time `bson:"at"`
 }
 
 type profileDoc struct {
@@ -82,6 +96,20 @@ func newUserDoc(r *accounts.Record) userDoc {
 	if r.Verification != nil {
 		d.EmailVerification = &verificationDoc{TokenHash: r.Verification.TokenHash, ExpiresAt: r.Verification.ExpiresAt}
 	}
+	if r.EmailVerified {
+		d.VerifiedEmailIndex = r.EmailIndex
+	}
+	if v := r.PasswordReset; v != nil {
+		d.PasswordReset = &verificationDoc{TokenHash: v.TokenHash, ExpiresAt: v.ExpiresAt}
+	}
+	d.PasswordFailures = r.PasswordFailures
+	if !r.LastPasswordFailure.IsZero() {
+		t := r.LastPasswordFailure
+		d.LastPasswordFailure = &t
+	}
+	for _, n := range r.Notices {
+		d.Notices = append(d.Notices, noticeDoc{Kind: string(n.Kind), At: n.At})
+	}
 	return d
 }
 
@@ -94,6 +122,16 @@ func (d *userDoc) record() *accounts.Record {
 	}
 	if v := d.EmailVerification; v != nil {
 		r.Verification = &accounts.Verification{TokenHash: v.TokenHash, ExpiresAt: v.ExpiresAt}
+	}
+	if v := d.PasswordReset; v != nil {
+		r.PasswordReset = &accounts.Verification{TokenHash: v.TokenHash, ExpiresAt: v.ExpiresAt}
+	}
+	r.PasswordFailures = d.PasswordFailures
+	if d.LastPasswordFailure != nil {
+		r.LastPasswordFailure = *d.LastPasswordFailure
+	}
+	for _, n := range d.Notices {
+		r.Notices = append(r.Notices, accounts.Notice{Kind: accounts.NoticeKind(n.Kind), At: n.At})
 	}
 	return r
 }

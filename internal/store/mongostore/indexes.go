@@ -17,7 +17,14 @@ import (
 // no-op rather than a conflict.
 const (
 	idxUsernameKey = "usernameKey_unique"
-	idxEmailIndex  = "emailIndex_unique"
+	// idxEmailIndex is the verified addresses' unique index; the index of
+	// every address (idxAnyEmail) is not unique, for an unverified address
+	// belongs to nobody.
+	idxEmailIndex = "verifiedEmailIndex_unique"
+	idxAnyEmail   = "emailIndex"
+	// idxOldEmailIndex made every address unique, verified or not; it is
+	// dropped at start-up (migrateEmailIndex).
+	idxOldEmailIndex = "emailIndex_unique"
 )
 
 type indexSpec struct {
@@ -39,8 +46,12 @@ func indexes() []indexSpec {
 	return []indexSpec{
 		// Sign-in and sign-up find accounts by normalized username.
 		{usersColl, mongo.IndexModel{Keys: keys("usernameKey"), Options: options.Index().SetUnique(true).SetName(idxUsernameKey)}},
-		// Accounts without email have no emailIndex: sparse keeps them out.
-		{usersColl, mongo.IndexModel{Keys: keys("emailIndex"), Options: options.Index().SetUnique(true).SetSparse(true).SetName(idxEmailIndex)}},
+		// Accounts without a verified email have no verifiedEmailIndex:
+		// sparse keeps them out. Password resets find accounts by it.
+		{usersColl, mongo.IndexModel{Keys: keys("verifiedEmailIndex"), Options: options.Index().SetUnique(true).SetSparse(true).SetName(idxEmailIndex)}},
+		// A verification clears the address from the accounts holding it unverified.
+		{usersColl, mongo.IndexModel{Keys: keys("emailIndex"), Options: options.Index().SetSparse(true).SetName(idxAnyEmail)}},
+		{usersColl, mongo.IndexModel{Keys: keys("passwordReset.tokenHash"), Options: options.Index().SetSparse(true).SetName("passwordReset.tokenHash")}},
 		{usersColl, mongo.IndexModel{Keys: keys("emailVerification.tokenHash"), Options: options.Index().SetSparse(true).SetName("emailVerification.tokenHash")}},
 		// Few accounts are being erased or hold unrelayed writes at a time.
 		{usersColl, mongo.IndexModel{Keys: keys("erasingSince"), Options: options.Index().SetSparse(true).SetName("erasingSince_sparse")}},
@@ -63,11 +74,58 @@ func indexes() []indexSpec {
 // ensureIndexes creates the indexes one at a time: FerretDB v1 drops the
 // connection on a createIndexes of several indexes some of which exist.
 func (d *DB) ensureIndexes(ctx context.Context) error {
+	if err := d.migrateEmailIndex(ctx); err != nil {
+		return err
+	}
 	for _, ix := range indexes() {
 		if err := ensureIndex(ctx, d.coll(ix.coll), ix.model); err != nil {
 			return err
 		}
 	}
+	return nil
+}
+
+// migrateEmailIndex moves a deployment from one unique index over every
+// address to one over verified addresses: it fills verifiedEmailIndex of
+// verified accounts (one update each: FerretDB v1 has no pipeline updates),
+// then drops the old index. Both steps are idempotent; a crash between
+// them is finished at the next start.
+func (d *DB) migrateEmailIndex(ctx context.Context) error {
+	users := d.coll(usersColl)
+	specs, err := users.Indexes().ListSpecifications(ctx)
+	if err != nil {
+		return fmt.Errorf("list indexes of %s: %w", usersColl, err)
+	}
+	old := false
+	for _, sp := range specs {
+		old = old || sp.Name == idxOldEmailIndex
+	}
+	if !old {
+		return nil
+	}
+	cur, err := users.Find(ctx, bson.D{{Key: "emailVerified", Value: true}, {Key: "emailIndex", Value: bson.D{{Key: "$exists", Value: true}}},
+		{Key: "verifiedEmailIndex", Value: bson.D{{Key: "$exists", Value: false}}}},
+		options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}, {Key: "emailIndex", Value: 1}}))
+	if err != nil {
+		return fmt.Errorf("migrate email index: %w", err)
+	}
+	var docs []struct {
+		ID         string `bson:"_id"`
+		EmailIndex string `bson:"emailIndex"`
+	}
+	if err := cur.All(ctx, &docs); err != nil {
+		return fmt.Errorf("migrate email index: %w", err)
+	}
+	for _, doc := range docs {
+		if _, err := users.UpdateOne(ctx, bson.D{{Key: "_id", Value: doc.ID}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "verifiedEmailIndex", Value: doc.EmailIndex}}}}); err != nil {
+			return fmt.Errorf("migrate email index of %s: %w", doc.ID, err)
+		}
+	}
+	if err := users.Indexes().DropOne(ctx, idxOldEmailIndex); err != nil {
+		return fmt.Errorf("drop index %s: %w", idxOldEmailIndex, err)
+	}
+	d.log.InfoContext(ctx, "migrated the email index: only verified addresses are unique", "verified", len(docs))
 	return nil
 }
 
@@ -174,7 +232,7 @@ func indexOfField(s string) string {
 	switch {
 	case strings.Contains(s, "usernameKey"):
 		return idxUsernameKey
-	case strings.Contains(s, "emailIndex"):
+	case strings.Contains(s, "verifiedEmailIndex"):
 		return idxEmailIndex
 	case s == "_id" || s == "_id_" || strings.HasSuffix(s, "__id_"):
 		return "_id_"

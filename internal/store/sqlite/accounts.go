@@ -3,6 +3,8 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -16,13 +18,14 @@ import (
 type accountStore struct{ d *DB }
 
 const userCols = `id, username, username_key, password_hash, role, created_at, email, email_index,
-	email_verified, verify_token_hash, verify_expires_at, birth_year, country, gender, language, erasing_since`
+	email_verified, verify_token_hash, verify_expires_at, birth_year, country, gender, language, erasing_since,
+	reset_token_hash, reset_expires_at, pw_failures, pw_failed_at, notices`
 
 var (
 	qInsertUser = sqlq(`INSERT INTO users (id, username, username_key, password_hash, role, created_at, email, email_index,
 		email_verified, verify_token_hash, verify_expires_at, birth_year, country, gender, language, erasing_since,
-		consent_head, consent_head_hash)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		reset_token_hash, reset_expires_at, pw_failures, pw_failed_at, notices, consent_head, consent_head_hash)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	qUsernameTaken   = sqlq(`SELECT 1 FROM users WHERE username_key = ?`)
 	qUserByID        = sqlq(`SELECT ` + userCols + ` FROM users WHERE id = ?`)
 	qUserByUsername  = sqlq(`SELECT ` + userCols + ` FROM users WHERE username_key = ?`)
@@ -41,10 +44,28 @@ var (
 		verify_token_hash = CASE WHEN ?9 THEN ?12 ELSE verify_token_hash END,
 		verify_expires_at = CASE WHEN ?9 THEN ?13 ELSE verify_expires_at END
 		WHERE id = ?14 AND erasing_since IS NULL`)
-	qLiveUser   = sqlq(`SELECT 1 FROM users WHERE id = ? AND erasing_since IS NULL`)
+	qLiveUser            = sqlq(`SELECT 1 FROM users WHERE id = ? AND erasing_since IS NULL`)
+	qUserByVerifiedEmail = sqlq(`SELECT ` + userCols + ` FROM users
+		WHERE email_index = ? AND email_verified = 1 AND erasing_since IS NULL`)
+	qVerifyToken = sqlq(`SELECT id, email_index FROM users
+		WHERE verify_token_hash = ? AND verify_expires_at > ? AND erasing_since IS NULL`)
 	qVerifyMail = sqlq(`UPDATE users SET email_verified = 1, verify_token_hash = NULL, verify_expires_at = NULL
-		WHERE verify_token_hash = ? AND verify_expires_at > ? AND erasing_since IS NULL RETURNING id`)
-	qMarkErasing = sqlq(`UPDATE users SET erasing_since = ? WHERE id = ? AND erasing_since IS NULL`)
+		WHERE id = ?`)
+	qUnverifiedHolders = sqlq(`SELECT id, notices FROM users
+		WHERE email_index = ? AND id <> ? AND email_verified = 0 AND erasing_since IS NULL`)
+	qEvictEmail = sqlq(`UPDATE users SET email = NULL, email_index = NULL, verify_token_hash = NULL,
+		verify_expires_at = NULL, notices = ? WHERE id = ?`)
+	qSetReset = sqlq(`UPDATE users SET reset_token_hash = ?, reset_expires_at = ?
+		WHERE id = ? AND erasing_since IS NULL`)
+	qResetPassword = sqlq(`UPDATE users SET password_hash = ?, reset_token_hash = NULL, reset_expires_at = NULL,
+		pw_failures = 0, pw_failed_at = NULL
+		WHERE reset_token_hash = ? AND reset_expires_at > ? AND erasing_since IS NULL RETURNING id`)
+	qPasswordFailed = sqlq(`UPDATE users SET pw_failures = pw_failures + 1, pw_failed_at = ?
+		WHERE id = ? AND erasing_since IS NULL RETURNING pw_failures`)
+	qClearFailures = sqlq(`UPDATE users SET pw_failures = 0, pw_failed_at = NULL
+		WHERE id = ? AND pw_failures <> 0 AND erasing_since IS NULL`)
+	qClearNotices = sqlq(`UPDATE users SET notices = NULL WHERE id = ? AND notices IS NOT NULL AND erasing_since IS NULL`)
+	qMarkErasing  = sqlq(`UPDATE users SET erasing_since = ? WHERE id = ? AND erasing_since IS NULL`)
 	// No ORDER BY: sorting by id would tempt the planner into walking the
 	// primary key instead of the small partial index.
 	qErasing = sqlq(`SELECT id FROM users WHERE erasing_since IS NOT NULL`)
@@ -101,14 +122,11 @@ func (s accountStore) ImportAccounts(ctx context.Context, list []accounts.NewAcc
 // only the first index it finds taken).
 func insertAccount(t *tx, a *accounts.NewAccount) error {
 	r := &a.Account
-	var tokenHash, expires any
-	if r.Verification != nil {
-		tokenHash, expires = r.Verification.TokenHash, ms(r.Verification.ExpiresAt)
+	args, err := userArgs(r, a.Consent.State.Head, a.Consent.State.HeadHash)
+	if err != nil {
+		return err
 	}
-	_, err := t.exec(qInsertUser, r.ID, r.Username, r.UsernameKey, r.PasswordHash, string(r.Role), ms(r.CreatedAt),
-		blob(r.Email), nullText(r.EmailIndex), r.EmailVerified, tokenHash, expires,
-		blob(r.Profile.BirthYear), blob(r.Profile.Country), blob(r.Profile.Gender), blob(r.Profile.Language),
-		msPtr(r.ErasingSince), a.Consent.State.Head, a.Consent.State.HeadHash)
+	_, err = t.exec(qInsertUser, args...)
 	if err != nil {
 		switch uniqueViolation(err) {
 		case "users.username_key":
@@ -140,6 +158,65 @@ func insertAccount(t *tx, a *accounts.NewAccount) error {
 	return nil
 }
 
+// userArgs are qInsertUser's arguments for r.
+func userArgs(r *accounts.Record, head int64, headHash string) ([]any, error) {
+	var tokenHash, expires, resetHash, resetExpires, failedAt any
+	if r.Verification != nil {
+		tokenHash, expires = r.Verification.TokenHash, ms(r.Verification.ExpiresAt)
+	}
+	if r.PasswordReset != nil {
+		resetHash, resetExpires = r.PasswordReset.TokenHash, ms(r.PasswordReset.ExpiresAt)
+	}
+	if !r.LastPasswordFailure.IsZero() {
+		failedAt = ms(r.LastPasswordFailure)
+	}
+	notices, err := encodeNotices(r.Notices)
+	if err != nil {
+		return nil, err
+	}
+	return []any{r.ID, r.Username, r.UsernameKey, r.PasswordHash, string(r.Role), ms(r.CreatedAt),
+		blob(r.Email), nullText(r.EmailIndex), r.EmailVerified, tokenHash, expires,
+		blob(r.Profile.BirthYear), blob(r.Profile.Country), blob(r.Profile.Gender), blob(r.Profile.Language),
+		msPtr(r.ErasingSince), resetHash, resetExpires, r.PasswordFailures, failedAt, notices, head, headHash}, nil
+}
+
+// noticeJSON is one notice in the notices column.
+type noticeJSON struct {
+	Kind string `json:"kind"`
+	At   int64  `json:"at"`
+}
+
+// encodeNotices is the notices column: a JSON array, NULL for none.
+func encodeNotices(ns []accounts.Notice) (any, error) {
+	if len(ns) == 0 {
+		return nil, nil
+	}
+	out := make([]noticeJSON, len(ns))
+	for i, n := range ns {
+		out[i] = noticeJSON{Kind: string(n.Kind), At: ms(n.At)}
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return nil, fmt.Errorf("encode notices: %w", err)
+	}
+	return string(b), nil
+}
+
+func decodeNotices(col sql.NullString) ([]accounts.Notice, error) {
+	if !col.Valid || col.String == "" {
+		return nil, nil
+	}
+	var in []noticeJSON
+	if err := json.Unmarshal([]byte(col.String), &in); err != nil {
+		return nil, fmt.Errorf("decode notices: %w", err)
+	}
+	out := make([]accounts.Notice, len(in))
+	for i, n := range in {
+		out[i] = accounts.Notice{Kind: accounts.NoticeKind(n.Kind), At: fromMS(n.At)}
+	}
+	return out, nil
+}
+
 // keyOrder returns the indexes 0..n-1 sorted by key: a bulk load inserts
 // in key order, so consecutive inserts share the b-tree path they descend
 // (ids are random, and at a million rows the tree is far larger than the
@@ -163,13 +240,15 @@ type accountRow struct {
 	created                    int64
 	emailIndex, tokenHash      sql.NullString
 	tokenExpires, erasingSince sql.NullInt64
+	resetHash, notices         sql.NullString
+	resetExpires, failedAt     sql.NullInt64
 }
 
 func (a *accountRow) dest() []any {
 	r := &a.r
 	return []any{&r.ID, &r.Username, &r.UsernameKey, &r.PasswordHash, &a.role, &a.created, &r.Email, &a.emailIndex,
 		&r.EmailVerified, &a.tokenHash, &a.tokenExpires, &r.Profile.BirthYear, &r.Profile.Country, &r.Profile.Gender,
-		&r.Profile.Language, &a.erasingSince}
+		&r.Profile.Language, &a.erasingSince, &a.resetHash, &a.resetExpires, &r.PasswordFailures, &a.failedAt, &a.notices}
 }
 
 func (a *accountRow) record() *accounts.Record {
@@ -181,6 +260,15 @@ func (a *accountRow) record() *accounts.Record {
 		r.Verification = &accounts.Verification{TokenHash: a.tokenHash.String, ExpiresAt: fromMS(a.tokenExpires.Int64)}
 	}
 	r.ErasingSince = fromNullMS(a.erasingSince)
+	if a.resetHash.Valid {
+		r.PasswordReset = &accounts.Verification{TokenHash: a.resetHash.String, ExpiresAt: fromMS(a.resetExpires.Int64)}
+	}
+	if a.failedAt.Valid {
+		r.LastPasswordFailure = fromMS(a.failedAt.Int64)
+	}
+	// The column is written only by this adapter; a value it cannot read
+	// is shown as no notices rather than failing every read of the account.
+	r.Notices, _ = decodeNotices(a.notices)
 	return &r
 }
 
@@ -257,26 +345,136 @@ func (s accountStore) UpdateAccount(ctx context.Context, id string, u accounts.U
 		}
 		return found, nil
 	}
+	// A new email is unverified, outside the unique index: no clash.
 	n, err := s.d.exec(ctx, qUpdateUser, args...)
 	if err != nil {
-		if uniqueViolation(err) == "users.email_index" {
-			return false, accounts.ErrEmailTaken
-		}
 		return false, fmt.Errorf("update account: %w", err)
 	}
 	return n == 1, nil
 }
 
-func (s accountStore) VerifyEmail(ctx context.Context, tokenHash string, now time.Time) (string, error) {
-	var id string
-	found, err := s.d.writeRow(ctx, qVerifyMail, []any{tokenHash, now.UnixMilli()}, &id)
+func (s accountStore) AccountByVerifiedEmail(ctx context.Context, emailIndex string) (*accounts.Record, error) {
+	r, err := s.account(ctx, qUserByVerifiedEmail, emailIndex)
 	if err != nil {
-		return "", fmt.Errorf("verify email: %w", err)
+		return nil, fmt.Errorf("read account by verified email: %w", err)
+	}
+	return r, nil
+}
+
+// VerifyEmail is one transaction: the verification, then the eviction of
+// the address from the accounts that hold it unverified.
+func (s accountStore) VerifyEmail(ctx context.Context, tokenHash string, now time.Time, lost accounts.Notice) (accounts.VerifiedEmail, error) {
+	var out accounts.VerifiedEmail
+	err := s.d.write(ctx, func(t *tx) error {
+		out = accounts.VerifiedEmail{}
+		var id string
+		var idx sql.NullString
+		found, err := t.queryRow(qVerifyToken, []any{tokenHash, now.UnixMilli()}, &id, &idx)
+		if err != nil || !found {
+			return err
+		}
+		if _, err := t.exec(qVerifyMail, id); err != nil {
+			if uniqueViolation(err) == "users.email_index" {
+				return errVerifiedElsewhere
+			}
+			return err
+		}
+		out.UserID = id
+		if !idx.Valid {
+			return nil
+		}
+		type holder struct {
+			id      string
+			notices sql.NullString
+		}
+		var holders []holder
+		rows, err := t.query(qUnverifiedHolders, idx.String, id)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var h holder
+			if err := rows.Scan(&h.id, &h.notices); err != nil {
+				rows.Close()
+				return err
+			}
+			holders = append(holders, h)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, h := range holders {
+			ns, _ := decodeNotices(h.notices)
+			enc, err := encodeNotices(append(ns, lost))
+			if err != nil {
+				return err
+			}
+			if _, err := t.exec(qEvictEmail, enc, h.id); err != nil {
+				return err
+			}
+			out.Evicted = append(out.Evicted, h.id)
+		}
+		slices.Sort(out.Evicted)
+		return nil
+	})
+	if errors.Is(err, errVerifiedElsewhere) {
+		return accounts.VerifiedEmail{}, nil
+	}
+	if err != nil {
+		return accounts.VerifiedEmail{}, fmt.Errorf("verify email: %w", err)
+	}
+	return out, nil
+}
+
+// errVerifiedElsewhere rolls a verification back: another account holds
+// the address verified.
+var errVerifiedElsewhere = errors.New("email verified by another account")
+
+func (s accountStore) SetPasswordReset(ctx context.Context, id string, v accounts.Verification) (bool, error) {
+	n, err := s.d.exec(ctx, qSetReset, v.TokenHash, ms(v.ExpiresAt), id)
+	if err != nil {
+		return false, fmt.Errorf("set password reset: %w", err)
+	}
+	return n == 1, nil
+}
+
+func (s accountStore) ResetPassword(ctx context.Context, tokenHash string, now time.Time, hash string) (string, error) {
+	var id string
+	found, err := s.d.writeRow(ctx, qResetPassword, []any{hash, tokenHash, now.UnixMilli()}, &id)
+	if err != nil {
+		return "", fmt.Errorf("reset password: %w", err)
 	}
 	if !found {
 		return "", nil
 	}
 	return id, nil
+}
+
+func (s accountStore) PasswordFailed(ctx context.Context, id string, at time.Time) (int, error) {
+	var n int
+	found, err := s.d.writeRow(ctx, qPasswordFailed, []any{ms(at), id}, &n)
+	if err != nil {
+		return 0, fmt.Errorf("count password failure: %w", err)
+	}
+	if !found {
+		return 0, nil
+	}
+	return n, nil
+}
+
+func (s accountStore) ClearPasswordFailures(ctx context.Context, id string) error {
+	if _, err := s.d.exec(ctx, qClearFailures, id); err != nil {
+		return fmt.Errorf("clear password failures: %w", err)
+	}
+	return nil
+}
+
+func (s accountStore) ClearNotices(ctx context.Context, id string) error {
+	if _, err := s.d.exec(ctx, qClearNotices, id); err != nil {
+		return fmt.Errorf("clear notices: %w", err)
+	}
+	return nil
 }
 
 func (s accountStore) MarkErasing(ctx context.Context, id string, at time.Time) (bool, error) {

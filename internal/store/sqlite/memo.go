@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"maps"
+	"slices"
 
 	"github.com/consentgraph/consentgraph/internal/accounts"
 	"github.com/consentgraph/consentgraph/internal/consent"
@@ -71,6 +72,11 @@ func (s *userSnap) record() *accounts.Record {
 		ec := *e
 		r.ErasingSince = &ec
 	}
+	if v := s.rec.PasswordReset; v != nil {
+		vc := *v
+		r.PasswordReset = &vc
+	}
+	r.Notices = slices.Clone(s.rec.Notices)
 	return &r
 }
 

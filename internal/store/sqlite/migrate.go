@@ -21,6 +21,7 @@ type migration struct {
 var migrations = []migration{
 	{name: "initial schema", stmts: schemaV1},
 	{name: "shared rate-limit counters", stmts: schemaRateCounts},
+	{name: "accounts: verified email unique, password reset and back-off, notices", stmts: schemaAccountsV3},
 }
 
 // SchemaVersion is the schema version this build writes.
@@ -281,6 +282,24 @@ var schemaRateCounts = []string{
 		n      INTEGER NOT NULL,
 		PRIMARY KEY (minute, key)
 	) STRICT, WITHOUT ROWID`,
+}
+
+// schemaAccountsV3: an unverified address belongs to nobody, so the email index is
+// unique only among verified addresses (and stays indexed for the
+// lookups that clear other accounts' unverified copies); accounts gain a
+// pending password reset, the count of consecutive wrong passwords and
+// notices for the user.
+var schemaAccountsV3 = []string{
+	`ALTER TABLE users ADD COLUMN reset_token_hash TEXT`,
+	`ALTER TABLE users ADD COLUMN reset_expires_at INTEGER`,
+	`ALTER TABLE users ADD COLUMN pw_failures INTEGER NOT NULL DEFAULT 0`,
+	`ALTER TABLE users ADD COLUMN pw_failed_at INTEGER`,
+	// JSON array of {kind, at}; NULL when there are none.
+	`ALTER TABLE users ADD COLUMN notices TEXT`,
+	`DROP INDEX users_email_index`,
+	`CREATE INDEX users_email_index ON users (email_index) WHERE email_index IS NOT NULL`,
+	`CREATE UNIQUE INDEX users_verified_email ON users (email_index) WHERE email_verified = 1 AND email_index IS NOT NULL`,
+	`CREATE INDEX users_reset_token ON users (reset_token_hash) WHERE reset_token_hash IS NOT NULL`,
 }
 
 // migrate brings the schema to SchemaVersion, one transaction per step.

@@ -83,20 +83,23 @@ func checkPlans(t *testing.T, d *DB) {
 	}
 	// Lookups that must use a particular index.
 	mustUse := map[*query]string{
-		qUserByUsername:    "users_username_key",
-		qVerifyMail:        "users_verify_token",
-		qUserSessions:      "sessions_user",
-		qDeleteSessions:    "sessions_user",
-		qCountSessions:     "sessions_expiry",
-		qSweepSessions:     "sessions_expiry",
-		qGranted:           "consent_state_grants",
-		qDue:               "outbox_due",
-		qPairLeased:        "outbox_leased",
-		qWakeWaiting:       "outbox_waiting",
-		qItemsOfState:      "outbox_state_id",
-		qDisclosures:       "disclosures_user",
-		qDisclosuresBefore: "disclosures_user",
-		qPartners:          "partners_created",
+		qUserByUsername:      "users_username_key",
+		qVerifyToken:         "users_verify_token",
+		qUserByVerifiedEmail: "users_verified_email",
+		qUnverifiedHolders:   "users_email_index",
+		qResetPassword:       "users_reset_token",
+		qUserSessions:        "sessions_user",
+		qDeleteSessions:      "sessions_user",
+		qCountSessions:       "sessions_expiry",
+		qSweepSessions:       "sessions_expiry",
+		qGranted:             "consent_state_grants",
+		qDue:                 "outbox_due",
+		qPairLeased:          "outbox_leased",
+		qWakeWaiting:         "outbox_waiting",
+		qItemsOfState:        "outbox_state_id",
+		qDisclosures:         "disclosures_user",
+		qDisclosuresBefore:   "disclosures_user",
+		qPartners:            "partners_created",
 	}
 	for q, index := range mustUse {
 		plan := strings.Join(queryPlan(t, d.w, q.text), " | ")

@@ -529,14 +529,11 @@ func loadOne(t *tx, r *snapshot.Record) error {
 // consent state and processor state rows.
 func loadAccount(t *tx, a *snapshot.Account) error {
 	r := &a.Account
-	var tokenHash, expires any
-	if r.Verification != nil {
-		tokenHash, expires = r.Verification.TokenHash, ms(r.Verification.ExpiresAt)
+	args, err := userArgs(r, a.Consent.Head, a.Consent.HeadHash)
+	if err != nil {
+		return err
 	}
-	if _, err := t.exec(qInsertUser, r.ID, r.Username, r.UsernameKey, r.PasswordHash, string(r.Role), ms(r.CreatedAt),
-		blob(r.Email), nullText(r.EmailIndex), r.EmailVerified, tokenHash, expires,
-		blob(r.Profile.BirthYear), blob(r.Profile.Country), blob(r.Profile.Gender), blob(r.Profile.Language),
-		msPtr(r.ErasingSince), a.Consent.Head, a.Consent.HeadHash); err != nil {
+	if _, err := t.exec(qInsertUser, args...); err != nil {
 		return err
 	}
 	for _, purpose := range slices.Sorted(maps.Keys(a.Consent.State)) {
