@@ -93,6 +93,7 @@ func (a *App) graphqlHandler() http.Handler {
 		return next(ctx)
 	})
 	srv.Use(graph.PartnerGuard{})
+	srv.Use(graph.DemographicsBatch{Aggregates: a.Demographics, Log: a.log})
 	guard := newAbuseGuard(a.cfg)
 	srv.Use(guard)
 	srv.Use(&graph.InputLimits{})
