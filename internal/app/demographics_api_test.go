@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sort"
 	"strings"
@@ -352,4 +353,74 @@ func TestReconcileDemographicsRepairsACorruptedCell(t *testing.T) {
 	if out.ReconcileDemographics.Drift != 0 || out.ReconcileDemographics.CellsRepaired != 0 {
 		t.Fatalf("second run still finds drift: %+v", out.ReconcileDemographics)
 	}
+}
+
+// Repeating the same query at the smallest epsilon does not pin down an
+// exact count: the budget stops the partner after exactly floor(B/0.01)
+// answers, the answers vary, and even averaged over all of them the count
+// is uncertain by tens of people. (10 000 synthetic users are loaded with
+// the bulk import, because the threshold at epsilon 0.01 is about 4 150: a
+// smaller group would simply never be shown.)
+func TestRepeatedSmallEpsilonQueriesDoNotRevealTheCount(t *testing.T) {
+	s, admin := partnerAdmin(t)
+	const budget, eps, n = 0.5, 0.01, 10_000
+	_, pc := createPartner(t, s, admin, budget, 30)
+	ctx := context.Background()
+	entries := make([]demographics.Entry, n)
+	for i := range entries {
+		entries[i] = demographics.Entry{UserID: fmt.Sprintf("synthetic-%05d", i),
+			Subject: &demographics.Subject{Country: ptr("DE"), SignedUp: time.Now()}}
+	}
+	if err := s.App.Demographics.Import(ctx, entries); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.App.Demographics.Rebuild(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var answers []float64
+	for {
+		var out struct {
+			Demographics struct {
+				Cells     []struct{ Count int }
+				Threshold int
+			}
+		}
+		r := pc.Do(t, `{ demographics(groupBy: [COUNTRY], epsilon: 0.01) { cells { count } threshold } }`, nil)
+		if r.Code() == "BUDGET_EXHAUSTED" {
+			break
+		}
+		r.Decode(t, &out)
+		if len(out.Demographics.Cells) != 1 || out.Demographics.Threshold > n/2 {
+			t.Fatalf("answer %d: %s", len(answers)+1, r.Raw)
+		}
+		answers = append(answers, float64(out.Demographics.Cells[0].Count))
+		if len(answers) > 1000 {
+			t.Fatal("the budget never stopped the queries")
+		}
+	}
+	if want := int(math.Floor(budget/eps + 1e-9)); len(answers) != want {
+		t.Fatalf("%d answers before BUDGET_EXHAUSTED, want floor(%g/%g) = %d", len(answers), budget, eps, want)
+	}
+	var sum, sumSq float64
+	distinct := map[float64]bool{}
+	for _, a := range answers {
+		sum, sumSq = sum+a, sumSq+a*a
+		distinct[a] = true
+	}
+	q := float64(len(answers))
+	mean := sum / q
+	sd := math.Sqrt((sumSq - q*mean*mean) / (q - 1))
+	// The mechanism's standard deviation at epsilon 0.01 is about 283;
+	// the standard error of the mean of all the answers the budget buys is
+	// that over sqrt(50), about 40 people.
+	se := math.Sqrt(demographics.NoiseVariance(eps) / q)
+	if len(distinct) < len(answers)/2 || sd < 100 {
+		t.Fatalf("answers barely vary: %d distinct of %d, standard deviation %.1f (the mechanism's is %.0f)",
+			len(distinct), len(answers), sd, math.Sqrt(demographics.NoiseVariance(eps)))
+	}
+	if se < 1 {
+		t.Fatalf("standard error of the mean %.2f: the budget buys enough answers to pin the count to one person", se)
+	}
+	t.Logf("%d answers: mean %.1f (true %d), sd %.1f; a 95%% interval for the count from all of them spans ±%.0f people",
+		len(answers), mean, n, sd, 1.96*se)
 }
