@@ -129,7 +129,7 @@ func TestCostsOfRealAndAbusiveQueries(t *testing.T) {
   consentHistory(first: 100) { totalCount edges { node { sequence purpose action at method policyVersion } } } ledgerIntact
   disclosures(first: 50) { edges { node { processor purpose fields action at } } } } }`
 	partner := `query($g: [Dimension!]!, $e: Float) { demographics(groupBy: $g, epsilon: $e) {
-      cells { ageBand country gender language signupMonth count } suppressed k epsilon budgetRemaining generatedAt } }`
+      cells { ageBand country gender language signupMonth count } threshold delta k epsilon budgetRemaining generatedAt } }`
 	var history, exports strings.Builder
 	history.WriteString("{ me {")
 	exports.WriteString("{")

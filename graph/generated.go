@@ -129,10 +129,11 @@ type ComplexityRoot struct {
 	DemographicReport struct {
 		BudgetRemaining func(childComplexity int) int
 		Cells           func(childComplexity int) int
+		Delta           func(childComplexity int) int
 		Epsilon         func(childComplexity int) int
 		GeneratedAt     func(childComplexity int) int
 		K               func(childComplexity int) int
-		Suppressed      func(childComplexity int) int
+		Threshold       func(childComplexity int) int
 	}
 
 	Disclosure struct {
@@ -707,6 +708,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.DemographicReport.Cells(childComplexity), true
+	case "DemographicReport.delta":
+		if e.ComplexityRoot.DemographicReport.Delta == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DemographicReport.Delta(childComplexity), true
 	case "DemographicReport.epsilon":
 		if e.ComplexityRoot.DemographicReport.Epsilon == nil {
 			break
@@ -725,12 +732,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.DemographicReport.K(childComplexity), true
-	case "DemographicReport.suppressed":
-		if e.ComplexityRoot.DemographicReport.Suppressed == nil {
+	case "DemographicReport.threshold":
+		if e.ComplexityRoot.DemographicReport.Threshold == nil {
 			break
 		}
 
-		return e.ComplexityRoot.DemographicReport.Suppressed(childComplexity), true
+		return e.ComplexityRoot.DemographicReport.Threshold(childComplexity), true
 
 	case "Disclosure.action":
 		if e.ComplexityRoot.Disclosure.Action == nil {
@@ -2047,11 +2054,20 @@ extend type Mutation {
 extend type Query {
   """
   Counts of the users who have not withdrawn aggregate_statistics, grouped by
-  the given dimensions (an empty list gives the total). Groups with fewer than
-  ` + "`" + `k` + "`" + ` people are left out and counted in ` + "`" + `suppressed` + "`" + `; every other count gets
-  discrete Laplace noise for ` + "`" + `epsilon` + "`" + ` (default 1.0, between 0.01 and 10),
-  which is charged to your budget. An exhausted budget answers
-  BUDGET_EXHAUSTED and charges nothing.
+  the given dimensions (an empty list gives the total), released with
+  (epsilon, delta)-differential privacy (docs/privacy.md): every group's count
+  gets discrete Laplace noise with P(z) ∝ exp(-epsilon·|z|/2), and a group is
+  shown only when its noisy count reaches the report's ` + "`" + `threshold` + "`" + `, so neither
+  which groups appear nor their counts are exact.
+
+  ` + "`" + `epsilon` + "`" + ` defaults to 1.0 (or the cap, if lower) and must be at least 0.01
+  and at most the server's cap of one report (--demographics-max-epsilon, 1.0
+  unless configured);
+  above it the answer is BAD_USER_INPUT on ` + "`" + `epsilon` + "`" + `. The epsilon of all the
+  demographics fields of one request is charged to your budget once, as a sum,
+  and only if every one of them is answered: a request refused or nulled for
+  any reason (an invalid field, BUDGET_EXHAUSTED when the sum exceeds what is
+  left) charges nothing.
   """
   demographics(groupBy: [Dimension!]!, epsilon: Float): DemographicReport! @auth(requires: PARTNER)
   "The calling partner and what is left of its budget."
@@ -2096,12 +2112,21 @@ enum AgeBand {
 }
 
 type DemographicReport {
+  "The groups whose noisy count reached ` + "`" + `threshold` + "`" + `."
   cells: [DemographicCell!]!
-  "How many groups were left out because fewer than k people are in them."
-  suppressed: Int!
+  "The configured floor of ` + "`" + `threshold` + "`" + `."
   k: Int!
+  """
+  The release threshold: a group is shown only when its noisy count is at
+  least this. It is max(k, t) where t is the smallest number for which a group
+  of one person is shown with probability at most delta/2; it depends on
+  epsilon, delta and k only, never on the data.
+  """
+  threshold: Int!
   "The epsilon this report used (and charged), to a millionth."
   epsilon: Float!
+  "The delta of this report: the probability bound of the threshold."
+  delta: Float!
   "Epsilon left in the current budget period after this report."
   budgetRemaining: Float!
   generatedAt: Time!
@@ -2118,7 +2143,7 @@ type DemographicCell {
   gender: String
   language: String
   signupMonth: String
-  "The group's count plus noise, never below 0."
+  "The group's count plus noise (at least ` + "`" + `threshold` + "`" + `, hence never below 0)."
   count: Int!
 }
 
@@ -2517,12 +2542,14 @@ func (ec *executionContext) childFields_DemographicReport(ctx context.Context, f
 	switch field.Name {
 	case "cells":
 		return ec.fieldContext_DemographicReport_cells(ctx, field)
-	case "suppressed":
-		return ec.fieldContext_DemographicReport_suppressed(ctx, field)
 	case "k":
 		return ec.fieldContext_DemographicReport_k(ctx, field)
+	case "threshold":
+		return ec.fieldContext_DemographicReport_threshold(ctx, field)
 	case "epsilon":
 		return ec.fieldContext_DemographicReport_epsilon(ctx, field)
+	case "delta":
+		return ec.fieldContext_DemographicReport_delta(ctx, field)
 	case "budgetRemaining":
 		return ec.fieldContext_DemographicReport_budgetRemaining(ctx, field)
 	case "generatedAt":
@@ -4717,29 +4744,6 @@ func (ec *executionContext) fieldContext_DemographicReport_cells(_ context.Conte
 	return fc, nil
 }
 
-func (ec *executionContext) _DemographicReport_suppressed(ctx context.Context, field graphql.CollectedField, obj *model.DemographicReport) (ret graphql.Marshaler) {
-	return graphql.ResolveField(
-		ctx,
-		ec.OperationContext,
-		field,
-		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
-			return ec.fieldContext_DemographicReport_suppressed(ctx, field)
-		},
-		func(ctx context.Context) (any, error) {
-			return obj.Suppressed, nil
-		},
-		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
-			return ec.marshalNInt2int(ctx, selections, v)
-		},
-		true,
-		true,
-	)
-}
-func (ec *executionContext) fieldContext_DemographicReport_suppressed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("DemographicReport", field, false, false, "Int")
-}
-
 func (ec *executionContext) _DemographicReport_k(ctx context.Context, field graphql.CollectedField, obj *model.DemographicReport) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -4763,6 +4767,29 @@ func (ec *executionContext) fieldContext_DemographicReport_k(_ context.Context, 
 	return graphql.NewScalarFieldContext("DemographicReport", field, false, false, "Int")
 }
 
+func (ec *executionContext) _DemographicReport_threshold(ctx context.Context, field graphql.CollectedField, obj *model.DemographicReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DemographicReport_threshold(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Threshold, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DemographicReport_threshold(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DemographicReport", field, false, false, "Int")
+}
+
 func (ec *executionContext) _DemographicReport_epsilon(ctx context.Context, field graphql.CollectedField, obj *model.DemographicReport) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -4783,6 +4810,29 @@ func (ec *executionContext) _DemographicReport_epsilon(ctx context.Context, fiel
 	)
 }
 func (ec *executionContext) fieldContext_DemographicReport_epsilon(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DemographicReport", field, false, false, "Float")
+}
+
+func (ec *executionContext) _DemographicReport_delta(ctx context.Context, field graphql.CollectedField, obj *model.DemographicReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DemographicReport_delta(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Delta, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DemographicReport_delta(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("DemographicReport", field, false, false, "Float")
 }
 
@@ -10762,18 +10812,23 @@ func (ec *executionContext) _DemographicReport(ctx context.Context, sel ast.Sele
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
-		case "suppressed":
-			out.Values[i] = ec._DemographicReport_suppressed(ctx, field, obj)
-			if out.Values[i] == graphql.Null {
-				out.Invalids++
-			}
 		case "k":
 			out.Values[i] = ec._DemographicReport_k(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "threshold":
+			out.Values[i] = ec._DemographicReport_threshold(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "epsilon":
 			out.Values[i] = ec._DemographicReport_epsilon(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "delta":
+			out.Values[i] = ec._DemographicReport_delta(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}

@@ -23,8 +23,8 @@ func dimensions(in []model.Dimension) []demographics.Dimension {
 
 func reportModel(r *demographics.Report) *model.DemographicReport {
 	out := &model.DemographicReport{
-		Cells: make([]*model.DemographicCell, 0, len(r.Cells)), Suppressed: r.Suppressed, K: r.K,
-		Epsilon: r.Epsilon, BudgetRemaining: r.BudgetRemaining, GeneratedAt: r.GeneratedAt,
+		Cells: make([]*model.DemographicCell, 0, len(r.Cells)), K: r.K, Threshold: int(r.Threshold),
+		Epsilon: r.Epsilon, Delta: r.Delta, BudgetRemaining: r.BudgetRemaining, GeneratedAt: r.GeneratedAt,
 	}
 	for _, c := range r.Cells {
 		m := &model.DemographicCell{

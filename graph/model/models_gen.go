@@ -119,17 +119,24 @@ type DemographicCell struct {
 	Gender      *string `json:"gender,omitempty"`
 	Language    *string `json:"language,omitempty"`
 	SignupMonth *string `json:"signupMonth,omitempty"`
-	// The group's count plus noise, never below 0.
+	// The group's count plus noise (at least `threshold`, hence never below 0).
 	Count int `json:"count"`
 }
 
 type DemographicReport struct {
+	// The groups whose noisy count reached `threshold`.
 	Cells []*DemographicCell `json:"cells"`
-	// How many groups were left out because fewer than k people are in them.
-	Suppressed int `json:"suppressed"`
-	K          int `json:"k"`
+	// The configured floor of `threshold`.
+	K int `json:"k"`
+	// The release threshold: a group is shown only when its noisy count is at
+	// least this. It is max(k, t) where t is the smallest number for which a group
+	// of one person is shown with probability at most delta/2; it depends on
+	// epsilon, delta and k only, never on the data.
+	Threshold int `json:"threshold"`
 	// The epsilon this report used (and charged), to a millionth.
 	Epsilon float64 `json:"epsilon"`
+	// The delta of this report: the probability bound of the threshold.
+	Delta float64 `json:"delta"`
 	// Epsilon left in the current budget period after this report.
 	BudgetRemaining float64   `json:"budgetRemaining"`
 	GeneratedAt     time.Time `json:"generatedAt"`

@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sort"
 	"strings"
@@ -217,17 +218,20 @@ type reportView struct {
 			AgeBand, Country, Gender, Language, SignupMonth *string
 			Count                                           int
 		}
-		Suppressed, K            int
-		Epsilon, BudgetRemaining float64
-		GeneratedAt              time.Time
+		K, Threshold                    int
+		Epsilon, Delta, BudgetRemaining float64
+		GeneratedAt                     time.Time
 	}
 }
 
-// Groups below k are suppressed, withdrawn users are not counted, a missing
-// value is its own UNKNOWN group, and nothing in the answer names a user.
-func TestDemographicsSuppressionAndWithdrawalOverAPI(t *testing.T) {
+// Groups are shown only when their noisy count reaches the threshold
+// (at epsilon 10, where the outcome is certain up to ~1e-6, big groups are
+// shown and groups of two are not), withdrawn users are not counted, a
+// missing value is its own UNKNOWN group, the report states its rule and no
+// exact count, and nothing in the answer names a user.
+func TestDemographicsThresholdAndWithdrawalOverAPI(t *testing.T) {
 	const k = 3
-	s, admin := partnerAdmin(t, func(c *config.Config) { c.DemographicsK = k })
+	s, admin := partnerAdmin(t, func(c *config.Config) { c.DemographicsK = k; c.DemographicsMaxEpsilon = 10 })
 	_, pc := createPartner(t, s, admin, 100, 30)
 	var people []*person
 	add := func(prefix string, n int, profile map[string]any) []*person {
@@ -238,35 +242,36 @@ func TestDemographicsSuppressionAndWithdrawalOverAPI(t *testing.T) {
 		people = append(people, added...)
 		return added
 	}
-	add("de", k, map[string]any{"country": "DE", "birthYear": 1990})
-	add("fr", k-1, map[string]any{"country": "FR"})
-	nz := add("nz", k+1, map[string]any{"country": "NZ", "gender": "FEMALE"})
-	add("none", k, map[string]any{})
-	for _, p := range nz[:2] { // two withdraw: NZ falls below k
+	// At epsilon 10 and delta 1e-9 the threshold is 6 (docs/privacy.md).
+	add("de", 8, map[string]any{"country": "DE", "birthYear": 1990})
+	add("fr", 2, map[string]any{"country": "FR"})
+	nz := add("nz", 4, map[string]any{"country": "NZ", "gender": "FEMALE"})
+	add("none", 8, map[string]any{})
+	for _, p := range nz[:2] { // two withdraw: NZ falls to 2
 		p.c.Do(t, `mutation { withdrawConsent(purpose: "aggregate_statistics") { receipt } }`, nil).Decode(t, &struct{}{})
 		p.counts = false
 	}
 	checkCellsEqualRecount(t, s, people)
 
 	var rep reportView
-	raw := pc.Do(t, `{ demographics(groupBy: [COUNTRY]) { cells { ageBand country gender language signupMonth count }
-		suppressed k epsilon budgetRemaining generatedAt } }`, nil)
+	raw := pc.Do(t, `{ demographics(groupBy: [COUNTRY], epsilon: 10) { cells { ageBand country gender language signupMonth count }
+		k threshold epsilon delta budgetRemaining generatedAt } }`, nil)
 	raw.Decode(t, &rep)
 	d := rep.Demographics
 	got := map[string]int{}
 	for _, c := range d.Cells {
-		if c.Country == nil || c.AgeBand != nil || c.Gender != nil || c.Language != nil || c.SignupMonth != nil || c.Count < 0 {
-			t.Fatalf("cell %+v: want only a country and a count >= 0", c)
+		if c.Country == nil || c.AgeBand != nil || c.Gender != nil || c.Language != nil || c.SignupMonth != nil || c.Count < d.Threshold {
+			t.Fatalf("cell %+v: want only a country and a count >= the threshold %d", c, d.Threshold)
 		}
 		got[*c.Country] = c.Count
 	}
 	if _, ok := got["DE"]; !ok || len(got) != 2 {
-		t.Fatalf("released %v, want DE and UNKNOWN (FR has %d, NZ %d after two withdrawals: below k)", got, k-1, k-1)
+		t.Fatalf("released %v, want DE and UNKNOWN (FR has 2, NZ 2 after two withdrawals: far below the threshold)", got)
 	}
 	if _, ok := got["UNKNOWN"]; !ok {
 		t.Fatalf("released %v, want an UNKNOWN group", got)
 	}
-	if d.Suppressed != 2 || d.K != k || d.Epsilon != 1 || d.BudgetRemaining != 99 || time.Since(d.GeneratedAt) > time.Minute {
+	if d.K != k || d.Threshold != 6 || d.Epsilon != 10 || d.Delta != 1e-9 || d.BudgetRemaining != 90 || time.Since(d.GeneratedAt) > time.Minute {
 		t.Fatalf("report %+v", d)
 	}
 	for _, p := range people {
@@ -275,10 +280,10 @@ func TestDemographicsSuppressionAndWithdrawalOverAPI(t *testing.T) {
 		}
 	}
 	// Grouped by everything, the age band is derived and nothing names a user.
-	raw = pc.Do(t, `{ demographics(groupBy: [AGE_BAND, COUNTRY, GENDER, LANGUAGE, SIGNUP_MONTH], epsilon: 0.5) {
-		cells { ageBand country gender language signupMonth count } suppressed } }`, nil)
+	raw = pc.Do(t, `{ demographics(groupBy: [AGE_BAND, COUNTRY, GENDER, LANGUAGE, SIGNUP_MONTH], epsilon: 10) {
+		cells { ageBand country gender language signupMonth count } threshold } }`, nil)
 	raw.Decode(t, &rep)
-	if len(rep.Demographics.Cells) != 2 || rep.Demographics.Suppressed != 2 {
+	if len(rep.Demographics.Cells) != 2 {
 		t.Fatalf("grouped by everything: %s", raw.Raw)
 	}
 	for _, c := range rep.Demographics.Cells {
@@ -296,6 +301,9 @@ func TestDemographicsSuppressionAndWithdrawalOverAPI(t *testing.T) {
 	}
 	if r := pc.Do(t, `{ demographics(groupBy: [COUNTRY], epsilon: 50) { k } }`, nil); r.Code() != "BAD_USER_INPUT" || r.Field() != "epsilon" {
 		t.Fatalf("epsilon out of range: %s", r.Raw)
+	}
+	if r := pc.Do(t, `{ demographics(groupBy: [COUNTRY], epsilon: 10.5) { k } }`, nil); r.Code() != "BAD_USER_INPUT" || r.Field() != "epsilon" {
+		t.Fatalf("epsilon above the cap of 10: %s", r.Raw)
 	}
 	for _, c := range []*apptest.Client{people[0].c, admin, s.Client()} {
 		if r := c.Do(t, `{ demographics(groupBy: [COUNTRY]) { k } }`, nil); r.Code() != "FORBIDDEN" && r.Code() != "UNAUTHENTICATED" {
@@ -345,4 +353,74 @@ func TestReconcileDemographicsRepairsACorruptedCell(t *testing.T) {
 	if out.ReconcileDemographics.Drift != 0 || out.ReconcileDemographics.CellsRepaired != 0 {
 		t.Fatalf("second run still finds drift: %+v", out.ReconcileDemographics)
 	}
+}
+
+// Repeating the same query at the smallest epsilon does not pin down an
+// exact count: the budget stops the partner after exactly floor(B/0.01)
+// answers, the answers vary, and even averaged over all of them the count
+// is uncertain by tens of people. (10 000 synthetic users are loaded with
+// the bulk import, because the threshold at epsilon 0.01 is about 4 150: a
+// smaller group would simply never be shown.)
+func TestRepeatedSmallEpsilonQueriesDoNotRevealTheCount(t *testing.T) {
+	s, admin := partnerAdmin(t)
+	const budget, eps, n = 0.5, 0.01, 10_000
+	_, pc := createPartner(t, s, admin, budget, 30)
+	ctx := context.Background()
+	entries := make([]demographics.Entry, n)
+	for i := range entries {
+		entries[i] = demographics.Entry{UserID: fmt.Sprintf("synthetic-%05d", i),
+			Subject: &demographics.Subject{Country: ptr("DE"), SignedUp: time.Now()}}
+	}
+	if err := s.App.Demographics.Import(ctx, entries); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.App.Demographics.Rebuild(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var answers []float64
+	for {
+		var out struct {
+			Demographics struct {
+				Cells     []struct{ Count int }
+				Threshold int
+			}
+		}
+		r := pc.Do(t, `{ demographics(groupBy: [COUNTRY], epsilon: 0.01) { cells { count } threshold } }`, nil)
+		if r.Code() == "BUDGET_EXHAUSTED" {
+			break
+		}
+		r.Decode(t, &out)
+		if len(out.Demographics.Cells) != 1 || out.Demographics.Threshold > n/2 {
+			t.Fatalf("answer %d: %s", len(answers)+1, r.Raw)
+		}
+		answers = append(answers, float64(out.Demographics.Cells[0].Count))
+		if len(answers) > 1000 {
+			t.Fatal("the budget never stopped the queries")
+		}
+	}
+	if want := int(math.Floor(budget/eps + 1e-9)); len(answers) != want {
+		t.Fatalf("%d answers before BUDGET_EXHAUSTED, want floor(%g/%g) = %d", len(answers), budget, eps, want)
+	}
+	var sum, sumSq float64
+	distinct := map[float64]bool{}
+	for _, a := range answers {
+		sum, sumSq = sum+a, sumSq+a*a
+		distinct[a] = true
+	}
+	q := float64(len(answers))
+	mean := sum / q
+	sd := math.Sqrt((sumSq - q*mean*mean) / (q - 1))
+	// The mechanism's standard deviation at epsilon 0.01 is about 283;
+	// the standard error of the mean of all the answers the budget buys is
+	// that over sqrt(50), about 40 people.
+	se := math.Sqrt(demographics.NoiseVariance(eps) / q)
+	if len(distinct) < len(answers)/2 || sd < 100 {
+		t.Fatalf("answers barely vary: %d distinct of %d, standard deviation %.1f (the mechanism's is %.0f)",
+			len(distinct), len(answers), sd, math.Sqrt(demographics.NoiseVariance(eps)))
+	}
+	if se < 1 {
+		t.Fatalf("standard error of the mean %.2f: the budget buys enough answers to pin the count to one person", se)
+	}
+	t.Logf("%d answers: mean %.1f (true %d), sd %.1f; a 95%% interval for the count from all of them spans ±%.0f people",
+		len(answers), mean, n, sd, 1.96*se)
 }

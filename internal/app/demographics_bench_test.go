@@ -56,7 +56,7 @@ func BenchmarkDemographicsScaling(b *testing.B) {
 	}
 	plain := openPlain(b, s)
 	dims := []demographics.Dimension{demographics.AgeBand, demographics.Country}
-	body := []byte(`{"query":"{ demographics(groupBy: [AGE_BAND, COUNTRY], epsilon: 0.01) { cells { ageBand country count } suppressed } }"}`)
+	body := []byte(`{"query":"{ demographics(groupBy: [AGE_BAND, COUNTRY], epsilon: 0.01) { cells { ageBand country count } threshold } }"}`)
 	client := &http.Client{}
 	type row struct {
 		users                int

@@ -109,6 +109,9 @@ func (a *App) graphqlHandler() http.Handler {
 	srv.Use(guard)
 	srv.Use(newCostGuard(a.cfg, a.rateShare))
 	srv.Use(&graph.InputLimits{})
+	// Last: a partner's epsilon is charged only for a request every limit
+	// above let through.
+	srv.Use(graph.DemographicsBatch{Aggregates: a.Demographics, Log: a.log})
 	srv.SetErrorPresenter(graph.ErrorPresenter(a.log, RequestID))
 	srv.SetRecoverFunc(graph.Recover(a.log))
 	return a.limitBody(a.authenticate(http.TimeoutHandler(a.Consent.HonorGPC(guard.bind(srv)), a.cfg.RequestTimeout, timeoutBody)))

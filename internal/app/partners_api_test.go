@@ -240,3 +240,77 @@ func TestBudgetExhaustionAndResetOverAPI(t *testing.T) {
 }
 
 func close(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
+
+// The epsilon of a request is charged once, for all its demographics fields
+// together, and only if every one of them is answered: two aliases whose sum
+// exceeds the budget are both refused, one invalid field makes the whole
+// request cost nothing, and fields within budget (also through fragments
+// and variables) are charged their sum once.
+func TestDemographicsChargedAllOrNothingPerRequest(t *testing.T) {
+	s, admin := partnerAdmin(t)
+	_, pc := createPartner(t, s, admin, 1, 30)
+	left := func() float64 {
+		t.Helper()
+		var me partnerMeView
+		pc.Do(t, partnerMeQuery, nil).Decode(t, &me)
+		return me.PartnerMe.BudgetRemaining
+	}
+	over := pc.Do(t, `{ a: demographics(groupBy: [COUNTRY], epsilon: 0.6) { epsilon }
+		b: demographics(groupBy: [GENDER], epsilon: 0.6) { epsilon } }`, nil)
+	if string(over.Data) != "null" || len(over.Errors) != 2 {
+		t.Fatalf("two aliases over budget: %s", over.Raw)
+	}
+	for _, e := range over.Errors {
+		if e.Extensions["code"] != "BUDGET_EXHAUSTED" {
+			t.Fatalf("two aliases over budget: %s", over.Raw)
+		}
+	}
+	if got := left(); got != 1 {
+		t.Fatalf("a refused request charged the budget: %g left, want 1", got)
+	}
+	invalid := pc.Do(t, `{ a: demographics(groupBy: [COUNTRY], epsilon: 0.3) { epsilon }
+		b: demographics(groupBy: [GENDER], epsilon: 5) { epsilon } }`, nil)
+	if string(invalid.Data) != "null" || invalid.Code() == "" {
+		t.Fatalf("one field with epsilon above the cap: %s", invalid.Raw)
+	}
+	if got := left(); got != 1 {
+		t.Fatalf("a request with an invalid field charged the budget: %g left, want 1", got)
+	}
+	dup := pc.Do(t, `{ a: demographics(groupBy: [COUNTRY], epsilon: 0.3) { epsilon }
+		b: demographics(groupBy: [COUNTRY, COUNTRY], epsilon: 0.3) { epsilon } }`, nil)
+	if string(dup.Data) != "null" || left() != 1 {
+		t.Fatalf("one field with a bad groupBy: %s, %g left", dup.Raw, left())
+	}
+	var ok struct {
+		A, B, C struct{ Epsilon, BudgetRemaining float64 }
+	}
+	pc.Do(t, `query($e: Float) { a: demographics(groupBy: [COUNTRY], epsilon: 0.25) { epsilon budgetRemaining }
+		...more }
+		fragment more on Query { b: demographics(groupBy: [], epsilon: $e) { epsilon budgetRemaining }
+		c: demographics(groupBy: [GENDER]) @skip(if: true) { epsilon } }`, map[string]any{"e": 0.5}).Decode(t, &ok)
+	if ok.A.Epsilon != 0.25 || ok.B.Epsilon != 0.5 || !close(ok.A.BudgetRemaining, 0.25) || !close(ok.B.BudgetRemaining, 0.25) {
+		t.Fatalf("two fields within budget: %+v; want each to see 0.25 left after one charge of 0.75", ok)
+	}
+	if got := left(); !close(got, 0.25) {
+		t.Fatalf("after a charge of 0.25 + 0.5: %g left, want 0.25", got)
+	}
+	// The bad groupBy was caught only by its resolver, after the charge of
+	// 0.6: that charge was refunded.
+	id := partnerID(t, admin)
+	spent := scrape(t, s, `consentgraph_partner_epsilon_spent_total{partner="`+id+`"}`)
+	refunded := scrape(t, s, `consentgraph_partner_epsilon_refunded_total{partner="`+id+`"}`)
+	if !close(spent, 1.35) || !close(refunded, 0.6) {
+		t.Fatalf("epsilon metrics: spent %v, refunded %v; want 1.35 and 0.6", spent, refunded)
+	}
+}
+
+// partnerID returns the id of the only partner.
+func partnerID(t *testing.T, admin *apptest.Client) string {
+	t.Helper()
+	var out struct{ Partners []struct{ ID string } }
+	admin.Do(t, `{ partners { id } }`, nil).Decode(t, &out)
+	if len(out.Partners) != 1 {
+		t.Fatalf("partners: %+v", out.Partners)
+	}
+	return out.Partners[0].ID
+}

@@ -15,7 +15,9 @@ import (
 // aggregates to every change that can move a user between cells.
 func (a *App) initPartners(ctx context.Context) error {
 	var err error
-	if a.Partners, err = partners.New(a.Store.Partners(), partners.Options{Logger: a.log, OnCharge: a.Metrics.EpsilonSpent}); err != nil {
+	if a.Partners, err = partners.New(a.Store.Partners(), partners.Options{
+		Logger: a.log, OnCharge: a.Metrics.EpsilonSpent, OnRefund: a.Metrics.EpsilonRefunded,
+	}); err != nil {
 		return fmt.Errorf("partners: %w", err)
 	}
 	a.Demographics, err = demographics.New(ctx, demographics.Options{
@@ -24,7 +26,8 @@ func (a *App) initPartners(ctx context.Context) error {
 			Accounts:    a.Accounts,
 			Eligibility: demographics.ConsentEligibility{Consent: a.Consent, Purpose: demographics.Purpose},
 		},
-		Budget: a.Partners, K: a.cfg.DemographicsK, Logger: a.log,
+		Budget: a.Partners, K: a.cfg.DemographicsK, Delta: a.cfg.DemographicsDelta,
+		MaxEpsilon: a.cfg.DemographicsMaxEpsilon, Logger: a.log,
 	})
 	if err != nil {
 		return fmt.Errorf("demographics: %w", err)

@@ -86,7 +86,7 @@ func repoRoot(t *testing.T) string {
 // headless chromium (web/e2e/browser.mjs, playwright-core) against the real
 // server: sign up without an email, grant surveys, see the delivery to the
 // webhook processor, verify and download the receipt, download the export,
-// delete the account; then a partner asks for AGE_BAND × COUNTRY on seeded
+// delete the account; then a partner asks for AGE_BAND on seeded
 // users. Screenshots go to test-output/. scripts/test.sh installs chromium
 // and the npm packages; a missing one fails this test, it is never skipped.
 func TestBrowserPrivacyCenterAndPartnerConsole(t *testing.T) {

@@ -56,9 +56,14 @@ type Config struct {
 	Argon2Parallelism uint8
 	Argon2Concurrency int
 
-	// DemographicsK is the smallest true count a demographics cell needs to
-	// be released to partners (k-anonymity); never below 2.
+	// DemographicsK is the floor of the threshold a demographics group's
+	// noisy count must reach to be released to partners; never below 2.
 	DemographicsK int
+	// DemographicsDelta is the δ of one differentially private report: the
+	// probability bound for showing a group that exists because of one person.
+	DemographicsDelta float64
+	// DemographicsMaxEpsilon caps the epsilon a partner may spend on one report.
+	DemographicsMaxEpsilon float64
 	// DemographicsReconcileInterval is how often the demographic aggregates
 	// are recounted from the users and repaired.
 	DemographicsReconcileInterval time.Duration
@@ -142,6 +147,14 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 		}
 		fs.DurationVar(p, name, d, usage+" (env "+EnvName(name)+")")
 	}
+	float := func(p *float64, name string, def float64, usage string) {
+		v := env(name, strconv.FormatFloat(def, 'g', -1, 64))
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("%s: %q is not a number", EnvName(name), v))
+		}
+		fs.Float64Var(p, name, f, usage+" (env "+EnvName(name)+")")
+	}
 	str(&c.Addr, "addr", "127.0.0.1:8080", "address to listen on")
 	str(&c.DataDir, "data-dir", "data", "directory of the embedded store and generated keys")
 	str(&c.MongoDBURI, "mongodb-uri", "", "MongoDB connection string; empty starts the embedded store")
@@ -174,7 +187,9 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 	iter := num("argon2-iterations", 2, "argon2id passes (minimum 2)")
 	par := num("argon2-parallelism", 1, "argon2id lanes")
 	conc := num("argon2-concurrency", runtime.NumCPU(), "password hashes computed at once; bounds memory under bursts")
-	demoK := num("demographics-k", 10, "smallest count of a demographics cell shown to partners (at least 2)")
+	demoK := num("demographics-k", 10, "floor of the noisy count a demographics group needs to be shown to partners (at least 2)")
+	float(&c.DemographicsDelta, "demographics-delta", 1e-9, "delta of one differentially private demographics report (above 0, at most 0.001)")
+	float(&c.DemographicsMaxEpsilon, "demographics-max-epsilon", 1.0, "largest epsilon one demographics report may spend (0.01 to 10)")
 	dur(&c.DemographicsReconcileInterval, "demographics-reconcile-interval", time.Hour, "how often demographic aggregates are recounted and repaired")
 	dur(&c.OutboxPoll, "outbox-poll", time.Second, "how often the processor outbox is checked for due deliveries (negative: no dispatcher)")
 	str(&c.TLSCert, "tls-cert", "", "PEM certificate chain; with --tls-key serves HTTPS only")
@@ -258,6 +273,12 @@ func (c Config) validate() []error {
 	}
 	if c.DemographicsK < 2 {
 		errs = append(errs, errors.New("demographics-k must be at least 2: a cell of one person is that person"))
+	}
+	if !(c.DemographicsDelta > 0 && c.DemographicsDelta <= 1e-3) {
+		errs = append(errs, fmt.Errorf("demographics-delta %g: must be above 0 and at most 0.001 (it is the chance of exposing a group of one)", c.DemographicsDelta))
+	}
+	if !(c.DemographicsMaxEpsilon >= 0.01 && c.DemographicsMaxEpsilon <= 10) {
+		errs = append(errs, fmt.Errorf("demographics-max-epsilon %g: must be between 0.01 and 10", c.DemographicsMaxEpsilon))
 	}
 	if c.DemographicsReconcileInterval < time.Minute {
 		errs = append(errs, errors.New("demographics-reconcile-interval must be at least 1m"))

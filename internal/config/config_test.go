@@ -14,7 +14,8 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Addr != "127.0.0.1:8080" || c.DataDir != "data" || c.MongoDBURI != "" || c.Dev || c.Argon2MemoryKiB != 19456 {
+	if c.Addr != "127.0.0.1:8080" || c.DataDir != "data" || c.MongoDBURI != "" || c.Dev || c.Argon2MemoryKiB != 19456 ||
+		c.DemographicsDelta != 1e-9 || c.DemographicsMaxEpsilon != 1 {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -23,11 +24,13 @@ func TestFlagBeatsEnvironment(t *testing.T) {
 	c, err := Load([]string{"--addr", "127.0.0.1:9999"}, env(map[string]string{
 		"CONSENTGRAPH_ADDR": "127.0.0.1:7777", "CONSENTGRAPH_SESSION_TTL": "2h",
 		"CONSENTGRAPH_CORS_ORIGINS": "https://a.example, https://b.example", "CONSENTGRAPH_DEV": "true",
+		"CONSENTGRAPH_DEMOGRAPHICS_DELTA": "1e-6", "CONSENTGRAPH_DEMOGRAPHICS_MAX_EPSILON": "0.5",
 	}), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Addr != "127.0.0.1:9999" || c.SessionTTL != 2*time.Hour || len(c.CORSOrigins) != 2 || !c.Dev {
+	if c.Addr != "127.0.0.1:9999" || c.SessionTTL != 2*time.Hour || len(c.CORSOrigins) != 2 || !c.Dev ||
+		c.DemographicsDelta != 1e-6 || c.DemographicsMaxEpsilon != 0.5 {
 		t.Fatalf("got %+v", c)
 	}
 }
@@ -44,6 +47,12 @@ func TestBadSettingsNamed(t *testing.T) {
 		{[]string{"--cors-origins", "example.org"}, nil, "cors-origins"},
 		{[]string{"--log-level", "loud"}, nil, "log-level"},
 		{[]string{"stray"}, nil, "unexpected argument"},
+		{nil, map[string]string{"CONSENTGRAPH_DEMOGRAPHICS_DELTA": "tiny"}, "CONSENTGRAPH_DEMOGRAPHICS_DELTA"},
+		{[]string{"--demographics-delta", "0"}, nil, "demographics-delta"},
+		{[]string{"--demographics-delta", "0.01"}, nil, "demographics-delta"},
+		{[]string{"--demographics-max-epsilon", "0"}, nil, "demographics-max-epsilon"},
+		{[]string{"--demographics-max-epsilon", "-1"}, nil, "demographics-max-epsilon"},
+		{[]string{"--demographics-max-epsilon", "11"}, nil, "demographics-max-epsilon"},
 	} {
 		_, err := Load(tc.args, env(tc.env), io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -1,6 +1,7 @@
 // Package demographics keeps pre-aggregated counts of the users who let
 // their data into aggregate statistics, and answers partners' reports from
-// them with small-cell suppression and differential-privacy noise.
+// them with differential privacy (partition selection on noisy counts and
+// discrete Laplace noise).
 //
 // # Cells
 //
@@ -61,14 +62,18 @@
 //
 // # Reports
 //
-// Report reads the cells of the requested subset, sums them into groups
-// (folding birth years into age bands), charges epsilon to the partner's
-// budget through Budget (one conditional single-document update; refused
-// means nothing is charged and nothing released), drops groups whose true
-// count is below K, and adds two-sided geometric noise with parameter
-// exp(-epsilon) to every other count (one person changes one count by at
-// most one), clamped at zero. Answers carry dimension values and counts
-// only.
+// Report reads the cells of the requested subset and sums them into groups
+// (folding birth years into age bands). Its epsilon is paid before anything
+// is read: a request's reports are charged together, once, through a Batch
+// (one conditional single-document update; refused means nothing charged
+// and nothing released), and refunded if the answer does not reach the
+// partner. The groups are released through Mechanism: each draws discrete
+// Laplace noise with P(z) ∝ exp(-epsilon·|z|/2) (one person changes at most
+// two counts of a subset, by one each) and is shown only when its noisy
+// count reaches the public threshold max(K, τ_δ), so which groups appear is
+// itself differentially private. docs/privacy.md proves the (ε, δ)
+// guarantee; dp_test.go checks it statistically. Answers carry dimension
+// values and noisy counts only.
 //
 // # The embedded store
 //

@@ -175,20 +175,29 @@ func (c *clock) advance(d time.Duration) {
 
 // fakeBudget records charges and refuses beyond its limit.
 type fakeBudget struct {
-	mu      sync.Mutex
-	left    int64
-	charged []int64
+	mu       sync.Mutex
+	left     int64
+	charged  []int64
+	refunded []int64
 }
 
-func (b *fakeBudget) Charge(_ context.Context, _ string, cost int64) (float64, error) {
+func (b *fakeBudget) Charge(_ context.Context, _ string, cost int64) (float64, int64, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if cost > b.left {
-		return 0, apperr.New(apperr.BudgetExhausted, "exhausted")
+		return 0, 0, apperr.New(apperr.BudgetExhausted, "exhausted")
 	}
 	b.left -= cost
 	b.charged = append(b.charged, cost)
-	return float64(b.left) / demographics.EpsilonUnit, nil
+	return float64(b.left) / demographics.EpsilonUnit, 0, nil
+}
+
+func (b *fakeBudget) Refund(_ context.Context, _ string, _, cost int64) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.left += cost
+	b.refunded = append(b.refunded, cost)
+	return nil
 }
 
 func newTestService(t testing.TB, b store.Backend, src demographics.Source, clk *clock, k int, adjust ...func(*demographics.Options)) *demographics.Service {

@@ -134,6 +134,15 @@ func (n *noise) laplace(eps Epsilon) int64 {
 	return n.discreteLaplace(s/g, t/g)
 }
 
+// laplaceHalf returns a draw with P(Z = z) ∝ exp(-eps·|z|/2), the noise of
+// a report at eps (whose answer may change in two counts; see Mechanism).
+// The scale 2/eps is the exact rational 2·EpsilonUnit/eps.
+func (n *noise) laplaceHalf(eps Epsilon) int64 {
+	s, t := uint64(eps), uint64(2*EpsilonUnit)
+	g := gcd(s, t)
+	return n.discreteLaplace(s/g, t/g)
+}
+
 func gcd(a, b uint64) uint64 {
 	for b != 0 {
 		a, b = b, a%b

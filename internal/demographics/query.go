@@ -2,10 +2,11 @@ package demographics
 
 import (
 	"context"
-	"errors"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/consentgraph/consentgraph/internal/apperr"
 )
 
 // Cell is one released group: the values of the requested dimensions (nil
@@ -19,13 +20,16 @@ type Cell struct {
 	Count       int64
 }
 
-// Report is what a partner receives.
+// Report is what a partner receives. Everything in it is either public
+// (the rule: k, epsilon, delta, threshold), about the partner alone (its
+// budget) or the output of the mechanism: there is no exact count of
+// anything, not even of the groups left out.
 type Report struct {
-	Cells []Cell
-	// Suppressed is how many groups had a true count below K.
-	Suppressed      int
+	Cells           []Cell
 	K               int
+	Threshold       int64
 	Epsilon         float64
+	Delta           float64
 	BudgetRemaining float64
 	GeneratedAt     time.Time
 }
@@ -38,20 +42,36 @@ type Group struct {
 	Count  int64
 }
 
-// Report answers a partner's query: it reads the cells of the requested
-// subset (their number depends on the values that occur, not on how many
-// users there are), charges epsilon to the partner's budget, drops groups
-// below K and adds discrete Laplace noise to the rest. A refused charge
-// releases nothing.
-func (s *Service) Report(ctx context.Context, partnerID string, groupBy []Dimension, epsilon *float64) (*Report, error) {
-	if s.opts.Budget == nil {
-		return nil, errors.New("demographics: no budget configured")
+// Report answers a partner's query. Its epsilon is paid before anything is
+// read: from the request's Batch when the context carries one (the API's
+// case, all or nothing per request), else by a batch of this report alone.
+// It then reads the cells of the requested subset (their number depends on
+// the values that occur, not on how many users there are) and releases them
+// through the Mechanism: partition selection on noisy counts and discrete
+// Laplace noise.
+func (s *Service) Report(ctx context.Context, partnerID string, groupBy []Dimension, epsilon *float64) (rep *Report, err error) {
+	eps, err := s.parseEpsilon(epsilon)
+	if err != nil {
+		return nil, err
 	}
-	e := DefaultEpsilon
-	if epsilon != nil {
-		e = *epsilon
+	mask, err := maskOf(groupBy)
+	if err != nil {
+		return nil, err
 	}
-	eps, err := ParseEpsilon("epsilon", e)
+	b := batchFrom(ctx)
+	if b == nil {
+		b = s.Reserve(ctx, partnerID, []*float64{epsilon})
+		defer func() {
+			if serr := b.Settle(ctx, err == nil); serr != nil && err == nil {
+				err = serr
+			}
+		}()
+	}
+	remaining, err := b.claim(partnerID, eps)
+	if err != nil {
+		return nil, err
+	}
+	mech, err := NewMechanism(eps, s.opts.Delta, s.opts.K)
 	if err != nil {
 		return nil, err
 	}
@@ -60,23 +80,50 @@ func (s *Service) Report(ctx context.Context, partnerID string, groupBy []Dimens
 	if err != nil {
 		return nil, err
 	}
-	remaining, err := s.opts.Budget.Charge(ctx, partnerID, int64(eps))
-	if err != nil {
-		return nil, err
+	counts := make([]int64, len(groups))
+	for i, g := range groups {
+		counts[i] = g.Count
 	}
-	mask, _ := maskOf(groupBy)
-	rep := &Report{K: s.opts.K, Epsilon: eps.Float(), BudgetRemaining: remaining, GeneratedAt: now, Cells: []Cell{}}
-	nz := newNoise()
-	for _, g := range groups {
-		if g.Count < int64(s.opts.K) {
-			rep.Suppressed++
-			continue
-		}
-		c := cellOf(mask, g.Values)
-		c.Count = max(0, g.Count+nz.laplace(eps))
+	rep = &Report{K: s.opts.K, Threshold: mech.Threshold, Epsilon: eps.Float(), Delta: mech.Delta,
+		BudgetRemaining: remaining, GeneratedAt: now, Cells: []Cell{}}
+	for _, r := range mech.Release(counts) {
+		c := cellOf(mask, groups[r.Index].Values)
+		c.Count = r.Count
 		rep.Cells = append(rep.Cells, c)
 	}
+	b.done()
 	return rep, nil
+}
+
+// parseEpsilon validates a requested epsilon (nil: the default, or the cap
+// if that is lower) against the bounds and the configured cap of one report.
+func (s *Service) parseEpsilon(epsilon *float64) (Epsilon, error) {
+	e := min(DefaultEpsilon, s.maxEps.Float())
+	if epsilon != nil {
+		e = *epsilon
+	}
+	eps, err := ParseEpsilon("epsilon", e)
+	if err != nil {
+		return 0, apperr.Invalid("epsilon", "epsilon must be between %g and %g (the cap of one report)", MinEpsilon, s.opts.MaxEpsilon)
+	}
+	if err := checkCap("epsilon", eps, s.maxEps); err != nil {
+		return 0, err
+	}
+	return eps, nil
+}
+
+// Threshold is the threshold a report at epsilon uses (public: it depends
+// on the configuration only).
+func (s *Service) Threshold(epsilon float64) (int64, error) {
+	eps, err := s.parseEpsilon(&epsilon)
+	if err != nil {
+		return 0, err
+	}
+	m, err := NewMechanism(eps, s.opts.Delta, s.opts.K)
+	if err != nil {
+		return 0, err
+	}
+	return m.Threshold, nil
 }
 
 // Groups returns the true counts of the groups of groupBy at time now (age

@@ -25,28 +25,34 @@ func addUsers(t *testing.T, s *demographics.Service, src *fakeSource, prefix str
 	}
 }
 
-// Groups below k are dropped and counted; a group of exactly k is shown;
-// withdrawn users are not counted at all.
-func TestReportSuppressesBelowK(t *testing.T) {
+// Which groups are shown is decided on noisy counts against the public
+// threshold: at a large epsilon (so that the outcome is certain up to
+// ~1e-7) big groups are shown, small ones and withdrawn users are not, and
+// the report states its rule (k, threshold, epsilon, delta) but no exact
+// count of anything.
+func TestReportShowsGroupsByNoisyThreshold(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, b store.Backend) {
 		ctx := context.Background()
 		clk := &clock{t: time.Date(2025, 6, 15, 12, 0, 0, 0, time.UTC)}
 		src := newFakeSource()
 		const k = 4
-		s := newTestService(t, b, src, clk, k)
-		addUsers(t, s, src, "de", k, demographics.Subject{Country: ptr("DE"), SignedUp: clk.Now()})
-		addUsers(t, s, src, "fr", k-1, demographics.Subject{Country: ptr("FR"), SignedUp: clk.Now()})
-		addUsers(t, s, src, "nz", k+1, demographics.Subject{Country: ptr("NZ"), SignedUp: clk.Now()})
-		addUsers(t, s, src, "un", k, demographics.Subject{SignedUp: clk.Now()})
-		// Two of the NZ users withdraw: NZ falls below k.
-		for _, id := range []string{"nz0", "nz1"} {
+		s := newTestService(t, b, src, clk, k, func(o *demographics.Options) { o.MaxEpsilon = 10 })
+		// At epsilon 10 and delta 1e-9 the threshold is 6 (docs/privacy.md).
+		addUsers(t, s, src, "de", 12, demographics.Subject{Country: ptr("DE"), SignedUp: clk.Now()})
+		addUsers(t, s, src, "fr", 2, demographics.Subject{Country: ptr("FR"), SignedUp: clk.Now()})
+		addUsers(t, s, src, "nz", 14, demographics.Subject{Country: ptr("NZ"), SignedUp: clk.Now()})
+		addUsers(t, s, src, "un", 12, demographics.Subject{SignedUp: clk.Now()})
+		// Twelve of the NZ users withdraw: NZ falls to 2.
+		for i := range 12 {
+			id := fmt.Sprintf("nz%d", i)
 			u, _ := src.get(id)
 			src.set(id, u.subj, false)
 			if err := s.Sync(ctx, id); err != nil {
 				t.Fatal(err)
 			}
 		}
-		rep, err := s.Report(ctx, "p", []demographics.Dimension{demographics.Country}, nil)
+		eps := 10.0
+		rep, err := s.Report(ctx, "p", []demographics.Dimension{demographics.Country}, &eps)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -55,13 +61,20 @@ func TestReportSuppressesBelowK(t *testing.T) {
 			if c.Country == nil || c.AgeBand != nil || c.Gender != nil || c.Language != nil || c.SignupMonth != nil {
 				t.Fatalf("cell %+v: want only country set", c)
 			}
+			if c.Count < rep.Threshold {
+				t.Fatalf("cell %+v below the threshold %d", c, rep.Threshold)
+			}
 			got[*c.Country] = true
 		}
 		if !got["DE"] || !got[demographics.Unknown] || got["FR"] || got["NZ"] || len(rep.Cells) != 2 {
 			t.Fatalf("released %v, want DE and UNKNOWN only", got)
 		}
-		if rep.Suppressed != 2 || rep.K != k || rep.Epsilon != 1 {
-			t.Fatalf("report %+v: want 2 suppressed (FR with k-1, NZ after withdrawals), k %d, epsilon 1", rep, k)
+		if rep.K != k || rep.Threshold != 6 || rep.Epsilon != 10 || rep.Delta != demographics.DefaultDelta {
+			t.Fatalf("report %+v: want k %d, threshold 6, epsilon 10, delta 1e-9", rep, k)
+		}
+		// k is a floor of the threshold.
+		if m, err := demographics.NewMechanism(10*demographics.EpsilonUnit, 1e-9, 20); err != nil || m.Threshold != 20 {
+			t.Fatalf("threshold with k 20: %+v, %v", m, err)
 		}
 	})
 }
@@ -106,11 +119,13 @@ func TestReportNoiseAndCharges(t *testing.T) {
 		ctx := context.Background()
 		clk := &clock{t: time.Date(2025, 6, 15, 12, 0, 0, 0, time.UTC)}
 		src := newFakeSource()
-		budget := &fakeBudget{left: 400 * demographics.EpsilonUnit / 2}
-		s := newTestService(t, b, src, clk, 2, func(o *demographics.Options) { o.Budget = budget })
+		budget := &fakeBudget{left: 400 * 4 * demographics.EpsilonUnit}
+		s := newTestService(t, b, src, clk, 2, func(o *demographics.Options) { o.Budget = budget; o.MaxEpsilon = 10 })
 		const trueCount = 30
 		addUsers(t, s, src, "u", trueCount, demographics.Subject{Gender: ptr("FEMALE"), SignedUp: clk.Now()})
-		eps := 0.5
+		// At epsilon 4 the threshold is 12, far below 30: the group is
+		// always shown and its counts are the plain noisy counts.
+		eps := 4.0
 		var sum, sumSq float64
 		const n = 400
 		for range n {
@@ -126,15 +141,15 @@ func TestReportNoiseAndCharges(t *testing.T) {
 			sumSq += c * c
 		}
 		mean, variance := sum/n, sumSq/n-(sum/n)*(sum/n)
-		want := demographics.LaplaceVariance(eps)
+		want := demographics.NoiseVariance(eps)
 		if math.Abs(mean-trueCount) > 5*math.Sqrt(want/n) {
 			t.Errorf("mean released count %.2f, want %d", mean, trueCount)
 		}
 		if math.Abs(variance-want) > 0.5*want { // about 4.5 standard errors
 			t.Errorf("variance %.2f, want about %.2f", variance, want)
 		}
-		if len(budget.charged) != n || budget.charged[0] != demographics.EpsilonUnit/2 || budget.left != 0 {
-			t.Fatalf("%d charges (first %v), %d left; want %d charges of 0.5 and nothing left", len(budget.charged), budget.charged[:1], budget.left, n)
+		if len(budget.charged) != n || budget.charged[0] != 4*demographics.EpsilonUnit || budget.left != 0 || len(budget.refunded) != 0 {
+			t.Fatalf("%d charges (first %v), %d refunds, %d left; want %d charges of 4 and nothing left", len(budget.charged), budget.charged[:1], len(budget.refunded), budget.left, n)
 		}
 		_, err := s.Report(ctx, "p", []demographics.Dimension{demographics.Gender}, &eps)
 		if apperr.CodeOf(err) != apperr.BudgetExhausted || len(budget.charged) != n {
@@ -142,6 +157,29 @@ func TestReportNoiseAndCharges(t *testing.T) {
 		}
 		if _, err := s.Report(ctx, "p", []demographics.Dimension{demographics.Gender, demographics.Gender}, &eps); apperr.CodeOf(err) != apperr.BadUserInput {
 			t.Fatalf("duplicate dimension: %v", err)
+		}
+	})
+}
+
+// An epsilon above the configured cap of one report is refused on the
+// field epsilon and charges nothing; the cap itself is allowed.
+func TestEpsilonAboveTheCapIsRefused(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, b store.Backend) {
+		ctx := context.Background()
+		clk := &clock{t: time.Date(2025, 6, 15, 12, 0, 0, 0, time.UTC)}
+		budget := &fakeBudget{left: demographics.EpsilonUnit}
+		s := newTestService(t, b, newFakeSource(), clk, 2, func(o *demographics.Options) { o.Budget = budget; o.MaxEpsilon = 0.5 })
+		over, atCap := 0.500001, 0.5
+		_, err := s.Report(ctx, "p", nil, &over)
+		if e, ok := apperr.As(err); !ok || e.Code != apperr.BadUserInput || e.Field != "epsilon" || len(budget.charged) != 0 {
+			t.Fatalf("epsilon above the cap: %v, %d charges", err, len(budget.charged))
+		}
+		if _, err := s.Report(ctx, "p", nil, &atCap); err != nil || len(budget.charged) != 1 {
+			t.Fatalf("epsilon at the cap: %v", err)
+		}
+		// Without an epsilon the default 1 is lowered to the cap.
+		if rep, err := s.Report(ctx, "p", nil, nil); err != nil || rep.Epsilon != 0.5 || budget.left != 0 {
+			t.Fatalf("the default epsilon under a cap of 0.5: %+v, %v", rep, err)
 		}
 	})
 }

@@ -23,9 +23,12 @@ type Source interface {
 
 // Budget charges a partner's privacy budget. Charge must be atomic (one
 // conditional single-document update) and charge nothing when it refuses
-// (with a BUDGET_EXHAUSTED error); it returns what is left.
+// (with a BUDGET_EXHAUSTED error); it returns what is left and the budget
+// period charged. Refund gives back a charge of that period (nothing once
+// the period is over, and never below zero spent).
 type Budget interface {
-	Charge(ctx context.Context, partnerID string, microEpsilon int64) (remaining float64, err error)
+	Charge(ctx context.Context, partnerID string, microEpsilon int64) (remaining float64, period int64, err error)
+	Refund(ctx context.Context, partnerID string, period, microEpsilon int64) error
 }
 
 // Options configure the service.
@@ -35,16 +38,24 @@ type Options struct {
 	Secrets *envelope.Secrets
 	Source  Source
 	Budget  Budget
-	// K is the smallest true count a released cell may have; at least 2,
+	// K is a floor of the release threshold (see Mechanism); at least 2,
 	// default 10.
-	K      int
-	Logger *slog.Logger
+	K int
+	// Delta is the δ of one report (default DefaultDelta, at most MaxDelta).
+	Delta float64
+	// MaxEpsilon caps the epsilon of one report (default
+	// DefaultMaxEpsilon, between MinEpsilon and MaxEpsilon).
+	MaxEpsilon float64
+	Logger     *slog.Logger
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
 }
 
-// DefaultK is the default suppression threshold.
+// DefaultK is the default floor of the release threshold.
 const DefaultK = 10
+
+// DefaultMaxEpsilon is the default cap of the epsilon of one report.
+const DefaultMaxEpsilon = 1.0
 
 // Timing of the crash-safety protocol (see the package comment).
 const (
@@ -62,10 +73,12 @@ const (
 
 // Service keeps the pre-aggregated cells and answers partner reports.
 type Service struct {
-	opts  Options
-	log   *slog.Logger
-	cells *cells
-	store Store
+	opts Options
+	log  *slog.Logger
+	// maxEps is Options.MaxEpsilon in millionths.
+	maxEps Epsilon
+	cells  *cells
+	store  Store
 
 	locks     [64]sync.Mutex
 	reconcile sync.Mutex
@@ -89,6 +102,19 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	if opts.K < 2 {
 		return nil, fmt.Errorf("demographics: k is %d, it must be at least 2", opts.K)
 	}
+	if opts.Delta == 0 {
+		opts.Delta = DefaultDelta
+	}
+	if err := ParseDelta(opts.Delta); err != nil {
+		return nil, fmt.Errorf("demographics: %w", err)
+	}
+	if opts.MaxEpsilon == 0 {
+		opts.MaxEpsilon = DefaultMaxEpsilon
+	}
+	maxEps, err := ParseEpsilon("max epsilon", opts.MaxEpsilon)
+	if err != nil {
+		return nil, fmt.Errorf("demographics: the cap of one report's epsilon: %w", err)
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -100,15 +126,21 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		return nil, fmt.Errorf("demographics: cell id key: %w", err)
 	}
 	return &Service{
-		opts: opts, log: opts.Logger,
+		opts: opts, log: opts.Logger, maxEps: maxEps,
 		cells:    &cells{store: opts.Store, keyring: opts.Keyring, idKey: idKey, values: map[string][]string{}},
 		store:    opts.Store,
 		busyWait: defaultBusyWait,
 	}, nil
 }
 
-// K is the suppression threshold in use.
+// K is the floor of the release threshold in use.
 func (s *Service) K() int { return s.opts.K }
+
+// Delta is the δ of one report.
+func (s *Service) Delta() float64 { return s.opts.Delta }
+
+// MaxEpsilon is the cap of the epsilon of one report.
+func (s *Service) MaxEpsilon() float64 { return s.maxEps.Float() }
 
 func (s *Service) now() time.Time { return s.opts.Now().UTC() }
 

@@ -262,7 +262,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 					err = user.do(runCtx, `mutation { `+m+`(purpose: "surveys") { consent { granted } } }`, nil, nil)
 					granted = !granted
 				case OpPartner:
-					err = partner.do(runCtx, `{ demographics(groupBy: [AGE_BAND, COUNTRY], epsilon: 0.01) { suppressed } }`, nil, nil)
+					err = partner.do(runCtx, `{ demographics(groupBy: [AGE_BAND, COUNTRY], epsilon: 0.01) { threshold } }`, nil, nil)
 				}
 				d := time.Since(t0)
 				if runCtx.Err() != nil && err != nil {

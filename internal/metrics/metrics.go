@@ -28,6 +28,7 @@ type Metrics struct {
 	storeCommands *prometheus.CounterVec
 	storeFailures *prometheus.CounterVec
 	epsilon       *prometheus.CounterVec
+	refunded      *prometheus.CounterVec
 	outbox        *prometheus.CounterVec
 }
 
@@ -61,14 +62,18 @@ func New() *Metrics {
 		}, []string{"command"}),
 		epsilon: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "consentgraph_partner_epsilon_spent_total",
-			Help: "Differential-privacy epsilon charged to each partner since start.",
+			Help: "Differential-privacy epsilon charged to each partner since start (refunds are counted apart, in consentgraph_partner_epsilon_refunded_total).",
+		}, []string{"partner"}),
+		refunded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "consentgraph_partner_epsilon_refunded_total",
+			Help: "Epsilon given back to each partner since start, for requests whose answer released nothing.",
 		}, []string{"partner"}),
 		outbox: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "consentgraph_outbox_attempts_total",
 			Help: "Outbox delivery and forget attempts per processor by outcome (done, skipped, waiting, retry, dead).",
 		}, []string{"processor", "action", "outcome"}),
 	}
-	r.MustRegister(m.requests, m.latency, m.roundTrips, m.storeCommands, m.storeFailures, m.epsilon, m.outbox)
+	r.MustRegister(m.requests, m.latency, m.roundTrips, m.storeCommands, m.storeFailures, m.epsilon, m.refunded, m.outbox)
 	return m
 }
 
@@ -80,6 +85,11 @@ func (m *Metrics) Handler() http.Handler {
 // EpsilonSpent records a charge to a partner's privacy budget.
 func (m *Metrics) EpsilonSpent(partnerID string, epsilon float64) {
 	m.epsilon.WithLabelValues(partnerID).Add(epsilon)
+}
+
+// EpsilonRefunded records a refund to a partner's privacy budget.
+func (m *Metrics) EpsilonRefunded(partnerID string, epsilon float64) {
+	m.refunded.WithLabelValues(partnerID).Add(epsilon)
 }
 
 // GaugeFunc registers a gauge read at scrape time, at most once per

@@ -63,6 +63,8 @@ type Options struct {
 	Now func() time.Time
 	// OnCharge, if set, learns of every successful charge (for metrics).
 	OnCharge func(partnerID string, epsilon float64)
+	// OnRefund, if set, learns of every refund (for metrics).
+	OnRefund func(partnerID string, epsilon float64)
 }
 
 // Service manages partners.
@@ -227,22 +229,23 @@ func (s *Service) view(d *Record) *Partner {
 // Charge spends cost millionths of epsilon from the partner's budget for
 // the current period, atomically: the update matches only while the budget
 // covers the cost. When it does not, nothing is charged and the error is
-// BUDGET_EXHAUSTED. It returns what is left, in epsilon.
-func (s *Service) Charge(ctx context.Context, partnerID string, cost int64) (float64, error) {
+// BUDGET_EXHAUSTED. It returns what is left, in epsilon, and the period
+// charged (for Refund).
+func (s *Service) Charge(ctx context.Context, partnerID string, cost int64) (remaining float64, chargedPeriod int64, err error) {
 	if cost <= 0 {
-		return 0, fmt.Errorf("charge of %d: must be positive", cost)
+		return 0, 0, fmt.Errorf("charge of %d: must be positive", cost)
 	}
 	for attempt := 0; attempt < 100; attempt++ {
 		d, err := s.load(ctx, partnerID)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		if d == nil || d.RevokedAt != nil {
-			return 0, apperr.New(apperr.Unauthenticated, "this partner key is not valid")
+			return 0, 0, apperr.New(apperr.Unauthenticated, "this partner key is not valid")
 		}
 		cur := period(d, s.now())
 		if cost > d.Budget || d.Period == cur && d.Spent > d.Budget-cost {
-			return 0, s.exhausted(d, cur)
+			return 0, 0, s.exhausted(d, cur)
 		}
 		var after *Record
 		if d.Period == cur {
@@ -254,18 +257,36 @@ func (s *Service) Charge(ctx context.Context, partnerID string, cost int64) (flo
 			after, err = s.store.StartPeriod(ctx, d.ID, d.Period, cur, cost)
 		}
 		if err != nil {
-			return 0, fmt.Errorf("charge budget: %w", err)
+			return 0, 0, fmt.Errorf("charge budget: %w", err)
 		}
 		if after != nil {
 			if s.opts.OnCharge != nil {
 				s.opts.OnCharge(partnerID, float64(cost)/Unit)
 			}
-			return float64(after.Budget-after.Spent) / Unit, nil
+			return float64(after.Budget-after.Spent) / Unit, cur, nil
 		}
 		// The document changed under us (a concurrent charge or period
 		// start): look again.
 	}
-	return 0, apperr.New(apperr.RateLimited, "too many concurrent requests; try again")
+	return 0, 0, apperr.New(apperr.RateLimited, "too many concurrent requests; try again")
+}
+
+// Refund gives back cost millionths of epsilon charged in period, when a
+// request that paid for its reports released nothing. It is conditional on
+// the period: once a new period has started the old charge has lapsed
+// anyway, and giving it back would credit the new one. Spent never goes
+// below zero.
+func (s *Service) Refund(ctx context.Context, partnerID string, period, cost int64) error {
+	if cost <= 0 {
+		return fmt.Errorf("refund of %d: must be positive", cost)
+	}
+	if _, err := s.store.Refund(ctx, partnerID, period, cost); err != nil {
+		return fmt.Errorf("refund budget: %w", err)
+	}
+	if s.opts.OnRefund != nil {
+		s.opts.OnRefund(partnerID, float64(cost)/Unit)
+	}
+	return nil
 }
 
 func (s *Service) exhausted(d *Record, cur int64) error {

@@ -66,7 +66,7 @@ func TestKeysAreHashedAndRevocable(t *testing.T) {
 		if pr, err := s.Authenticate(ctx, key); pr != nil || err != nil {
 			t.Fatalf("revoked key authenticates: %+v, %v", pr, err)
 		}
-		if _, err := s.Charge(ctx, p.ID, 1); apperr.CodeOf(err) != apperr.Unauthenticated {
+		if _, _, err := s.Charge(ctx, p.ID, 1); apperr.CodeOf(err) != apperr.Unauthenticated {
 			t.Fatalf("charge after revocation: %v", err)
 		}
 		again, err := s.Revoke(ctx, p.ID)
@@ -115,12 +115,12 @@ func TestBudgetExhaustionAndReset(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i, want := range []float64{0.7, 0.4} {
-			left, err := s.Charge(ctx, p.ID, 300_000)
+			left, _, err := s.Charge(ctx, p.ID, 300_000)
 			if err != nil || !near(left, want) {
 				t.Fatalf("charge %d: %g left, %v; want %g", i, left, err, want)
 			}
 		}
-		_, err = s.Charge(ctx, p.ID, 500_000)
+		_, _, err = s.Charge(ctx, p.ID, 500_000)
 		if apperr.CodeOf(err) != apperr.BudgetExhausted {
 			t.Fatalf("over budget: %v, want BUDGET_EXHAUSTED", err)
 		}
@@ -128,10 +128,10 @@ func TestBudgetExhaustionAndReset(t *testing.T) {
 		if !near(got.BudgetRemaining, 0.4) || !got.BudgetResetsAt.Equal(p.CreatedAt.Add(7*24*time.Hour)) {
 			t.Fatalf("after refusal: %g left until %v; want 0.4 (nothing charged) until a week after creation", got.BudgetRemaining, got.BudgetResetsAt)
 		}
-		if left, err := s.Charge(ctx, p.ID, 400_000); err != nil || left != 0 {
+		if left, _, err := s.Charge(ctx, p.ID, 400_000); err != nil || left != 0 {
 			t.Fatalf("exact rest: %g, %v", left, err)
 		}
-		if _, err := s.Charge(ctx, p.ID, 1); apperr.CodeOf(err) != apperr.BudgetExhausted {
+		if _, _, err := s.Charge(ctx, p.ID, 1); apperr.CodeOf(err) != apperr.BudgetExhausted {
 			t.Fatalf("empty budget: %v", err)
 		}
 		clk.advance(7*24*time.Hour + time.Minute)
@@ -139,13 +139,13 @@ func TestBudgetExhaustionAndReset(t *testing.T) {
 		if got.BudgetRemaining != 1 || !got.BudgetResetsAt.Equal(p.CreatedAt.Add(14*24*time.Hour)) {
 			t.Fatalf("next period: %g left until %v", got.BudgetRemaining, got.BudgetResetsAt)
 		}
-		if left, err := s.Charge(ctx, p.ID, 250_000); err != nil || !near(left, 0.75) {
+		if left, _, err := s.Charge(ctx, p.ID, 250_000); err != nil || !near(left, 0.75) {
 			t.Fatalf("first charge of the new period: %g, %v", left, err)
 		}
-		if left, err := s.Charge(ctx, p.ID, 250_000); err != nil || !near(left, 0.5) {
+		if left, _, err := s.Charge(ctx, p.ID, 250_000); err != nil || !near(left, 0.5) {
 			t.Fatalf("second charge of the new period: %g, %v", left, err)
 		}
-		if _, err := s.Charge(ctx, p.ID, 1_000_001); apperr.CodeOf(err) != apperr.BudgetExhausted {
+		if _, _, err := s.Charge(ctx, p.ID, 1_000_001); apperr.CodeOf(err) != apperr.BudgetExhausted {
 			t.Fatalf("a charge above the whole budget: %v", err)
 		}
 	})
@@ -167,7 +167,7 @@ func TestConcurrentChargesNeverOverspend(t *testing.T) {
 			var wg sync.WaitGroup
 			for range 50 {
 				wg.Go(func() {
-					_, err := s.Charge(ctx, p.ID, 100_000)
+					_, _, err := s.Charge(ctx, p.ID, 100_000)
 					switch {
 					case err == nil:
 						ok.Add(1)
@@ -189,3 +189,43 @@ func TestConcurrentChargesNeverOverspend(t *testing.T) {
 }
 
 func near(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
+
+// A refund gives back a charge of the current period, never more than was
+// spent, and nothing once the period has moved on.
+func TestRefund(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, b store.Backend) {
+		ctx := context.Background()
+		s, clk := newService(t, b)
+		p, _, err := s.Create(ctx, "p", 1.0, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		left, period, err := s.Charge(ctx, p.ID, 600_000)
+		if err != nil || !near(left, 0.4) {
+			t.Fatalf("charge: %g, %v", left, err)
+		}
+		if err := s.Refund(ctx, p.ID, period, 600_000); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := s.Get(ctx, p.ID); got.BudgetRemaining != 1 {
+			t.Fatalf("after the refund %g left, want 1", got.BudgetRemaining)
+		}
+		if _, period, err = s.Charge(ctx, p.ID, 300_000); err != nil {
+			t.Fatal(err)
+		}
+		clk.advance(7*24*time.Hour + time.Minute)
+		if _, _, err := s.Charge(ctx, p.ID, 200_000); err != nil {
+			t.Fatal(err)
+		}
+		// The refund of last period's charge must not credit this period.
+		if err := s.Refund(ctx, p.ID, period, 300_000); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := s.Get(ctx, p.ID); !near(got.BudgetRemaining, 0.8) {
+			t.Fatalf("a refund of an old period changed this one: %g left, want 0.8", got.BudgetRemaining)
+		}
+		if err := s.Refund(ctx, p.ID, period, 0); err == nil {
+			t.Fatal("a refund of 0 accepted")
+		}
+	})
+}

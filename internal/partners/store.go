@@ -23,6 +23,10 @@ type Store interface {
 	// partner is not revoked and its Period is still from; the record
 	// afterwards, or nil.
 	StartPeriod(ctx context.Context, id string, from, period, cost int64) (*Record, error)
+	// Refund subtracts cost from Spent, only while the partner's Period is
+	// period, and never below 0 (Spent becomes max(Spent-cost, 0)); it
+	// reports whether the record matched. Revocation does not matter.
+	Refund(ctx context.Context, id string, period, cost int64) (bool, error)
 }
 
 // Record is a partner as stored.

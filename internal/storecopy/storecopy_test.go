@@ -163,12 +163,16 @@ func report(t *testing.T, pc *apptest.Client) {
 	t.Helper()
 	var out struct {
 		Demographics struct {
-			Cells []struct{ Count int }
+			Cells     []struct{ Count int }
+			Threshold int
 		}
 	}
-	pc.Do(t, `{ demographics(groupBy: [COUNTRY], epsilon: 0.5) { cells { country count } } }`, nil).Decode(t, &out)
-	if len(out.Demographics.Cells) == 0 {
-		t.Fatal("the partner report released no cell")
+	// A handful of users is far below the release threshold, so the
+	// differentially private answer shows no group; what matters here is
+	// that the copied partner and aggregates answer and charge.
+	pc.Do(t, `{ demographics(groupBy: [COUNTRY], epsilon: 0.5) { cells { country count } threshold } }`, nil).Decode(t, &out)
+	if out.Demographics.Threshold < 2 {
+		t.Fatalf("the partner report: %+v", out.Demographics)
 	}
 }
 

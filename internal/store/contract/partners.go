@@ -15,6 +15,8 @@ func partnersTests() []contractTest {
 		{"partners/spend-never-overspends-under-50-writers", testSpendConcurrent},
 		{"partners/start-period", testStartPeriod},
 		{"partners/start-period-under-50-writers", testStartPeriodConcurrent},
+		{"partners/refund-conditions", testRefundConditions},
+		{"partners/refunds-and-charges-under-50-writers", testRefundConcurrent},
 	}
 }
 
@@ -218,4 +220,86 @@ func testStartPeriodConcurrent(e *env) {
 	}
 	p.Period, p.Spent = 4, int64(winner+1)
 	e.equal(fmt.Sprintf("partner after the StartPeriod race (winner #%d)", winner), &p, e.partner("p-race"))
+}
+
+func testRefundConditions(e *env) {
+	s := e.b.Partners()
+	p := partner("p-r", at(0))
+	p.Spent = 700
+	e.must(s.Insert(e.ctx, p), "Insert")
+	refund := func(id string, period, cost int64) bool {
+		e.t.Helper()
+		ok, err := s.Refund(e.ctx, id, period, cost)
+		e.must(err, "Refund(%s, period %d, cost %d)", id, period, cost)
+		return ok
+	}
+	if refund("p-r", 2, 100) {
+		e.t.Errorf("Refund in another period matched")
+	}
+	e.equal("partner after a refund of another period", &p, e.partner("p-r"))
+	if !refund("p-r", 3, 300) {
+		e.t.Errorf("Refund in the period did not match")
+	}
+	p.Spent = 400
+	e.equal("partner after a refund", &p, e.partner("p-r"))
+	if !refund("p-r", 3, 500) {
+		e.t.Errorf("Refund of more than was spent did not match")
+	}
+	p.Spent = 0
+	e.equal("partner after a refund of more than was spent (floored at 0)", &p, e.partner("p-r"))
+	when := at(time.Hour)
+	e.must(s.Revoke(e.ctx, "p-r", when), "Revoke")
+	p.RevokedAt = &when
+	r, err := s.SpendInPeriod(e.ctx, "p-r", 3, 0, 1000)
+	if err != nil || r != nil {
+		e.t.Errorf("SpendInPeriod of a revoked partner = %+v, %v", r, err)
+	}
+	e.must(e.b.Partners().Insert(e.ctx, partner("p-r2", at(0))), "Insert")
+	if _, err := s.SpendInPeriod(e.ctx, "p-r2", 3, 200, 1000); err != nil {
+		e.t.Fatalf("SpendInPeriod: %v", err)
+	}
+	e.must(s.Revoke(e.ctx, "p-r2", when), "Revoke")
+	if !refund("p-r2", 3, 200) {
+		e.t.Errorf("Refund of a revoked partner did not match")
+	}
+	if r := e.partner("p-r2"); r.Spent != 0 {
+		e.t.Errorf("revoked partner after its refund: Spent %d, want 0", r.Spent)
+	}
+	if refund("p-none", 3, 1) {
+		e.t.Errorf("Refund of an absent partner matched")
+	}
+}
+
+// Refunds and charges interleaved from many writers lose nothing: every
+// charge that succeeded and every refund is in the final Spent.
+func testRefundConcurrent(e *env) {
+	s := e.b.Partners()
+	const budget, cost = 100_000, 70
+	p := partner("p-rr", at(0))
+	p.Budget, p.Spent = budget, 25*cost // what the refunds give back
+	e.must(s.Insert(e.ctx, p), "Insert")
+	charged := make([]bool, concurrency)
+	errs := e.parallel(concurrency, func(i int) error {
+		if i%2 == 0 {
+			_, err := s.Refund(e.ctx, "p-rr", 3, cost)
+			return err
+		}
+		r, err := s.SpendInPeriod(e.ctx, "p-rr", 3, cost, budget)
+		charged[i] = r != nil
+		return err
+	})
+	n := 0
+	for i := range concurrency {
+		if errs[i] != nil {
+			e.t.Errorf("writer #%d: %v", i, errs[i])
+		}
+		if charged[i] {
+			n++
+		}
+	}
+	if n != concurrency/2 {
+		e.t.Errorf("%d of %d charges succeeded under a large budget", n, concurrency/2)
+	}
+	p.Spent = 25*cost + int64(n)*cost - int64(concurrency/2)*cost
+	e.equal("partner after concurrent refunds and charges", &p, e.partner("p-rr"))
 }

@@ -625,6 +625,10 @@ func exerciseEveryPortOperation(t *testing.T, d *DB, log *commandLog) {
 		r, err := p.StartPeriod(ctx, "p1", 1, 2, 5)
 		return errors.Join(err, want(r != nil, "not started"))
 	})
+	run("partners.Refund", func(ctx context.Context) error {
+		ok, err := p.Refund(ctx, "p1", 2, 3)
+		return errors.Join(err, want(ok, "not refunded"))
+	})
 	run("partners.Revoke", func(ctx context.Context) error { return p.Revoke(ctx, "p1", t0) })
 
 	// Audit: the first append (empty log) and one on a head; pages.

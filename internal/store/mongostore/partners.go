@@ -95,6 +95,30 @@ func (s *partnerStore) StartPeriod(ctx context.Context, id string, from, period,
 		bson.D{{Key: "$set", Value: bson.D{{Key: "period", Value: period}, {Key: "spent", Value: cost}}}})
 }
 
+// Refund is one conditional update when the record holds at least cost
+// (always, for a refund of a charge of the same period), and otherwise a
+// second conditional update that floors Spent at 0. Each is a single
+// conditional update of one document, so a concurrent charge is never lost.
+func (s *partnerStore) Refund(ctx context.Context, id string, period, cost int64) (bool, error) {
+	c := s.d.coll(partnersColl)
+	res, err := c.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "period", Value: period},
+		{Key: "spent", Value: bson.D{{Key: "$gte", Value: cost}}}},
+		bson.D{{Key: "$inc", Value: bson.D{{Key: "spent", Value: -cost}}}})
+	if err != nil {
+		return false, fmt.Errorf("refund partner budget: %w", err)
+	}
+	if res.MatchedCount > 0 {
+		return true, nil
+	}
+	res, err = c.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "period", Value: period},
+		{Key: "spent", Value: bson.D{{Key: "$lt", Value: cost}}}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "spent", Value: int64(0)}}}})
+	if err != nil {
+		return false, fmt.Errorf("refund partner budget: %w", err)
+	}
+	return res.MatchedCount > 0, nil
+}
+
 func (s *partnerStore) modify(ctx context.Context, filter, update bson.D) (*partners.Record, error) {
 	var doc partnerDoc
 	err := s.d.coll(partnersColl).FindOneAndUpdate(ctx, filter, update, options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&doc)

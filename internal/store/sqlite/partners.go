@@ -26,6 +26,7 @@ var (
 		WHERE id = ?2 AND revoked_at IS NULL AND period = ?3 AND spent <= ?4 - ?1 RETURNING ` + partnerCols)
 	qStartPeriod = sqlq(`UPDATE partners SET period = ?1, spent = ?2
 		WHERE id = ?3 AND revoked_at IS NULL AND period = ?4 RETURNING ` + partnerCols)
+	qRefund = sqlq(`UPDATE partners SET spent = max(spent - ?1, 0) WHERE id = ?2 AND period = ?3`)
 )
 
 // partnerRow scans a partners row.
@@ -110,6 +111,14 @@ func (s partnerStore) StartPeriod(ctx context.Context, id string, from, period, 
 		return nil, nil
 	}
 	return p.record(), nil
+}
+
+func (s partnerStore) Refund(ctx context.Context, id string, period, cost int64) (bool, error) {
+	n, err := s.d.exec(ctx, qRefund, cost, id, period)
+	if err != nil {
+		return false, fmt.Errorf("refund partner budget: %w", err)
+	}
+	return n > 0, nil
 }
 
 // auditStore implements audit.Store.

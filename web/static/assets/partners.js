@@ -83,7 +83,7 @@ $('#ask-form').addEventListener('submit', (e) => {
       throw localError('epsilon', 'Epsilon must be a number such as 0.5.');
     }
     const { demographics: r } = await gql(`query($g: [Dimension!]!, $e: Float) { demographics(groupBy: $g, epsilon: $e) {
-      cells { ageBand country gender language signupMonth count } suppressed k epsilon budgetRemaining generatedAt } }`,
+      cells { ageBand country gender language signupMonth count } k threshold epsilon delta budgetRemaining generatedAt } }`,
     { g: dims, e: eps }, apiKey);
     const { partnerMe } = await gql(PARTNER_ME, {}, apiKey);
     showBudget(partnerMe);
@@ -99,15 +99,15 @@ function showResult(dims, r) {
   $('#result').hidden = false;
   const by = dims.length ? dims.map((d) => DIM_LABEL[d]).join(' × ') : 'no dimension (the total)';
   $('#result-desc').textContent = `Grouped by ${by}. Made ${new Date(r.generatedAt).toLocaleString()}; ` +
-    `${fmt(r.budgetRemaining, 3)} ε left after it. Counts include random noise.`;
+    `${fmt(r.budgetRemaining, 3)} ε left after it. Counts include random noise; a group is shown only ` +
+    `when its noisy count reaches ${r.threshold} (δ = ${r.delta}).`;
   $('#stat-cells').textContent = r.cells.length;
-  $('#stat-suppressed').textContent = r.suppressed;
-  $('#stat-k').textContent = r.k;
+  $('#stat-threshold').textContent = r.threshold;
   $('#stat-epsilon').textContent = fmt(r.epsilon, 6);
   const cells = [...r.cells].sort((a, b) => b.count - a.count);
   last = cells.length ? { dims, cells } : null;
   $('#chart').replaceChildren(cells.length ? chart(dims, cells) : h('p', { class: 'muted' },
-    'Every group is smaller than k, so nothing can be shown. Try fewer dimensions.'));
+    'No group\'s noisy count reached the threshold, so nothing is shown. Try fewer dimensions or more epsilon.'));
   $('#table').replaceChildren(cells.length ? table(dims, cells) : '');
   $('#result').focus();
 }
