@@ -4,12 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -374,31 +371,11 @@ func TestRefusedSignUpLeavesNoDataKey(t *testing.T) {
 	}
 }
 
-// hookRecorder keeps the bodies a webhook receives.
-type hookRecorder struct {
-	mu     sync.Mutex
-	bodies []string
-}
-
-func (h *hookRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	b, _ := io.ReadAll(r.Body)
-	h.mu.Lock()
-	h.bodies = append(h.bodies, string(b))
-	h.mu.Unlock()
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func (h *hookRecorder) all() string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return strings.Join(h.bodies, "\n")
-}
-
 // TestUnverifiedEmailReachesNoProcessor: a webhook that declared the email
 // gets the other fields while the address is unverified, and the address
 // only once verified.
 func TestUnverifiedEmailReachesNoProcessor(t *testing.T) {
-	rec := &hookRecorder{}
+	rec := &webhookReceiver{}
 	srv := httptest.NewServer(rec)
 	defer srv.Close()
 	s := startWithProcessors(t, fmt.Sprintf(`
@@ -414,13 +391,13 @@ processors:
 	changeConsent(t, c, true, "surveys")
 	d := s.App.Outbox.Dispatcher("t", fast)
 	drain(t, s, d, 10*time.Second)
-	got := rec.all()
+	got := strings.Join(rec.received(), "\n")
 	if !strings.Contains(got, "DE") || strings.Contains(got, "hook_gus@example.org") {
 		t.Fatalf("deliveries before verification: %s", got)
 	}
 	verifyMailed(t, s, "hook_gus@example.org")
 	drain(t, s, d, 10*time.Second)
-	if got := rec.all(); !bytes.Contains([]byte(got), []byte("hook_gus@example.org")) {
+	if got := strings.Join(rec.received(), "\n"); !bytes.Contains([]byte(got), []byte("hook_gus@example.org")) {
 		t.Fatalf("no delivery of the verified address: %s", got)
 	}
 }
