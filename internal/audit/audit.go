@@ -27,6 +27,9 @@ type Entry struct {
 	Detail  string `json:"detail,omitempty"`
 	Prev    string `json:"prev"`
 	Hash    string `json:"hash"`
+	// Logged says the entry is in the public consent log; false when it is
+	// written (the mark the log appender looks for), not part of the hash.
+	Logged bool `json:"-"`
 }
 
 // Log appends to and reads the audit log.

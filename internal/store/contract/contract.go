@@ -43,6 +43,7 @@ import (
 	"github.com/consentgraph/consentgraph/internal/outbox"
 	"github.com/consentgraph/consentgraph/internal/partners"
 	"github.com/consentgraph/consentgraph/internal/signing"
+	"github.com/consentgraph/consentgraph/internal/translog"
 )
 
 // Backend is what the suite needs from a store adapter: the ports, and the
@@ -56,6 +57,7 @@ type Backend interface {
 	Audit() audit.Store
 	Signing() signing.Store
 	Secrets() envelope.SecretStore
+	Translog() translog.Store
 	Ping(ctx context.Context) error
 	Close(ctx context.Context) error
 	Kind() string
@@ -112,6 +114,7 @@ func allTests() []contractTest {
 		demographicsTests(),
 		partnersTests(),
 		auditTests(),
+		translogTests(),
 		signingTests(),
 		secretsTests(),
 		erasureTests(),

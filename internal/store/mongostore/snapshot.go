@@ -533,7 +533,7 @@ func (d *DB) load(ctx context.Context, kind snapshot.Kind, recs []snapshot.Recor
 	case snapshot.Audit:
 		for _, r := range recs {
 			e := r.Audit
-			docs = append(docs, auditDoc{Seq: e.Seq, At: e.At, Actor: e.Actor, Action: e.Action, Subject: e.Subject, Detail: e.Detail, Prev: e.Prev, Hash: e.Hash})
+			docs = append(docs, newAuditDoc(e))
 		}
 	default:
 		return fmt.Errorf("%w %q", snapshot.ErrUnknownKind, kind)
@@ -658,7 +658,8 @@ func (d *DB) loadDirty(ctx context.Context, recs []snapshot.Record) error {
 // ("plugin_<name>", through plugins.Env.DB); this one gives them
 // plugin_state instead.
 func (d *DB) Foreign(ctx context.Context) (map[string]int64, error) {
-	known := map[string]bool{locksColl: true, eventsColl: true, itemsColl: true, policyColl: true, demoStateColl: true}
+	known := map[string]bool{locksColl: true, eventsColl: true, itemsColl: true, policyColl: true, demoStateColl: true,
+		logLeavesColl: true, logNodesColl: true, logStateColl: true}
 	for _, name := range plainColl {
 		known[name] = true
 	}

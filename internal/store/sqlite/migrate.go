@@ -20,6 +20,7 @@ type migration struct {
 
 var migrations = []migration{
 	{name: "initial schema", stmts: schemaV1},
+	{name: "consent log", stmts: schemaV2},
 }
 
 // SchemaVersion is the schema version this build writes.
@@ -268,6 +269,43 @@ var schemaV1 = []string{
 		value      BLOB,
 		key_id     TEXT NOT NULL,
 		created_at INTEGER NOT NULL
+	) STRICT`,
+}
+
+// schemaV2: the public consent log (package translog). Consent events and
+// audit entries get a "logged" mark, 0 when written, so the appender finds
+// what to log through a partial index holding only those; events and
+// entries written before this version start unlogged and are logged too.
+var schemaV2 = []string{
+	`ALTER TABLE consent_events ADD COLUMN logged INTEGER NOT NULL DEFAULT 0`,
+	`CREATE INDEX consent_events_unlogged ON consent_events (at, user_id, seq) WHERE logged = 0`,
+	`ALTER TABLE audit_log ADD COLUMN logged INTEGER NOT NULL DEFAULT 0`,
+	`CREATE INDEX audit_log_unlogged ON audit_log (seq) WHERE logged = 0`,
+	// Leaves under their index (the rowid), unique by item.
+	`CREATE TABLE log_leaves (
+		idx  INTEGER PRIMARY KEY,
+		item TEXT NOT NULL UNIQUE,
+		data BLOB NOT NULL,
+		hash BLOB NOT NULL,
+		at   INTEGER NOT NULL
+	) STRICT`,
+	// Complete subtrees of level 1 and up under level<<56 | index, so a
+	// proof reads its nodes by one rowid list and a dump comes in (level,
+	// index) order.
+	`CREATE TABLE log_nodes (
+		id   INTEGER PRIMARY KEY,
+		hash BLOB NOT NULL
+	) STRICT`,
+	`CREATE TABLE log_head (
+		id   INTEGER PRIMARY KEY CHECK (id = 1),
+		size INTEGER NOT NULL,
+		root BLOB NOT NULL,
+		at   INTEGER NOT NULL
+	) STRICT`,
+	`CREATE TABLE log_lease (
+		id    INTEGER PRIMARY KEY CHECK (id = 1),
+		owner TEXT NOT NULL,
+		until INTEGER NOT NULL
 	) STRICT`,
 }
 

@@ -518,7 +518,7 @@ func loadOne(t *tx, r *snapshot.Record) error {
 		_, err = t.exec(qInsertPartner, p.ID, p.Name, p.KeyHash, p.Budget, p.PeriodDays, ms(p.CreatedAt), msPtr(p.RevokedAt), p.Period, p.Spent)
 	case snapshot.Audit:
 		e := r.Audit
-		_, err = t.exec(qAuditInsert, e.Seq, ms(e.At), e.Actor, e.Action, e.Subject, e.Detail, e.Prev, e.Hash)
+		_, err = t.exec(qAuditInsert, e.Seq, ms(e.At), e.Actor, e.Action, e.Subject, e.Detail, e.Prev, e.Hash, e.Logged)
 	default:
 		err = fmt.Errorf("%w %q", snapshot.ErrUnknownKind, r.Kind)
 	}
