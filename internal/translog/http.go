@@ -29,8 +29,7 @@ func (l *Log) serveIndex(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "public, max-age=3600")
 	writeJSON(w, http.StatusOK, map[string]any{
 		"description": "Append-only Merkle log (RFC 9162 hashing) of every consent event and audit entry of this service. " +
-			"Leaf data is {\"kind\":\"consent\"|\"audit\",\"hash\":\"<hex hash of the record>\"}; a consent event's hash is the " +
-			"hash field of its ledger entry. Checkpoints are compact JWS (EdDSA) verifiable with /.well-known/jwks.json.",
+			"Leaf data is {\"v\":1,\"kind\":\"consent\"|\"audit\",\"id\":\"<receipt id | audit sequence number>\",\"hash\":\"<hex chain hash of the record>\",\"at\":\"<time>\"}. Checkpoints are compact JWS (EdDSA) verifiable with /.well-known/jwks.json.",
 		"checkpoint":  Path + "/checkpoint",
 		"consistency": Path + "/consistency?first=M&second=N",
 		"jwks":        "/.well-known/jwks.json",
@@ -42,7 +41,7 @@ func (l *Log) serveCheckpoint(w http.ResponseWriter, r *http.Request) {
 	cp, err := l.Checkpoint(r.Context())
 	if err != nil {
 		l.log.ErrorContext(r.Context(), "consent log checkpoint failed", "err", err)
-		writeError(w, http.StatusInternalServerError, "the checkpoint could not be made; try again")
+		writeError(w, http.StatusInternalServerError, codeInternal, "the checkpoint could not be made; try again")
 		return
 	}
 	// The tree grows with every consent change: a verifier may use a
@@ -57,17 +56,17 @@ func (l *Log) serveConsistency(w http.ResponseWriter, r *http.Request) {
 	first, err1 := strconv.ParseInt(q.Get("first"), 10, 64)
 	second, err2 := strconv.ParseInt(q.Get("second"), 10, 64)
 	if err1 != nil || err2 != nil {
-		writeError(w, http.StatusBadRequest, "first and second must be tree sizes (whole numbers), e.g. ?first=10&second=20")
+		writeError(w, http.StatusBadRequest, codeBadInput, "first and second must be tree sizes (whole numbers), e.g. ?first=10&second=20")
 		return
 	}
 	proof, err := l.ConsistencyProof(r.Context(), first, second)
 	if errors.Is(err, ErrRange) {
-		writeError(w, http.StatusBadRequest, err.Error())
+		writeError(w, http.StatusBadRequest, codeBadInput, err.Error())
 		return
 	}
 	if err != nil {
 		l.log.ErrorContext(r.Context(), "consent log consistency proof failed", "err", err, "first", first, "second", second)
-		writeError(w, http.StatusInternalServerError, "the proof could not be made; try again")
+		writeError(w, http.StatusInternalServerError, codeInternal, "the proof could not be made; try again")
 		return
 	}
 	// A proof between two sizes never changes.
@@ -85,7 +84,16 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	}
 }
 
-func writeError(w http.ResponseWriter, status int, msg string) {
+// Error codes, the same stable codes the GraphQL API puts in
+// extensions.code.
+const (
+	codeBadInput = "BAD_USER_INPUT"
+	codeInternal = "INTERNAL"
+)
+
+// writeError answers in the shape of the API's other errors:
+// {"errors":[{"message": …, "extensions": {"code": …}}]}.
+func writeError(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, status, map[string]string{"error": msg})
+	writeJSON(w, status, map[string]any{"errors": []map[string]any{{"message": msg, "extensions": map[string]string{"code": code}}}})
 }

@@ -58,6 +58,9 @@ type Signer interface {
 type Options struct {
 	Store  Store
 	Signer Signer
+	// Name names the log in its checkpoints (the "log" claim): the URL it
+	// is served at.
+	Name   string
 	Logger *slog.Logger
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
@@ -75,6 +78,7 @@ type Options struct {
 type Log struct {
 	store  Store
 	signer Signer
+	name   string
 	log    *slog.Logger
 	now    func() time.Time
 	owner  string
@@ -123,7 +127,7 @@ func New(opts Options) (*Log, error) {
 	if opts.Lease <= 0 {
 		opts.Lease = DefaultLease
 	}
-	return &Log{store: opts.Store, signer: opts.Signer, log: opts.Logger.With("component", "consent-log"), now: opts.Now,
+	return &Log{store: opts.Store, signer: opts.Signer, name: opts.Name, log: opts.Logger.With("component", "consent-log"), now: opts.Now,
 		owner: opts.Owner, batch: opts.Batch, poll: opts.Poll, lease: opts.Lease, edgeSize: -1, wake: make(chan struct{}, 1)}, nil
 }
 

@@ -1,6 +1,7 @@
 package translog
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,6 +21,9 @@ type CheckpointClaims struct {
 	TreeSize int64  `json:"treeSize"`
 	RootHash []byte `json:"rootHash"`
 	IssuedAt string `json:"issuedAt"`
+	// Log names the log (its URL, Options.Name), so a checkpoint of one
+	// log is never taken for one of another.
+	Log string `json:"log,omitempty"`
 }
 
 // Checkpoint is a signed statement of the log's tree head.
@@ -46,7 +50,7 @@ func (l *Log) Checkpoint(ctx context.Context) (*Checkpoint, error) {
 	if cp := l.cp.Load(); cp != nil && cp.Size == head.Size && now.Sub(cp.IssuedAt) < checkpointReuse && !now.Before(cp.IssuedAt) {
 		return cp, nil
 	}
-	payload, err := json.Marshal(CheckpointClaims{TreeSize: head.Size, RootHash: head.Root, IssuedAt: now.Format(time.RFC3339)})
+	payload, err := json.Marshal(CheckpointClaims{TreeSize: head.Size, RootHash: head.Root, IssuedAt: now.Format(time.RFC3339), Log: l.name})
 	if err != nil {
 		return nil, fmt.Errorf("encode checkpoint: %w", err)
 	}
@@ -105,14 +109,54 @@ func (l *Log) InclusionProofs(ctx context.Context, items []string) (map[string]*
 	if err != nil {
 		return nil, fmt.Errorf("look up logged items: %w", err)
 	}
-	var ids []NodeID
-	var inTree []Leaf
+	paths, err := l.paths(ctx, leaves, cp.Size)
+	if err != nil {
+		return nil, err
+	}
 	for _, lf := range leaves {
-		if lf.Index >= cp.Size {
-			continue // appended after the checkpoint's head
+		if path, ok := paths[lf.Index]; ok {
+			out[lf.Item] = &Inclusion{LeafIndex: lf.Index, TreeSize: cp.Size, LeafData: lf.Data, LeafHash: lf.Hash,
+				Hashes: path, Checkpoint: cp.JWS}
 		}
-		inTree = append(inTree, lf)
-		for _, s := range inclusionSpans(lf.Index, cp.Size) {
+	}
+	return out, nil
+}
+
+// PrefixProofs returns the inclusion proofs of every logged item whose id
+// starts with prefix (e.g. all events of one subject), against one
+// checkpoint, in one read of their leaves and one of their nodes.
+func (l *Log) PrefixProofs(ctx context.Context, prefix string) (map[string]*Inclusion, error) {
+	cp, err := l.Checkpoint(ctx)
+	if err != nil {
+		return nil, err
+	}
+	leaves, err := l.ItemLeaves(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	paths, err := l.paths(ctx, leaves, cp.Size)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]*Inclusion, len(leaves))
+	for _, lf := range leaves {
+		if path, ok := paths[lf.Index]; ok {
+			out[lf.Item] = &Inclusion{LeafIndex: lf.Index, TreeSize: cp.Size, LeafData: lf.Data, LeafHash: lf.Hash,
+				Hashes: path, Checkpoint: cp.JWS}
+		}
+	}
+	return out, nil
+}
+
+// paths returns the inclusion paths of the leaves inside the tree of size
+// leaves (by leaf index), reading every node they need at once.
+func (l *Log) paths(ctx context.Context, leaves []Leaf, size int64) (map[int64][][]byte, error) {
+	var ids []NodeID
+	for _, lf := range leaves {
+		if lf.Index >= size {
+			continue // appended after the tree's head
+		}
+		for _, s := range inclusionSpans(lf.Index, size) {
 			ids = append(ids, subtrees(s.lo, s.hi)...)
 		}
 	}
@@ -120,14 +164,53 @@ func (l *Log) InclusionProofs(ctx context.Context, items []string) (map[string]*
 	if err != nil {
 		return nil, err
 	}
-	for _, lf := range inTree {
-		spans := inclusionSpans(lf.Index, cp.Size)
-		p := &Inclusion{LeafIndex: lf.Index, TreeSize: cp.Size, LeafData: lf.Data, LeafHash: lf.Hash,
-			Hashes: make([][]byte, len(spans)), Checkpoint: cp.JWS}
-		for i, s := range spans {
-			p.Hashes[i] = spanOf(s, hashes)
+	out := make(map[int64][][]byte, len(leaves))
+	for _, lf := range leaves {
+		if lf.Index >= size {
+			continue
 		}
-		out[lf.Item] = p
+		spans := inclusionSpans(lf.Index, size)
+		path := make([][]byte, len(spans))
+		for i, s := range spans {
+			path[i] = spanOf(s, hashes)
+		}
+		out[lf.Index] = path
+	}
+	return out, nil
+}
+
+// ProvenLeaves returns the leaves whose item starts with prefix that are
+// in the current tree, each checked by its inclusion proof against the
+// stored head: a leaf rewritten in the store (data or hash) or a subtree
+// altered under it fails with ErrProof, one whose hash does not match its
+// data with ErrCorrupt. Records are checked against these, never against
+// leaves taken on trust.
+func (l *Log) ProvenLeaves(ctx context.Context, prefix string) ([]Leaf, error) {
+	head, err := l.Head(ctx)
+	if err != nil {
+		return nil, err
+	}
+	all, err := l.ItemLeaves(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	paths, err := l.paths(ctx, all, head.Size)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Leaf, 0, len(all))
+	for _, lf := range all {
+		path, ok := paths[lf.Index]
+		if !ok {
+			continue // beyond the head: not in the log yet
+		}
+		if !bytes.Equal(lf.Hash, LeafHash(lf.Data)) {
+			return nil, fmt.Errorf("%w: leaf %d does not match its data", ErrCorrupt, lf.Index)
+		}
+		if err := VerifyInclusion(lf.Hash, lf.Index, head.Size, path, head.Root); err != nil {
+			return nil, fmt.Errorf("leaf %d (%s): %w", lf.Index, lf.Item, err)
+		}
+		out = append(out, lf)
 	}
 	return out, nil
 }
