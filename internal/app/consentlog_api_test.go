@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -193,10 +194,48 @@ func TestConsentLogProofsVerifyIndependently(t *testing.T) {
 		}
 	}
 
+	// Grow the log past 70 leaves, then check proofs from and to every size
+	// up to 70, and between random pairs, against roots computed here from
+	// the stored leaves by RFC 9162's definition. (Every pair of sizes up to
+	// 70 is checked on the log itself in package translog.)
+	for i := range 48 {
+		changeConsent(t, c, i%2 == 0, "surveys")
+	}
+	h := waitLogged(t, c)
+	leaves, err := s.Store().Translog().Leaves(context.Background(), 0, 10_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, now := checkpointOf(t, s)
+	if now.TreeSize < 72 || uint64(len(leaves)) < now.TreeSize {
+		t.Fatalf("tree of %d leaves, %d stored", now.TreeSize, len(leaves))
+	}
+	var leafHashes [][]byte
+	for _, l := range leaves[:now.TreeSize] {
+		leafHashes = append(leafHashes, rfc9162test.LeafHash(l.Data))
+	}
+	if !bytes.Equal(rfc9162test.Root(leafHashes), now.RootHash) {
+		t.Fatal("the checkpoint's root is not the root of the stored leaves")
+	}
+	root := func(n uint64) []byte { return rfc9162test.Root(leafHashes[:n]) }
+	check := func(m, n uint64) {
+		if err := rfc9162test.VerifyConsistency(m, n, root(m), root(n), consistencyOf(t, s, m, n)); err != nil {
+			t.Fatalf("consistency %d→%d: %v", m, n, err)
+		}
+	}
+	for m := uint64(1); m <= 70; m++ {
+		check(1, m)
+		check(m, 70)
+		check(m, now.TreeSize)
+	}
+	for range 100 {
+		n := 1 + rand.Uint64N(now.TreeSize)
+		check(1+rand.Uint64N(n), n)
+	}
+
 	// Every event's inclusion proof, all against the one checkpoint of the
 	// request, whose signature checks out.
-	h := waitLogged(t, c)
-	if !h.LedgerIntact || len(h.ConsentHistory.Edges) != 24 {
+	if !h.LedgerIntact || len(h.ConsentHistory.Edges) != 72 {
 		t.Fatalf("history: intact %v, %d events", h.LedgerIntact, len(h.ConsentHistory.Edges))
 	}
 	first := h.ConsentHistory.Edges[0].Node.LogProof.Checkpoint
