@@ -169,6 +169,11 @@ func (a *App) init(ctx context.Context) error {
 			n, err := a.Accounts.CountActiveSessions(ctx)
 			return float64(n), err
 		})
+	a.Metrics.GaugeFunc("consentgraph_consent_log_leaves", "Leaves in the public consent log (refreshed at most every 30s).", 30*time.Second,
+		func(ctx context.Context) (float64, error) {
+			h, err := a.ConsentLog.Head(ctx)
+			return float64(h.Size), err
+		})
 	if err := a.initPartners(ctx); err != nil {
 		return err
 	}

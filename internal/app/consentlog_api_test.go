@@ -22,6 +22,8 @@ import (
 
 	"github.com/consentgraph/consentgraph/internal/app/apptest"
 	"github.com/consentgraph/consentgraph/internal/config"
+	"github.com/consentgraph/consentgraph/internal/store/mongostore"
+	"github.com/consentgraph/consentgraph/internal/store/sqlite"
 	"github.com/consentgraph/consentgraph/internal/store/storetest"
 	"github.com/consentgraph/consentgraph/internal/translog"
 	"github.com/consentgraph/consentgraph/internal/translog/rfc9162test"
@@ -514,26 +516,60 @@ func TestOldCheckpointDetectsRewriteAndTruncation(t *testing.T) {
 	}
 }
 
-// wipeLog deletes the stored log.
+// wipeLog deletes the stored log (leaves, subtree hashes, head).
 func wipeLog(t *testing.T, s *apptest.Server) {
 	t.Helper()
-	for _, q := range []string{`DELETE FROM log_leaves`, `DELETE FROM log_nodes`, `DELETE FROM log_head`} {
-		storetest.Tamper(t, s.Store(), q, nil, func(ctx context.Context, db *mongo.Database) (int64, error) {
-			coll := map[string]string{"DELETE FROM log_leaves": "consent_log_leaves", "DELETE FROM log_nodes": "consent_log_nodes",
-				"DELETE FROM log_head": "consent_log_state"}[q]
-			filter := bson.D{}
-			if coll == "consent_log_state" {
-				filter = bson.D{{Key: "_id", Value: "head"}}
+	ctx := context.Background()
+	var err error
+	switch db := s.Store().(type) {
+	case *sqlite.DB:
+		for _, q := range []string{`DELETE FROM log_leaves`, `DELETE FROM log_nodes`, `DELETE FROM log_head`} {
+			if _, err = db.ExecRaw(ctx, q); err != nil {
+				break
 			}
-			r, err := db.Collection(coll).DeleteMany(ctx, filter)
-			if err != nil {
-				return 0, err
+		}
+	case *mongostore.DB:
+		for coll, filter := range map[string]bson.D{"consent_log_leaves": {}, "consent_log_nodes": {}, "consent_log_state": {{Key: "_id", Value: "head"}}} {
+			if _, err = db.Database().Collection(coll).DeleteMany(ctx, filter); err != nil {
+				break
 			}
-			return r.DeletedCount, nil
-		})
+		}
+	default:
+		t.Fatalf("cannot wipe the log of a %T", db)
+	}
+	if err != nil {
+		t.Fatalf("wipe the log: %v", err)
 	}
 }
 
 func optsLast() *options.FindOneOptionsBuilder {
 	return options.FindOne().SetSort(bson.D{{Key: "_id", Value: -1}})
+}
+
+// TestUnloggedRecordsAreLoggedAfterRestart stops a server as a crash
+// between a commit and its append would leave it — the event stored with
+// its "not yet logged" mark, the log without it — and shows the restarted
+// server's start-up sweep logs it.
+func TestUnloggedRecordsAreLoggedAfterRestart(t *testing.T) {
+	cfg := apptest.ConfigOn(t, apptest.Kind()) // a store of its own, kept across restarts
+	s := apptest.StartWith(t, cfg)
+	c := s.Register(t, "restarted")
+	changeConsent(t, c, true, "newsletter")
+	waitLogged(t, c)
+	s.Close()
+	st := apptest.StartWith(t, cfg) // only to reach the store
+	wipeLog(t, st)
+	storetest.Tamper(t, st.Store(), `UPDATE consent_events SET logged = 0`, nil,
+		func(ctx context.Context, db *mongo.Database) (int64, error) {
+			return modified(db.Collection("consent_events").UpdateMany(ctx, bson.D{}, bson.D{{Key: "$set", Value: bson.D{{Key: "logged", Value: false}}}}))
+		})
+	st.Close()
+
+	s2 := apptest.StartWith(t, cfg)
+	c2 := s2.Client()
+	c2.Token = c.Token
+	h := waitLogged(t, c2)
+	if !h.LedgerIntact || len(h.ConsentHistory.Edges) != 1 {
+		t.Fatalf("after the restart: %+v", h)
+	}
 }

@@ -172,10 +172,26 @@ func (l *Log) Run(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
+			l.release(context.WithoutCancel(ctx))
 			return
 		case <-l.wake:
 		case <-t.C:
 		}
+	}
+}
+
+// release gives up this appender's lease on shutdown, so that a restarted
+// or another replica appends at once instead of after the lease expires.
+// A lease held by another appender is left alone (Lease only renews one's
+// own).
+func (l *Log) release(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if _, err := l.store.Lease(ctx, l.owner, now, now); err != nil {
+		l.log.DebugContext(ctx, "release the consent log lease", "err", err)
 	}
 }
 
