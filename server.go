@@ -4,6 +4,7 @@
 //	go run .            start with the embedded store under ./data
 //	go run . -h         list every setting
 //	go run . copy-store --to <mongodb URI or data dir>   copy the store elsewhere (-h for more)
+//	go run . verify-log --checkpoint FILE --url URL      check the public consent log against a saved checkpoint
 package main
 
 import (
@@ -27,6 +28,7 @@ import (
 	"github.com/consentgraph/consentgraph/internal/loadtest"
 	"github.com/consentgraph/consentgraph/internal/seed"
 	"github.com/consentgraph/consentgraph/internal/storecopy"
+	"github.com/consentgraph/consentgraph/internal/translog"
 )
 
 func main() {
@@ -53,6 +55,11 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	}
 	if len(args) > 0 && args[0] == "copy-store" { // has flags of its own
 		return storecopy.Main(args[1:], getenv, stderr, os.Stdout)
+	}
+	if len(args) > 0 && args[0] == "verify-log" { // a client: no store, flags of its own
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		return translog.VerifyLogMain(ctx, args[1:], os.Stdout, stderr)
 	}
 	command := serveCommand
 	if len(args) > 0 {

@@ -13,6 +13,14 @@ import (
 	"github.com/consentgraph/consentgraph/internal/auth"
 )
 
+func (r *consentEventResolver) LogProof(ctx context.Context, obj *model.ConsentEvent) (*model.LogInclusionProof, error) {
+	p, err := r.Consent.LogProof(ctx, obj.Owner, int64(obj.Sequence))
+	if err != nil || p == nil {
+		return nil, err
+	}
+	return logProofModel(p), nil
+}
+
 func (r *mutationResolver) GrantConsent(ctx context.Context, purpose string) (*model.ConsentReceipt, error) {
 	res, err := r.Consent.Grant(ctx, auth.From(ctx).UserID, purpose)
 	if err != nil {
@@ -84,13 +92,18 @@ func (r *userResolver) ConsentHistory(ctx context.Context, obj *model.User, firs
 	if err != nil {
 		return nil, err
 	}
-	return consentPageModel(page), nil
+	return consentPageModel(obj.ID, page), nil
 }
 
 func (r *userResolver) LedgerIntact(ctx context.Context, obj *model.User) (bool, error) {
 	return r.Consent.LedgerIntact(ctx, obj.ID)
 }
 
+func (r *Resolver) ConsentEvent() ConsentEventResolver { return &consentEventResolver{r} }
+
 func (r *Resolver) Purpose() PurposeResolver { return &purposeResolver{r} }
 
-type purposeResolver struct{ *Resolver }
+type (
+	consentEventResolver struct{ *Resolver }
+	purposeResolver      struct{ *Resolver }
+)

@@ -1,9 +1,12 @@
 package graph
 
 import (
+	"encoding/base64"
+
 	"github.com/consentgraph/consentgraph/graph/model"
 	"github.com/consentgraph/consentgraph/internal/consent"
 	"github.com/consentgraph/consentgraph/internal/policy"
+	"github.com/consentgraph/consentgraph/internal/translog"
 )
 
 func purposeModel(p policy.Purpose) *model.Purpose {
@@ -37,22 +40,22 @@ func consentModel(s consent.Status, current consent.PolicyVersion) *model.Consen
 	return c
 }
 
-func consentEventModel(e consent.Event) *model.ConsentEvent {
+func consentEventModel(owner string, e consent.Event) *model.ConsentEvent {
 	return &model.ConsentEvent{
-		Sequence: int(e.Seq), Purpose: e.Purpose, Action: model.ConsentAction(e.Action),
+		Owner: owner, Sequence: int(e.Seq), Purpose: e.Purpose, Action: model.ConsentAction(e.Action),
 		PolicyVersion: e.PolicyVersion, At: e.At, Method: model.ConsentMethod(e.Method),
 		PreviousHash: e.PrevHash, Hash: e.Hash, Receipt: e.Receipt,
 	}
 }
 
-func consentPageModel(p *consent.Page) *model.ConsentEventConnection {
+func consentPageModel(owner string, p *consent.Page) *model.ConsentEventConnection {
 	c := &model.ConsentEventConnection{
 		Edges:      make([]*model.ConsentEventEdge, 0, len(p.Events)),
 		PageInfo:   &model.PageInfo{HasNextPage: p.HasNextPage, HasPreviousPage: p.HasPreviousPage},
 		TotalCount: p.TotalCount,
 	}
 	for _, e := range p.Events {
-		c.Edges = append(c.Edges, &model.ConsentEventEdge{Cursor: consent.Cursor(e.Seq), Node: consentEventModel(e)})
+		c.Edges = append(c.Edges, &model.ConsentEventEdge{Cursor: consent.Cursor(e.Seq), Node: consentEventModel(owner, e)})
 	}
 	if n := len(c.Edges); n > 0 {
 		c.PageInfo.StartCursor, c.PageInfo.EndCursor = &c.Edges[0].Cursor, &c.Edges[n-1].Cursor
@@ -79,4 +82,14 @@ func receiptCheckModel(ch consent.Check) *model.ReceiptCheck {
 
 func receiptModel(r *consent.Result, current consent.PolicyVersion) *model.ConsentReceipt {
 	return &model.ConsentReceipt{Receipt: r.Receipt, Consent: consentModel(r.Status, current), Changed: r.Changed}
+}
+
+func logProofModel(p *translog.Inclusion) *model.LogInclusionProof {
+	b64 := base64.StdEncoding.EncodeToString
+	m := &model.LogInclusionProof{LeafIndex: int(p.LeafIndex), TreeSize: int(p.TreeSize), LeafHash: b64(p.LeafHash),
+		LeafData: b64(p.LeafData), Hashes: make([]string, len(p.Hashes)), Checkpoint: p.Checkpoint}
+	for i, h := range p.Hashes {
+		m.Hashes[i] = b64(h)
+	}
+	return m
 }

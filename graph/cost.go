@@ -104,6 +104,9 @@ func Costs() ComplexityRoot {
 	c.User.ConsentHistory = func(child int, first *int, _ *string) int { return list(page(first), child) }
 	c.User.Disclosures = func(child int, first *int, _ *string) int { return list(page(first), child) }
 	c.User.LedgerIntact = func(int) int { return costLedger }
+	// An inclusion proof reads the leaf and O(log n) node hashes; the
+	// checkpoint it is against is signed once per request and shared.
+	c.ConsentEvent.LogProof = func(child int) int { return 2*costRead + child }
 	c.Purpose.Processors = func(child int) int { return 1 + smallList*(child+1) } // in memory
 
 	// Mutations.

@@ -29,6 +29,7 @@ func NewExecutableSchema(cfg Config) graphql.ExecutableSchema {
 type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
+	ConsentEvent() ConsentEventResolver
 	Mutation() MutationResolver
 	Purpose() PurposeResolver
 	Query() QueryResolver
@@ -87,6 +88,7 @@ type ComplexityRoot struct {
 		Action        func(childComplexity int) int
 		At            func(childComplexity int) int
 		Hash          func(childComplexity int) int
+		LogProof      func(childComplexity int) int
 		Method        func(childComplexity int) int
 		PolicyVersion func(childComplexity int) int
 		PreviousHash  func(childComplexity int) int
@@ -152,6 +154,15 @@ type ComplexityRoot struct {
 	DisclosureEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
+	}
+
+	LogInclusionProof struct {
+		Checkpoint func(childComplexity int) int
+		Hashes     func(childComplexity int) int
+		LeafData   func(childComplexity int) int
+		LeafHash   func(childComplexity int) int
+		LeafIndex  func(childComplexity int) int
+		TreeSize   func(childComplexity int) int
 	}
 
 	Mutation struct {
@@ -326,6 +337,9 @@ type ComplexityRoot struct {
 
 // region    ************************** generated!.gotpl **************************
 
+type ConsentEventResolver interface {
+	LogProof(ctx context.Context, obj *model.ConsentEvent) (*model.LogInclusionProof, error)
+}
 type MutationResolver interface {
 	Register(ctx context.Context, input model.RegisterInput) (*model.AuthPayload, error)
 	Login(ctx context.Context, username string, password string) (*model.AuthPayload, error)
@@ -558,6 +572,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ConsentEvent.Hash(childComplexity), true
+	case "ConsentEvent.logProof":
+		if e.ComplexityRoot.ConsentEvent.LogProof == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConsentEvent.LogProof(childComplexity), true
 	case "ConsentEvent.method":
 		if e.ComplexityRoot.ConsentEvent.Method == nil {
 			break
@@ -795,6 +815,43 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.DisclosureEdge.Node(childComplexity), true
+
+	case "LogInclusionProof.checkpoint":
+		if e.ComplexityRoot.LogInclusionProof.Checkpoint == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LogInclusionProof.Checkpoint(childComplexity), true
+	case "LogInclusionProof.hashes":
+		if e.ComplexityRoot.LogInclusionProof.Hashes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LogInclusionProof.Hashes(childComplexity), true
+	case "LogInclusionProof.leafData":
+		if e.ComplexityRoot.LogInclusionProof.LeafData == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LogInclusionProof.LeafData(childComplexity), true
+	case "LogInclusionProof.leafHash":
+		if e.ComplexityRoot.LogInclusionProof.LeafHash == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LogInclusionProof.LeafHash(childComplexity), true
+	case "LogInclusionProof.leafIndex":
+		if e.ComplexityRoot.LogInclusionProof.LeafIndex == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LogInclusionProof.LeafIndex(childComplexity), true
+	case "LogInclusionProof.treeSize":
+		if e.ComplexityRoot.LogInclusionProof.TreeSize == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LogInclusionProof.TreeSize(childComplexity), true
 
 	case "Mutation.changePassword":
 		if e.ComplexityRoot.Mutation.ChangePassword == nil {
@@ -1979,6 +2036,32 @@ type ConsentEvent {
   hash: String!
   "The signed receipt issued for this event."
   receipt: String!
+  """
+  Proof that this event is in the public consent log, against a signed
+  checkpoint; null until the event is logged (normally within a second).
+  """
+  logProof: LogInclusionProof @pii
+}
+
+"""
+An RFC 9162 inclusion proof of one leaf of the public consent log
+(/.well-known/consent-log). Anyone can check it with the log's public keys
+(/.well-known/jwks.json): verify the checkpoint's signature, then hash the
+path from leafHash up to the checkpoint's rootHash.
+"""
+type LogInclusionProof {
+  "The leaf's index in the log."
+  leafIndex: Int!
+  "The size of the tree the proof is against: the checkpoint's treeSize."
+  treeSize: Int!
+  "The leaf hash, SHA-256(0x00 || leafData), base64."
+  leafHash: String!
+  "The leaf's content, base64: canonical JSON naming the event by its receipt id and its ledger hash."
+  leafData: String!
+  "The inclusion path from the leaf up (RFC 9162 §2.1.3), base64 each."
+  hashes: [String!]!
+  "The signed checkpoint (compact JWS, EdDSA) the proof leads to."
+  checkpoint: String!
 }
 
 type ConsentEventEdge {
@@ -2472,6 +2555,8 @@ func (ec *executionContext) childFields_ConsentEvent(ctx context.Context, field 
 		return ec.fieldContext_ConsentEvent_hash(ctx, field)
 	case "receipt":
 		return ec.fieldContext_ConsentEvent_receipt(ctx, field)
+	case "logProof":
+		return ec.fieldContext_ConsentEvent_logProof(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type ConsentEvent", field.Name)
 }
@@ -2592,6 +2677,24 @@ func (ec *executionContext) childFields_DisclosureEdge(ctx context.Context, fiel
 		return ec.fieldContext_DisclosureEdge_node(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type DisclosureEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_LogInclusionProof(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "leafIndex":
+		return ec.fieldContext_LogInclusionProof_leafIndex(ctx, field)
+	case "treeSize":
+		return ec.fieldContext_LogInclusionProof_treeSize(ctx, field)
+	case "leafHash":
+		return ec.fieldContext_LogInclusionProof_leafHash(ctx, field)
+	case "leafData":
+		return ec.fieldContext_LogInclusionProof_leafData(ctx, field)
+	case "hashes":
+		return ec.fieldContext_LogInclusionProof_hashes(ctx, field)
+	case "checkpoint":
+		return ec.fieldContext_LogInclusionProof_checkpoint(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type LogInclusionProof", field.Name)
 }
 
 func (ec *executionContext) childFields_Notice(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -4308,6 +4411,51 @@ func (ec *executionContext) fieldContext_ConsentEvent_receipt(_ context.Context,
 	return graphql.NewScalarFieldContext("ConsentEvent", field, false, false, "String")
 }
 
+func (ec *executionContext) _ConsentEvent_logProof(ctx context.Context, field graphql.CollectedField, obj *model.ConsentEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConsentEvent_logProof(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ConsentEvent().LogProof(ctx, obj)
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				if ec.Directives.Pii == nil {
+					var zeroVal *model.LogInclusionProof
+					return zeroVal, errors.New("directive pii is not implemented")
+				}
+				return ec.Directives.Pii(ctx, obj, directive0)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.LogInclusionProof) graphql.Marshaler {
+			return ec.marshalOLogInclusionProof2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐLogInclusionProof(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ConsentEvent_logProof(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ConsentEvent",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_LogInclusionProof(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _ConsentEventConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.ConsentEventConnection) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -5114,6 +5262,144 @@ func (ec *executionContext) fieldContext_DisclosureEdge_node(_ context.Context, 
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _LogInclusionProof_leafIndex(ctx context.Context, field graphql.CollectedField, obj *model.LogInclusionProof) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LogInclusionProof_leafIndex(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LeafIndex, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LogInclusionProof_leafIndex(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LogInclusionProof", field, false, false, "Int")
+}
+
+func (ec *executionContext) _LogInclusionProof_treeSize(ctx context.Context, field graphql.CollectedField, obj *model.LogInclusionProof) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LogInclusionProof_treeSize(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TreeSize, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LogInclusionProof_treeSize(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LogInclusionProof", field, false, false, "Int")
+}
+
+func (ec *executionContext) _LogInclusionProof_leafHash(ctx context.Context, field graphql.CollectedField, obj *model.LogInclusionProof) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LogInclusionProof_leafHash(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LeafHash, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LogInclusionProof_leafHash(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LogInclusionProof", field, false, false, "String")
+}
+
+func (ec *executionContext) _LogInclusionProof_leafData(ctx context.Context, field graphql.CollectedField, obj *model.LogInclusionProof) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LogInclusionProof_leafData(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LeafData, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LogInclusionProof_leafData(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LogInclusionProof", field, false, false, "String")
+}
+
+func (ec *executionContext) _LogInclusionProof_hashes(ctx context.Context, field graphql.CollectedField, obj *model.LogInclusionProof) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LogInclusionProof_hashes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Hashes, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LogInclusionProof_hashes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LogInclusionProof", field, false, false, "String")
+}
+
+func (ec *executionContext) _LogInclusionProof_checkpoint(ctx context.Context, field graphql.CollectedField, obj *model.LogInclusionProof) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LogInclusionProof_checkpoint(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Checkpoint, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LogInclusionProof_checkpoint(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LogInclusionProof", field, false, false, "String")
 }
 
 func (ec *executionContext) _Mutation_register(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
@@ -10517,48 +10803,54 @@ func (ec *executionContext) _ConsentEvent(ctx context.Context, sel ast.Selection
 		case "sequence":
 			out.Values[i] = ec._ConsentEvent_sequence(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "purpose":
 			out.Values[i] = ec._ConsentEvent_purpose(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "action":
 			out.Values[i] = ec._ConsentEvent_action(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "policyVersion":
 			out.Values[i] = ec._ConsentEvent_policyVersion(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "at":
 			out.Values[i] = ec._ConsentEvent_at(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "method":
 			out.Values[i] = ec._ConsentEvent_method(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "previousHash":
 			out.Values[i] = ec._ConsentEvent_previousHash(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "hash":
 			out.Values[i] = ec._ConsentEvent_hash(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "receipt":
 			out.Values[i] = ec._ConsentEvent_receipt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "logProof":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ConsentEvent_logProof(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -10968,6 +11260,64 @@ func (ec *executionContext) _DisclosureEdge(ctx context.Context, sel ast.Selecti
 			}
 		case "node":
 			out.Values[i] = ec._DisclosureEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var logInclusionProofImplementors = []string{"LogInclusionProof"}
+
+func (ec *executionContext) _LogInclusionProof(ctx context.Context, sel ast.SelectionSet, obj *model.LogInclusionProof) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, logInclusionProofImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("LogInclusionProof")
+		case "leafIndex":
+			out.Values[i] = ec._LogInclusionProof_leafIndex(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "treeSize":
+			out.Values[i] = ec._LogInclusionProof_treeSize(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "leafHash":
+			out.Values[i] = ec._LogInclusionProof_leafHash(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "leafData":
+			out.Values[i] = ec._LogInclusionProof_leafData(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "hashes":
+			out.Values[i] = ec._LogInclusionProof_hashes(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "checkpoint":
+			out.Values[i] = ec._LogInclusionProof_checkpoint(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -13552,6 +13902,13 @@ func (ec *executionContext) marshalOInt2ᚖint(ctx context.Context, sel ast.Sele
 	_ = ctx
 	res := graphql.MarshalInt(*v)
 	return res
+}
+
+func (ec *executionContext) marshalOLogInclusionProof2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐLogInclusionProof(ctx context.Context, sel ast.SelectionSet, v *model.LogInclusionProof) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._LogInclusionProof(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalOProfileInput2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐProfileInput(ctx context.Context, v any) (*model.ProfileInput, error) {

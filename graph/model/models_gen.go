@@ -67,20 +67,6 @@ type Consent struct {
 	Notes []ConsentNote `json:"notes"`
 }
 
-// One entry of your consent ledger, a hash chain.
-type ConsentEvent struct {
-	Sequence      int           `json:"sequence"`
-	Purpose       string        `json:"purpose"`
-	Action        ConsentAction `json:"action"`
-	PolicyVersion string        `json:"policyVersion"`
-	At            time.Time     `json:"at"`
-	Method        ConsentMethod `json:"method"`
-	PreviousHash  string        `json:"previousHash"`
-	Hash          string        `json:"hash"`
-	// The signed receipt issued for this event.
-	Receipt string `json:"receipt"`
-}
-
 type ConsentEventConnection struct {
 	Edges      []*ConsentEventEdge `json:"edges"`
 	PageInfo   *PageInfo           `json:"pageInfo"`
@@ -159,6 +145,25 @@ type DisclosureConnection struct {
 type DisclosureEdge struct {
 	Cursor string      `json:"cursor"`
 	Node   *Disclosure `json:"node"`
+}
+
+// An RFC 9162 inclusion proof of one leaf of the public consent log
+// (/.well-known/consent-log). Anyone can check it with the log's public keys
+// (/.well-known/jwks.json): verify the checkpoint's signature, then hash the
+// path from leafHash up to the checkpoint's rootHash.
+type LogInclusionProof struct {
+	// The leaf's index in the log.
+	LeafIndex int `json:"leafIndex"`
+	// The size of the tree the proof is against: the checkpoint's treeSize.
+	TreeSize int `json:"treeSize"`
+	// The leaf hash, SHA-256(0x00 || leafData), base64.
+	LeafHash string `json:"leafHash"`
+	// The leaf's content, base64: canonical JSON naming the event by its receipt id and its ledger hash.
+	LeafData string `json:"leafData"`
+	// The inclusion path from the leaf up (RFC 9162 §2.1.3), base64 each.
+	Hashes []string `json:"hashes"`
+	// The signed checkpoint (compact JWS, EdDSA) the proof leads to.
+	Checkpoint string `json:"checkpoint"`
 }
 
 type Mutation struct {

@@ -36,3 +36,22 @@ type Profile struct {
 
 // OwnerID implements Owned.
 func (p *Profile) OwnerID() string { return p.Owner }
+
+// ConsentEvent is one event of a user's consent ledger; Owner (not exposed)
+// lets @pii fields such as logProof answer only to the ledger's owner.
+type ConsentEvent struct {
+	Owner         string
+	Sequence      int           `json:"sequence"`
+	Purpose       string        `json:"purpose"`
+	Action        ConsentAction `json:"action"`
+	PolicyVersion string        `json:"policyVersion"`
+	At            time.Time     `json:"at"`
+	Method        ConsentMethod `json:"method"`
+	PreviousHash  string        `json:"previousHash"`
+	Hash          string        `json:"hash"`
+	// The signed receipt issued for this event.
+	Receipt string `json:"receipt"`
+}
+
+// OwnerID implements Owned.
+func (e *ConsentEvent) OwnerID() string { return e.Owner }

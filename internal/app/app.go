@@ -25,6 +25,7 @@ import (
 	"github.com/consentgraph/consentgraph/internal/ratelimit"
 	"github.com/consentgraph/consentgraph/internal/signing"
 	"github.com/consentgraph/consentgraph/internal/store"
+	"github.com/consentgraph/consentgraph/internal/translog"
 )
 
 // App is a running Consentgraph instance.
@@ -40,6 +41,9 @@ type App struct {
 	Audit    *audit.Log
 	Metrics  *metrics.Metrics
 	Consent  *consent.Service
+	// ConsentLog is the public, verifiable log of every consent event and
+	// audit entry.
+	ConsentLog *translog.Log
 	// Partners and Demographics serve the partner API (partners_wiring.go).
 	Partners     *partners.Service
 	Demographics *demographics.Service
@@ -83,6 +87,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	go func() {
 		defer a.bg.Done()
 		a.Signing.Run(bgCtx, time.Minute) // picks up key rotations made by other replicas
+	}()
+	a.bg.Add(1)
+	go func() {
+		defer a.bg.Done()
+		// Appends after every commit (Notify) and every second, which also
+		// picks up what a crash between a commit and its append left.
+		a.ConsentLog.Run(bgCtx)
 	}()
 	a.every(bgCtx, time.Minute, "resume interrupted erasures", func(ctx context.Context) error {
 		_, err := a.Accounts.ResumeErasures(ctx)
@@ -132,10 +143,14 @@ func (a *App) init(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	logURL := a.cfg.PublicURL + translog.Path
+	if a.ConsentLog, err = translog.New(translog.Options{Store: a.Store.Translog(), Signer: a.Signing, Name: logURL, Logger: a.log}); err != nil {
+		return fmt.Errorf("consent log: %w", err)
+	}
 	if a.Consent, err = consent.New(ctx, consent.Options{
 		Store: a.Store.Consent(), Purposes: a.File.Catalog, Controller: a.File.Controller,
 		InitialPolicy: a.File.Policy, Signer: a.Signing, Secrets: a.Secrets, Logger: a.log,
-		ThirdParties: a.processorNames,
+		ThirdParties: a.processorNames, Log: a.ConsentLog, LogURL: logURL,
 	}); err != nil {
 		return fmt.Errorf("consent: %w", err)
 	}
@@ -149,13 +164,27 @@ func (a *App) init(ctx context.Context) error {
 		if c.Kind != accounts.Erasing {
 			return nil
 		}
+		// The events leave the store with the account: they go into the
+		// public log first.
+		if err := a.Consent.EnsureLogged(ctx, c.UserID); err != nil {
+			return err
+		}
 		return a.Consent.ArchiveLedger(ctx, c.UserID)
 	})
 	a.Audit = audit.New(a.Store.Audit(), a.log)
+	a.Audit.UseLog(a.ConsentLog)
+	a.Audit.OnAppend(a.ConsentLog.Notify)
+	a.ConsentLog.AddSource(a.Consent.LogSource())
+	a.ConsentLog.AddSource(a.Audit.LogSource())
 	a.Metrics.GaugeFunc("consentgraph_sessions_active", "Unexpired sessions (refreshed at most every 30s).", 30*time.Second,
 		func(ctx context.Context) (float64, error) {
 			n, err := a.Accounts.CountActiveSessions(ctx)
 			return float64(n), err
+		})
+	a.Metrics.GaugeFunc("consentgraph_consent_log_leaves", "Leaves in the public consent log (refreshed at most every 30s).", 30*time.Second,
+		func(ctx context.Context) (float64, error) {
+			h, err := a.ConsentLog.Head(ctx)
+			return float64(h.Size), err
 		})
 	if err := a.initPartners(ctx); err != nil {
 		return err
@@ -168,6 +197,9 @@ func (a *App) init(ctx context.Context) error {
 	if err := a.initOutbox(ctx); err != nil {
 		return err
 	}
+	// After the outbox's relay (listeners run in order), so the event is
+	// where the appender looks on every store.
+	a.Consent.OnChange(func(context.Context, string, string, bool) { a.ConsentLog.Notify() })
 	a.handler = a.routes()
 	return nil
 }

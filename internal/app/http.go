@@ -34,6 +34,7 @@ func (a *App) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/graphql", a.graphqlHandler())
 	mux.Handle("GET /.well-known/jwks.json", a.Signing.Handler())
+	a.ConsentLog.Routes(mux) // GET /.well-known/consent-log/{checkpoint,consistency}
 	mux.Handle("/plugins/", a.pluginRoutes())
 	mux.Handle("GET /export", a.authenticate(http.HandlerFunc(a.serveExport)))
 	web.Routes(mux) // the Privacy Center at /, the partner console at /partners

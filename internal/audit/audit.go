@@ -27,6 +27,9 @@ type Entry struct {
 	Detail  string `json:"detail,omitempty"`
 	Prev    string `json:"prev"`
 	Hash    string `json:"hash"`
+	// Logged says the entry is in the public consent log; false when it is
+	// written (the mark the log appender looks for), not part of the hash.
+	Logged bool `json:"-"`
 }
 
 // Log appends to and reads the audit log.
@@ -41,6 +44,11 @@ type Log struct {
 	// context ends. A channel rather than a mutex, so a waiting append
 	// gives up when its request does.
 	turn chan struct{}
+	// pub is the public consent log the entries go to, if any (UseLog).
+	pub LogReader
+	// appended, if set, is called after each committed append (to wake
+	// the log appender).
+	appended func()
 }
 
 // New opens the log on its store.
@@ -76,8 +84,15 @@ func (l *Log) Append(ctx context.Context, actor, action, subject, detail string)
 	if err != nil {
 		return fmt.Errorf("append audit entry: %w", err)
 	}
+	if l.appended != nil {
+		l.appended()
+	}
 	return nil
 }
+
+// OnAppend sets a function called after every committed append; call it
+// during start-up.
+func (l *Log) OnAppend(fn func()) { l.appended = fn }
 
 // Page returns up to first entries, newest first, older than before
 // (0 = from the newest).
@@ -93,11 +108,27 @@ func (l *Log) Page(ctx context.Context, first int, before int64) ([]Entry, error
 var errBroken = errors.New("audit chain broken")
 
 // Verify recomputes the whole chain and returns the first broken sequence
-// number, or 0 when the chain is intact.
+// number, or 0 when the chain is intact. With a public log (UseLog) every
+// entry must also match its leaf there, and the log may hold no entry the
+// chain lacks: the chain alone proves order, not that its end is still
+// there.
 func (l *Log) Verify(ctx context.Context) (int64, error) {
+	var leaves map[int64][]byte
+	if l.pub != nil {
+		var ok bool
+		var err error
+		if leaves, ok, err = l.loggedLeaves(ctx); err != nil {
+			return 0, err
+		} else if !ok {
+			return 1, nil
+		}
+	}
 	prev, want := "", int64(1)
 	err := l.store.Each(ctx, func(e Entry) error {
 		if e.Seq != want || e.Prev != prev || e.Hash != e.computeHash() {
+			return errBroken
+		}
+		if leaves != nil && !matchesLog(&e, leaves) {
 			return errBroken
 		}
 		prev, want = e.Hash, want+1
@@ -108,6 +139,12 @@ func (l *Log) Verify(ctx context.Context) (int64, error) {
 	}
 	if err != nil {
 		return 0, fmt.Errorf("read audit log: %w", err)
+	}
+	// An entry the log holds beyond the chain's end was deleted.
+	for seq := range leaves {
+		if seq >= want {
+			return want, nil
+		}
 	}
 	return 0, nil
 }

@@ -14,4 +14,9 @@ type Store interface {
 	Page(ctx context.Context, before int64, limit int) ([]Entry, error)
 	// Each calls fn for every entry in order.
 	Each(ctx context.Context, fn func(e Entry) error) error
+	// Unlogged returns up to limit entries not yet marked logged (Logged
+	// false), in sequence order.
+	Unlogged(ctx context.Context, limit int) ([]Entry, error)
+	// MarkLogged marks the entries with these sequence numbers logged.
+	MarkLogged(ctx context.Context, seqs []int64) error
 }

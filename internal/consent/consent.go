@@ -27,6 +27,7 @@ import (
 	"github.com/consentgraph/consentgraph/internal/envelope"
 	"github.com/consentgraph/consentgraph/internal/policy"
 	"github.com/consentgraph/consentgraph/internal/signing"
+	"github.com/consentgraph/consentgraph/internal/translog"
 	"github.com/consentgraph/consentgraph/internal/work"
 )
 
@@ -51,6 +52,12 @@ type Options struct {
 	// Privacy Control.
 	ThirdParties func(purpose string) []string
 	Logger       *slog.Logger
+	// Log, if set, is the public consent log the events go to: LedgerIntact
+	// checks every event against it.
+	Log LogReader
+	// LogURL names that log in receipts (the "log" claim), so a receipt's
+	// holder knows where to ask for its inclusion proof.
+	LogURL string
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
 }
@@ -482,6 +489,23 @@ func (s *Service) LedgerIntact(ctx context.Context, userID string) (bool, error)
 		return false, err
 	}
 	if err := VerifyLedger(ctx, subject, st, events, s.receiptClaims); err != nil {
+		s.log.WarnContext(ctx, "consent ledger is not intact", "user", userID, "problem", err)
+		return false, nil
+	}
+	if s.opts.Log == nil {
+		return true, nil
+	}
+	// The chain proves order, not completeness: the log, whose history
+	// others hold checkpoints of, shows a deleted or rewritten event.
+	leaves, err := s.opts.Log.ProvenLeaves(ctx, logPrefix(subject))
+	if errors.Is(err, translog.ErrCorrupt) || errors.Is(err, translog.ErrProof) {
+		s.log.WarnContext(ctx, "consent ledger is not intact", "user", userID, "problem", err)
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("check the ledger against the log: %w", err)
+	}
+	if err := checkLogged(subject, events, leaves); err != nil {
 		s.log.WarnContext(ctx, "consent ledger is not intact", "user", userID, "problem", err)
 		return false, nil
 	}

@@ -58,6 +58,10 @@ type Claims struct {
 	// Ledger places the receipt in the subject's hash chain; absent for
 	// receipts of a default state, which no event records.
 	Ledger *LedgerClaim `json:"ledger,omitempty"`
+	// Log names the public consent log the event is appended to (its URL),
+	// where the receipt's holder can later get the event's inclusion proof;
+	// absent with Ledger.
+	Log string `json:"log,omitempty"`
 }
 
 // ControllerClaim is a Kantara piiControllers entry.
@@ -176,6 +180,7 @@ func (s *Service) claims(in receiptInput) *Claims {
 		Action:        in.action,
 		ThirdParties:  third,
 		Ledger:        in.ledger,
+		Log:           logOf(in.ledger, s.opts.LogURL),
 	}
 }
 
@@ -278,4 +283,12 @@ func ParseClaims(receipt string) (*Claims, error) {
 		return nil, fmt.Errorf("receipt claims: %w", err)
 	}
 	return &c, nil
+}
+
+// logOf is the log claim: only events are logged, not default states.
+func logOf(ledger *LedgerClaim, url string) string {
+	if ledger == nil {
+		return ""
+	}
+	return url
 }

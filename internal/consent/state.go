@@ -65,6 +65,11 @@ type Event struct {
 	Receipt  string
 	PrevHash string
 	Hash     string
+	// Logged says the event is in the public consent log. It is false in
+	// the write that records the event (the mark that makes the log
+	// appender pick it up, even after a crash) and set once the event is
+	// appended; it is not part of the hashed content.
+	Logged bool
 }
 
 func (e *Event) entry() Entry {

@@ -31,6 +31,13 @@ type Store interface {
 	Events(ctx context.Context, userID string, after int64, limit int) ([]Event, error)
 	// Event returns one event, or nil.
 	Event(ctx context.Context, userID string, seq int64) (*Event, error)
+	// Unlogged returns up to limit events not yet marked logged (Logged
+	// false) of accounts that exist, oldest first: by time, then user id,
+	// then sequence number.
+	Unlogged(ctx context.Context, limit int) ([]UserEvent, error)
+	// MarkLogged marks events logged; events that no longer exist (their
+	// account was erased) are skipped.
+	MarkLogged(ctx context.Context, events []EventRef) error
 	// EachState calls fn for the consent of every account not being
 	// erased, in user id order (accounts that never chose anything included).
 	EachState(ctx context.Context, fn func(userID string, st *Stored) error) error
@@ -52,6 +59,18 @@ type Store interface {
 	// AppendPolicy publishes v as version number v.N, only while exactly
 	// v.N-1 versions are stored; false otherwise.
 	AppendPolicy(ctx context.Context, v PolicyVersion) (bool, error)
+}
+
+// UserEvent is a ledger event with the user whose ledger holds it.
+type UserEvent struct {
+	UserID string
+	Event  Event
+}
+
+// EventRef names one ledger event.
+type EventRef struct {
+	UserID string
+	Seq    int64
 }
 
 // Initial is the consent a new account starts with: the zero state, or

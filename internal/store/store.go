@@ -24,6 +24,7 @@ import (
 	"github.com/consentgraph/consentgraph/internal/store/mongostore"
 	"github.com/consentgraph/consentgraph/internal/store/sqlite"
 	"github.com/consentgraph/consentgraph/internal/store/storectx"
+	"github.com/consentgraph/consentgraph/internal/translog"
 )
 
 // Backend is one open store: every domain's storage port, from one adapter.
@@ -37,6 +38,7 @@ type Backend interface {
 	Audit() audit.Store
 	Signing() signing.Store
 	Secrets() envelope.SecretStore
+	Translog() translog.Store
 	// Ping reports whether the store answers.
 	Ping(ctx context.Context) error
 	// Close releases the store.

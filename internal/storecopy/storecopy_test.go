@@ -3,6 +3,7 @@ package storecopy_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,6 +25,7 @@ import (
 	"github.com/consentgraph/consentgraph/internal/store/sqlite"
 	"github.com/consentgraph/consentgraph/internal/store/storetest"
 	"github.com/consentgraph/consentgraph/internal/storecopy"
+	"github.com/consentgraph/consentgraph/internal/translog"
 	"github.com/consentgraph/consentgraph/internal/work"
 )
 
@@ -50,6 +52,7 @@ type site struct {
 	partnerKey string
 	budgetLeft float64
 	receipt    string // alice's first receipt, signed before the key rotation
+	logHead    translog.Head
 	deliveries int64
 }
 
@@ -137,6 +140,7 @@ processors:
 	if st.deliveries < 3 {
 		t.Fatalf("the webhook received %d deliveries, want alice's and carol's", st.deliveries)
 	}
+	st.logHead = drainLog(t, s)
 	s.Close()
 	return st
 }
@@ -199,6 +203,35 @@ func drain(t *testing.T, s *apptest.Server) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("work still pending: %v", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// drainLog waits until every consent event and audit entry is in the
+// public log, and returns its head.
+func drainLog(t *testing.T, s *apptest.Server) translog.Head {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		evs, err := s.Store().Consent().Unlogged(ctx, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		es, err := s.Store().Audit().Unlogged(ctx, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs)+len(es) == 0 {
+			h, err := s.App.ConsentLog.Head(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return h
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("records still unlogged after 30s")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -324,6 +357,15 @@ func TestCopyToMongoDBAndBack(t *testing.T) {
 	cfg := src.cfg
 	cfg.DataDir = final
 	s := apptest.StartWith(t, cfg)
+	// The public log came along: the copy signs the same tree.
+	_, body := getBody(t, s.URL+"/.well-known/consent-log/checkpoint")
+	cp, err := translog.VerifyCheckpointJWS(body, jwksOf(t, s))
+	if err != nil {
+		t.Fatalf("the copy's checkpoint: %v", err)
+	}
+	if src.logHead.Size < 10 || cp.TreeSize != src.logHead.Size || !bytes.Equal(cp.RootHash, src.logHead.Root) {
+		t.Errorf("the copy's log has %d leaves, root %x; the original %d, root %x", cp.TreeSize, cp.RootHash, src.logHead.Size, src.logHead.Root)
+	}
 	alice := login(t, s, "alice", userPassword)
 	if v := do(t, alice, view); v != src.aliceView {
 		t.Errorf("alice sees\n%s\nbefore the copy she saw\n%s", v, src.aliceView)
@@ -365,4 +407,28 @@ func TestCopyToMongoDBAndBack(t *testing.T) {
 		t.Errorf("the copy's outbox lists %d items", len(items.Outbox.Edges))
 	}
 	t.Logf("whole test %s", time.Since(start).Round(time.Millisecond))
+}
+
+func getBody(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+func jwksOf(t *testing.T, s *apptest.Server) *translog.JWKS {
+	t.Helper()
+	_, body := getBody(t, s.URL+"/.well-known/jwks.json")
+	var set translog.JWKS
+	if err := json.Unmarshal([]byte(body), &set); err != nil {
+		t.Fatal(err)
+	}
+	return &set
 }

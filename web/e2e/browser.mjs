@@ -186,6 +186,22 @@ async function privacyCenter(context) {
   const exp = JSON.parse(readFileSync(await dl.path(), 'utf8'));
   expect(typeof exp.signature === 'string' && exp.document.includes(username), 'export lacks the signature or the account');
 
+  step = 'download the consent log proofs';
+  let bundle;
+  for (let i = 0; i < 20; i++) { // the log takes the event within about a second
+    const [ldl] = await Promise.all([page.waitForEvent('download'), page.click('#log-proofs')]);
+    expect(ldl.suggestedFilename() === 'consent-log-proofs.json', `proofs file is named ${ldl.suggestedFilename()}`);
+    bundle = JSON.parse(readFileSync(await ldl.path(), 'utf8'));
+    if (bundle.proofs.length) break;
+    await page.waitForTimeout(300);
+  }
+  expect(bundle.checkpoint.split('.').length === 3 && bundle.jwks.keys.length > 0, 'the bundle lacks the checkpoint or the keys');
+  const proof = bundle.proofs[0];
+  expect(proof && proof.purpose === 'surveys' && Array.isArray(proof.hashes) && proof.checkpoint === bundle.checkpoint &&
+    proof.treeSize > proof.leafIndex && typeof proof.leafHash === 'string', `the bundle holds no proof: ${JSON.stringify(bundle.proofs)}`);
+  expect(/saved/.test(await text(page, '#log-proofs-status')), 'the page does not say the proofs were saved');
+  console.log(`log proofs downloaded: ${bundle.proofs.length}, leaf ${proof.leafIndex} of ${proof.treeSize}`);
+
   if (expectProcessor) {
     step = 'withdraw surveys: the processor is told to forget';
     await page.focus('#purpose-surveys-switch');

@@ -44,6 +44,7 @@ import (
 	"github.com/consentgraph/consentgraph/internal/partners"
 	"github.com/consentgraph/consentgraph/internal/ratelimit"
 	"github.com/consentgraph/consentgraph/internal/signing"
+	"github.com/consentgraph/consentgraph/internal/translog"
 )
 
 // Backend is what the suite needs from a store adapter: the ports, and the
@@ -58,6 +59,7 @@ type Backend interface {
 	Audit() audit.Store
 	Signing() signing.Store
 	Secrets() envelope.SecretStore
+	Translog() translog.Store
 	Ping(ctx context.Context) error
 	Close(ctx context.Context) error
 	Kind() string
@@ -115,6 +117,7 @@ func allTests() []contractTest {
 		partnersTests(),
 		rateLimitTests(),
 		auditTests(),
+		translogTests(),
 		signingTests(),
 		secretsTests(),
 		erasureTests(),

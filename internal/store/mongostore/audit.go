@@ -27,10 +27,16 @@ type auditDoc struct {
 	Detail  string    `bson:"detail,omitempty"`
 	Prev    string    `bson:"prev"`
 	Hash    string    `bson:"hash"`
+	// Logged is always present (see eventDoc.Logged).
+	Logged bool `bson:"logged"`
+}
+
+func newAuditDoc(e *audit.Entry) auditDoc {
+	return auditDoc{Seq: e.Seq, At: e.At, Actor: e.Actor, Action: e.Action, Subject: e.Subject, Detail: e.Detail, Prev: e.Prev, Hash: e.Hash, Logged: e.Logged}
 }
 
 func (d *auditDoc) entry() audit.Entry {
-	return audit.Entry{Seq: d.Seq, At: d.At, Actor: d.Actor, Action: d.Action, Subject: d.Subject, Detail: d.Detail, Prev: d.Prev, Hash: d.Hash}
+	return audit.Entry{Seq: d.Seq, At: d.At, Actor: d.Actor, Action: d.Action, Subject: d.Subject, Detail: d.Detail, Prev: d.Prev, Hash: d.Hash, Logged: d.Logged}
 }
 
 // Append reads the head, builds the entry and inserts it under its
@@ -54,7 +60,7 @@ func (s *auditStore) Append(ctx context.Context, next func(head *audit.Entry) au
 			head = &e
 		}
 		e := next(head)
-		_, err = coll.InsertOne(ctx, auditDoc{Seq: e.Seq, At: e.At, Actor: e.Actor, Action: e.Action, Subject: e.Subject, Detail: e.Detail, Prev: e.Prev, Hash: e.Hash})
+		_, err = coll.InsertOne(ctx, newAuditDoc(&e))
 		if err == nil {
 			return e, nil
 		}
@@ -121,6 +127,38 @@ func (s *auditStore) Each(ctx context.Context, fn func(e audit.Entry) error) err
 	}
 	if err := cur.Err(); err != nil {
 		return fmt.Errorf("read audit log: %w", err)
+	}
+	return nil
+}
+
+func (s *auditStore) Unlogged(ctx context.Context, limit int) ([]audit.Entry, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	cur, err := s.d.coll(auditColl).Find(ctx, bson.D{{Key: "logged", Value: false}},
+		options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(limit)))
+	if err != nil {
+		return nil, fmt.Errorf("read unlogged audit entries: %w", err)
+	}
+	var docs []auditDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("read unlogged audit entries: %w", err)
+	}
+	out := make([]audit.Entry, len(docs))
+	for i := range docs {
+		out[i] = docs[i].entry()
+	}
+	return out, nil
+}
+
+func (s *auditStore) MarkLogged(ctx context.Context, seqs []int64) error {
+	if len(seqs) == 0 {
+		return nil
+	}
+	_, err := s.d.coll(auditColl).UpdateMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: seqs}}}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "logged", Value: true}}}})
+	if err != nil {
+		return fmt.Errorf("mark audit entries logged: %w", err)
 	}
 	return nil
 }

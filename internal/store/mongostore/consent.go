@@ -190,6 +190,51 @@ func (s *consentStore) storedEvent(ctx context.Context, userID string, seq int64
 	return &e, nil
 }
 
+// Unlogged reads the events the relay has moved to consent_events; those
+// still in a user document get there first (the relay runs right after
+// their write, the sweep after a crash).
+func (s *consentStore) Unlogged(ctx context.Context, limit int) ([]consent.UserEvent, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	cur, err := s.d.coll(eventsColl).Find(ctx, bson.D{{Key: "logged", Value: false}},
+		options.Find().SetSort(unloggedOrder()).SetLimit(int64(limit)))
+	if err != nil {
+		return nil, fmt.Errorf("read unlogged consent events: %w", err)
+	}
+	var rows []eventRow
+	if err := cur.All(ctx, &rows); err != nil {
+		return nil, fmt.Errorf("read unlogged consent events: %w", err)
+	}
+	out := make([]consent.UserEvent, len(rows))
+	for i := range rows {
+		out[i] = consent.UserEvent{UserID: rows[i].UserID, Event: rows[i].Event.event()}
+	}
+	return out, nil
+}
+
+// unloggedOrder is the order events are logged in: by time, then user and
+// sequence number (the fields of the unlogged index after logged).
+func unloggedOrder() bson.D {
+	return bson.D{{Key: "at", Value: 1}, {Key: "userId", Value: 1}, {Key: "seq", Value: 1}}
+}
+
+func (s *consentStore) MarkLogged(ctx context.Context, events []consent.EventRef) error {
+	if len(events) == 0 {
+		return nil
+	}
+	ids := make(bson.A, len(events))
+	for i, e := range events {
+		ids[i] = eventID(e.UserID, e.Seq)
+	}
+	_, err := s.d.coll(eventsColl).UpdateMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "logged", Value: true}}}})
+	if err != nil {
+		return fmt.Errorf("mark consent events logged: %w", err)
+	}
+	return nil
+}
+
 func (s *consentStore) EachState(ctx context.Context, fn func(userID string, st *consent.Stored) error) error {
 	cur, err := s.d.coll(usersColl).Find(ctx, bson.D{live()},
 		options.Find().SetProjection(stateProjection()).SetSort(bson.D{{Key: "_id", Value: 1}}))

@@ -61,6 +61,7 @@ import (
 	"github.com/consentgraph/consentgraph/internal/ratelimit"
 	"github.com/consentgraph/consentgraph/internal/signing"
 	"github.com/consentgraph/consentgraph/internal/store/storectx"
+	"github.com/consentgraph/consentgraph/internal/translog"
 )
 
 // Collection names. They are those of the previous version, plus
@@ -85,6 +86,9 @@ const (
 	secretsColl       = "secrets"
 	pluginStateColl   = "plugin_state"
 	rateCountsColl    = "rate_counts"
+	logLeavesColl     = "consent_log_leaves"
+	logNodesColl      = "consent_log_nodes"
+	logStateColl      = "consent_log_state"
 	defaultDatabase   = "consentgraph"
 	connectTimeout    = 30 * time.Second
 	ferretPoolSize    = 1
@@ -170,6 +174,10 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 		return d, nil
 	}
 	if err := d.ensureIndexes(ctx); err != nil {
+		_ = client.Disconnect(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	if err := d.markUnlogged(ctx); err != nil {
 		_ = client.Disconnect(context.WithoutCancel(ctx))
 		return nil, err
 	}
@@ -288,6 +296,9 @@ func (d *DB) Signing() signing.Store { return &signingStore{d} }
 
 // Secrets is the named secrets port.
 func (d *DB) Secrets() envelope.SecretStore { return &secretStore{d} }
+
+// Translog is the public consent log's port.
+func (d *DB) Translog() translog.Store { return &logStore{d} }
 
 func (d *DB) coll(name string) *mongo.Collection { return d.db.Collection(name) }
 

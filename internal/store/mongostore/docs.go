@@ -211,16 +211,20 @@ type eventDoc struct {
 	Receipt       string         `bson:"receipt"`
 	PrevHash      string         `bson:"prevHash"`
 	Hash          string         `bson:"hash"`
+	// Logged is written false with the event, always present, so the
+	// appender's partial index {logged: false} finds it (documents of the
+	// previous version, without it, are given it once at Open).
+	Logged bool `bson:"logged"`
 }
 
 func newEventDoc(e *consent.Event) eventDoc {
 	return eventDoc{Seq: e.Seq, Purpose: e.Purpose, Action: e.Action, PolicyVersion: e.PolicyVersion, PolicyN: e.PolicyN,
-		At: e.At, Method: e.Method, ReceiptID: e.ReceiptID, Receipt: e.Receipt, PrevHash: e.PrevHash, Hash: e.Hash}
+		At: e.At, Method: e.Method, ReceiptID: e.ReceiptID, Receipt: e.Receipt, PrevHash: e.PrevHash, Hash: e.Hash, Logged: e.Logged}
 }
 
 func (e *eventDoc) event() consent.Event {
 	return consent.Event{Seq: e.Seq, Purpose: e.Purpose, Action: e.Action, PolicyVersion: e.PolicyVersion, PolicyN: e.PolicyN,
-		At: e.At, Method: e.Method, ReceiptID: e.ReceiptID, Receipt: e.Receipt, PrevHash: e.PrevHash, Hash: e.Hash}
+		At: e.At, Method: e.Method, ReceiptID: e.ReceiptID, Receipt: e.Receipt, PrevHash: e.PrevHash, Hash: e.Hash, Logged: e.Logged}
 }
 
 // eventRow is a document of consent_events: one ledger event, found by

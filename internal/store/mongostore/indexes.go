@@ -68,6 +68,14 @@ func indexes() []indexSpec {
 		{signingKeysColl, mongo.IndexModel{Keys: keys("generation"), Options: options.Index().SetUnique(true).SetName("generation_unique")}},
 		// Past minutes' rate counters are deleted by minute.
 		{rateCountsColl, mongo.IndexModel{Keys: keys("minute"), Options: options.Index().SetName("minute")}},
+		// The consent log appender's queues: only records not yet logged,
+		// in the order they are logged.
+		{eventsColl, mongo.IndexModel{Keys: keys("logged", "at", "userId", "seq"), Options: options.Index().SetName("unlogged").
+			SetPartialFilterExpression(bson.D{{Key: "logged", Value: false}})}},
+		{auditColl, mongo.IndexModel{Keys: keys("logged", "_id"), Options: options.Index().SetName("unlogged").
+			SetPartialFilterExpression(bson.D{{Key: "logged", Value: false}})}},
+		// One leaf per item: the same record is never logged twice.
+		{logLeavesColl, mongo.IndexModel{Keys: keys("item"), Options: options.Index().SetUnique(true).SetName("item_unique")}},
 	}
 }
 

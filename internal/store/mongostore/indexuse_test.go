@@ -20,6 +20,7 @@ import (
 	"github.com/consentgraph/consentgraph/internal/partners"
 	"github.com/consentgraph/consentgraph/internal/signing"
 	"github.com/consentgraph/consentgraph/internal/store/storectx"
+	"github.com/consentgraph/consentgraph/internal/translog"
 	"github.com/consentgraph/consentgraph/internal/work"
 	"github.com/consentgraph/consentgraph/plugins"
 )
@@ -37,6 +38,7 @@ var indexCheckPorts = map[string]reflect.Type{
 	"audit":        reflect.TypeFor[audit.Store](),
 	"signing":      reflect.TypeFor[signing.Store](),
 	"secrets":      reflect.TypeFor[envelope.SecretStore](),
+	"translog":     reflect.TypeFor[translog.Store](),
 }
 
 // indexCheckExempt are the operations that are not run by the check:
@@ -644,6 +646,56 @@ func exerciseEveryPortOperation(t *testing.T, d *DB, log *commandLog) {
 			return err
 		})
 	}
+	run("audit.Unlogged", func(ctx context.Context) error {
+		es, err := d.Audit().Unlogged(ctx, 10)
+		return errors.Join(err, want(len(es) == 2, "unlogged %v", es))
+	})
+	run("audit.MarkLogged", func(ctx context.Context) error { return d.Audit().MarkLogged(ctx, []int64{1, 2}) })
+	run("consent.Unlogged", func(ctx context.Context) error {
+		_, err := c.Unlogged(ctx, 10)
+		return err
+	})
+	run("consent.MarkLogged", func(ctx context.Context) error {
+		return c.MarkLogged(ctx, []consent.EventRef{{UserID: "ann", Seq: 1}, {UserID: "ann", Seq: 2}})
+	})
+
+	// The consent log: an append, its reads, the lease.
+	tl := d.Translog()
+	leaf := func(i int64) translog.Leaf {
+		data := []byte(fmt.Sprintf("leaf %d", i))
+		return translog.Leaf{Index: i, Item: fmt.Sprintf("test/%d", i), Data: data, Hash: translog.LeafHash(data), At: t0}
+	}
+	run("translog.Append", func(ctx context.Context) error {
+		l0, l1 := leaf(0), leaf(1)
+		n, err := tl.Append(ctx, translog.Batch{Leaves: []translog.Leaf{l0, l1},
+			Nodes: []translog.Node{{ID: translog.NodeID{Level: 1}, Hash: translog.NodeHash(l0.Hash, l1.Hash)}},
+			Head:  translog.Head{Size: 2, Root: translog.NodeHash(l0.Hash, l1.Hash), At: t0}})
+		return errors.Join(err, want(n == 2, "appended %d", n))
+	})
+	run("translog.Head", func(ctx context.Context) error {
+		h, err := tl.Head(ctx)
+		return errors.Join(err, want(h.Size == 2, "head %+v", h))
+	})
+	run("translog.Leaves", func(ctx context.Context) error {
+		ls, err := tl.Leaves(ctx, 1, 10)
+		return errors.Join(err, want(len(ls) == 1, "leaves %v", ls))
+	})
+	run("translog.LeavesByItem", func(ctx context.Context) error {
+		ls, err := tl.LeavesByItem(ctx, []string{"test/0", "test/9"})
+		return errors.Join(err, want(len(ls) == 1, "leaves %v", ls))
+	})
+	run("translog.ItemLeaves", func(ctx context.Context) error {
+		ls, err := tl.ItemLeaves(ctx, "test/")
+		return errors.Join(err, want(len(ls) == 2, "leaves %v", ls))
+	})
+	run("translog.Nodes", func(ctx context.Context) error {
+		ns, err := tl.Nodes(ctx, []translog.NodeID{{Level: 0, Index: 1}, {Level: 1, Index: 0}})
+		return errors.Join(err, want(len(ns) == 2, "nodes %v", ns))
+	})
+	run("translog.Lease", func(ctx context.Context) error {
+		ok, err := tl.Lease(ctx, "me", t0, t0.Add(time.Minute))
+		return errors.Join(err, want(ok, "no lease"))
+	})
 	run("audit.Page", func(ctx context.Context) error {
 		es, err := d.Audit().Page(ctx, 0, 1)
 		return errors.Join(err, want(len(es) == 1, "page %v", es))

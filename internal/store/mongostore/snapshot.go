@@ -18,6 +18,7 @@ import (
 	"github.com/consentgraph/consentgraph/internal/audit"
 	"github.com/consentgraph/consentgraph/internal/demographics"
 	"github.com/consentgraph/consentgraph/internal/store/snapshot"
+	"github.com/consentgraph/consentgraph/internal/translog"
 )
 
 // The whole-store stream copy-store moves stores with (package snapshot).
@@ -56,6 +57,8 @@ var plainColl = map[snapshot.Kind]string{
 	snapshot.Members:     membersColl,
 	snapshot.Partners:    partnersColl,
 	snapshot.Audit:       auditColl,
+	snapshot.LogLeaves:   logLeavesColl,
+	snapshot.LogNodes:    logNodesColl,
 }
 
 // Count counts the records of kind as Dump streams them.
@@ -101,6 +104,8 @@ func (d *DB) count(ctx context.Context, kind snapshot.Kind) (int64, error) {
 			n += m
 		}
 		return n, nil
+	case snapshot.LogHead:
+		return d.coll(logStateColl).CountDocuments(ctx, bson.D{{Key: "_id", Value: logHeadID}})
 	case snapshot.Dirty:
 		return d.coll(demoStateColl).CountDocuments(ctx, bson.D{{Key: "_id", Value: reconcileDocID},
 			{Key: "dirtySince", Value: bson.D{{Key: "$exists", Value: true}}}})
@@ -245,6 +250,21 @@ func (d *DB) dump(ctx context.Context, kind snapshot.Kind, fn func(snapshot.Reco
 		return (&auditStore{d}).Each(ctx, func(e audit.Entry) error {
 			return call(fn, snapshot.Record{Kind: kind, Audit: &e})
 		})
+	case snapshot.LogLeaves:
+		return stream(ctx, d.coll(logLeavesColl), bson.D{}, options.Find().SetSort(byID), func(doc *leafDoc) error {
+			l := doc.leaf()
+			return call(fn, snapshot.Record{Kind: kind, LogLeaf: &l})
+		})
+	case snapshot.LogNodes:
+		return stream(ctx, d.coll(logNodesColl), bson.D{}, options.Find().SetSort(byID), func(doc *nodeDoc) error {
+			return call(fn, snapshot.Record{Kind: kind, LogNode: &translog.Node{ID: translog.NodeIDOfKey(doc.Key), Hash: doc.Hash}})
+		})
+	case snapshot.LogHead:
+		h, err := (&logStore{d}).Head(ctx)
+		if err != nil || h.Size == 0 {
+			return err
+		}
+		return call(fn, snapshot.Record{Kind: kind, LogHead: &h})
 	}
 	return fmt.Errorf("%w %q", snapshot.ErrUnknownKind, kind)
 }
@@ -533,8 +553,23 @@ func (d *DB) load(ctx context.Context, kind snapshot.Kind, recs []snapshot.Recor
 	case snapshot.Audit:
 		for _, r := range recs {
 			e := r.Audit
-			docs = append(docs, auditDoc{Seq: e.Seq, At: e.At, Actor: e.Actor, Action: e.Action, Subject: e.Subject, Detail: e.Detail, Prev: e.Prev, Hash: e.Hash})
+			docs = append(docs, newAuditDoc(e))
 		}
+	case snapshot.LogLeaves:
+		for _, r := range recs {
+			l := r.LogLeaf
+			docs = append(docs, leafDoc{Index: l.Index, Item: l.Item, Data: l.Data, Hash: l.Hash, At: l.At})
+		}
+	case snapshot.LogNodes:
+		for _, r := range recs {
+			docs = append(docs, nodeDoc{Key: r.LogNode.ID.Key(), Hash: r.LogNode.Hash})
+		}
+	case snapshot.LogHead:
+		for _, r := range recs {
+			h := r.LogHead
+			docs = append(docs, headDoc{ID: logHeadID, Size: h.Size, Root: h.Root, At: h.At})
+		}
+		return insertNew(ctx, d.coll(logStateColl), docs)
 	default:
 		return fmt.Errorf("%w %q", snapshot.ErrUnknownKind, kind)
 	}
@@ -659,7 +694,8 @@ func (d *DB) loadDirty(ctx context.Context, recs []snapshot.Record) error {
 // plugin_state instead.
 func (d *DB) Foreign(ctx context.Context) (map[string]int64, error) {
 	// rate_counts holds only the current minute's counters: nothing to copy.
-	known := map[string]bool{locksColl: true, eventsColl: true, itemsColl: true, policyColl: true, demoStateColl: true, rateCountsColl: true}
+	known := map[string]bool{locksColl: true, eventsColl: true, itemsColl: true, policyColl: true, demoStateColl: true,
+		rateCountsColl: true, logLeavesColl: true, logNodesColl: true, logStateColl: true}
 	for _, name := range plainColl {
 		known[name] = true
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/consentgraph/consentgraph/internal/outbox"
 	"github.com/consentgraph/consentgraph/internal/partners"
 	"github.com/consentgraph/consentgraph/internal/signing"
+	"github.com/consentgraph/consentgraph/internal/translog"
 	"github.com/consentgraph/consentgraph/internal/work"
 )
 
@@ -49,11 +50,17 @@ const (
 	Dirty       Kind = "demographics_dirty"
 	Partners    Kind = "partners"
 	Audit       Kind = "audit_log"
+	// The public consent log: its leaves, the hashes of its complete
+	// subtrees and its head, copied as stored so the copy serves the same
+	// tree (same root, same proofs) and verifies against old checkpoints.
+	LogLeaves Kind = "consent_log_leaves"
+	LogNodes  Kind = "consent_log_nodes"
+	LogHead   Kind = "consent_log_head"
 )
 
 // Kinds lists every kind in load order.
 var Kinds = []Kind{Secrets, SigningKeys, Policies, DataKeys, Accounts, Sessions, Events, Archives,
-	Items, Disclosures, Flags, PluginState, Members, Cells, Dirty, Partners, Audit}
+	Items, Disclosures, Flags, PluginState, Members, Cells, Dirty, Partners, Audit, LogLeaves, LogNodes, LogHead}
 
 // Record is one record of one kind: exactly the field of its Kind is set.
 type Record struct {
@@ -75,6 +82,9 @@ type Record struct {
 	Dirty       *time.Time
 	Partner     *partners.Record
 	Audit       *audit.Entry
+	LogLeaf     *translog.Leaf
+	LogNode     *translog.Node
+	LogHead     *translog.Head
 }
 
 // Account is an account with everything kept under its id: consent state
@@ -128,7 +138,9 @@ type Source interface {
 	//     events can be joined as they stream);
 	//   - sessions, items, disclosures and partners by id; archives by
 	//     subject; flags by processor; plugin state by processor, then key;
-	//   - cells by mask, then id; audit entries by sequence number.
+	//   - cells by mask, then id; audit entries by sequence number;
+	//   - log leaves by index, log nodes by (level, index); the log head is
+	//     one record, or none for an empty log.
 	// Dump stops at fn's first error and returns it unchanged.
 	Dump(ctx context.Context, kind Kind, fn func(Record) error) error
 }
@@ -186,6 +198,12 @@ func (r *Record) Check(kind Kind) error {
 		set = r.Partner != nil
 	case Audit:
 		set = r.Audit != nil
+	case LogLeaves:
+		set = r.LogLeaf != nil
+	case LogNodes:
+		set = r.LogNode != nil
+	case LogHead:
+		set = r.LogHead != nil
 	default:
 		return fmt.Errorf("%w %q", ErrUnknownKind, kind)
 	}

@@ -17,7 +17,7 @@ type consentStore struct{ d *DB }
 
 const stateCols = `s.purpose, s.granted, s.seq, s.at, s.policy_version, s.policy_n, s.method`
 
-const eventCols = `seq, purpose, action, policy_version, policy_n, at, method, receipt_id, receipt, prev_hash, hash`
+const eventCols = `seq, purpose, action, policy_version, policy_n, at, method, receipt_id, receipt, prev_hash, hash, logged`
 
 var (
 	// One statement reads head and every state entry: a consistent
@@ -36,10 +36,14 @@ var (
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (user_id, purpose) DO UPDATE SET granted = excluded.granted, seq = excluded.seq, at = excluded.at,
 		policy_version = excluded.policy_version, policy_n = excluded.policy_n, method = excluded.method`)
-	qInsertEvent = sqlq(`INSERT INTO consent_events (user_id, ` + eventCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	qInsertEvent = sqlq(`INSERT INTO consent_events (user_id, ` + eventCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	qEvents      = sqlq(`SELECT ` + eventCols + ` FROM consent_events WHERE user_id = ? AND seq > ? ORDER BY seq LIMIT ?`)
 	qEvent       = sqlq(`SELECT ` + eventCols + ` FROM consent_events WHERE user_id = ? AND seq = ?`)
 	qGranted     = sqlq(`SELECT user_id FROM consent_state WHERE purpose = ? AND granted = 1 AND policy_n < ?`)
+	// The log appender's queue: a partial index holds only the events
+	// not yet logged, in the order they are logged.
+	qUnloggedEvents  = sqlq(`SELECT user_id, ` + eventCols + ` FROM consent_events WHERE logged = 0 ORDER BY at, user_id, seq LIMIT ?`)
+	qMarkEventLogged = sqlq(`UPDATE consent_events SET logged = 1 WHERE user_id = ? AND seq = ? AND logged = 0`)
 
 	qArchive = sqlq(`INSERT INTO consent_archive (subject, doc, archived_at) VALUES (?, ?, ?)
 		ON CONFLICT (subject) DO UPDATE SET doc = excluded.doc, archived_at = excluded.archived_at`)
@@ -68,7 +72,7 @@ func putState(t *tx, userID, purpose string, e consent.Entry) error {
 
 func insertEvent(t *tx, userID string, ev *consent.Event) error {
 	if _, err := t.exec(qInsertEvent, userID, ev.Seq, ev.Purpose, string(ev.Action), ev.PolicyVersion, ev.PolicyN, ms(ev.At),
-		string(ev.Method), ev.ReceiptID, ev.Receipt, ev.PrevHash, ev.Hash); err != nil {
+		string(ev.Method), ev.ReceiptID, ev.Receipt, ev.PrevHash, ev.Hash, ev.Logged); err != nil {
 		return fmt.Errorf("write consent event %d: %w", ev.Seq, err)
 	}
 	return nil
@@ -160,7 +164,7 @@ func scanEvent(sc scanner) (consent.Event, error) {
 	var ev consent.Event
 	var action, method string
 	var at int64
-	err := sc.Scan(&ev.Seq, &ev.Purpose, &action, &ev.PolicyVersion, &ev.PolicyN, &at, &method, &ev.ReceiptID, &ev.Receipt, &ev.PrevHash, &ev.Hash)
+	err := sc.Scan(&ev.Seq, &ev.Purpose, &action, &ev.PolicyVersion, &ev.PolicyN, &at, &method, &ev.ReceiptID, &ev.Receipt, &ev.PrevHash, &ev.Hash, &ev.Logged)
 	ev.Action, ev.Method, ev.At = consent.Action(action), consent.Method(method), fromMS(at)
 	return ev, err
 }
@@ -192,6 +196,43 @@ func (s consentStore) Event(ctx context.Context, userID string, seq int64) (*con
 		return nil, fmt.Errorf("read consent event: %w", err)
 	}
 	return out, nil
+}
+
+func (s consentStore) Unlogged(ctx context.Context, limit int) ([]consent.UserEvent, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	var out []consent.UserEvent
+	err := s.d.readRows(ctx, qUnloggedEvents, []any{limit}, func(rows *sql.Rows) error {
+		var ue consent.UserEvent
+		ev, err := scanEvent(prefixed{rows, []any{&ue.UserID}})
+		ue.Event = ev
+		out = append(out, ue)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read unlogged consent events: %w", err)
+	}
+	return out, nil
+}
+
+// MarkLogged marks the whole batch in one transaction.
+func (s consentStore) MarkLogged(ctx context.Context, events []consent.EventRef) error {
+	if len(events) == 0 {
+		return nil
+	}
+	err := s.d.write(ctx, func(t *tx) error {
+		for _, e := range events {
+			if _, err := t.exec(qMarkEventLogged, e.UserID, e.Seq); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("mark consent events logged: %w", err)
+	}
+	return nil
 }
 
 func (s consentStore) EachState(ctx context.Context, fn func(userID string, st *consent.Stored) error) error {
@@ -260,6 +301,7 @@ type eventJSON struct {
 	Receipt       string `json:"receipt"`
 	PrevHash      string `json:"prevHash"`
 	Hash          string `json:"hash"`
+	Logged        bool   `json:"logged,omitempty"`
 }
 
 func (s consentStore) Archive(ctx context.Context, a consent.Archived) error {
@@ -284,7 +326,8 @@ func encodeArchive(a *consent.Archived) ([]byte, error) {
 	}
 	for _, ev := range a.Events {
 		doc.Events = append(doc.Events, eventJSON{Seq: ev.Seq, Purpose: ev.Purpose, Action: string(ev.Action), PolicyVersion: ev.PolicyVersion,
-			PolicyN: ev.PolicyN, At: ms(ev.At), Method: string(ev.Method), ReceiptID: ev.ReceiptID, Receipt: ev.Receipt, PrevHash: ev.PrevHash, Hash: ev.Hash})
+			PolicyN: ev.PolicyN, At: ms(ev.At), Method: string(ev.Method), ReceiptID: ev.ReceiptID, Receipt: ev.Receipt, PrevHash: ev.PrevHash, Hash: ev.Hash,
+			Logged: ev.Logged})
 	}
 	return json.Marshal(doc)
 }
@@ -320,7 +363,8 @@ func decodeArchive(subject string, b []byte, at int64) (*consent.Archived, error
 	}
 	for _, e := range doc.Events {
 		a.Events = append(a.Events, consent.Event{Seq: e.Seq, Purpose: e.Purpose, Action: consent.Action(e.Action), PolicyVersion: e.PolicyVersion,
-			PolicyN: e.PolicyN, At: fromMS(e.At), Method: consent.Method(e.Method), ReceiptID: e.ReceiptID, Receipt: e.Receipt, PrevHash: e.PrevHash, Hash: e.Hash})
+			PolicyN: e.PolicyN, At: fromMS(e.At), Method: consent.Method(e.Method), ReceiptID: e.ReceiptID, Receipt: e.Receipt, PrevHash: e.PrevHash, Hash: e.Hash,
+			Logged: e.Logged})
 	}
 	return a, nil
 }

@@ -40,6 +40,7 @@ import (
 	"github.com/consentgraph/consentgraph/internal/ratelimit"
 	"github.com/consentgraph/consentgraph/internal/signing"
 	"github.com/consentgraph/consentgraph/internal/store/storectx"
+	"github.com/consentgraph/consentgraph/internal/translog"
 )
 
 // Options configure Open.
@@ -120,6 +121,9 @@ func (d *DB) Signing() signing.Store { return signingStore{d} }
 
 // Secrets is the named secrets port.
 func (d *DB) Secrets() envelope.SecretStore { return secretStore{d} }
+
+// Translog is the public consent log's port.
+func (d *DB) Translog() translog.Store { return logStore{d} }
 
 // Page cache per connection, in KiB. Reads mostly come through the memory
 // map; the writer's cache holds the pages a transaction dirties. They stay

@@ -22,6 +22,7 @@ var migrations = []migration{
 	{name: "initial schema", stmts: schemaV1},
 	{name: "shared rate-limit counters", stmts: schemaRateCounts},
 	{name: "accounts: verified email unique, password reset and back-off, notices", stmts: schemaAccountsV3},
+	{name: "consent log", stmts: schemaConsentLog},
 }
 
 // SchemaVersion is the schema version this build writes.
@@ -300,6 +301,43 @@ var schemaAccountsV3 = []string{
 	`CREATE INDEX users_email_index ON users (email_index) WHERE email_index IS NOT NULL`,
 	`CREATE UNIQUE INDEX users_verified_email ON users (email_index) WHERE email_verified = 1 AND email_index IS NOT NULL`,
 	`CREATE INDEX users_reset_token ON users (reset_token_hash) WHERE reset_token_hash IS NOT NULL`,
+}
+
+// schemaConsentLog: the public consent log (package translog). Consent events and
+// audit entries get a "logged" mark, 0 when written, so the appender finds
+// what to log through a partial index holding only those; events and
+// entries written before this version start unlogged and are logged too.
+var schemaConsentLog = []string{
+	`ALTER TABLE consent_events ADD COLUMN logged INTEGER NOT NULL DEFAULT 0`,
+	`CREATE INDEX consent_events_unlogged ON consent_events (at, user_id, seq) WHERE logged = 0`,
+	`ALTER TABLE audit_log ADD COLUMN logged INTEGER NOT NULL DEFAULT 0`,
+	`CREATE INDEX audit_log_unlogged ON audit_log (seq) WHERE logged = 0`,
+	// Leaves under their index (the rowid), unique by item.
+	`CREATE TABLE log_leaves (
+		idx  INTEGER PRIMARY KEY,
+		item TEXT NOT NULL UNIQUE,
+		data BLOB NOT NULL,
+		hash BLOB NOT NULL,
+		at   INTEGER NOT NULL
+	) STRICT`,
+	// Complete subtrees of level 1 and up under level<<56 | index, so a
+	// proof reads its nodes by one rowid list and a dump comes in (level,
+	// index) order.
+	`CREATE TABLE log_nodes (
+		id   INTEGER PRIMARY KEY,
+		hash BLOB NOT NULL
+	) STRICT`,
+	`CREATE TABLE log_head (
+		id   INTEGER PRIMARY KEY CHECK (id = 1),
+		size INTEGER NOT NULL,
+		root BLOB NOT NULL,
+		at   INTEGER NOT NULL
+	) STRICT`,
+	`CREATE TABLE log_lease (
+		id    INTEGER PRIMARY KEY CHECK (id = 1),
+		owner TEXT NOT NULL,
+		until INTEGER NOT NULL
+	) STRICT`,
 }
 
 // migrate brings the schema to SchemaVersion, one transaction per step.

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -124,19 +125,22 @@ func (s partnerStore) Refund(ctx context.Context, id string, period, cost int64)
 // auditStore implements audit.Store.
 type auditStore struct{ d *DB }
 
-const auditCols = `seq, at, actor, action, subject, detail, prev, hash`
+const auditCols = `seq, at, actor, action, subject, detail, prev, hash, logged`
 
 var (
 	qAuditHead   = sqlq(`SELECT ` + auditCols + ` FROM audit_log WHERE seq = (SELECT max(seq) FROM audit_log)`)
-	qAuditInsert = sqlq(`INSERT INTO audit_log (` + auditCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+	qAuditInsert = sqlq(`INSERT INTO audit_log (` + auditCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	qAuditPage   = sqlq(`SELECT ` + auditCols + ` FROM audit_log WHERE seq < ? ORDER BY seq DESC LIMIT ?`)
 	qAuditAfter  = sqlq(`SELECT ` + auditCols + ` FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?`)
+	// The log appender's queue (a partial index of the unlogged entries).
+	qAuditUnlogged = sqlq(`SELECT ` + auditCols + ` FROM audit_log WHERE logged = 0 ORDER BY seq LIMIT ?`)
+	qAuditMark     = sqlq(`UPDATE audit_log SET logged = 1 WHERE seq IN (SELECT value FROM json_each(?)) AND logged = 0`)
 )
 
 func scanAudit(sc scanner) (audit.Entry, error) {
 	var e audit.Entry
 	var at int64
-	err := sc.Scan(&e.Seq, &at, &e.Actor, &e.Action, &e.Subject, &e.Detail, &e.Prev, &e.Hash)
+	err := sc.Scan(&e.Seq, &at, &e.Actor, &e.Action, &e.Subject, &e.Detail, &e.Prev, &e.Hash, &e.Logged)
 	e.At = fromMS(at)
 	return e, err
 }
@@ -164,7 +168,7 @@ func (s auditStore) Append(ctx context.Context, next func(head *audit.Entry) aud
 			return err
 		}
 		e = next(head)
-		_, err = t.exec(qAuditInsert, e.Seq, ms(e.At), e.Actor, e.Action, e.Subject, e.Detail, e.Prev, e.Hash)
+		_, err = t.exec(qAuditInsert, e.Seq, ms(e.At), e.Actor, e.Action, e.Subject, e.Detail, e.Prev, e.Hash, e.Logged)
 		return err
 	})
 	if err != nil {
@@ -207,4 +211,34 @@ func (s auditStore) Each(ctx context.Context, fn func(e audit.Entry) error) erro
 		// each only needs as many keys as rows; the cursor is last.
 		return make([]string, len(list)), func(i int) error { return fn(list[i]) }, err
 	})
+}
+
+func (s auditStore) Unlogged(ctx context.Context, limit int) ([]audit.Entry, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	var out []audit.Entry
+	err := s.d.readRows(ctx, qAuditUnlogged, []any{limit}, func(rows *sql.Rows) error {
+		e, err := scanAudit(rows)
+		out = append(out, e)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read unlogged audit entries: %w", err)
+	}
+	return out, nil
+}
+
+func (s auditStore) MarkLogged(ctx context.Context, seqs []int64) error {
+	if len(seqs) == 0 {
+		return nil
+	}
+	list, err := json.Marshal(seqs)
+	if err == nil {
+		_, err = s.d.exec(ctx, qAuditMark, string(list))
+	}
+	if err != nil {
+		return fmt.Errorf("mark audit entries logged: %w", err)
+	}
+	return nil
 }

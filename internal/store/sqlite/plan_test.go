@@ -17,7 +17,8 @@ import (
 // bigTables grow with the number of users; a statement that scans one of
 // them has no place on a request path.
 var bigTables = []string{"users", "sessions", "data_keys", "consent_state", "consent_events", "consent_archive",
-	"outbox_items", "disclosures", "proc_state", "members", "cells", "audit_log", "plugin_state"}
+	"outbox_items", "disclosures", "proc_state", "members", "cells", "audit_log", "plugin_state",
+	"log_leaves", "log_nodes"}
 
 // wholeTableReads may scan: they read everything by definition, over a
 // small table or a partial index holding only the rows they want.
@@ -26,6 +27,10 @@ var wholeTableReads = map[*query]string{
 	qCellCounts:    "", // a whole mask, by the primary key prefix (checked below)
 	qClearCells:    "",
 	qSweepSessions: "",
+	// The log appender's queues: partial indexes holding only what is
+	// not logged yet.
+	qUnloggedEvents: "USING INDEX consent_events_unlogged",
+	qAuditUnlogged:  "USING INDEX audit_log_unlogged",
 }
 
 func queryPlan(t *testing.T, db *sql.DB, text string) []string {

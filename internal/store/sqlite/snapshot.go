@@ -19,6 +19,7 @@ import (
 	"github.com/consentgraph/consentgraph/internal/partners"
 	"github.com/consentgraph/consentgraph/internal/signing"
 	"github.com/consentgraph/consentgraph/internal/store/snapshot"
+	"github.com/consentgraph/consentgraph/internal/translog"
 )
 
 // The whole-store stream copy-store moves stores with (package snapshot).
@@ -51,9 +52,12 @@ var countQueries = map[snapshot.Kind]*query{
 	snapshot.Members:     sqlq(`SELECT count(*) FROM members`),
 	snapshot.Cells:       sqlq(`SELECT count(*) FROM cells`),
 	// The state row stays once created; only a set time is a request.
-	snapshot.Dirty:    sqlq(`SELECT count(*) FROM demographics_state WHERE dirty_since IS NOT NULL`),
-	snapshot.Partners: sqlq(`SELECT count(*) FROM partners`),
-	snapshot.Audit:    sqlq(`SELECT count(*) FROM audit_log`),
+	snapshot.Dirty:     sqlq(`SELECT count(*) FROM demographics_state WHERE dirty_since IS NOT NULL`),
+	snapshot.Partners:  sqlq(`SELECT count(*) FROM partners`),
+	snapshot.Audit:     sqlq(`SELECT count(*) FROM audit_log`),
+	snapshot.LogLeaves: sqlq(`SELECT count(*) FROM log_leaves`),
+	snapshot.LogNodes:  sqlq(`SELECT count(*) FROM log_nodes`),
+	snapshot.LogHead:   sqlq(`SELECT count(*) FROM log_head`),
 }
 
 var (
@@ -73,7 +77,8 @@ var (
 		WHERE id > ? ORDER BY id LIMIT ?`)
 	qDumpPluginState = sqlq(`SELECT processor, key, value FROM plugin_state
 		WHERE (processor, key) > (?, ?) ORDER BY processor, key LIMIT ?`)
-	qDumpCells = sqlq(`SELECT mask, id, n, ver, vals FROM cells WHERE (mask, id) > (?, ?) ORDER BY mask, id LIMIT ?`)
+	qDumpLogNodes = sqlq(`SELECT id, hash FROM log_nodes WHERE id > ? ORDER BY id LIMIT ?`)
+	qDumpCells    = sqlq(`SELECT mask, id, n, ver, vals FROM cells WHERE (mask, id) > (?, ?) ORDER BY mask, id LIMIT ?`)
 
 	// Plain inserts for loads where the ports' own statements would skip
 	// or overwrite a row that exists.
@@ -84,6 +89,9 @@ var (
 	qLoadProc       = sqlq(`INSERT INTO proc_state (user_id, processor, attempted, delivered, ref) VALUES (?, ?, ?, ?, ?)`)
 	qLoadArchive    = sqlq(`INSERT INTO consent_archive (subject, doc, archived_at) VALUES (?, ?, ?)`)
 	qLoadDisclosure = sqlq(`INSERT INTO disclosures (id, user_id, processor, purpose, fields, action, cause, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+	qLoadLeaf       = sqlq(`INSERT INTO log_leaves (` + leafCols + `) VALUES (?, ?, ?, ?, ?)`)
+	qLoadNode       = sqlq(`INSERT INTO log_nodes (id, hash) VALUES (?, ?)`)
+	qLoadHead       = sqlq(`INSERT INTO log_head (id, size, root, at) VALUES (1, ?, ?, ?)`)
 	qLoadFlag       = sqlq(`INSERT INTO processor_flags (name, enabled) VALUES (?, ?)`)
 	qLoadPlugin     = sqlq(`INSERT INTO plugin_state (processor, key, value) VALUES (?, ?, ?)`)
 	qLoadMember     = sqlq(`INSERT INTO members (` + memberCols + `) VALUES (?, ?, ?, ?, ?, ?, ?)`)
@@ -252,6 +260,26 @@ func (d *DB) dump(ctx context.Context, kind snapshot.Kind, fn func(snapshot.Reco
 		return auditStore{d}.Each(ctx, func(e audit.Entry) error {
 			return errStopOf(fn(snapshot.Record{Kind: kind, Audit: &e}))
 		})
+	case snapshot.LogLeaves:
+		return pages(ctx, d, qLogLeavesFrom, int64(0), func(from int64) []any { return []any{from} },
+			func(rows *sql.Rows) (snapshot.Record, int64, error) {
+				l, err := scanLeaf(rows)
+				return snapshot.Record{Kind: kind, LogLeaf: &l}, l.Index + 1, err
+			}, fn)
+	case snapshot.LogNodes:
+		return pages(ctx, d, qDumpLogNodes, int64(-1), func(after int64) []any { return []any{after} },
+			func(rows *sql.Rows) (snapshot.Record, int64, error) {
+				var key int64
+				var h []byte
+				err := rows.Scan(&key, &h)
+				return snapshot.Record{Kind: kind, LogNode: &translog.Node{ID: translog.NodeIDOfKey(key), Hash: h}}, key, err
+			}, fn)
+	case snapshot.LogHead:
+		h, err := logStore{d}.Head(ctx)
+		if err != nil || h.Size == 0 {
+			return err
+		}
+		return emit([]snapshot.Record{{Kind: kind, LogHead: &h}}, fn)
 	}
 	return fmt.Errorf("%w %q", snapshot.ErrUnknownKind, kind)
 }
@@ -450,6 +478,12 @@ func describe(r *snapshot.Record) string {
 		return "partner " + r.Partner.ID
 	case snapshot.Audit:
 		return fmt.Sprintf("audit entry %d", r.Audit.Seq)
+	case snapshot.LogLeaves:
+		return fmt.Sprintf("log leaf %d", r.LogLeaf.Index)
+	case snapshot.LogNodes:
+		return "log node " + r.LogNode.ID.String()
+	case snapshot.LogHead:
+		return "log head"
 	}
 	return string(r.Kind)
 }
@@ -518,7 +552,15 @@ func loadOne(t *tx, r *snapshot.Record) error {
 		_, err = t.exec(qInsertPartner, p.ID, p.Name, p.KeyHash, p.Budget, p.PeriodDays, ms(p.CreatedAt), msPtr(p.RevokedAt), p.Period, p.Spent)
 	case snapshot.Audit:
 		e := r.Audit
-		_, err = t.exec(qAuditInsert, e.Seq, ms(e.At), e.Actor, e.Action, e.Subject, e.Detail, e.Prev, e.Hash)
+		_, err = t.exec(qAuditInsert, e.Seq, ms(e.At), e.Actor, e.Action, e.Subject, e.Detail, e.Prev, e.Hash, e.Logged)
+	case snapshot.LogLeaves:
+		l := r.LogLeaf
+		_, err = t.exec(qLoadLeaf, l.Index, l.Item, l.Data, l.Hash, ms(l.At))
+	case snapshot.LogNodes:
+		_, err = t.exec(qLoadNode, r.LogNode.ID.Key(), r.LogNode.Hash)
+	case snapshot.LogHead:
+		h := r.LogHead
+		_, err = t.exec(qLoadHead, h.Size, h.Root, ms(h.At))
 	default:
 		err = fmt.Errorf("%w %q", snapshot.ErrUnknownKind, r.Kind)
 	}

@@ -41,6 +41,23 @@ func (m *Memo) Get(key string) (any, bool) {
 	return v, ok
 }
 
+// Once returns what is under key, putting mk() there first if nothing is:
+// the first caller makes it, concurrent ones share it (resolvers of one
+// list run in parallel). Without a memo it is just mk().
+func (m *Memo) Once(key string, mk func() any) any {
+	if m == nil {
+		return mk()
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if v, ok := m.m[key]; ok {
+		return v
+	}
+	v := mk()
+	m.m[key] = v
+	return v
+}
+
 // Put keeps v under key for the rest of the operation.
 func (m *Memo) Put(key string, v any) {
 	if m == nil {

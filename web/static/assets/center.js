@@ -181,6 +181,44 @@ function showReceipt(r, grant) {
   $('#receipt-check').className = 'check';
 }
 
+// The user's proof bundle: the signed checkpoint their proofs lead to, the
+// public keys that sign it (pinned, so a later check need not trust the
+// server's key set), and an RFC 9162 inclusion proof per logged event. It
+// is what `consentgraph verify-log --checkpoint FILE` reads.
+async function downloadLogProofs() {
+  const status = $('#log-proofs-status');
+  status.textContent = 'Preparing…';
+  try {
+    const { me: user } = await gql(`query { me { consentHistory(first: 100) { edges { node {
+      sequence purpose action at hash receipt logProof { leafIndex treeSize leafHash leafData hashes checkpoint } } } } } }`);
+    const events = user.consentHistory.edges.map(({ node: n }) => n);
+    const proven = events.filter((n) => n.logProof);
+    const [jwks, current] = await Promise.all([
+      fetch('/.well-known/jwks.json').then((r) => r.json()),
+      fetch('/.well-known/consent-log/checkpoint').then((r) => r.text()),
+    ]);
+    const bundle = {
+      log: `${location.origin}/.well-known/consent-log`,
+      // The proofs of one request are all against one checkpoint.
+      checkpoint: proven.length ? proven[0].logProof.checkpoint : current.trim(),
+      jwks,
+      proofs: proven.map((n) => ({ sequence: n.sequence, purpose: n.purpose, action: n.action, at: n.at,
+        hash: n.hash, receipt: n.receipt, ...n.logProof })),
+    };
+    const url = URL.createObjectURL(new Blob([JSON.stringify(bundle, null, 2)], { type: 'application/json' }));
+    const a = h('a', { href: url, download: 'consent-log-proofs.json' });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+    const waiting = events.length - proven.length;
+    status.textContent = `${proven.length} proof${proven.length === 1 ? '' : 's'} saved` +
+      (waiting ? `; ${waiting} recent change${waiting === 1 ? ' is' : 's are'} not in the log yet — try again in a moment.` : '.');
+  } catch (err) {
+    status.textContent = plain(err);
+  }
+}
+
 async function verifyReceipt() {
   const out = $('#receipt-check');
   out.className = 'check';
@@ -372,6 +410,7 @@ function bind() {
   });
 
   $('#receipt-verify').addEventListener('click', verifyReceipt);
+  $('#log-proofs').addEventListener('click', downloadLogProofs);
 
   $('#delete-form').addEventListener('submit', (e) => {
     e.preventDefault();

@@ -26,6 +26,7 @@ import (
 	"github.com/consentgraph/consentgraph/internal/partners"
 	"github.com/consentgraph/consentgraph/internal/signing"
 	"github.com/consentgraph/consentgraph/internal/store/snapshot"
+	"github.com/consentgraph/consentgraph/internal/translog"
 	"github.com/consentgraph/consentgraph/internal/work"
 )
 
@@ -39,6 +40,7 @@ type Store interface {
 	Audit() audit.Store
 	Signing() signing.Store
 	Secrets() envelope.SecretStore
+	Translog() translog.Store
 	snapshot.Source
 	snapshot.Sink
 }
@@ -226,6 +228,22 @@ func Fill(t testing.TB, s Store, users int) Filled {
 		})
 		must(err, "append audit entry")
 	}
+
+	// The public log: five leaves, the subtrees they complete, the head.
+	var leaves []translog.Leaf
+	var hashes [][]byte
+	for i := range int64(5) {
+		data := []byte(fmt.Sprintf(`{"leaf":%d}`, i))
+		leaves = append(leaves, translog.Leaf{Index: i, Item: fmt.Sprintf("audit/%020d", i+1), Data: data, Hash: translog.LeafHash(data), At: at(time.Duration(i) * time.Second)})
+		hashes = append(hashes, leaves[i].Hash)
+	}
+	n01, n23 := translog.NodeHash(hashes[0], hashes[1]), translog.NodeHash(hashes[2], hashes[3])
+	n03 := translog.NodeHash(n01, n23)
+	nodes := []translog.Node{{ID: translog.NodeID{Level: 1, Index: 0}, Hash: n01}, {ID: translog.NodeID{Level: 1, Index: 1}, Hash: n23},
+		{ID: translog.NodeID{Level: 2, Index: 0}, Hash: n03}}
+	added, err := s.Translog().Append(ctx, translog.Batch{Leaves: leaves, Nodes: nodes,
+		Head: translog.Head{Size: 5, Root: translog.NodeHash(n03, hashes[4]), At: at(5 * time.Second)}})
+	mustTrue(added == 5, err, "append to the log")
 
 	// An erased user's archived ledger, and an account being erased.
 	ev := event(1, "", "newsletter", true, consent.Explicit, at(time.Minute))
