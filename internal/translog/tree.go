@@ -49,6 +49,19 @@ type NodeID struct {
 	Index int64
 }
 
+// SplitNodeIDs separates leaves (level 0, by Index) from inner nodes (by
+// Key), which stores keep apart.
+func SplitNodeIDs(ids []NodeID) (leaves, inner []int64) {
+	for _, id := range ids {
+		if id.Level == 0 {
+			leaves = append(leaves, id.Index)
+		} else {
+			inner = append(inner, id.Key())
+		}
+	}
+	return leaves, inner
+}
+
 // first is the index of the subtree's first leaf.
 func (id NodeID) first() int64 { return id.Index << id.Level }
 

@@ -140,14 +140,7 @@ func prefixEnd(prefix string) (string, bool) {
 }
 
 func (s *logStore) Nodes(ctx context.Context, ids []translog.NodeID) ([]translog.Node, error) {
-	var leaves, inner bson.A
-	for _, id := range ids {
-		if id.Level == 0 {
-			leaves = append(leaves, id.Index)
-		} else {
-			inner = append(inner, id.Key())
-		}
-	}
+	leaves, inner := translog.SplitNodeIDs(ids)
 	var out []translog.Node
 	if len(leaves) > 0 {
 		cur, err := s.d.coll(logLeavesColl).Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: leaves}}}},

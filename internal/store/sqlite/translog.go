@@ -115,14 +115,7 @@ func prefixRange(prefix string) (lo, hi string, ok bool) {
 }
 
 func (s logStore) Nodes(ctx context.Context, ids []translog.NodeID) ([]translog.Node, error) {
-	var leaves, inner []int64
-	for _, id := range ids {
-		if id.Level == 0 {
-			leaves = append(leaves, id.Index)
-		} else {
-			inner = append(inner, id.Key())
-		}
-	}
+	leaves, inner := translog.SplitNodeIDs(ids)
 	var out []translog.Node
 	read := func(q *query, keys []int64, id func(int64) translog.NodeID) error {
 		if len(keys) == 0 {
