@@ -573,3 +573,37 @@ func TestUnloggedRecordsAreLoggedAfterRestart(t *testing.T) {
 		t.Fatalf("after the restart: %+v", h)
 	}
 }
+
+// TestSavingABareCheckpointPinsItsKeys: a checkpoint saved as a bare JWS
+// is checked against the server's keys; --save turns the file into a
+// bundle, so the next check uses the keys pinned in it.
+func TestSavingABareCheckpointPinsItsKeys(t *testing.T) {
+	s := apptest.Start(t)
+	c := s.Register(t, "pinner")
+	changeConsent(t, c, true, "newsletter")
+	waitLogged(t, c)
+	file := filepath.Join(t.TempDir(), "checkpoint.jws")
+	jws, _ := checkpointOf(t, s)
+	if err := os.WriteFile(file, []byte(jws+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) string {
+		t.Helper()
+		var out bytes.Buffer
+		if err := translog.VerifyLogMain(context.Background(), append([]string{"--checkpoint", file, "--url", s.URL}, args...), &out, io.Discard); err != nil {
+			t.Fatalf("verify-log %v: %v\n%s", args, err, out.String())
+		}
+		return out.String()
+	}
+	if out := run("--save"); !strings.Contains(out, "server's key set") {
+		t.Errorf("a bare JWS pins no key, so the server's were used: %s", out)
+	}
+	var saved translog.Bundle
+	raw, _ := os.ReadFile(file)
+	if err := json.Unmarshal(raw, &saved); err != nil || saved.JWKS == nil || saved.Checkpoint == "" {
+		t.Fatalf("--save did not write a bundle with keys: %v\n%s", err, raw)
+	}
+	if out := run(); !strings.Contains(out, "its pinned key") {
+		t.Errorf("after --save the saved checkpoint is checked with its pinned key: %s", out)
+	}
+}

@@ -345,7 +345,11 @@ func VerifyLogMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if !*save {
 		return nil
 	}
-	out := []byte(next.Checkpoint + "\n")
+	// A bare JWS becomes a bundle, so the keys are pinned from now on.
+	out, err := json.MarshalIndent(next, "", "  ")
+	if err != nil {
+		return fmt.Errorf("verify-log: %w", err)
+	}
 	if b := bytes.TrimSpace(saved); len(b) > 0 && b[0] == '{' {
 		// Keep the file's other content (proofs) beside the new checkpoint.
 		var keep map[string]json.RawMessage
