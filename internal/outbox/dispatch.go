@@ -148,14 +148,23 @@ func (d *Dispatcher) process(ctx context.Context, it *Item) {
 	if len(msg) > 500 {
 		msg = msg[:500]
 	}
+	if wait, ok := plugins.RetryAfterOf(err); ok && !plugins.IsPermanent(err) && s.now().Sub(it.CreatedAt) < d.t.ThrottleWindow {
+		// The provider said "wait": that is no failure of the item, so
+		// the attempt is given back and it cannot bring the item nearer
+		// DEAD. The floor keeps a "Retry-After: 0" from spinning.
+		wait = min(max(wait, d.t.PollInterval), d.t.MaxThrottleWait)
+		s.log.InfoContext(ctx, "processor throttled", "item", it.ID, "processor", p.Name, "wait", wait)
+		d.finish(ctx, it, Finish{State: Pending, NextAt: s.now().Add(wait), Note: it.Note, LastError: msg, Throttled: true})
+		return
+	}
 	if plugins.IsPermanent(err) || it.Attempts >= d.t.MaxAttempts {
 		s.log.WarnContext(ctx, "outbox item is dead", "item", it.ID, "processor", p.Name, "attempts", it.Attempts, "err", msg)
 		d.finish(ctx, it, Finish{State: Dead, LastError: msg})
 		return
 	}
 	delay := d.t.Backoff(it.Attempts)
-	if d, ok := plugins.RetryAfterOf(err); ok && d > delay {
-		delay = d
+	if w, ok := plugins.RetryAfterOf(err); ok && w > delay { // a throttle past ThrottleWindow
+		delay = min(w, d.t.MaxThrottleWait)
 	}
 	d.finish(ctx, it, Finish{State: Pending, NextAt: s.now().Add(delay), Note: it.Note, LastError: msg})
 }
@@ -186,6 +195,14 @@ func (d *Dispatcher) run(ctx context.Context, it *Item, p *Processor) error {
 
 	if it.Action == Forget && it.Erase {
 		req.Ref, req.Erase = it.Ref, true
+		if req.Ref == "" {
+			// The erasure enqueued this before a delivery in flight had
+			// stored its Ref; while the account is still being erased,
+			// the stored state may know it by now.
+			if doc, err := s.store.Recipient(ctx, it.UserID); err == nil && doc != nil {
+				req.Ref = doc.Procs[p.Name].Ref
+			}
+		}
 		if err := p.Impl.Forget(callCtx, req); err != nil {
 			return err
 		}
@@ -209,6 +226,10 @@ func (d *Dispatcher) run(ctx context.Context, it *Item, p *Processor) error {
 			d.finishState(ctx, it, Skipped, "consent granted again")
 			return errHandled
 		}
+		// Only "never attempted" allows a skip: an attempted delivery may
+		// have reached the provider even when its Ref was never stored (a
+		// crash between the call and the outcome), so the forget goes out,
+		// with Ref "" then, and the processor forgets by Subject.
 		if !st.Attempted {
 			d.finishState(ctx, it, Skipped, "nothing was delivered")
 			return errHandled
@@ -248,13 +269,20 @@ func (d *Dispatcher) run(ctx context.Context, it *Item, p *Processor) error {
 	if err != nil {
 		return err
 	}
+	ref := res.Ref
+	if ref == "" {
+		// Providers often return their id only when they create the
+		// contact (Brevo answers an update with 204): keep the one we have,
+		// or a later forget would lose it.
+		ref = st.Ref
+	}
 	var fields []string
 	for _, f := range p.Fields {
 		if _, ok := req.Fields[f]; ok {
 			fields = append(fields, f)
 		}
 	}
-	d.finish(ctx, it, Finish{State: Done, Proc: &ProcUpdate{Delivered: true, Ref: res.Ref},
+	d.finish(ctx, it, Finish{State: Done, Proc: &ProcUpdate{Delivered: true, Ref: ref},
 		Disclosure: s.disclosure(it, fields, "DELIVERED")})
 	return errHandled
 }

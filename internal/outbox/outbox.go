@@ -25,8 +25,12 @@
 // claim increments the attempt count; finishing is guarded by the owner
 // and attempt, so an item whose lease ran out and was claimed elsewhere is
 // never overwritten by the slow first holder. Failures are retried with exponential backoff
-// and full jitter (or the provider's Retry-After), up to MaxAttempts, then
-// the item is DEAD and visible to admins, who can retry it. Every request
+// and full jitter, up to MaxAttempts, then the item is DEAD and visible to
+// admins, who can retry it. A throttle (the provider asked to wait:
+// plugins.RetryAfter) waits as asked (at most MaxThrottleWait) and does not
+// count as an attempt while the item is younger than ThrottleWindow, so a
+// long rate limit delays items but never kills them. A success clears the
+// item's lastError. Every request
 // to a processor carries the item id as idempotency key, so at-least-once
 // delivery has an exactly-once effect.
 //
@@ -40,7 +44,13 @@
 //
 // Per user and processor, the store keeps a ProcState: {attempted,
 // delivered, ref} (ref is the provider's id for the user, e.g. a contact id
-// or Mailchimp's MD5 member hash, never a clear value).
+// or Mailchimp's MD5 member hash, never a clear value). A delivery whose
+// Result.Ref is empty keeps the earlier ref. Attempted is recorded before
+// the call and ref only after it, so a crash in between leaves a delivery
+// that may have reached the provider without a ref: the forget that
+// follows is still sent (with Ref "", which is why every processor's Forget
+// must work from the Subject alone); a forget is skipped only when no
+// delivery was ever attempted.
 package outbox
 
 import (
@@ -137,10 +147,19 @@ type Tuning struct {
 	CallTimeout   time.Duration // [10s] per processor call (at most Lease/2)
 	BaseBackoff   time.Duration // [5s] first retry delay
 	MaxBackoff    time.Duration // [1h] retry delay cap
-	MaxAttempts   int           // [12] attempts before DEAD
+	MaxAttempts   int           // [12] attempts before DEAD (throttled attempts do not count)
 	Batch         int           // [32] items claimed per look
 	Workers       int           // [8] concurrent calls per dispatcher
 	SweepInterval time.Duration // [1m] relay recovery sweep
+
+	// MaxThrottleWait caps one wait a provider asks for (Retry-After or a
+	// rate-limit reset header) [24h: a daily quota's reset]; a shorter ask
+	// is honoured as is, but no sooner than PollInterval.
+	MaxThrottleWait time.Duration
+	// ThrottleWindow is how long after its creation an item's throttled
+	// attempts stay free [7 days]; later, a throttle counts as an attempt,
+	// so a provider that throttles for ever still ends in DEAD.
+	ThrottleWindow time.Duration
 }
 
 func (t Tuning) withDefaults() Tuning {
@@ -155,6 +174,8 @@ func (t Tuning) withDefaults() Tuning {
 	def(&t.BaseBackoff, 5*time.Second)
 	def(&t.MaxBackoff, time.Hour)
 	def(&t.SweepInterval, time.Minute)
+	def(&t.MaxThrottleWait, 24*time.Hour)
+	def(&t.ThrottleWindow, 7*24*time.Hour)
 	if t.MaxAttempts <= 0 {
 		t.MaxAttempts = 12
 	}

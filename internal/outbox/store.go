@@ -101,6 +101,11 @@ type Finish struct {
 	Note          string
 	LastError     string
 	ResetAttempts bool
+	// Throttled gives back the attempt the claim counted (attempts go down
+	// by one): the provider asked to wait, which says nothing about whether
+	// the item can ever succeed, so it must not bring the item nearer DEAD.
+	// Ignored with ResetAttempts.
+	Throttled bool
 	// Disclosure, if set, is recorded (once per id).
 	Disclosure *Disclosure
 	// Proc, if set, updates the user's state for the item's processor.

@@ -21,6 +21,8 @@ func outboxTests() []contractTest {
 		{"outbox/claim-lease-expiry-and-stale-finish", testLeaseExpiry},
 		{"outbox/claim-due-order-and-filters", testClaimFilters},
 		{"outbox/finish-outcomes", testFinishOutcomes},
+		{"outbox/finish-throttled-gives-back-the-attempt", testFinishThrottled},
+		{"outbox/finish-done-clears-last-error", testFinishDoneClearsLastError},
 		{"outbox/finish-disclosure-once-per-item", testFinishDisclosureOnce},
 		{"outbox/finish-processor-state", testFinishProcState},
 		{"outbox/wake-waiting", testWakeWaiting},
@@ -815,5 +817,51 @@ func testClaimFinishPairsConcurrent(e *env) {
 	for u := range users {
 		user := fmt.Sprintf("u-%d", u)
 		e.equal("order in which "+user+"'s items were claimed (due order)", []int{0, 1, 2, 3}, order[user])
+	}
+}
+
+// A throttled attempt (the provider said "wait") is given back: however
+// often it happens, the attempt count the next claim sees stays the same.
+func testFinishThrottled(e *env) {
+	e.enqueue(newItem("w-th", "u-th", "webhook", at(0)))
+	procs := []string{"webhook"}
+	now := at(time.Minute)
+	for i := range 15 {
+		it := e.claimOne("o1", procs, now, now.Add(time.Minute))
+		if it.Attempts != 1 {
+			e.t.Fatalf("claim %d after %d throttles: attempts %d, want 1", i+1, i, it.Attempts)
+		}
+		next := now.Add(time.Second)
+		e.wantBool("Finish(throttled)", true, e.finish(outbox.Finish{Item: it, State: work.Pending, NextAt: next,
+			LastError: "HTTP 429", Throttled: true, At: now}))
+		if got := e.item("w-th"); got.Attempts != 0 || got.LastError != "HTTP 429" || !got.NextAt.Equal(next) || !got.LeaseUntil.IsZero() {
+			e.t.Fatalf("after throttle %d: attempts %d lastError %q next %s lease %s; want 0, HTTP 429, %s, zero",
+				i+1, got.Attempts, got.LastError, fmtTime(got.NextAt), fmtTime(got.LeaseUntil), fmtTime(next))
+		}
+		now = next
+	}
+	// A stale Finish of a throttled lease (same owner and count) changes nothing.
+	it := e.claimOne("o1", procs, now, now.Add(time.Minute))
+	e.wantBool("Finish(retry) counting the attempt", true, e.finish(outbox.Finish{Item: it, State: work.Pending, NextAt: now, LastError: "HTTP 500", At: now}))
+	if got := e.item("w-th"); got.Attempts != 1 {
+		e.t.Errorf("an ordinary failure after throttles: attempts %d, want 1", got.Attempts)
+	}
+	e.wantBool("a second Finish of the same lease", false, e.finish(outbox.Finish{Item: it, State: work.Pending, NextAt: now, Throttled: true, At: now}))
+	if got := e.item("w-th"); got.Attempts != 1 {
+		e.t.Errorf("a refused throttled Finish changed attempts to %d", got.Attempts)
+	}
+}
+
+// A finished item keeps no error of an earlier failed attempt.
+func testFinishDoneClearsLastError(e *env) {
+	e.enqueue(newItem("w-le", "u-le", "webhook", at(0)))
+	procs := []string{"webhook"}
+	t1 := at(time.Minute)
+	it := e.claimOne("o1", procs, t1, t1.Add(time.Minute))
+	e.wantBool("Finish(retry)", true, e.finish(outbox.Finish{Item: it, State: work.Pending, NextAt: t1, LastError: "HTTP 503", At: t1}))
+	it = e.claimOne("o1", procs, t1, t1.Add(time.Minute))
+	e.wantBool("Finish(done)", true, e.finish(outbox.Finish{Item: it, State: work.Done, At: t1}))
+	if got := e.item("w-le"); got.State != work.Done || got.LastError != "" {
+		e.t.Errorf("after Finish(DONE): state %s lastError %q; want DONE and no error", got.State, got.LastError)
 	}
 }

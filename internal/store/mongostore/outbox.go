@@ -209,12 +209,19 @@ func (s *outboxStore) Finish(ctx context.Context, f outbox.Finish) (bool, error)
 	if !f.NextAt.IsZero() {
 		set = append(set, bson.E{Key: "nextAt", Value: f.NextAt})
 	}
-	if f.ResetAttempts {
+	update := bson.D{{Key: "$unset", Value: bson.D{{Key: "leaseOwner", Value: ""}}}}
+	switch {
+	case f.ResetAttempts:
 		set = append(set, bson.E{Key: "attempts", Value: 0})
+	case f.Throttled:
+		// Matched on attempts below, so this gives back exactly the
+		// attempt of this lease.
+		set = append(set, bson.E{Key: "attempts", Value: it.Attempts - 1})
 	}
+	update = append(update, bson.E{Key: "$set", Value: set})
 	r, err := s.d.coll(itemsColl).UpdateOne(ctx,
 		bson.D{{Key: "_id", Value: it.ID}, {Key: "leaseOwner", Value: it.LeaseOwner}, {Key: "attempts", Value: it.Attempts}, {Key: "state", Value: work.Pending}},
-		bson.D{{Key: "$set", Value: set}, {Key: "$unset", Value: bson.D{{Key: "leaseOwner", Value: ""}}}})
+		update)
 	if err != nil {
 		return false, fmt.Errorf("finish item %s: %w", it.ID, err)
 	}

@@ -45,7 +45,7 @@ var (
 	// that attempt. A lease that ran out still counts until someone else
 	// claims the item (which changes owner and attempts).
 	qFinishItem = sqlq(`UPDATE outbox_items SET state = ?1, next_at = CASE WHEN ?2 = 0 THEN next_at ELSE ?2 END,
-		note = ?3, last_error = ?4, attempts = CASE WHEN ?5 THEN 0 ELSE attempts END,
+		note = ?3, last_error = ?4, attempts = CASE WHEN ?5 THEN 0 WHEN ?10 THEN attempts - 1 ELSE attempts END,
 		lease_until = 0, lease_owner = '', updated_at = ?6
 		WHERE id = ?7 AND state = 'PENDING' AND lease_owner = ?8 AND attempts = ?9 AND lease_until > 0`)
 	qProcOutcome = sqlq(`INSERT INTO proc_state (user_id, processor, attempted, delivered, ref)
@@ -255,7 +255,7 @@ func less(a, b dueItem) bool {
 func (s outboxStore) Finish(ctx context.Context, f outbox.Finish) (bool, error) {
 	err := s.d.write(ctx, func(t *tx) error {
 		n, err := t.exec(qFinishItem, string(f.State), ms(f.NextAt), f.Note, f.LastError, f.ResetAttempts, ms(f.At),
-			f.Item.ID, f.Item.LeaseOwner, f.Item.Attempts)
+			f.Item.ID, f.Item.LeaseOwner, f.Item.Attempts, f.Throttled)
 		if err != nil {
 			return fmt.Errorf("record outcome: %w", err)
 		}
