@@ -4,6 +4,7 @@ package all
 
 import (
 	_ "github.com/consentgraph/consentgraph/plugins/example"
+	_ "github.com/consentgraph/consentgraph/plugins/httpconnector"
 	_ "github.com/consentgraph/consentgraph/plugins/mailchimp"
 	_ "github.com/consentgraph/consentgraph/plugins/smtpnewsletter"
 	_ "github.com/consentgraph/consentgraph/plugins/surveymonkey"
