@@ -25,3 +25,5 @@ func modified(r *mongo.UpdateResult, err error) (int64, error) {
 	}
 	return r.ModifiedCount, nil
 }
+
+func urlPathUnescape(s string) (string, error) { return url.PathUnescape(s) }
