@@ -176,6 +176,7 @@ func TestSchemaWalkFindsLeaks(t *testing.T) {
 			extend type User implements Node
 			extend type Query { node(id: ID!): Node }`,
 		"a @pii root field anyone may call": `extend type Query { anyonesEmail(id: ID!): String @pii }`,
+		"processor links behind a partner field": `extend type PartnerSelf { links: [ProcessorLink!]! }`,
 	}
 	for name, ext := range cases {
 		t.Run(name, func(t *testing.T) {
