@@ -37,4 +37,3 @@ func processorLinkModels(owner string, links []outbox.UserLink) []*model.Process
 	}
 	return out
 }
-
