@@ -34,7 +34,9 @@ const linksQuery = `{ me { processorLinks { processor { name } state items { kin
 // linkOf returns the caller's link with processor.
 func linkOf(t *testing.T, c *apptest.Client, processor string) linkView {
 	t.Helper()
-	var out struct{ Me struct{ ProcessorLinks []linkView } }
+	var out struct {
+		Me struct{ ProcessorLinks []linkView }
+	}
 	c.Do(t, linksQuery, nil).Decode(t, &out)
 	for _, l := range out.Me.ProcessorLinks {
 		if l.Processor.Name == processor {
