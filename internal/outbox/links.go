@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"time"
 
@@ -89,6 +90,15 @@ func (s *Service) putLink(ctx context.Context, processor, subject string, st plu
 	}
 	if !st.State.Valid() {
 		return fmt.Errorf("link status: unknown state %q", st.State)
+	}
+	for _, it := range st.Items {
+		// Items become links in users' pages: only web addresses.
+		if it.URL == "" {
+			continue
+		}
+		if u, err := url.Parse(it.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("link status: item %q: URL must be an http(s) address", it.Title)
+		}
 	}
 	raw, err := json.Marshal(linkData{Items: st.Items, Details: st.Details, Actions: st.Actions})
 	if err != nil {
