@@ -108,6 +108,8 @@ func Costs() ComplexityRoot {
 	// checkpoint it is against is signed once per request and shared.
 	c.ConsentEvent.LogProof = func(child int) int { return 2*costRead + child }
 	c.Purpose.Processors = func(child int) int { return 1 + smallList*(child+1) } // in memory
+	// One key read per configured processor (a handful).
+	c.User.ProcessorLinks = func(child int) int { return costRead + smallList*(child+1) }
 
 	// Mutations.
 	c.Mutation.Register = func(child int, _ model.RegisterInput) int { return costArgon2 + 3*costWrite + child }
@@ -134,6 +136,8 @@ func Costs() ComplexityRoot {
 	c.Mutation.ReconcileDemographics = func(child int) int { return costRecount + child }
 	c.Mutation.SetProcessorEnabled = func(child int, _ string, _ bool) int { return costAudit + costWrite + child }
 	c.Mutation.RetryDelivery = func(child int, _ string) int { return costAudit + costWrite + child }
+	// Queues one work item; the processor is called later, by the dispatcher.
+	c.Mutation.RequestProcessorAction = func(int, string, string) int { return costWrite }
 	return c
 }
 

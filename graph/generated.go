@@ -166,27 +166,28 @@ type ComplexityRoot struct {
 	}
 
 	Mutation struct {
-		ChangePassword        func(childComplexity int, currentPassword string, newPassword string) int
-		CreatePartner         func(childComplexity int, name string, epsilonBudget float64, budgetPeriodDays int) int
-		DeleteMyAccount       func(childComplexity int, password string) int
-		DismissNotices        func(childComplexity int) int
-		EraseUser             func(childComplexity int, id string) int
-		GrantConsent          func(childComplexity int, purpose string) int
-		Login                 func(childComplexity int, username string, password string) int
-		Logout                func(childComplexity int) int
-		PublishPolicy         func(childComplexity int, version string, url string, reconsent []string) int
-		ReconcileDemographics func(childComplexity int) int
-		Register              func(childComplexity int, input model.RegisterInput) int
-		RequestPasswordReset  func(childComplexity int, email string) int
-		ResetPassword         func(childComplexity int, token string, newPassword string) int
-		RetryDelivery         func(childComplexity int, id string) int
-		RevokePartner         func(childComplexity int, id string) int
-		RotateSigningKey      func(childComplexity int) int
-		SetEmail              func(childComplexity int, email *string) int
-		SetProcessorEnabled   func(childComplexity int, name string, enabled bool) int
-		UpdateProfile         func(childComplexity int, input model.ProfileInput) int
-		VerifyEmail           func(childComplexity int, token string) int
-		WithdrawConsent       func(childComplexity int, purpose string) int
+		ChangePassword         func(childComplexity int, currentPassword string, newPassword string) int
+		CreatePartner          func(childComplexity int, name string, epsilonBudget float64, budgetPeriodDays int) int
+		DeleteMyAccount        func(childComplexity int, password string) int
+		DismissNotices         func(childComplexity int) int
+		EraseUser              func(childComplexity int, id string) int
+		GrantConsent           func(childComplexity int, purpose string) int
+		Login                  func(childComplexity int, username string, password string) int
+		Logout                 func(childComplexity int) int
+		PublishPolicy          func(childComplexity int, version string, url string, reconsent []string) int
+		ReconcileDemographics  func(childComplexity int) int
+		Register               func(childComplexity int, input model.RegisterInput) int
+		RequestPasswordReset   func(childComplexity int, email string) int
+		RequestProcessorAction func(childComplexity int, processor string, action string) int
+		ResetPassword          func(childComplexity int, token string, newPassword string) int
+		RetryDelivery          func(childComplexity int, id string) int
+		RevokePartner          func(childComplexity int, id string) int
+		RotateSigningKey       func(childComplexity int) int
+		SetEmail               func(childComplexity int, email *string) int
+		SetProcessorEnabled    func(childComplexity int, name string, enabled bool) int
+		UpdateProfile          func(childComplexity int, input model.ProfileInput) int
+		VerifyEmail            func(childComplexity int, token string) int
+		WithdrawConsent        func(childComplexity int, purpose string) int
 	}
 
 	Notice struct {
@@ -266,6 +267,27 @@ type ComplexityRoot struct {
 		Type           func(childComplexity int) int
 	}
 
+	ProcessorAction struct {
+		ID    func(childComplexity int) int
+		Title func(childComplexity int) int
+	}
+
+	ProcessorItem struct {
+		ExpiresAt func(childComplexity int) int
+		Kind      func(childComplexity int) int
+		Title     func(childComplexity int) int
+		URL       func(childComplexity int) int
+	}
+
+	ProcessorLink struct {
+		Actions   func(childComplexity int) int
+		Details   func(childComplexity int) int
+		Items     func(childComplexity int) int
+		Processor func(childComplexity int) int
+		State     func(childComplexity int) int
+		UpdatedAt func(childComplexity int) int
+	}
+
 	Profile struct {
 		BirthYear func(childComplexity int) int
 		Country   func(childComplexity int) int
@@ -327,6 +349,7 @@ type ComplexityRoot struct {
 		ID             func(childComplexity int) int
 		LedgerIntact   func(childComplexity int) int
 		Notices        func(childComplexity int) int
+		ProcessorLinks func(childComplexity int) int
 		Profile        func(childComplexity int) int
 		Role           func(childComplexity int) int
 		Username       func(childComplexity int) int
@@ -352,6 +375,7 @@ type MutationResolver interface {
 	WithdrawConsent(ctx context.Context, purpose string) (*model.ConsentReceipt, error)
 	PublishPolicy(ctx context.Context, version string, url string, reconsent []string) (*model.Policy, error)
 	RotateSigningKey(ctx context.Context) (string, error)
+	RequestProcessorAction(ctx context.Context, processor string, action string) (bool, error)
 	CreatePartner(ctx context.Context, name string, epsilonBudget float64, budgetPeriodDays int) (*model.PartnerCredentials, error)
 	RevokePartner(ctx context.Context, id string) (*model.Partner, error)
 	ReconcileDemographics(ctx context.Context) (*model.ReconcileReport, error)
@@ -383,6 +407,7 @@ type UserResolver interface {
 	Consents(ctx context.Context, obj *model.User) ([]*model.Consent, error)
 	ConsentHistory(ctx context.Context, obj *model.User, first *int, after *string) (*model.ConsentEventConnection, error)
 	LedgerIntact(ctx context.Context, obj *model.User) (bool, error)
+	ProcessorLinks(ctx context.Context, obj *model.User) ([]*model.ProcessorLink, error)
 	Disclosures(ctx context.Context, obj *model.User, first *int, after *string) (*model.DisclosureConnection, error)
 }
 
@@ -970,6 +995,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RequestPasswordReset(childComplexity, args["email"].(string)), true
+	case "Mutation.requestProcessorAction":
+		if e.ComplexityRoot.Mutation.RequestProcessorAction == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_requestProcessorAction_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RequestProcessorAction(childComplexity, args["processor"].(string), args["action"].(string)), true
 	case "Mutation.resetPassword":
 		if e.ComplexityRoot.Mutation.ResetPassword == nil {
 			break
@@ -1357,6 +1393,81 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Processor.Type(childComplexity), true
 
+	case "ProcessorAction.id":
+		if e.ComplexityRoot.ProcessorAction.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProcessorAction.ID(childComplexity), true
+	case "ProcessorAction.title":
+		if e.ComplexityRoot.ProcessorAction.Title == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProcessorAction.Title(childComplexity), true
+
+	case "ProcessorItem.expiresAt":
+		if e.ComplexityRoot.ProcessorItem.ExpiresAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProcessorItem.ExpiresAt(childComplexity), true
+	case "ProcessorItem.kind":
+		if e.ComplexityRoot.ProcessorItem.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProcessorItem.Kind(childComplexity), true
+	case "ProcessorItem.title":
+		if e.ComplexityRoot.ProcessorItem.Title == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProcessorItem.Title(childComplexity), true
+	case "ProcessorItem.url":
+		if e.ComplexityRoot.ProcessorItem.URL == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProcessorItem.URL(childComplexity), true
+
+	case "ProcessorLink.actions":
+		if e.ComplexityRoot.ProcessorLink.Actions == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProcessorLink.Actions(childComplexity), true
+	case "ProcessorLink.details":
+		if e.ComplexityRoot.ProcessorLink.Details == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProcessorLink.Details(childComplexity), true
+	case "ProcessorLink.items":
+		if e.ComplexityRoot.ProcessorLink.Items == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProcessorLink.Items(childComplexity), true
+	case "ProcessorLink.processor":
+		if e.ComplexityRoot.ProcessorLink.Processor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProcessorLink.Processor(childComplexity), true
+	case "ProcessorLink.state":
+		if e.ComplexityRoot.ProcessorLink.State == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProcessorLink.State(childComplexity), true
+	case "ProcessorLink.updatedAt":
+		if e.ComplexityRoot.ProcessorLink.UpdatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProcessorLink.UpdatedAt(childComplexity), true
+
 	case "Profile.birthYear":
 		if e.ComplexityRoot.Profile.BirthYear == nil {
 			break
@@ -1663,6 +1774,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.User.Notices(childComplexity), true
+	case "User.processorLinks":
+		if e.ComplexityRoot.User.ProcessorLinks == nil {
+			break
+		}
+
+		return e.ComplexityRoot.User.ProcessorLinks(childComplexity), true
 	case "User.profile":
 		if e.ComplexityRoot.User.Profile == nil {
 			break
@@ -2127,6 +2244,76 @@ extend type Mutation {
   publishPolicy(version: String!, url: String!, reconsent: [ID!]): Policy! @auth(requires: ADMIN)
   "Admin: makes a new signing key active and returns its key id; old public keys stay published."
   rotateSigningKey: String! @auth(requires: ADMIN)
+}
+`, BuiltIn: false},
+	{Name: "../schema/links.graphqls", Input: `# Processor links: what each processor reported about you (pending
+# confirmation, active, your survey invitations …), and the actions it
+# offers. The core stores what processors report; a request never calls a
+# processor.
+
+"Any JSON value (an object here)."
+scalar JSON
+
+"Where you stand with a processor, as it last reported."
+enum ProcessorLinkState {
+  "It has reported nothing about you."
+  NONE
+  "You still have to confirm, e.g. follow the link in the confirmation mail."
+  PENDING_CONFIRMATION
+  ACTIVE
+  "It was told to forget you and did."
+  UNSUBSCRIBED
+  "Your data (or your withdrawal) could not be passed on; an admin is looking at it."
+  FAILED
+}
+
+"Something the processor holds for you that you can open, e.g. a survey invitation."
+type ProcessorItem {
+  "A short word such as survey."
+  kind: String!
+  title: String!
+  url: String
+  "When it stops working, if it does."
+  expiresAt: Time
+}
+
+"An operation you may ask a processor for, e.g. resend the confirmation mail."
+type ProcessorAction {
+  id: ID!
+  title: String!
+}
+
+"Your link with one processor (one per configured processor)."
+type ProcessorLink {
+  processor: Processor!
+  state: ProcessorLinkState! @pii
+  items: [ProcessorItem!]! @pii
+  "Free-form details the processor reported."
+  details: JSON @pii
+  "When the processor last reported; null when it never did."
+  updatedAt: Time @pii
+  "The actions that make sense now (requestProcessorAction)."
+  actions: [ProcessorAction!]! @pii
+}
+
+extend enum DeliveryAction {
+  "Runs an action a user asked for (requestProcessorAction)."
+  ACT
+}
+
+extend type User {
+  "Your link with each processor, in configuration order, as last reported."
+  processorLinks: [ProcessorLink!]! @pii
+}
+
+extend type Mutation {
+  """
+  Asks a processor to run one of its actions for you (e.g. resendConfirmation);
+  it runs soon after, through the same queue as deliveries, and only while
+  your consent for its purpose is in force. BAD_USER_INPUT for an unknown
+  processor or action.
+  """
+  requestProcessorAction(processor: String!, action: ID!): Boolean! @auth(requires: USER)
 }
 `, BuiltIn: false},
 	{Name: "../schema/partners.graphqls", Input: `# Partners and aggregated demographics. A partner authenticates with its API
@@ -2851,6 +3038,48 @@ func (ec *executionContext) childFields_Processor(ctx context.Context, field gra
 	return nil, fmt.Errorf("no field named %q was found under type Processor", field.Name)
 }
 
+func (ec *executionContext) childFields_ProcessorAction(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_ProcessorAction_id(ctx, field)
+	case "title":
+		return ec.fieldContext_ProcessorAction_title(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ProcessorAction", field.Name)
+}
+
+func (ec *executionContext) childFields_ProcessorItem(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "kind":
+		return ec.fieldContext_ProcessorItem_kind(ctx, field)
+	case "title":
+		return ec.fieldContext_ProcessorItem_title(ctx, field)
+	case "url":
+		return ec.fieldContext_ProcessorItem_url(ctx, field)
+	case "expiresAt":
+		return ec.fieldContext_ProcessorItem_expiresAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ProcessorItem", field.Name)
+}
+
+func (ec *executionContext) childFields_ProcessorLink(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "processor":
+		return ec.fieldContext_ProcessorLink_processor(ctx, field)
+	case "state":
+		return ec.fieldContext_ProcessorLink_state(ctx, field)
+	case "items":
+		return ec.fieldContext_ProcessorLink_items(ctx, field)
+	case "details":
+		return ec.fieldContext_ProcessorLink_details(ctx, field)
+	case "updatedAt":
+		return ec.fieldContext_ProcessorLink_updatedAt(ctx, field)
+	case "actions":
+		return ec.fieldContext_ProcessorLink_actions(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ProcessorLink", field.Name)
+}
+
 func (ec *executionContext) childFields_Profile(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "birthYear":
@@ -2949,6 +3178,8 @@ func (ec *executionContext) childFields_User(ctx context.Context, field graphql.
 		return ec.fieldContext_User_consentHistory(ctx, field)
 	case "ledgerIntact":
 		return ec.fieldContext_User_ledgerIntact(ctx, field)
+	case "processorLinks":
+		return ec.fieldContext_User_processorLinks(ctx, field)
 	case "disclosures":
 		return ec.fieldContext_User_disclosures(ctx, field)
 	}
@@ -3256,6 +3487,28 @@ func (ec *executionContext) field_Mutation_requestPasswordReset_args(ctx context
 		return nil, err
 	}
 	args["email"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_requestProcessorAction_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "processor",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["processor"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "action",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["action"] = arg1
 	return args, nil
 }
 
@@ -5931,6 +6184,68 @@ func (ec *executionContext) fieldContext_Mutation_rotateSigningKey(_ context.Con
 	return graphql.NewScalarFieldContext("Mutation", field, true, true, "String")
 }
 
+func (ec *executionContext) _Mutation_requestProcessorAction(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_requestProcessorAction(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RequestProcessorAction(ctx, fc.Args["processor"].(string), fc.Args["action"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				requires, err := ec.unmarshalNRole2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐRole(ctx, "USER")
+				if err != nil {
+					var zeroVal bool
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal bool
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, requires)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_requestProcessorAction(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("field of type Boolean does not have child fields")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_requestProcessorAction_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_createPartner(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -7638,6 +7953,374 @@ func (ec *executionContext) fieldContext_Processor_enabled(_ context.Context, fi
 	return graphql.NewScalarFieldContext("Processor", field, false, false, "Boolean")
 }
 
+func (ec *executionContext) _ProcessorAction_id(ctx context.Context, field graphql.CollectedField, obj *model.ProcessorAction) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProcessorAction_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProcessorAction_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProcessorAction", field, false, false, "ID")
+}
+
+func (ec *executionContext) _ProcessorAction_title(ctx context.Context, field graphql.CollectedField, obj *model.ProcessorAction) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProcessorAction_title(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Title, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProcessorAction_title(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProcessorAction", field, false, false, "String")
+}
+
+func (ec *executionContext) _ProcessorItem_kind(ctx context.Context, field graphql.CollectedField, obj *model.ProcessorItem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProcessorItem_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProcessorItem_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProcessorItem", field, false, false, "String")
+}
+
+func (ec *executionContext) _ProcessorItem_title(ctx context.Context, field graphql.CollectedField, obj *model.ProcessorItem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProcessorItem_title(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Title, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProcessorItem_title(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProcessorItem", field, false, false, "String")
+}
+
+func (ec *executionContext) _ProcessorItem_url(ctx context.Context, field graphql.CollectedField, obj *model.ProcessorItem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProcessorItem_url(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.URL, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ProcessorItem_url(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProcessorItem", field, false, false, "String")
+}
+
+func (ec *executionContext) _ProcessorItem_expiresAt(ctx context.Context, field graphql.CollectedField, obj *model.ProcessorItem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProcessorItem_expiresAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExpiresAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ProcessorItem_expiresAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProcessorItem", field, false, false, "Time")
+}
+
+func (ec *executionContext) _ProcessorLink_processor(ctx context.Context, field graphql.CollectedField, obj *model.ProcessorLink) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProcessorLink_processor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Processor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Processor) graphql.Marshaler {
+			return ec.marshalNProcessor2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐProcessor(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProcessorLink_processor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ProcessorLink",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Processor(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ProcessorLink_state(ctx context.Context, field graphql.CollectedField, obj *model.ProcessorLink) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProcessorLink_state(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.State, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				if ec.Directives.Pii == nil {
+					var zeroVal model.ProcessorLinkState
+					return zeroVal, errors.New("directive pii is not implemented")
+				}
+				return ec.Directives.Pii(ctx, obj, directive0)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v model.ProcessorLinkState) graphql.Marshaler {
+			return ec.marshalNProcessorLinkState2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐProcessorLinkState(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProcessorLink_state(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProcessorLink", field, false, false, "ProcessorLinkState")
+}
+
+func (ec *executionContext) _ProcessorLink_items(ctx context.Context, field graphql.CollectedField, obj *model.ProcessorLink) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProcessorLink_items(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Items, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				if ec.Directives.Pii == nil {
+					var zeroVal []*model.ProcessorItem
+					return zeroVal, errors.New("directive pii is not implemented")
+				}
+				return ec.Directives.Pii(ctx, obj, directive0)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.ProcessorItem) graphql.Marshaler {
+			return ec.marshalNProcessorItem2ᚕᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐProcessorItemᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProcessorLink_items(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ProcessorLink",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ProcessorItem(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ProcessorLink_details(ctx context.Context, field graphql.CollectedField, obj *model.ProcessorLink) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProcessorLink_details(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Details, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				if ec.Directives.Pii == nil {
+					var zeroVal map[string]any
+					return zeroVal, errors.New("directive pii is not implemented")
+				}
+				return ec.Directives.Pii(ctx, obj, directive0)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v map[string]any) graphql.Marshaler {
+			return ec.marshalOJSON2map(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ProcessorLink_details(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProcessorLink", field, false, false, "JSON")
+}
+
+func (ec *executionContext) _ProcessorLink_updatedAt(ctx context.Context, field graphql.CollectedField, obj *model.ProcessorLink) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProcessorLink_updatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpdatedAt, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				if ec.Directives.Pii == nil {
+					var zeroVal *time.Time
+					return zeroVal, errors.New("directive pii is not implemented")
+				}
+				return ec.Directives.Pii(ctx, obj, directive0)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ProcessorLink_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProcessorLink", field, false, false, "Time")
+}
+
+func (ec *executionContext) _ProcessorLink_actions(ctx context.Context, field graphql.CollectedField, obj *model.ProcessorLink) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProcessorLink_actions(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Actions, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				if ec.Directives.Pii == nil {
+					var zeroVal []*model.ProcessorAction
+					return zeroVal, errors.New("directive pii is not implemented")
+				}
+				return ec.Directives.Pii(ctx, obj, directive0)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.ProcessorAction) graphql.Marshaler {
+			return ec.marshalNProcessorAction2ᚕᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐProcessorActionᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProcessorLink_actions(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ProcessorLink",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ProcessorAction(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Profile_birthYear(ctx context.Context, field graphql.CollectedField, obj *model.Profile) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -9235,6 +9918,51 @@ func (ec *executionContext) _User_ledgerIntact(ctx context.Context, field graphq
 }
 func (ec *executionContext) fieldContext_User_ledgerIntact(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("User", field, true, true, "Boolean")
+}
+
+func (ec *executionContext) _User_processorLinks(ctx context.Context, field graphql.CollectedField, obj *model.User) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_User_processorLinks(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.User().ProcessorLinks(ctx, obj)
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				if ec.Directives.Pii == nil {
+					var zeroVal []*model.ProcessorLink
+					return zeroVal, errors.New("directive pii is not implemented")
+				}
+				return ec.Directives.Pii(ctx, obj, directive0)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.ProcessorLink) graphql.Marshaler {
+			return ec.marshalNProcessorLink2ᚕᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐProcessorLinkᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_User_processorLinks(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "User",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ProcessorLink(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _User_disclosures(ctx context.Context, field graphql.CollectedField, obj *model.User) (ret graphql.Marshaler) {
@@ -11434,6 +12162,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "requestProcessorAction":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_requestProcessorAction(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "createPartner":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_createPartner(ctx, field)
@@ -12036,6 +12771,150 @@ func (ec *executionContext) _Processor(ctx context.Context, sel ast.SelectionSet
 	return out
 }
 
+var processorActionImplementors = []string{"ProcessorAction"}
+
+func (ec *executionContext) _ProcessorAction(ctx context.Context, sel ast.SelectionSet, obj *model.ProcessorAction) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, processorActionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ProcessorAction")
+		case "id":
+			out.Values[i] = ec._ProcessorAction_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "title":
+			out.Values[i] = ec._ProcessorAction_title(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var processorItemImplementors = []string{"ProcessorItem"}
+
+func (ec *executionContext) _ProcessorItem(ctx context.Context, sel ast.SelectionSet, obj *model.ProcessorItem) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, processorItemImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ProcessorItem")
+		case "kind":
+			out.Values[i] = ec._ProcessorItem_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "title":
+			out.Values[i] = ec._ProcessorItem_title(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "url":
+			out.Values[i] = ec._ProcessorItem_url(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "expiresAt":
+			out.Values[i] = ec._ProcessorItem_expiresAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var processorLinkImplementors = []string{"ProcessorLink"}
+
+func (ec *executionContext) _ProcessorLink(ctx context.Context, sel ast.SelectionSet, obj *model.ProcessorLink) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, processorLinkImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ProcessorLink")
+		case "processor":
+			out.Values[i] = ec._ProcessorLink_processor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "state":
+			out.Values[i] = ec._ProcessorLink_state(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "items":
+			out.Values[i] = ec._ProcessorLink_items(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "details":
+			out.Values[i] = ec._ProcessorLink_details(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "updatedAt":
+			out.Values[i] = ec._ProcessorLink_updatedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "actions":
+			out.Values[i] = ec._ProcessorLink_actions(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var profileImplementors = []string{"Profile"}
 
 func (ec *executionContext) _Profile(ctx context.Context, sel ast.SelectionSet, obj *model.Profile) graphql.Marshaler {
@@ -12458,6 +13337,12 @@ func (ec *executionContext) _User(ctx context.Context, sel ast.SelectionSet, obj
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._User_ledgerIntact(ctx, field, obj)
+				})
+		case "processorLinks":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._User_processorLinks(ctx, field, obj)
 				})
 		case "disclosures":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
@@ -13431,6 +14316,88 @@ func (ec *executionContext) marshalNProcessor2ᚖgithubᚗcomᚋconsentgraphᚋc
 	return ec._Processor(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNProcessorAction2ᚕᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐProcessorActionᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ProcessorAction) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNProcessorAction2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐProcessorAction(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNProcessorAction2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐProcessorAction(ctx context.Context, sel ast.SelectionSet, v *model.ProcessorAction) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ProcessorAction!")
+		return graphql.Null
+	}
+	return ec._ProcessorAction(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNProcessorItem2ᚕᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐProcessorItemᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ProcessorItem) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNProcessorItem2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐProcessorItem(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNProcessorItem2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐProcessorItem(ctx context.Context, sel ast.SelectionSet, v *model.ProcessorItem) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ProcessorItem!")
+		return graphql.Null
+	}
+	return ec._ProcessorItem(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNProcessorLink2ᚕᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐProcessorLinkᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ProcessorLink) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNProcessorLink2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐProcessorLink(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNProcessorLink2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐProcessorLink(ctx context.Context, sel ast.SelectionSet, v *model.ProcessorLink) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ProcessorLink!")
+		return graphql.Null
+	}
+	return ec._ProcessorLink(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNProcessorLinkState2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐProcessorLinkState(ctx context.Context, v any) (model.ProcessorLinkState, error) {
+	var res model.ProcessorLinkState
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNProcessorLinkState2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐProcessorLinkState(ctx context.Context, sel ast.SelectionSet, v model.ProcessorLinkState) graphql.Marshaler {
+	return v
+}
+
 func (ec *executionContext) marshalNProfile2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐProfile(ctx context.Context, sel ast.SelectionSet, v *model.Profile) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "Profile!")
@@ -13901,6 +14868,24 @@ func (ec *executionContext) marshalOInt2ᚖint(ctx context.Context, sel ast.Sele
 	_ = sel
 	_ = ctx
 	res := graphql.MarshalInt(*v)
+	return res
+}
+
+func (ec *executionContext) unmarshalOJSON2map(ctx context.Context, v any) (map[string]any, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := graphql.UnmarshalMap(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOJSON2map(ctx context.Context, sel ast.SelectionSet, v map[string]any) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalMap(v)
 	return res
 }
 

@@ -175,7 +175,8 @@ func TestSchemaWalkFindsLeaks(t *testing.T) {
 		"a user behind an interface": `interface Node { id: ID! }
 			extend type User implements Node
 			extend type Query { node(id: ID!): Node }`,
-		"a @pii root field anyone may call": `extend type Query { anyonesEmail(id: ID!): String @pii }`,
+		"a @pii root field anyone may call":      `extend type Query { anyonesEmail(id: ID!): String @pii }`,
+		"processor links behind a partner field": `extend type PartnerSelf { links: [ProcessorLink!]! }`,
 	}
 	for name, ext := range cases {
 		t.Run(name, func(t *testing.T) {

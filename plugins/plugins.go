@@ -79,6 +79,9 @@ type Env struct {
 	// PublicURL is how users reach this server (for links in mail).
 	PublicURL string
 	Logger    *slog.Logger
+	// Links records what the processor reports about a user outside
+	// Deliver and Forget (see LinkStatus); users see it in their account.
+	Links LinkStore
 }
 
 // State is a processor instance's private key-value storage: small values
@@ -124,6 +127,10 @@ type Result struct {
 	// Ref is remembered and passed to later requests for this user. It must
 	// not be personal data in clear (a provider id or a hash is fine).
 	Ref string
+	// Link, if set, is the user's link status after this delivery. Without
+	// it the core records LinkActive; after a Forget it records
+	// LinkUnsubscribed, and LinkFailed when the work item goes DEAD.
+	Link *LinkStatus
 }
 
 // Processor is a configured processor instance.

@@ -260,6 +260,22 @@ type Processor struct {
 	Enabled bool `json:"enabled"`
 }
 
+// An operation you may ask a processor for, e.g. resend the confirmation mail.
+type ProcessorAction struct {
+	ID    string `json:"id"`
+	Title string `json:"title"`
+}
+
+// Something the processor holds for you that you can open, e.g. a survey invitation.
+type ProcessorItem struct {
+	// A short word such as survey.
+	Kind  string  `json:"kind"`
+	Title string  `json:"title"`
+	URL   *string `json:"url,omitempty"`
+	// When it stops working, if it does.
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+}
+
 // In updates, a field left out stays as it is and an explicit null clears it.
 type ProfileInput struct {
 	BirthYear graphql.Omittable[*int] `json:"birthYear,omitempty"`
@@ -635,16 +651,19 @@ type DeliveryAction string
 const (
 	DeliveryActionDeliver DeliveryAction = "DELIVER"
 	DeliveryActionForget  DeliveryAction = "FORGET"
+	// Runs an action a user asked for (requestProcessorAction).
+	DeliveryActionAct DeliveryAction = "ACT"
 )
 
 var AllDeliveryAction = []DeliveryAction{
 	DeliveryActionDeliver,
 	DeliveryActionForget,
+	DeliveryActionAct,
 }
 
 func (e DeliveryAction) IsValid() bool {
 	switch e {
-	case DeliveryActionDeliver, DeliveryActionForget:
+	case DeliveryActionDeliver, DeliveryActionForget, DeliveryActionAct:
 		return true
 	}
 	return false
@@ -983,6 +1002,72 @@ func (e *NoticeKind) UnmarshalJSON(b []byte) error {
 }
 
 func (e NoticeKind) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// Where you stand with a processor, as it last reported.
+type ProcessorLinkState string
+
+const (
+	// It has reported nothing about you.
+	ProcessorLinkStateNone ProcessorLinkState = "NONE"
+	// You still have to confirm, e.g. follow the link in the confirmation mail.
+	ProcessorLinkStatePendingConfirmation ProcessorLinkState = "PENDING_CONFIRMATION"
+	ProcessorLinkStateActive              ProcessorLinkState = "ACTIVE"
+	// It was told to forget you and did.
+	ProcessorLinkStateUnsubscribed ProcessorLinkState = "UNSUBSCRIBED"
+	// Your data (or your withdrawal) could not be passed on; an admin is looking at it.
+	ProcessorLinkStateFailed ProcessorLinkState = "FAILED"
+)
+
+var AllProcessorLinkState = []ProcessorLinkState{
+	ProcessorLinkStateNone,
+	ProcessorLinkStatePendingConfirmation,
+	ProcessorLinkStateActive,
+	ProcessorLinkStateUnsubscribed,
+	ProcessorLinkStateFailed,
+}
+
+func (e ProcessorLinkState) IsValid() bool {
+	switch e {
+	case ProcessorLinkStateNone, ProcessorLinkStatePendingConfirmation, ProcessorLinkStateActive, ProcessorLinkStateUnsubscribed, ProcessorLinkStateFailed:
+		return true
+	}
+	return false
+}
+
+func (e ProcessorLinkState) String() string {
+	return string(e)
+}
+
+func (e *ProcessorLinkState) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = ProcessorLinkState(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid ProcessorLinkState", str)
+	}
+	return nil
+}
+
+func (e ProcessorLinkState) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *ProcessorLinkState) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e ProcessorLinkState) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

@@ -55,3 +55,18 @@ type ConsentEvent struct {
 
 // OwnerID implements Owned.
 func (e *ConsentEvent) OwnerID() string { return e.Owner }
+
+// ProcessorLink is a user's link with one processor; Owner (not exposed)
+// lets its @pii fields answer only to that user.
+type ProcessorLink struct {
+	Owner     string
+	Processor *Processor
+	State     ProcessorLinkState
+	Items     []*ProcessorItem
+	Details   map[string]any
+	UpdatedAt *time.Time
+	Actions   []*ProcessorAction
+}
+
+// OwnerID implements Owned.
+func (l *ProcessorLink) OwnerID() string { return l.Owner }

@@ -142,6 +142,11 @@ var matrix = map[string]matrixRow{
 		want: policyAll("UNAUTHENTICATED", "FORBIDDEN", "FORBIDDEN", "FORBIDDEN", "NOT_FOUND")},
 	"Mutation.retryDelivery": {op: `mutation { retryDelivery(id: "000000000000000000000000") { __typename } }`,
 		want: policyAll("UNAUTHENTICATED", "FORBIDDEN", "FORBIDDEN", "FORBIDDEN", "NOT_FOUND")},
+	// Acts on the caller's own links only (there is no argument naming a
+	// user); the matrix config has no processor, so every signed-in user
+	// is told it does not exist.
+	"Mutation.requestProcessorAction": {op: `mutation { requestProcessorAction(processor: "no-such-processor", action: "resendConfirmation") }`,
+		want: policyAll("UNAUTHENTICATED", "BAD_USER_INPUT", "BAD_USER_INPUT", "FORBIDDEN", "BAD_USER_INPUT")},
 }
 
 // schemaOperations lists "Query.x" and "Mutation.y" for every root field

@@ -43,6 +43,7 @@ func (a *App) initOutbox(ctx context.Context) error {
 	a.Metrics.GaugeVecFunc("consentgraph_outbox_items", "Outbox items by state (refreshed at most every 15s).", "state",
 		15*time.Second, a.Outbox.CountByState)
 	a.Export.Register("disclosures", a.Outbox.ExportSection)
+	a.Export.Register("processorLinks", a.Outbox.LinksExportSection)
 	return nil
 }
 

@@ -57,7 +57,13 @@ func verificationLinks(mp *mailpittest.Server) http.Handler {
 				if err != nil {
 					break
 				}
-				if i := strings.Index(full.Text, "/?verify="); i >= 0 {
+				// ?kind=confirm asks for the newsletter's confirmation link
+				// instead, from the newest such mail (the list is newest first).
+				marker := "/?verify="
+				if r.URL.Query().Get("kind") == "confirm" {
+					marker = "/plugins/letters/confirm?token="
+				}
+				if i := strings.Index(full.Text, marker); i >= 0 {
 					_, _ = io.WriteString(w, strings.Fields(full.Text[i:])[0])
 					return
 				}
@@ -87,7 +93,9 @@ func repoRoot(t *testing.T) string {
 // server: sign up without an email, grant surveys, see the delivery to the
 // webhook processor, verify and download the receipt, download the export,
 // delete the account; then a partner asks for AGE_BAND on seeded
-// users. Screenshots go to test-output/. scripts/test.sh installs chromium
+// users; with the SMTP newsletter, see its confirmation pending, ask for
+// the mail again and see it active once the link is followed. Screenshots
+// go to test-output/. scripts/test.sh installs chromium
 // and the npm packages; a missing one fails this test, it is never skipped.
 func TestBrowserPrivacyCenterAndPartnerConsole(t *testing.T) {
 	root := repoRoot(t)
@@ -115,10 +123,13 @@ func TestBrowserPrivacyCenterAndPartnerConsole(t *testing.T) {
 		"  - name: survey-hook\n    type: webhook\n    purpose: surveys\n" +
 		"    fields: [user.demographic.age_band, user.demographic.country]\n" +
 		"    settings: {url: \"" + hook.URL + "/hook\"}\n"
+	mp := mailpittest.Start(t)
+	// The SMTP newsletter, so the page shows a pending confirmation that
+	// becomes active once its mailed link is followed.
+	yaml += "  - name: letters\n    type: smtp_newsletter\n    settings: {smtpURL: \"" + mp.SMTPURL() + "\"}\n"
 	if err := os.WriteFile(cfgFile, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	mp := mailpittest.Start(t)
 	mailLinks := httptest.NewServer(verificationLinks(mp))
 	t.Cleanup(mailLinks.Close)
 	s, admin := partnerAdmin(t, func(c *config.Config) {
@@ -138,7 +149,7 @@ func TestBrowserPrivacyCenterAndPartnerConsole(t *testing.T) {
 	cmd := exec.CommandContext(ctx, node, script)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "BASE_URL="+s.URL, "PARTNER_KEY="+pc.Token, "OUT_DIR="+out, "CHROMIUM_PATH="+chromium,
-		"EXPECT_PROCESSOR=survey-hook", "MAIL_LINKS="+mailLinks.URL)
+		"EXPECT_PROCESSOR=survey-hook", "EXPECT_NEWSLETTER=letters", "MAIL_LINKS="+mailLinks.URL)
 	output, err := cmd.CombinedOutput()
 	t.Logf("browser test output:\n%s", output)
 	if err != nil {
@@ -152,7 +163,7 @@ func TestBrowserPrivacyCenterAndPartnerConsole(t *testing.T) {
 			t.Errorf("browser test output lacks %q", want)
 		}
 	}
-	for _, name := range []string{"center-signed-in", "center-consents", "center-phone", "center-deleted", "partners-result", "partners-phone"} {
+	for _, name := range []string{"center-signed-in", "center-consents", "center-links", "center-phone", "center-deleted", "partners-result", "partners-phone"} {
 		if fi, err := os.Stat(filepath.Join(out, name+".png")); err != nil || fi.Size() == 0 {
 			t.Errorf("screenshot %s.png missing: %v", name, err)
 		}

@@ -160,6 +160,7 @@ func (d *Dispatcher) process(ctx context.Context, it *Item) {
 	if plugins.IsPermanent(err) || it.Attempts >= d.t.MaxAttempts {
 		s.log.WarnContext(ctx, "outbox item is dead", "item", it.ID, "processor", p.Name, "attempts", it.Attempts, "err", msg)
 		d.finish(ctx, it, Finish{State: Dead, LastError: msg})
+		d.linkDead(ctx, it, p)
 		return
 	}
 	delay := d.t.Backoff(it.Attempts)
@@ -192,6 +193,9 @@ func (d *Dispatcher) run(ctx context.Context, it *Item, p *Processor) error {
 	req := plugins.Request{ID: it.ID, Subject: subject, Purpose: p.Purpose, Attempt: it.Attempts}
 	callCtx, cancel := context.WithTimeout(ctx, d.t.CallTimeout)
 	defer cancel()
+	if it.Action == Act {
+		return d.act(ctx, callCtx, it, p, subject)
+	}
 
 	if it.Action == Forget && it.Erase {
 		req.Ref, req.Erase = it.Ref, true
@@ -204,6 +208,9 @@ func (d *Dispatcher) run(ctx context.Context, it *Item, p *Processor) error {
 			}
 		}
 		if err := p.Impl.Forget(callCtx, req); err != nil {
+			return err
+		}
+		if err := d.linkAfter(ctx, it, p, subject, nil); err != nil {
 			return err
 		}
 		d.finish(ctx, it, Finish{State: Done, Disclosure: s.disclosure(it, nil, "FORGOTTEN")})
@@ -237,6 +244,9 @@ func (d *Dispatcher) run(ctx context.Context, it *Item, p *Processor) error {
 		if err := p.Impl.Forget(callCtx, req); err != nil {
 			return err
 		}
+		if err := d.linkAfter(ctx, it, p, subject, nil); err != nil {
+			return err
+		}
 		d.finish(ctx, it, Finish{State: Done, Proc: &ProcUpdate{Delivered: false, Ref: st.Ref},
 			Disclosure: s.disclosure(it, nil, "FORGOTTEN")})
 		return errHandled
@@ -267,6 +277,9 @@ func (d *Dispatcher) run(ctx context.Context, it *Item, p *Processor) error {
 	}
 	res, err := p.Impl.Deliver(callCtx, req)
 	if err != nil {
+		return err
+	}
+	if err := d.linkAfter(ctx, it, p, subject, &res); err != nil {
 		return err
 	}
 	ref := res.Ref

@@ -267,6 +267,7 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		}
 	})
 	opts.Accounts.Subscribe(s.onAccountChange)
+	opts.Accounts.Subscribe(s.onAccountChangeLinks)
 	opts.Consent.OnPolicyPublished(s.onPolicyPublished)
 	return s, nil
 }
@@ -310,6 +311,7 @@ func (s *Service) build(c config.Processor) (*Processor, error) {
 	impl, err := factory(plugins.Env{
 		Name: c.Name, Purpose: purpose, Fields: fields, Settings: c.Settings, Signer: s.opts.Signer,
 		HTTPClient: s.opts.HTTPClient, State: s.store.PluginState(c.Name), PublicURL: s.opts.PublicURL, Logger: s.log.With("processor", c.Name),
+		Links: s.linkStore(c.Name),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("type %s: %w", c.Type, err)

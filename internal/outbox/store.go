@@ -72,6 +72,8 @@ type Store interface {
 	SetProcessorFlag(ctx context.Context, name string, enabled bool) error
 	// PluginState is the private key-value storage of one processor instance.
 	PluginState(processor string) plugins.State
+	// LinkStore keeps the link statuses processors report (links.go).
+	LinkStore
 }
 
 // Recipient is the user as a delivery sees them.

@@ -12,6 +12,9 @@ type Action string
 const (
 	Deliver Action = "DELIVER"
 	Forget  Action = "FORGET"
+	// Act runs a processor action a user asked for (plugins.Actor); the
+	// item's Ref names the action.
+	Act Action = "ACT"
 )
 
 // State is an item's delivery state.
@@ -39,6 +42,7 @@ type Item struct {
 	Purpose   string
 	Action    Action
 	// Erase marks the forget of an erased account; Ref is then a snapshot.
+	// On an Act item, Ref is the id of the plugin action to run.
 	Erase bool
 	Ref   string
 	// Cause says what made the item: "consent e<seq>", "email", "profile.country"...

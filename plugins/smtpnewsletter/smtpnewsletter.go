@@ -5,6 +5,10 @@
 // State is keyed by the subject pseudonym and holds no address in clear
 // (only a salted hash, to notice an address change).
 //
+// Users see PENDING_CONFIRMATION in their processor links after the mail
+// went out, with a resendConfirmation action, and ACTIVE once they
+// followed the link.
+//
 // Settings: smtpURL (required, as CONSENTGRAPH_SMTP_URL, with from=),
 // subject (optional), listName (optional, shown in the mail).
 package smtpnewsletter
@@ -102,36 +106,73 @@ func hashOf(parts ...string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// ActionResend is the action that mails a fresh confirmation link.
+const ActionResend = "resendConfirmation"
+
+// pending is the link status while the confirmation link was not followed.
+var pending = plugins.LinkStatus{State: plugins.LinkPendingConfirmation, Actions: []string{ActionResend}}
+
 // Deliver sends the confirmation mail unless this address already
-// confirmed; a changed address must confirm again.
+// confirmed; a changed address must confirm again. The user sees
+// PENDING_CONFIRMATION until the link is followed, then ACTIVE.
 func (p *Processor) Deliver(ctx context.Context, r plugins.Request) (plugins.Result, error) {
-	email := r.Fields[policy.CategoryEmail]
-	if email == "" {
-		return plugins.Result{}, plugins.Permanent(errors.New("smtp_newsletter: no email"))
-	}
-	emailHash := hashOf(r.Subject, email)
-	cur, err := p.Subscriber(ctx, r.Subject)
+	confirmed, err := p.sendConfirmation(ctx, r.ID, r.Subject, r.Fields[policy.CategoryEmail])
 	if err != nil {
 		return plugins.Result{}, err
 	}
+	if confirmed {
+		return plugins.Result{Link: &plugins.LinkStatus{State: plugins.LinkActive}}, nil
+	}
+	link := pending
+	return plugins.Result{Link: &link}, nil
+}
+
+// Actions implements plugins.Actor.
+func (p *Processor) Actions() []plugins.Action {
+	return []plugins.Action{{ID: ActionResend, Title: "Resend the confirmation mail"}}
+}
+
+// Act implements plugins.Actor: resendConfirmation mails a new link (the
+// older one stops working), unless the address is confirmed already.
+func (p *Processor) Act(ctx context.Context, r plugins.ActionRequest) error {
+	if r.Action != ActionResend {
+		return plugins.Permanent(fmt.Errorf("smtp_newsletter: no action %q", r.Action))
+	}
+	_, err := p.sendConfirmation(ctx, r.ID, r.Subject, r.Fields[policy.CategoryEmail])
+	return err
+}
+
+// sendConfirmation mails a confirmation link to email for subject unless
+// that address is confirmed already (then it reports confirmed and sends
+// nothing). id is the work item's, so a repeated item's mail has the same
+// Message-ID.
+func (p *Processor) sendConfirmation(ctx context.Context, id, subject, email string) (confirmed bool, err error) {
+	if email == "" {
+		return false, plugins.Permanent(errors.New("smtp_newsletter: no email"))
+	}
+	emailHash := hashOf(subject, email)
+	cur, err := p.Subscriber(ctx, subject)
+	if err != nil {
+		return false, err
+	}
 	if cur != nil && cur.Confirmed && cur.EmailHash == emailHash {
-		return plugins.Result{}, nil
+		return true, nil
 	}
 	raw := make([]byte, 24)
 	if _, err := rand.Read(raw); err != nil {
-		return plugins.Result{}, err
+		return false, err
 	}
 	token := base64.RawURLEncoding.EncodeToString(raw)
 	// The token index first: a crash in between leaves a dangling token
 	// that confirms nothing, never a subscriber whose link cannot work.
-	if err := p.state.Put(ctx, "t:"+hashOf(token), []byte(r.Subject)); err != nil {
-		return plugins.Result{}, fmt.Errorf("smtp_newsletter state: %w", err)
+	if err := p.state.Put(ctx, "t:"+hashOf(token), []byte(subject)); err != nil {
+		return false, fmt.Errorf("smtp_newsletter state: %w", err)
 	}
 	if cur != nil && cur.TokenHash != "" {
 		_ = p.state.Delete(ctx, "t:"+cur.TokenHash) // the older link stops working
 	}
-	if err := p.put(ctx, &Subscriber{Subject: r.Subject, TokenHash: hashOf(token), EmailHash: emailHash, UpdatedAt: time.Now().UTC()}); err != nil {
-		return plugins.Result{}, err
+	if err := p.put(ctx, &Subscriber{Subject: subject, TokenHash: hashOf(token), EmailHash: emailHash, UpdatedAt: time.Now().UTC()}); err != nil {
+		return false, err
 	}
 	link := p.env.PublicURL + "/plugins/" + url.PathEscape(p.env.Name) + "/confirm?token=" + token
 	msg := mail.Message{
@@ -139,15 +180,15 @@ func (p *Processor) Deliver(ctx context.Context, r plugins.Request) (plugins.Res
 		Subject: p.subject,
 		Text: "Hello,\n\nyou asked to receive " + p.listName + ". Please confirm by opening this link:\n\n" + link +
 			"\n\nIf you did not ask for it, ignore this mail: you will not be subscribed.\n",
-		Headers: map[string]string{"Message-ID": "<" + r.ID + "@consentgraph.invalid>", "Auto-Submitted": "auto-generated"},
+		Headers: map[string]string{"Message-ID": "<" + id + "@consentgraph.invalid>", "Auto-Submitted": "auto-generated"},
 	}
 	if err := p.sender.Send(ctx, msg); err != nil {
 		if mail.IsPermanent(err) {
-			return plugins.Result{}, plugins.Permanent(err)
+			return false, plugins.Permanent(err)
 		}
-		return plugins.Result{}, err
+		return false, err
 	}
-	return plugins.Result{}, nil
+	return false, nil
 }
 
 // Forget removes the subscriber (unsubscribed or erased alike).
@@ -187,7 +228,23 @@ func (p *Processor) Confirm(ctx context.Context, token string) (bool, error) {
 	if s == nil || s.TokenHash != h {
 		return false, nil // forgotten, or a newer link was sent since
 	}
-	s.Confirmed, s.TokenHash, s.UpdatedAt = true, "", time.Now().UTC()
+	// Confirmed first, the token retired last: until then the same link
+	// works again, so a failure in between is healed by following it once
+	// more, and the user's status can never stay PENDING for good.
+	if !s.Confirmed {
+		s.Confirmed, s.UpdatedAt = true, time.Now().UTC()
+		if err := p.put(ctx, s); err != nil {
+			return false, fmt.Errorf("smtp_newsletter confirm: %w", err)
+		}
+	}
+	// Without a link store (a unit test building the processor by hand)
+	// there is nobody to tell.
+	if p.env.Links != nil {
+		if err := p.env.Links.Set(ctx, s.Subject, plugins.LinkStatus{State: plugins.LinkActive}); err != nil {
+			return false, fmt.Errorf("smtp_newsletter confirm: %w", err)
+		}
+	}
+	s.TokenHash = ""
 	if err := p.put(ctx, s); err != nil {
 		return false, fmt.Errorf("smtp_newsletter confirm: %w", err)
 	}

@@ -4,8 +4,18 @@
 // a later delivery for a known contact updates it (PATCH /v3/contacts/{id})
 // instead of adding a second one.
 //
+// With collectorId and messageId set (an email collector of a survey and
+// its invitation message), each delivery also makes the contact a
+// recipient of that message (POST
+// /v3/collectors/{id}/messages/{id}/recipients/bulk, which never adds a
+// recipient twice), reads the recipient's personal survey_link (GET
+// /v3/collectors/{id}/recipients/{id}) and the collector's name and
+// close_date (GET /v3/collectors/{id}), and reports the invitation to the
+// user as a "survey" item of their processor link.
+//
 // Settings: token (required), listId (required), baseURL (optional,
-// default https://api.surveymonkey.com).
+// default https://api.surveymonkey.com), collectorId and messageId
+// (optional, together).
 package surveymonkey
 
 import (
@@ -40,15 +50,17 @@ func init() {
 }
 
 type processor struct {
-	env   plugins.Env
-	base  string
-	list  string
-	token string
+	env       plugins.Env
+	base      string
+	list      string
+	token     string
+	collector string
+	message   string
 }
 
 // New builds an instance from its settings.
 func New(env plugins.Env) (plugins.Processor, error) {
-	if err := plugins.CheckSettings(env, "token", "listId", "baseURL"); err != nil {
+	if err := plugins.CheckSettings(env, "token", "listId", "baseURL", "collectorId", "messageId"); err != nil {
 		return nil, err
 	}
 	tok, err := plugins.StringSetting(env, "token", true)
@@ -66,13 +78,24 @@ func New(env plugins.Env) (plugins.Processor, error) {
 	if base == "" {
 		base = "https://api.surveymonkey.com"
 	}
+	collector, err := plugins.StringSetting(env, "collectorId", false)
+	if err != nil {
+		return nil, err
+	}
+	message, err := plugins.StringSetting(env, "messageId", false)
+	if err != nil {
+		return nil, err
+	}
+	if (collector == "") != (message == "") {
+		return nil, errors.New("settings.collectorId and settings.messageId go together")
+	}
 	if u, err := url.Parse(base); err != nil || u.Host == "" {
 		return nil, fmt.Errorf("settings.baseURL: %q is not a URL", base)
 	}
 	if env.HTTPClient == nil {
 		env.HTTPClient = &http.Client{Timeout: 30 * time.Second}
 	}
-	return &processor{env: env, base: strings.TrimRight(base, "/"), list: list, token: tok}, nil
+	return &processor{env: env, base: strings.TrimRight(base, "/"), list: list, token: tok, collector: collector, message: message}, nil
 }
 
 func (p *processor) Deliver(ctx context.Context, r plugins.Request) (plugins.Result, error) {
@@ -92,7 +115,7 @@ func (p *processor) Deliver(ctx context.Context, r plugins.Request) (plugins.Res
 		var out struct{}
 		err := p.call(ctx, http.MethodPatch, p.base+"/v3/contacts/"+url.PathEscape(r.Ref), r.ID, body, &out)
 		if err == nil {
-			return plugins.Result{Ref: r.Ref}, nil
+			return p.invite(ctx, r.ID, r.Ref)
 		}
 		if !errors.Is(err, errNotFound) {
 			return plugins.Result{}, err
@@ -107,7 +130,62 @@ func (p *processor) Deliver(ctx context.Context, r plugins.Request) (plugins.Res
 	if out.ID == "" {
 		return plugins.Result{}, errors.New("surveymonkey: answer without contact id")
 	}
-	return plugins.Result{Ref: out.ID}, nil
+	return p.invite(ctx, r.ID, out.ID)
+}
+
+// invite makes contact a recipient of the configured invitation message
+// and reports the invitation as the user's link status. Without a
+// collector the contact is just ACTIVE. A failure retries the whole
+// delivery, whose calls are all repeatable.
+func (p *processor) invite(ctx context.Context, id, contact string) (plugins.Result, error) {
+	res := plugins.Result{Ref: contact, Link: &plugins.LinkStatus{State: plugins.LinkActive}}
+	if p.collector == "" {
+		return res, nil
+	}
+	coll := p.base + "/v3/collectors/" + url.PathEscape(p.collector)
+	type recipient struct {
+		ID string `json:"id"`
+	}
+	var added struct {
+		Succeeded []recipient `json:"succeeded"`
+		Existing  []recipient `json:"existing"`
+	}
+	if err := p.call(ctx, http.MethodPost, coll+"/messages/"+url.PathEscape(p.message)+"/recipients/bulk", id,
+		map[string]any{"contact_ids": []string{contact}}, &added); err != nil {
+		return plugins.Result{}, err
+	}
+	rs := append(added.Succeeded, added.Existing...)
+	if len(rs) == 0 || rs[0].ID == "" {
+		return plugins.Result{}, errors.New("surveymonkey: the recipient was neither added nor existing")
+	}
+	var rcp struct {
+		SurveyLink string `json:"survey_link"`
+	}
+	if err := p.call(ctx, http.MethodGet, coll+"/recipients/"+url.PathEscape(rs[0].ID), id, nil, &rcp); err != nil {
+		return plugins.Result{}, err
+	}
+	var c struct {
+		Name      string `json:"name"`
+		CloseDate string `json:"close_date"`
+	}
+	if err := p.call(ctx, http.MethodGet, coll, id, nil, &c); err != nil {
+		return plugins.Result{}, err
+	}
+	item := plugins.LinkItem{Kind: "survey", Title: c.Name, URL: rcp.SurveyLink}
+	if item.Title == "" {
+		item.Title = "Survey"
+	}
+	if c.CloseDate != "" {
+		// SurveyMonkey writes close_date as 2006-01-02T15:04:05 (UTC) or RFC 3339.
+		for _, layout := range []string{time.RFC3339, "2006-01-02T15:04:05"} {
+			if t, err := time.Parse(layout, c.CloseDate); err == nil {
+				item.ExpiresAt = t.UTC()
+				break
+			}
+		}
+	}
+	res.Link.Items = []plugins.LinkItem{item}
+	return res, nil
 }
 
 func (p *processor) Forget(ctx context.Context, r plugins.Request) error {

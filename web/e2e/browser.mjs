@@ -3,7 +3,7 @@
 // internal/app/web_browser_test.go against a real server:
 //
 //   BASE_URL=http://127.0.0.1:PORT PARTNER_KEY=cgp_... OUT_DIR=test-output \
-//   [EXPECT_PROCESSOR=name] [MAIL_LINKS=url] node web/e2e/browser.mjs
+//   [EXPECT_PROCESSOR=name] [EXPECT_NEWSLETTER=name] [MAIL_LINKS=url] node web/e2e/browser.mjs
 //
 // Every failed expectation throws; the process exits non-zero with the
 // reason and the page's console errors.
@@ -17,6 +17,7 @@ const partnerKey = process.env.PARTNER_KEY;
 const outDir = process.env.OUT_DIR || 'test-output';
 const expectProcessor = process.env.EXPECT_PROCESSOR || '';
 const mailLinks = process.env.MAIL_LINKS || '';
+const expectNewsletter = process.env.EXPECT_NEWSLETTER || '';
 const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 if (!base || !partnerKey) throw new Error('BASE_URL and PARTNER_KEY must be set');
 mkdirSync(outDir, { recursive: true });
@@ -178,6 +179,38 @@ async function privacyCenter(context) {
     await page.locator('#email-state', { hasText: /^confirmed$/ }).waitFor();
     expect(await page.isHidden('#verify-form'), 'the code form is still shown for a confirmed address');
     await shot(page, 'center-email-confirmed');
+
+    if (expectNewsletter) {
+      step = 'newsletter: the confirmation is pending';
+      const link = `#processor-links li[data-processor="${expectNewsletter}"]`;
+      await page.focus('#purpose-newsletter-switch');
+      await page.keyboard.press('Space');
+      await page.locator('#receipt-summary', { hasText: 'You allowed “Newsletter”' }).waitFor();
+      await page.locator(`${link}[data-state="PENDING_CONFIRMATION"]`).waitFor({ timeout: 40000 });
+      expect(/waiting for your confirmation/.test(await text(page, `${link} .link-state`)), 'the pending state is not said in words');
+
+      step = 'newsletter: ask for the mail again';
+      await page.click(`${link} button[data-action="resendConfirmation"]`);
+      await page.locator('#banner.ok', { hasText: 'Requested' }).waitFor();
+      await shot(page, 'center-links');
+
+      step = 'newsletter: follow the confirmation link';
+      // The newest mail's link is the one that works (a resend retires
+      // the earlier link): retry until the newest link confirms.
+      let ok = false;
+      for (let i = 0; i < 40 && !ok; i++) {
+        const res = await fetch(`${mailLinks}/?kind=confirm&to=${encodeURIComponent(address)}`);
+        const l = await res.text();
+        ok = res.ok && l.startsWith('/plugins/') && (await fetch(`${base}${l}`)).ok;
+        if (!ok) await page.waitForTimeout(500);
+      }
+      expect(ok, 'the newest confirmation link did not confirm');
+      await page.reload();
+      await page.locator(`${link}[data-state="ACTIVE"]`).waitFor();
+      expect(/active/.test(await text(page, `${link} .link-state`)), 'the active state is not said in words');
+      expect(await page.locator(`${link} button[data-action]`).count() === 0, 'an active subscription still offers the resend');
+      console.log('newsletter link: pending, resent, active');
+    }
   }
 
   step = 'download the export';

@@ -113,6 +113,7 @@ func allTests() []contractTest {
 		consentTests(),
 		outboxTests(),
 		pluginStateTests(),
+		linkTests(),
 		demographicsTests(),
 		partnersTests(),
 		rateLimitTests(),

@@ -85,6 +85,7 @@ const (
 	signingKeysColl   = "signing_keys"
 	secretsColl       = "secrets"
 	pluginStateColl   = "plugin_state"
+	linksColl         = "processor_links"
 	rateCountsColl    = "rate_counts"
 	logLeavesColl     = "consent_log_leaves"
 	logNodesColl      = "consent_log_nodes"

@@ -609,6 +609,15 @@ func exerciseEveryPortOperation(t *testing.T, d *DB, log *commandLog) {
 		return errors.Join(err, want(ok && string(v) == "1", "got %q %v", v, ok))
 	})
 	run("pluginstate.Delete", func(ctx context.Context) error { return ps.Delete(ctx, "cursor") })
+	lk := outbox.LinkKey{Processor: "hook", Subject: "sub-ann"}
+	run("outbox.PutLink", func(ctx context.Context) error {
+		return o.PutLink(ctx, outbox.Link{Processor: lk.Processor, Subject: lk.Subject, State: "ACTIVE", Data: []byte("{}"), UpdatedAt: t0})
+	})
+	run("outbox.Links", func(ctx context.Context) error {
+		ls, err := o.Links(ctx, []outbox.LinkKey{lk, {Processor: "other", Subject: "sub-ann"}})
+		return errors.Join(err, want(len(ls) == 1, "links %v", ls))
+	})
+	run("outbox.DeleteLinks", func(ctx context.Context) error { return o.DeleteLinks(ctx, []outbox.LinkKey{lk}) })
 
 	// Partners.
 	p := d.Partners()

@@ -17,6 +17,7 @@ import (
 	"github.com/consentgraph/consentgraph/internal/accounts"
 	"github.com/consentgraph/consentgraph/internal/audit"
 	"github.com/consentgraph/consentgraph/internal/demographics"
+	"github.com/consentgraph/consentgraph/internal/outbox"
 	"github.com/consentgraph/consentgraph/internal/store/snapshot"
 	"github.com/consentgraph/consentgraph/internal/translog"
 )
@@ -54,6 +55,7 @@ var plainColl = map[snapshot.Kind]string{
 	snapshot.Disclosures: disclosuresColl,
 	snapshot.Flags:       processorsColl,
 	snapshot.PluginState: pluginStateColl,
+	snapshot.Links:       linksColl,
 	snapshot.Members:     membersColl,
 	snapshot.Partners:    partnersColl,
 	snapshot.Audit:       auditColl,
@@ -216,6 +218,16 @@ func (d *DB) dump(ctx context.Context, kind snapshot.Kind, fn func(snapshot.Reco
 				v = []byte{} // a stored value is never absent, only empty
 			}
 			return call(fn, snapshot.Record{Kind: kind, PluginState: &snapshot.PluginEntry{Processor: doc.Processor, Key: doc.Key, Value: v}})
+		})
+	case snapshot.Links:
+		// _id is processor NUL subject: _id order is processor, then subject.
+		return stream(ctx, d.coll(linksColl), bson.D{}, options.Find().SetSort(byID), func(doc *linkDoc) error {
+			data := doc.Data
+			if data == nil {
+				data = []byte{}
+			}
+			return call(fn, snapshot.Record{Kind: kind, Link: &outbox.Link{Processor: doc.Processor, Subject: doc.Subject,
+				State: doc.State, Data: data, UpdatedAt: doc.UpdatedAt.UTC()}})
 		})
 	case snapshot.Members:
 		return (&demoStore{d}).EachMember(ctx, func(m *demographics.Member) error {
@@ -530,6 +542,19 @@ func (d *DB) load(ctx context.Context, kind snapshot.Kind, recs []snapshot.Recor
 				v = []byte{}
 			}
 			docs = append(docs, pluginStateDoc{ID: id, Processor: e.Processor, Key: e.Key, Value: v, UpdatedAt: now})
+		}
+	case snapshot.Links:
+		for _, r := range recs {
+			l := r.Link
+			id, err := linkID(outbox.LinkKey{Processor: l.Processor, Subject: l.Subject})
+			if err != nil {
+				return err
+			}
+			data := l.Data
+			if data == nil {
+				data = []byte{}
+			}
+			docs = append(docs, linkDoc{ID: id, Processor: l.Processor, Subject: l.Subject, State: l.State, Data: data, UpdatedAt: l.UpdatedAt})
 		}
 	case snapshot.Members:
 		for _, r := range recs {

@@ -45,11 +45,13 @@ const (
 	Disclosures Kind = "disclosures"
 	Flags       Kind = "processor_flags"
 	PluginState Kind = "plugin_state"
-	Members     Kind = "demographics_members"
-	Cells       Kind = "demographics_cells"
-	Dirty       Kind = "demographics_dirty"
-	Partners    Kind = "partners"
-	Audit       Kind = "audit_log"
+	// Links are the link statuses processors reported (outbox.Link).
+	Links    Kind = "processor_links"
+	Members  Kind = "demographics_members"
+	Cells    Kind = "demographics_cells"
+	Dirty    Kind = "demographics_dirty"
+	Partners Kind = "partners"
+	Audit    Kind = "audit_log"
 	// The public consent log: its leaves, the hashes of its complete
 	// subtrees and its head, copied as stored so the copy serves the same
 	// tree (same root, same proofs) and verifies against old checkpoints.
@@ -60,7 +62,7 @@ const (
 
 // Kinds lists every kind in load order.
 var Kinds = []Kind{Secrets, SigningKeys, Policies, DataKeys, Accounts, Sessions, Events, Archives,
-	Items, Disclosures, Flags, PluginState, Members, Cells, Dirty, Partners, Audit, LogLeaves, LogNodes, LogHead}
+	Items, Disclosures, Flags, PluginState, Links, Members, Cells, Dirty, Partners, Audit, LogLeaves, LogNodes, LogHead}
 
 // Record is one record of one kind: exactly the field of its Kind is set.
 type Record struct {
@@ -77,6 +79,7 @@ type Record struct {
 	Disclosure  *outbox.Disclosure
 	Flag        *Flag
 	PluginState *PluginEntry
+	Link        *outbox.Link
 	Member      *demographics.Member
 	Cell        *Cell
 	Dirty       *time.Time
@@ -188,6 +191,8 @@ func (r *Record) Check(kind Kind) error {
 		set = r.Flag != nil
 	case PluginState:
 		set = r.PluginState != nil
+	case Links:
+		set = r.Link != nil
 	case Members:
 		set = r.Member != nil
 	case Cells:

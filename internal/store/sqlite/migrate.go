@@ -23,6 +23,7 @@ var migrations = []migration{
 	{name: "shared rate-limit counters", stmts: schemaRateCounts},
 	{name: "accounts: verified email unique, password reset and back-off, notices", stmts: schemaAccountsV3},
 	{name: "consent log", stmts: schemaConsentLog},
+	{name: "processor links", stmts: schemaProcessorLinks},
 }
 
 // SchemaVersion is the schema version this build writes.
@@ -338,6 +339,20 @@ var schemaConsentLog = []string{
 		owner TEXT NOT NULL,
 		until INTEGER NOT NULL
 	) STRICT`,
+}
+
+// schemaProcessorLinks: what processors report about users (outbox.Link),
+// under the processor and the subject pseudonym the processor knows the
+// user by; data is the status's JSON (items, details, actions).
+var schemaProcessorLinks = []string{
+	`CREATE TABLE processor_links (
+		processor  TEXT NOT NULL,
+		subject    TEXT NOT NULL,
+		state      TEXT NOT NULL,
+		data       BLOB NOT NULL,
+		updated_at INTEGER NOT NULL,
+		PRIMARY KEY (processor, subject)
+	) STRICT, WITHOUT ROWID`,
 }
 
 // migrate brings the schema to SchemaVersion, one transaction per step.

@@ -17,7 +17,7 @@ import (
 // bigTables grow with the number of users; a statement that scans one of
 // them has no place on a request path.
 var bigTables = []string{"users", "sessions", "data_keys", "consent_state", "consent_events", "consent_archive",
-	"outbox_items", "disclosures", "proc_state", "members", "cells", "audit_log", "plugin_state",
+	"outbox_items", "disclosures", "proc_state", "members", "cells", "audit_log", "plugin_state", "processor_links",
 	"log_leaves", "log_nodes"}
 
 // wholeTableReads may scan: they read everything by definition, over a

@@ -49,6 +49,7 @@ var countQueries = map[snapshot.Kind]*query{
 	snapshot.Disclosures: sqlq(`SELECT count(*) FROM disclosures`),
 	snapshot.Flags:       sqlq(`SELECT count(*) FROM processor_flags`),
 	snapshot.PluginState: sqlq(`SELECT count(*) FROM plugin_state`),
+	snapshot.Links:       sqlq(`SELECT count(*) FROM processor_links`),
 	snapshot.Members:     sqlq(`SELECT count(*) FROM members`),
 	snapshot.Cells:       sqlq(`SELECT count(*) FROM cells`),
 	// The state row stays once created; only a set time is a request.
@@ -77,6 +78,8 @@ var (
 		WHERE id > ? ORDER BY id LIMIT ?`)
 	qDumpPluginState = sqlq(`SELECT processor, key, value FROM plugin_state
 		WHERE (processor, key) > (?, ?) ORDER BY processor, key LIMIT ?`)
+	qDumpLinks = sqlq(`SELECT processor, subject, state, data, updated_at FROM processor_links
+		WHERE (processor, subject) > (?, ?) ORDER BY processor, subject LIMIT ?`)
 	qDumpLogNodes = sqlq(`SELECT id, hash FROM log_nodes WHERE id > ? ORDER BY id LIMIT ?`)
 	qDumpCells    = sqlq(`SELECT mask, id, n, ver, vals FROM cells WHERE (mask, id) > (?, ?) ORDER BY mask, id LIMIT ?`)
 
@@ -94,6 +97,7 @@ var (
 	qLoadHead       = sqlq(`INSERT INTO log_head (id, size, root, at) VALUES (1, ?, ?, ?)`)
 	qLoadFlag       = sqlq(`INSERT INTO processor_flags (name, enabled) VALUES (?, ?)`)
 	qLoadPlugin     = sqlq(`INSERT INTO plugin_state (processor, key, value) VALUES (?, ?, ?)`)
+	qLoadLink       = sqlq(`INSERT INTO processor_links (processor, subject, state, data, updated_at) VALUES (?, ?, ?, ?, ?)`)
 	qLoadMember     = sqlq(`INSERT INTO members (` + memberCols + `) VALUES (?, ?, ?, ?, ?, ?, ?)`)
 	// The state row may exist without a request (a reconciliation cleared
 	// it); a request that is set is a record that exists.
@@ -226,6 +230,19 @@ func (d *DB) dump(ctx context.Context, kind snapshot.Kind, fn func(snapshot.Reco
 					e.Value = []byte{} // a stored value is never absent, only empty
 				}
 				return snapshot.Record{Kind: kind, PluginState: e}, key{e.Processor, e.Key}, err
+			}, fn)
+	case snapshot.Links:
+		type key struct{ processor, subject string }
+		return pages(ctx, d, qDumpLinks, key{}, func(k key) []any { return []any{k.processor, k.subject} },
+			func(rows *sql.Rows) (snapshot.Record, key, error) {
+				l := &outbox.Link{}
+				var at int64
+				err := rows.Scan(&l.Processor, &l.Subject, &l.State, &l.Data, &at)
+				if l.Data == nil {
+					l.Data = []byte{}
+				}
+				l.UpdatedAt = fromMS(at)
+				return snapshot.Record{Kind: kind, Link: l}, key{l.Processor, l.Subject}, err
 			}, fn)
 	case snapshot.Members:
 		return demoStore{d}.EachMember(ctx, func(m *demographics.Member) error {
@@ -468,6 +485,8 @@ func describe(r *snapshot.Record) string {
 		return "flag of processor " + r.Flag.Processor
 	case snapshot.PluginState:
 		return fmt.Sprintf("state %q of processor %s", r.PluginState.Key, r.PluginState.Processor)
+	case snapshot.Links:
+		return fmt.Sprintf("link of processor %s with %s", r.Link.Processor, r.Link.Subject)
 	case snapshot.Members:
 		return "demographics member " + r.Member.UserID
 	case snapshot.Cells:
@@ -532,6 +551,13 @@ func loadOne(t *tx, r *snapshot.Record) error {
 			v = []byte{}
 		}
 		_, err = t.exec(qLoadPlugin, e.Processor, e.Key, v)
+	case snapshot.Links:
+		l := r.Link
+		data := l.Data
+		if data == nil {
+			data = []byte{}
+		}
+		_, err = t.exec(qLoadLink, l.Processor, l.Subject, l.State, data, ms(l.UpdatedAt))
 	case snapshot.Members:
 		m := r.Member
 		var op, since, from, to any

@@ -29,6 +29,10 @@ const purposeName = (id) => {
 // servers answer GRAPHQL_VALIDATION_FAILED for them and the page goes on
 // without.
 let withProcessors = true;
+// Processor links (pending confirmations, survey invitations …) came
+// later still; a server without them loses only that list.
+let withLinks = true;
+const LINKS = 'processorLinks { processor { name description } state items { kind title url expiresAt } updatedAt actions { id title } }';
 
 const PROFILE = 'profile { birthYear country gender language }';
 const HISTORY = `consentHistory(first: 100) { totalCount edges { node { sequence purpose action at method policyVersion } } } ledgerIntact`;
@@ -36,12 +40,17 @@ const meQuery = () => `query Me { me { id username email emailVerified ${PROFILE
   consents { granted needsRenewal updatedAt method policyVersion ${withProcessors ? 'notes' : ''}
     purpose { id mechanism description dataCategories ${withProcessors ? 'processors { name description dataCategories }' : ''} } }
   ${HISTORY}
-  ${withProcessors ? 'disclosures(first: 50) { edges { node { processor purpose fields action at } } }' : ''} } }`;
+  ${withProcessors ? 'disclosures(first: 50) { edges { node { processor purpose fields action at } } }' : ''}
+  ${withProcessors && withLinks ? LINKS : ''} } }`;
 
 async function loadMe() {
   try {
     return (await gql(meQuery())).me;
   } catch (err) {
+    if (withLinks && isSchemaMismatch(err)) {
+      withLinks = false;
+      return loadMe();
+    }
     if (withProcessors && isSchemaMismatch(err)) {
       withProcessors = false;
       return (await gql(meQuery())).me;
@@ -247,7 +256,63 @@ function table(caption, head, rows, cls) {
     h('tbody', {}, rows.map((r) => h('tr', {}, r.map((x) => h('td', {}, x)))))));
 }
 
+const LINK_STATE = {
+  PENDING_CONFIRMATION: ['waiting for your confirmation', 'warn'],
+  ACTIVE: ['active', 'good'],
+  UNSUBSCRIBED: ['unsubscribed', ''],
+  FAILED: ['could not be updated — we are looking into it', 'bad'],
+};
+
+// Only web links open: an item's URL comes from a third party.
+const safeURL = (u) => {
+  try {
+    const p = new URL(u, location.href);
+    return p.protocol === 'https:' || p.protocol === 'http:' ? p.href : null;
+  } catch { return null; }
+};
+
+async function requestAction(processor, action, title, button) {
+  button.disabled = true;
+  try {
+    await gql('mutation Act($p: String!, $a: ID!) { requestProcessorAction(processor: $p, action: $a) }', { p: processor, a: action });
+    banner(`Requested: ${title}. It will happen in a moment.`);
+    pollActivity();
+  } catch (err) {
+    banner(plain(err), 'error');
+    button.disabled = false;
+  }
+}
+
+function renderLinks(user) {
+  const d = $('#processor-links');
+  const links = (user.processorLinks || []).filter((l) => l.state !== 'NONE');
+  if (!user.processorLinks) {
+    d.replaceChildren();
+  } else if (!links.length) {
+    d.replaceChildren(h('p', { class: 'muted', id: 'no-processor-links' }, 'No third party has reported anything about you.'));
+  } else {
+    d.replaceChildren(h('ul', { class: 'link-list' }, links.map((l) => {
+      const [label, cls] = LINK_STATE[l.state] || [l.state.toLowerCase(), ''];
+      return h('li', { 'data-processor': l.processor.name, 'data-state': l.state },
+        h('strong', {}, l.processor.name), ' ',
+        h('span', { class: `badge link-state ${cls}` }, label),
+        l.updatedAt ? h('span', { class: 'muted' }, ` since ${when(l.updatedAt)}`) : null,
+        l.items.length ? h('ul', { class: 'link-items' }, l.items.map((it) => {
+          const url = it.url && safeURL(it.url);
+          return h('li', { 'data-kind': it.kind },
+            url ? h('a', { href: url, target: '_blank', rel: 'noopener noreferrer' }, it.title) : it.title,
+            it.expiresAt ? h('span', { class: 'muted' }, ` (until ${when(it.expiresAt)})`) : null);
+        })) : null,
+        l.actions.length ? h('div', { class: 'actions' }, l.actions.map((a) => h('button', {
+          type: 'button', class: 'btn secondary', 'data-action': a.id,
+          onclick: (e) => requestAction(l.processor.name, a.id, a.title, e.currentTarget),
+        }, a.title))) : null);
+    })));
+  }
+}
+
 function renderActivity(user) {
+  renderLinks(user);
   const d = $('#disclosures');
   if (!user.disclosures) {
     d.replaceChildren(h('p', { class: 'muted' }, 'This server does not report deliveries to third parties yet.'));

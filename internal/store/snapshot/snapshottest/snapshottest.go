@@ -184,6 +184,9 @@ func Fill(t testing.TB, s Store, users int) Filled {
 	must(s.Outbox().PluginState("letters").Put(ctx, "s:abc", []byte(`{"confirmed":true}`)), "plugin state")
 	must(s.Outbox().PluginState("letters").Put(ctx, "t:empty", nil), "plugin state")
 	must(s.Outbox().PluginState("hook").Put(ctx, "k", []byte{0, 1}), "plugin state")
+	must(s.Outbox().PutLink(ctx, outbox.Link{Processor: "letters", Subject: "sub-a", State: "PENDING_CONFIRMATION",
+		Data: []byte(`{"actions":["resendConfirmation"]}`), UpdatedAt: due}), "link")
+	must(s.Outbox().PutLink(ctx, outbox.Link{Processor: "hook", Subject: "sub-a", State: "ACTIVE", Data: []byte{}, UpdatedAt: due.Add(time.Second)}), "link")
 
 	// Demographics: settled members, one imported, one move in flight.
 	for i, id := range f.Users[1:4] {
