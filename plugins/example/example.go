@@ -9,7 +9,6 @@ import (
 	"maps"
 	"sync"
 
-	"github.com/consentgraph/consentgraph/internal/policy"
 	"github.com/consentgraph/consentgraph/plugins"
 )
 
@@ -20,8 +19,8 @@ const Type = "example"
 func init() {
 	plugins.Register(plugins.Manifest{
 		Type:           Type,
-		Purpose:        policy.Surveys,
-		DataCategories: []string{policy.CategoryEmail, policy.CategoryAgeBand, policy.CategoryCountry},
+		Purpose:        plugins.PurposeSurveys,
+		DataCategories: []string{plugins.CategoryEmail, plugins.CategoryAgeBand, plugins.CategoryCountry},
 		Description:    "Example processor that keeps what it receives in memory.",
 	}, New)
 }

@@ -24,7 +24,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/consentgraph/consentgraph/internal/policy"
 	"github.com/consentgraph/consentgraph/plugins"
 )
 
@@ -33,9 +32,9 @@ const Type = "mailchimp"
 
 func init() {
 	plugins.Register(plugins.Manifest{
-		Type: Type, Purpose: policy.Newsletter,
-		DataCategories: []string{policy.CategoryEmail},
-		Requires:       []string{policy.CategoryEmail},
+		Type: Type, Purpose: plugins.PurposeNewsletter,
+		DataCategories: []string{plugins.CategoryEmail},
+		Requires:       []string{plugins.CategoryEmail},
 		Description:    "Mailchimp audience: double opt-in subscription, unsubscribe on withdrawal, permanent delete on erasure.",
 	}, New)
 }
@@ -87,7 +86,7 @@ func MemberHash(email string) string {
 }
 
 func (p *processor) Deliver(ctx context.Context, r plugins.Request) (plugins.Result, error) {
-	email := r.Fields[policy.CategoryEmail]
+	email := r.Fields[plugins.CategoryEmail]
 	if email == "" {
 		return plugins.Result{}, plugins.Permanent(errors.New("mailchimp: no email"))
 	}

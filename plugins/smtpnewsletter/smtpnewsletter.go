@@ -23,7 +23,6 @@ import (
 	"time"
 
 	"github.com/consentgraph/consentgraph/internal/mail"
-	"github.com/consentgraph/consentgraph/internal/policy"
 	"github.com/consentgraph/consentgraph/plugins"
 )
 
@@ -32,9 +31,9 @@ const Type = "smtp_newsletter"
 
 func init() {
 	plugins.Register(plugins.Manifest{
-		Type: Type, Purpose: policy.Newsletter,
-		DataCategories: []string{policy.CategoryEmail},
-		Requires:       []string{policy.CategoryEmail},
+		Type: Type, Purpose: plugins.PurposeNewsletter,
+		DataCategories: []string{plugins.CategoryEmail},
+		Requires:       []string{plugins.CategoryEmail},
 		Description:    "Newsletter through our own mail server, with double opt-in confirmation.",
 	}, New)
 }
@@ -105,7 +104,7 @@ func hashOf(parts ...string) string {
 // Deliver sends the confirmation mail unless this address already
 // confirmed; a changed address must confirm again.
 func (p *Processor) Deliver(ctx context.Context, r plugins.Request) (plugins.Result, error) {
-	email := r.Fields[policy.CategoryEmail]
+	email := r.Fields[plugins.CategoryEmail]
 	if email == "" {
 		return plugins.Result{}, plugins.Permanent(errors.New("smtp_newsletter: no email"))
 	}

@@ -20,7 +20,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/consentgraph/consentgraph/internal/policy"
 	"github.com/consentgraph/consentgraph/plugins"
 )
 
@@ -29,9 +28,9 @@ const Type = "surveymonkey"
 
 func init() {
 	plugins.Register(plugins.Manifest{
-		Type: Type, Purpose: policy.Surveys,
-		DataCategories: []string{policy.CategoryEmail, policy.CategoryAgeBand, policy.CategoryCountry},
-		Requires:       []string{policy.CategoryEmail},
+		Type: Type, Purpose: plugins.PurposeSurveys,
+		DataCategories: []string{plugins.CategoryEmail, plugins.CategoryAgeBand, plugins.CategoryCountry},
+		Requires:       []string{plugins.CategoryEmail},
 		// Invitations go straight to the address, with no double opt-in at
 		// the provider: only a verified address may be handed over.
 		RequiresVerifiedEmail: true,
@@ -76,15 +75,15 @@ func New(env plugins.Env) (plugins.Processor, error) {
 }
 
 func (p *processor) Deliver(ctx context.Context, r plugins.Request) (plugins.Result, error) {
-	email := r.Fields[policy.CategoryEmail]
+	email := r.Fields[plugins.CategoryEmail]
 	if email == "" {
 		return plugins.Result{}, plugins.Permanent(errors.New("surveymonkey: no email"))
 	}
 	custom := map[string]string{}
-	if v := r.Fields[policy.CategoryAgeBand]; v != "" {
+	if v := r.Fields[plugins.CategoryAgeBand]; v != "" {
 		custom["1"] = v
 	}
-	if v := r.Fields[policy.CategoryCountry]; v != "" {
+	if v := r.Fields[plugins.CategoryCountry]; v != "" {
 		custom["2"] = v
 	}
 	body := map[string]any{"email": email, "custom_fields": custom}

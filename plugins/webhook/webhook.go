@@ -23,7 +23,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/consentgraph/consentgraph/internal/policy"
 	"github.com/consentgraph/consentgraph/plugins"
 )
 
@@ -33,7 +32,7 @@ const Type = "webhook"
 func init() {
 	plugins.Register(plugins.Manifest{
 		Type:           Type,
-		DataCategories: policy.DataCategories,
+		DataCategories: plugins.DataCategories,
 		Description:    "Sends signed JSON (Standard Webhooks) to any HTTP service.",
 	}, New)
 }
