@@ -54,7 +54,8 @@ func Instance(name string) *CRM {
 
 // New builds an instance. It takes no settings.
 func New(env plugins.Env) (plugins.Processor, error) {
-	if err := plugins.CheckSettings(env, "description"); err != nil {
+	var none struct{}
+	if err := plugins.DecodeSettings(env, &none); err != nil { // refuse unknown settings
 		return nil, err
 	}
 	return Instance(env.Name), nil

@@ -60,25 +60,19 @@ type Processor struct {
 
 // New builds an instance from its settings.
 func New(env plugins.Env) (plugins.Processor, error) {
-	if err := plugins.CheckSettings(env, "smtpURL", "subject", "listName", "description"); err != nil {
+	var settings struct {
+		SMTPURL  string `setting:"smtpURL,required"`
+		Subject  string `setting:"subject"`
+		ListName string `setting:"listName"`
+	}
+	if err := plugins.DecodeSettings(env, &settings); err != nil {
 		return nil, err
 	}
-	raw, err := plugins.StringSetting(env, "smtpURL", true)
-	if err != nil {
-		return nil, err
-	}
-	cfg, err := mail.ParseURL(raw)
+	cfg, err := mail.ParseURL(settings.SMTPURL)
 	if err != nil {
 		return nil, fmt.Errorf("settings.smtpURL: %w", err)
 	}
-	subj, err := plugins.StringSetting(env, "subject", false)
-	if err != nil {
-		return nil, err
-	}
-	list, err := plugins.StringSetting(env, "listName", false)
-	if err != nil {
-		return nil, err
-	}
+	subj, list := settings.Subject, settings.ListName
 	if list == "" {
 		list = "our newsletter"
 	}
