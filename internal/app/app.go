@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -65,6 +66,13 @@ type App struct {
 func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error) {
 	file, err := config.LoadFile(cfg.ConfigFile)
 	if err != nil {
+		return nil, err
+	}
+	getenv := cfg.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	if err := file.ExpandProcessorSettings(getenv, log); err != nil {
 		return nil, err
 	}
 	a := &App{cfg: cfg, log: log, File: file, Metrics: metrics.New()}
