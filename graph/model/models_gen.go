@@ -258,6 +258,18 @@ type Processor struct {
 	Description    string   `json:"description"`
 	// Disabled processors receive nothing until enabled again (work waits).
 	Enabled bool `json:"enabled"`
+	// The provider's health as its plugin last checked it, in the background (at
+	// start-up, then every minute; never on a request). Null when the plugin has
+	// no health check or no check has finished yet. Admins only.
+	Health *ProcessorHealth `json:"health,omitempty"`
+}
+
+// The result of a processor's last health check.
+type ProcessorHealth struct {
+	Ok        bool      `json:"ok"`
+	CheckedAt time.Time `json:"checkedAt"`
+	// Why the check failed, as the plugin put it; null when ok.
+	Message *string `json:"message,omitempty"`
 }
 
 // In updates, a field left out stays as it is and an explicit null clears it.

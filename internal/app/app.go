@@ -117,6 +117,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	}
 	a.startDemographicsJobs(bgCtx)
 	a.startOutbox(bgCtx)
+	a.startProcessorHealth(bgCtx)
 	a.every(bgCtx, time.Minute, "sweep expired sessions", func(ctx context.Context) error {
 		_, err := a.Accounts.SweepExpiredSessions(ctx)
 		return err
@@ -255,7 +256,7 @@ func (a *App) Close(ctx context.Context) error {
 	if a.Accounts != nil {
 		a.Accounts.Wait() // mails still going out after their request answered
 	}
-	return a.Store.Close(ctx)
+	return errors.Join(a.closeProcessors(ctx), a.Store.Close(ctx))
 }
 
 // every runs job periodically until ctx ends, logging failures.

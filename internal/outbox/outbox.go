@@ -56,6 +56,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/consentgraph/consentgraph/internal/accounts"
@@ -111,6 +112,7 @@ type Processor struct {
 
 	mu      sync.Mutex
 	enabled bool
+	health  atomic.Pointer[Health] // health.go
 }
 
 // Enabled reports whether the processor gets work.

@@ -80,4 +80,3 @@ func TestConformance(t *testing.T) {
 		Effects: func() int { fake.mu.Lock(); defer fake.mu.Unlock(); return fake.next },
 	})
 }
-

@@ -47,7 +47,7 @@ func TestConformance(t *testing.T) {
 		Settings: func(baseURL string) map[string]any {
 			return map[string]any{"url": baseURL + "/hook", "secret": "whsec_c2VjcmV0"}
 		},
-		Holds: func(r plugins.Request) bool { rc.mu.Lock(); defer rc.mu.Unlock(); return rc.holding[r.Subject] },
+		Holds:   func(r plugins.Request) bool { rc.mu.Lock(); defer rc.mu.Unlock(); return rc.holding[r.Subject] },
 		Effects: func() int { rc.mu.Lock(); defer rc.mu.Unlock(); return len(rc.seen) },
 	})
 }
