@@ -21,6 +21,14 @@ var publicPackages = []string{
 	"github.com/consentgraph/consentgraph/cmd",
 	"github.com/consentgraph/consentgraph/plugins",
 	"github.com/consentgraph/consentgraph/plugins/plugintest",
+	// The built-in plugins may use core code inside (smtp_newsletter sends
+	// through the core's mail package) but must not show it.
+	"github.com/consentgraph/consentgraph/plugins/all",
+	"github.com/consentgraph/consentgraph/plugins/example",
+	"github.com/consentgraph/consentgraph/plugins/mailchimp",
+	"github.com/consentgraph/consentgraph/plugins/smtpnewsletter",
+	"github.com/consentgraph/consentgraph/plugins/surveymonkey",
+	"github.com/consentgraph/consentgraph/plugins/webhook",
 }
 
 // selfContained may not even depend on internal packages: the SDK and
