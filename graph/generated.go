@@ -262,6 +262,7 @@ type ComplexityRoot struct {
 		DataCategories func(childComplexity int) int
 		Description    func(childComplexity int) int
 		Enabled        func(childComplexity int) int
+		Health         func(childComplexity int) int
 		Name           func(childComplexity int) int
 		Purpose        func(childComplexity int) int
 		Type           func(childComplexity int) int
@@ -270,6 +271,12 @@ type ComplexityRoot struct {
 	ProcessorAction struct {
 		ID    func(childComplexity int) int
 		Title func(childComplexity int) int
+	}
+
+	ProcessorHealth struct {
+		CheckedAt func(childComplexity int) int
+		Message   func(childComplexity int) int
+		Ok        func(childComplexity int) int
 	}
 
 	ProcessorItem struct {
@@ -1374,6 +1381,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Processor.Enabled(childComplexity), true
+	case "Processor.health":
+		if e.ComplexityRoot.Processor.Health == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Processor.Health(childComplexity), true
 	case "Processor.name":
 		if e.ComplexityRoot.Processor.Name == nil {
 			break
@@ -1405,6 +1418,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ProcessorAction.Title(childComplexity), true
+
+	case "ProcessorHealth.checkedAt":
+		if e.ComplexityRoot.ProcessorHealth.CheckedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProcessorHealth.CheckedAt(childComplexity), true
+	case "ProcessorHealth.message":
+		if e.ComplexityRoot.ProcessorHealth.Message == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProcessorHealth.Message(childComplexity), true
+	case "ProcessorHealth.ok":
+		if e.ComplexityRoot.ProcessorHealth.Ok == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProcessorHealth.Ok(childComplexity), true
 
 	case "ProcessorItem.expiresAt":
 		if e.ComplexityRoot.ProcessorItem.ExpiresAt == nil {
@@ -2473,6 +2505,20 @@ type Processor {
   description: String!
   "Disabled processors receive nothing until enabled again (work waits)."
   enabled: Boolean!
+  """
+  The provider's health as its plugin last checked it, in the background (at
+  start-up, then every minute; never on a request). Null when the plugin has
+  no health check or no check has finished yet. Admins only.
+  """
+  health: ProcessorHealth @auth(requires: ADMIN)
+}
+
+"The result of a processor's last health check."
+type ProcessorHealth {
+  ok: Boolean!
+  checkedAt: Time!
+  "Why the check failed, as the plugin put it; null when ok."
+  message: String
 }
 
 enum DeliveryState {
@@ -3034,6 +3080,8 @@ func (ec *executionContext) childFields_Processor(ctx context.Context, field gra
 		return ec.fieldContext_Processor_description(ctx, field)
 	case "enabled":
 		return ec.fieldContext_Processor_enabled(ctx, field)
+	case "health":
+		return ec.fieldContext_Processor_health(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Processor", field.Name)
 }
@@ -3046,6 +3094,18 @@ func (ec *executionContext) childFields_ProcessorAction(ctx context.Context, fie
 		return ec.fieldContext_ProcessorAction_title(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type ProcessorAction", field.Name)
+}
+
+func (ec *executionContext) childFields_ProcessorHealth(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "ok":
+		return ec.fieldContext_ProcessorHealth_ok(ctx, field)
+	case "checkedAt":
+		return ec.fieldContext_ProcessorHealth_checkedAt(ctx, field)
+	case "message":
+		return ec.fieldContext_ProcessorHealth_message(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ProcessorHealth", field.Name)
 }
 
 func (ec *executionContext) childFields_ProcessorItem(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -7953,6 +8013,56 @@ func (ec *executionContext) fieldContext_Processor_enabled(_ context.Context, fi
 	return graphql.NewScalarFieldContext("Processor", field, false, false, "Boolean")
 }
 
+func (ec *executionContext) _Processor_health(ctx context.Context, field graphql.CollectedField, obj *model.Processor) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Processor_health(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Health, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				requires, err := ec.unmarshalNRole2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐRole(ctx, "ADMIN")
+				if err != nil {
+					var zeroVal *model.ProcessorHealth
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.ProcessorHealth
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, requires)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.ProcessorHealth) graphql.Marshaler {
+			return ec.marshalOProcessorHealth2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐProcessorHealth(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Processor_health(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Processor",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ProcessorHealth(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _ProcessorAction_id(ctx context.Context, field graphql.CollectedField, obj *model.ProcessorAction) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -7997,6 +8107,75 @@ func (ec *executionContext) _ProcessorAction_title(ctx context.Context, field gr
 }
 func (ec *executionContext) fieldContext_ProcessorAction_title(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("ProcessorAction", field, false, false, "String")
+}
+
+func (ec *executionContext) _ProcessorHealth_ok(ctx context.Context, field graphql.CollectedField, obj *model.ProcessorHealth) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProcessorHealth_ok(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Ok, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProcessorHealth_ok(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProcessorHealth", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _ProcessorHealth_checkedAt(ctx context.Context, field graphql.CollectedField, obj *model.ProcessorHealth) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProcessorHealth_checkedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CheckedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProcessorHealth_checkedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProcessorHealth", field, false, false, "Time")
+}
+
+func (ec *executionContext) _ProcessorHealth_message(ctx context.Context, field graphql.CollectedField, obj *model.ProcessorHealth) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProcessorHealth_message(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Message, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ProcessorHealth_message(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProcessorHealth", field, false, false, "String")
 }
 
 func (ec *executionContext) _ProcessorItem_kind(ctx context.Context, field graphql.CollectedField, obj *model.ProcessorItem) (ret graphql.Marshaler) {
@@ -12754,6 +12933,11 @@ func (ec *executionContext) _Processor(ctx context.Context, sel ast.SelectionSet
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "health":
+			out.Values[i] = ec._Processor_health(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -12790,6 +12974,49 @@ func (ec *executionContext) _ProcessorAction(ctx context.Context, sel ast.Select
 		case "title":
 			out.Values[i] = ec._ProcessorAction_title(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var processorHealthImplementors = []string{"ProcessorHealth"}
+
+func (ec *executionContext) _ProcessorHealth(ctx context.Context, sel ast.SelectionSet, obj *model.ProcessorHealth) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, processorHealthImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ProcessorHealth")
+		case "ok":
+			out.Values[i] = ec._ProcessorHealth_ok(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "checkedAt":
+			out.Values[i] = ec._ProcessorHealth_checkedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "message":
+			out.Values[i] = ec._ProcessorHealth_message(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		default:
@@ -14894,6 +15121,13 @@ func (ec *executionContext) marshalOLogInclusionProof2ᚖgithubᚗcomᚋconsentg
 		return graphql.Null
 	}
 	return ec._LogInclusionProof(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOProcessorHealth2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐProcessorHealth(ctx context.Context, sel ast.SelectionSet, v *model.ProcessorHealth) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._ProcessorHealth(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalOProfileInput2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐProfileInput(ctx context.Context, v any) (*model.ProfileInput, error) {

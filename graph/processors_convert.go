@@ -8,8 +8,15 @@ import (
 )
 
 func processorModel(p *outbox.Processor) *model.Processor {
-	return &model.Processor{Name: p.Name, Type: p.Type, Purpose: p.Purpose, DataCategories: append([]string{}, p.Fields...),
+	m := &model.Processor{Name: p.Name, Type: p.Type, Purpose: p.Purpose, DataCategories: append([]string{}, p.Fields...),
 		Description: p.Description, Enabled: p.Enabled()}
+	if h := p.Health(); h != nil { // cached: the provider is never asked here
+		m.Health = &model.ProcessorHealth{Ok: h.OK, CheckedAt: h.CheckedAt}
+		if !h.OK {
+			m.Health.Message = &h.Message
+		}
+	}
+	return m
 }
 
 func processorModels(ps []*outbox.Processor) []*model.Processor {

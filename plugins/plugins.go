@@ -261,6 +261,9 @@ func parseRetryAfter(v string) (time.Duration, bool) {
 }
 
 // StringSetting reads a string setting; required ones must be non-empty.
+//
+// Deprecated: use DecodeSettings, which also takes numbers, booleans,
+// durations and lists. Kept for plugins built against SDK 0.0.
 func StringSetting(env Env, key string, required bool) (string, error) {
 	v, ok := env.Settings[key]
 	if !ok || v == nil {
@@ -279,10 +282,14 @@ func StringSetting(env Env, key string, required bool) (string, error) {
 	return s, nil
 }
 
-// CheckSettings refuses settings keys outside known.
+// CheckSettings refuses settings keys outside known (the core-owned
+// DescriptionSetting is always accepted).
+//
+// Deprecated: use DecodeSettings, which refuses unknown keys itself. Kept
+// for plugins built against SDK 0.0.
 func CheckSettings(env Env, known ...string) error {
 	for k := range env.Settings {
-		if !slices.Contains(known, k) {
+		if !slices.Contains(known, k) && !slices.Contains(coreSettings, k) {
 			return fmt.Errorf("settings.%s is not a setting of this processor (known: %v)", k, known)
 		}
 	}

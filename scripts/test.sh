@@ -50,6 +50,12 @@ fi
 echo "== go test"
 go test -count=1 -timeout 12m ./...
 
+echo "== out-of-tree plugin module (examples/processor-module: own go.mod, cmd.Main, plugintest.Conformance)"
+# A module of its own: the root's ./... does not include it. GOWORK=off so
+# that a go.work elsewhere cannot change what it builds against.
+(cd examples/processor-module && GOWORK=off go mod verify >/dev/null && GOWORK=off go vet ./... &&
+	GOWORK=off go build ./... && GOWORK=off go test -count=1 ./...)
+
 echo "== fuzz (a short run of each target; seeds in testdata/fuzz)"
 fuzz() { go test -run '^$' -fuzz "^$2\$" -fuzztime "${FUZZTIME:-5s}" -parallel "${3:-2}" "$1"; }
 fuzz ./internal/accounts FuzzNormalizeUsername

@@ -258,12 +258,24 @@ type Processor struct {
 	Description    string   `json:"description"`
 	// Disabled processors receive nothing until enabled again (work waits).
 	Enabled bool `json:"enabled"`
+	// The provider's health as its plugin last checked it, in the background (at
+	// start-up, then every minute; never on a request). Null when the plugin has
+	// no health check or no check has finished yet. Admins only.
+	Health *ProcessorHealth `json:"health,omitempty"`
 }
 
 // An operation you may ask a processor for, e.g. resend the confirmation mail.
 type ProcessorAction struct {
 	ID    string `json:"id"`
 	Title string `json:"title"`
+}
+
+// The result of a processor's last health check.
+type ProcessorHealth struct {
+	Ok        bool      `json:"ok"`
+	CheckedAt time.Time `json:"checkedAt"`
+	// Why the check failed, as the plugin put it; null when ok.
+	Message *string `json:"message,omitempty"`
 }
 
 // Something the processor holds for you that you can open, e.g. a survey invitation.

@@ -9,11 +9,12 @@ import (
 	"golang.org/x/text/language"
 
 	"github.com/consentgraph/consentgraph/internal/apperr"
+	"github.com/consentgraph/consentgraph/plugins"
 )
 
 // Gender values a user may volunteer. Anything finer is not needed for
 // aggregate statistics, and leaving the field empty is always allowed.
-var Genders = []string{"FEMALE", "MALE", "NON_BINARY", "OTHER"}
+var Genders = plugins.Genders
 
 // Profile is the optional, volunteered demographic data of a user.
 type Profile struct {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -67,6 +68,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	if err != nil {
 		return nil, err
 	}
+	getenv := cfg.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	if err := file.ExpandProcessorSettings(getenv, log); err != nil {
+		return nil, err
+	}
 	a := &App{cfg: cfg, log: log, File: file, Metrics: metrics.New()}
 	st, err := store.Open(ctx, store.Config{MongoDBURI: cfg.MongoDBURI, Database: cfg.Database, DataDir: cfg.DataDir, Logger: log,
 		Observer: a.Metrics.StoreObserver()})
@@ -109,6 +117,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	}
 	a.startDemographicsJobs(bgCtx)
 	a.startOutbox(bgCtx)
+	a.startProcessorHealth(bgCtx)
 	a.every(bgCtx, time.Minute, "sweep expired sessions", func(ctx context.Context) error {
 		_, err := a.Accounts.SweepExpiredSessions(ctx)
 		return err
@@ -247,7 +256,7 @@ func (a *App) Close(ctx context.Context) error {
 	if a.Accounts != nil {
 		a.Accounts.Wait() // mails still going out after their request answered
 	}
-	return a.Store.Close(ctx)
+	return errors.Join(a.closeProcessors(ctx), a.Store.Close(ctx))
 }
 
 // every runs job periodically until ctx ends, logging failures.

@@ -10,7 +10,6 @@ import (
 
 	"github.com/consentgraph/consentgraph/internal/outbox"
 	"github.com/consentgraph/consentgraph/plugins"
-	_ "github.com/consentgraph/consentgraph/plugins/all" // built-in processors
 )
 
 // processorNames names the processors bound to purpose, for consent

@@ -24,6 +24,9 @@ type Config struct {
 	Database   string
 	Dev        bool
 	ConfigFile string
+	// Getenv reads the environment Load was given; processor settings
+	// take ${NAME} from it at start-up (nil: os.Getenv).
+	Getenv func(string) string
 
 	CORSOrigins []string
 
@@ -118,7 +121,7 @@ func EnvName(flagName string) string {
 
 // Load parses args (without the program name) and the environment.
 func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config, error) {
-	var c Config
+	c := Config{Getenv: getenv}
 	fs := flag.NewFlagSet("consentgraph", flag.ContinueOnError)
 	fs.SetOutput(usageOut)
 	var problems []error

@@ -66,6 +66,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/consentgraph/consentgraph/internal/accounts"
@@ -121,6 +122,7 @@ type Processor struct {
 
 	mu      sync.Mutex
 	enabled bool
+	health  atomic.Pointer[Health] // health.go
 }
 
 // Enabled reports whether the processor gets work.

@@ -1,7 +1,7 @@
 // Package policy describes what the privacy policy lets Consentgraph do:
 // the purposes personal data may be used for, each with its consent
-// mechanism and data categories, and who the controller is. It has no
-// dependencies so that configuration, consent and the processors can all
+// mechanism and data categories, and who the controller is. It depends only
+// on the public plugins SDK (for the category names) so that configuration, consent and the processors can all
 // share these definitions.
 package policy
 
@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/consentgraph/consentgraph/plugins"
 )
 
 // Mechanism is how consent for a purpose is obtained.
@@ -38,26 +40,28 @@ func (m Mechanism) Default() bool { return m == OptOut || m == NoticeOnly }
 
 // Data categories a purpose may use. They name the personal data fields the
 // core can hand to a processor.
+// They are defined in the public plugins package, the one source of truth,
+// so that plugins built out of tree can name them.
 const (
-	CategoryEmail    = "user.contact.email"
-	CategoryAgeBand  = "user.demographic.age_band"
-	CategoryCountry  = "user.demographic.country"
-	CategoryGender   = "user.demographic.gender"
-	CategoryLanguage = "user.demographic.language"
+	CategoryEmail    = plugins.CategoryEmail
+	CategoryAgeBand  = plugins.CategoryAgeBand
+	CategoryCountry  = plugins.CategoryCountry
+	CategoryGender   = plugins.CategoryGender
+	CategoryLanguage = plugins.CategoryLanguage
 )
 
 // DataCategories lists every known data category.
-var DataCategories = []string{CategoryEmail, CategoryAgeBand, CategoryCountry, CategoryGender, CategoryLanguage}
+var DataCategories = plugins.DataCategories
 
 // KnownCategory reports whether c is a known data category.
-func KnownCategory(c string) bool { return slices.Contains(DataCategories, c) }
+func KnownCategory(c string) bool { return plugins.KnownCategory(c) }
 
 // Names of the purposes shipped by default.
 const (
-	Newsletter          = "newsletter"
-	Surveys             = "surveys"
-	AggregateStatistics = "aggregate_statistics"
-	Essential           = "essential"
+	Newsletter          = plugins.PurposeNewsletter
+	Surveys             = plugins.PurposeSurveys
+	AggregateStatistics = plugins.PurposeAggregateStatistics
+	Essential           = plugins.PurposeEssential
 )
 
 // Purpose is one thing personal data may be used for.

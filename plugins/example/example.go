@@ -9,7 +9,6 @@ import (
 	"maps"
 	"sync"
 
-	"github.com/consentgraph/consentgraph/internal/policy"
 	"github.com/consentgraph/consentgraph/plugins"
 )
 
@@ -20,8 +19,8 @@ const Type = "example"
 func init() {
 	plugins.Register(plugins.Manifest{
 		Type:           Type,
-		Purpose:        policy.Surveys,
-		DataCategories: []string{policy.CategoryEmail, policy.CategoryAgeBand, policy.CategoryCountry},
+		Purpose:        plugins.PurposeSurveys,
+		DataCategories: []string{plugins.CategoryEmail, plugins.CategoryAgeBand, plugins.CategoryCountry},
 		Description:    "Example processor that keeps what it receives in memory.",
 	}, New)
 }
@@ -55,7 +54,8 @@ func Instance(name string) *CRM {
 
 // New builds an instance. It takes no settings.
 func New(env plugins.Env) (plugins.Processor, error) {
-	if err := plugins.CheckSettings(env, "description"); err != nil {
+	var none struct{}
+	if err := plugins.DecodeSettings(env, &none); err != nil { // refuse unknown settings
 		return nil, err
 	}
 	return Instance(env.Name), nil

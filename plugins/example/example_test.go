@@ -6,6 +6,7 @@ import (
 
 	"github.com/consentgraph/consentgraph/plugins"
 	"github.com/consentgraph/consentgraph/plugins/example"
+	"github.com/consentgraph/consentgraph/plugins/plugintest"
 )
 
 func TestExampleProcessor(t *testing.T) {
@@ -37,4 +38,20 @@ func TestExampleProcessor(t *testing.T) {
 	if _, ok := crm.Contact("s1"); ok {
 		t.Error("not forgotten")
 	}
+}
+
+func TestExampleConformance(t *testing.T) {
+	plugintest.Conformance(t, plugintest.Options{
+		Type: example.Type,
+		Env:  func(env *plugins.Env) { env.Name = "example-conformance" },
+		Holds: func(r plugins.Request) bool {
+			_, ok := example.Instance("example-conformance").Contact(r.Subject)
+			return ok
+		},
+		Effects: func() int { return example.Instance("example-conformance").Applied() },
+		Skip: map[string]string{
+			"rate-limit": "keeps everything in memory: no provider to throttle it",
+			"cancel":     "keeps everything in memory: never waits",
+		},
+	})
 }

@@ -47,7 +47,6 @@ import (
 	"text/template"
 	"text/template/parse"
 
-	"github.com/consentgraph/consentgraph/internal/policy"
 	"github.com/consentgraph/consentgraph/plugins"
 )
 
@@ -59,7 +58,7 @@ func init() {
 		Type: Type,
 		// Any category: the operator's fields (checked against the purpose)
 		// decide what an instance receives.
-		DataCategories: policy.DataCategories,
+		DataCategories: plugins.DataCategories,
 		Description:    "Calls any HTTP API with requests written as templates in the configuration.",
 	}, New)
 }
@@ -238,7 +237,7 @@ func parseOperation(name string, o opSettings, deliver bool) (*operation, error)
 		sample := plugins.Request{ID: "0000000000000000sample", Subject: "c2FtcGxlLXN1YmplY3Q", Purpose: "sample", Ref: ref, Attempt: 1,
 			Fields: map[string]string{}}
 		if deliver {
-			for _, f := range policy.DataCategories {
+			for _, f := range plugins.DataCategories {
 				sample.Fields[f] = "sample"
 			}
 		}

@@ -3,8 +3,10 @@
 // status_if_new "pending" (Mailchimp sends the double opt-in mail), PATCH
 // status "unsubscribed" on withdrawal, POST .../actions/delete-permanent on
 // erasure. The member hash (MD5 of the lowercase email) is the natural
-// idempotency key and is remembered as Ref, so a forget after erasure still
-// finds the member. 429 answers are retried after Retry-After.
+// idempotency key and is remembered as Ref, and also in the instance's
+// State under the subject, so a forget finds the member even when the core
+// lost the Ref (a forget carries no email to hash). 429 answers are
+// retried after Retry-After. Health is GET /3.0/ping.
 //
 // Settings: apiKey (required, "key-dc"), listId (required), baseURL
 // (optional, default https://{dc}.api.mailchimp.com).
@@ -24,7 +26,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/consentgraph/consentgraph/internal/policy"
 	"github.com/consentgraph/consentgraph/plugins"
 )
 
@@ -33,9 +34,9 @@ const Type = "mailchimp"
 
 func init() {
 	plugins.Register(plugins.Manifest{
-		Type: Type, Purpose: policy.Newsletter,
-		DataCategories: []string{policy.CategoryEmail},
-		Requires:       []string{policy.CategoryEmail},
+		Type: Type, Purpose: plugins.PurposeNewsletter,
+		DataCategories: []string{plugins.CategoryEmail},
+		Requires:       []string{plugins.CategoryEmail},
 		Description:    "Mailchimp audience: double opt-in subscription, unsubscribe on withdrawal, permanent delete on erasure.",
 	}, New)
 }
@@ -49,21 +50,15 @@ type processor struct {
 
 // New builds an instance from its settings.
 func New(env plugins.Env) (plugins.Processor, error) {
-	if err := plugins.CheckSettings(env, "apiKey", "listId", "baseURL"); err != nil {
+	var cfg struct {
+		APIKey  string `setting:"apiKey,required"`
+		ListID  string `setting:"listId,required"`
+		BaseURL string `setting:"baseURL"`
+	}
+	if err := plugins.DecodeSettings(env, &cfg); err != nil {
 		return nil, err
 	}
-	key, err := plugins.StringSetting(env, "apiKey", true)
-	if err != nil {
-		return nil, err
-	}
-	list, err := plugins.StringSetting(env, "listId", true)
-	if err != nil {
-		return nil, err
-	}
-	base, err := plugins.StringSetting(env, "baseURL", false)
-	if err != nil {
-		return nil, err
-	}
+	key, list, base := cfg.APIKey, cfg.ListID, cfg.BaseURL
 	if base == "" {
 		_, dc, ok := strings.Cut(key, "-")
 		if !ok || dc == "" {
@@ -87,17 +82,26 @@ func MemberHash(email string) string {
 }
 
 func (p *processor) Deliver(ctx context.Context, r plugins.Request) (plugins.Result, error) {
-	email := r.Fields[policy.CategoryEmail]
+	email := r.Fields[plugins.CategoryEmail]
 	if email == "" {
 		return plugins.Result{}, plugins.Permanent(errors.New("mailchimp: no email"))
 	}
 	hash := MemberHash(email)
 	body := map[string]any{"email_address": email, "status_if_new": "pending"}
-	if r.Ref != "" && r.Ref != hash {
+	prev, err := p.memberOf(ctx, r)
+	if err != nil {
+		return plugins.Result{}, err
+	}
+	if prev != "" && prev != hash {
 		// The address changed: the old member goes, the new one is added.
-		if err := p.call(ctx, http.MethodPost, p.member(r.Ref)+"/actions/delete-permanent", r.ID, nil, true); err != nil {
+		if err := p.call(ctx, http.MethodPost, p.member(prev)+"/actions/delete-permanent", r.ID, nil, true); err != nil {
 			return plugins.Result{}, err
 		}
+	}
+	// Remembered before the call: should the answer be lost, a forget
+	// still knows which member to remove.
+	if err := p.remember(ctx, r.Subject, hash); err != nil {
+		return plugins.Result{}, err
 	}
 	if err := p.call(ctx, http.MethodPut, p.member(hash), r.ID, body, false); err != nil {
 		return plugins.Result{}, err
@@ -106,13 +110,76 @@ func (p *processor) Deliver(ctx context.Context, r plugins.Request) (plugins.Res
 }
 
 func (p *processor) Forget(ctx context.Context, r plugins.Request) error {
-	if r.Ref == "" {
+	hash, err := p.memberOf(ctx, r)
+	if err != nil {
+		return err
+	}
+	if hash == "" {
 		return nil // never subscribed
 	}
 	if r.Erase {
-		return p.call(ctx, http.MethodPost, p.member(r.Ref)+"/actions/delete-permanent", r.ID, nil, true)
+		if err := p.call(ctx, http.MethodPost, p.member(hash)+"/actions/delete-permanent", r.ID, nil, true); err != nil {
+			return err
+		}
+		if p.env.State != nil {
+			if err := p.env.State.Delete(ctx, stateKey(r.Subject)); err != nil {
+				return fmt.Errorf("mailchimp: forget member of subject: %w", err)
+			}
+		}
+		return nil
 	}
-	return p.call(ctx, http.MethodPatch, p.member(r.Ref), r.ID, map[string]any{"status": "unsubscribed"}, true)
+	return p.call(ctx, http.MethodPatch, p.member(hash), r.ID, map[string]any{"status": "unsubscribed"}, true)
+}
+
+// Health asks the API's health check endpoint, which also checks the key.
+func (p *processor) Health(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.base+"/3.0/ping", nil)
+	if err != nil {
+		return err
+	}
+	req.SetBasicAuth("consentgraph", p.apiKey)
+	resp, err := p.env.HTTPClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("mailchimp ping: %w", err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("mailchimp ping: HTTP %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// memberOf is the member hash the user had: the Ref, or when the core lost
+// it, what Deliver remembered for the subject.
+func (p *processor) memberOf(ctx context.Context, r plugins.Request) (string, error) {
+	if r.Ref != "" || p.env.State == nil {
+		return r.Ref, nil
+	}
+	v, ok, err := p.env.State.Get(ctx, stateKey(r.Subject))
+	if err != nil {
+		return "", fmt.Errorf("mailchimp: read member of subject: %w", err)
+	}
+	if !ok {
+		return "", nil
+	}
+	return string(v), nil
+}
+
+// stateKey holds a subject's member hash (no personal data in clear).
+func stateKey(subject string) string { return "member:" + subject }
+
+func (p *processor) remember(ctx context.Context, subject, hash string) error {
+	if p.env.State == nil {
+		return nil
+	}
+	if v, ok, err := p.env.State.Get(ctx, stateKey(subject)); err == nil && ok && string(v) == hash {
+		return nil
+	}
+	if err := p.env.State.Put(ctx, stateKey(subject), []byte(hash)); err != nil {
+		return fmt.Errorf("mailchimp: remember member of subject: %w", err)
+	}
+	return nil
 }
 
 func (p *processor) member(hash string) string {

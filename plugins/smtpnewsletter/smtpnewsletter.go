@@ -27,7 +27,6 @@ import (
 	"time"
 
 	"github.com/consentgraph/consentgraph/internal/mail"
-	"github.com/consentgraph/consentgraph/internal/policy"
 	"github.com/consentgraph/consentgraph/plugins"
 )
 
@@ -36,9 +35,9 @@ const Type = "smtp_newsletter"
 
 func init() {
 	plugins.Register(plugins.Manifest{
-		Type: Type, Purpose: policy.Newsletter,
-		DataCategories: []string{policy.CategoryEmail},
-		Requires:       []string{policy.CategoryEmail},
+		Type: Type, Purpose: plugins.PurposeNewsletter,
+		DataCategories: []string{plugins.CategoryEmail},
+		Requires:       []string{plugins.CategoryEmail},
 		Description:    "Newsletter through our own mail server, with double opt-in confirmation.",
 	}, New)
 }
@@ -65,25 +64,19 @@ type Processor struct {
 
 // New builds an instance from its settings.
 func New(env plugins.Env) (plugins.Processor, error) {
-	if err := plugins.CheckSettings(env, "smtpURL", "subject", "listName", "description"); err != nil {
+	var settings struct {
+		SMTPURL  string `setting:"smtpURL,required"`
+		Subject  string `setting:"subject"`
+		ListName string `setting:"listName"`
+	}
+	if err := plugins.DecodeSettings(env, &settings); err != nil {
 		return nil, err
 	}
-	raw, err := plugins.StringSetting(env, "smtpURL", true)
-	if err != nil {
-		return nil, err
-	}
-	cfg, err := mail.ParseURL(raw)
+	cfg, err := mail.ParseURL(settings.SMTPURL)
 	if err != nil {
 		return nil, fmt.Errorf("settings.smtpURL: %w", err)
 	}
-	subj, err := plugins.StringSetting(env, "subject", false)
-	if err != nil {
-		return nil, err
-	}
-	list, err := plugins.StringSetting(env, "listName", false)
-	if err != nil {
-		return nil, err
-	}
+	subj, list := settings.Subject, settings.ListName
 	if list == "" {
 		list = "our newsletter"
 	}
@@ -116,7 +109,7 @@ var pending = plugins.LinkStatus{State: plugins.LinkPendingConfirmation, Actions
 // confirmed; a changed address must confirm again. The user sees
 // PENDING_CONFIRMATION until the link is followed, then ACTIVE.
 func (p *Processor) Deliver(ctx context.Context, r plugins.Request) (plugins.Result, error) {
-	confirmed, err := p.sendConfirmation(ctx, r.ID, r.Subject, r.Fields[policy.CategoryEmail])
+	confirmed, err := p.sendConfirmation(ctx, r.ID, r.Subject, r.Fields[plugins.CategoryEmail])
 	if err != nil {
 		return plugins.Result{}, err
 	}
@@ -138,7 +131,7 @@ func (p *Processor) Act(ctx context.Context, r plugins.ActionRequest) error {
 	if r.Action != ActionResend {
 		return plugins.Permanent(fmt.Errorf("smtp_newsletter: no action %q", r.Action))
 	}
-	_, err := p.sendConfirmation(ctx, r.ID, r.Subject, r.Fields[policy.CategoryEmail])
+	_, err := p.sendConfirmation(ctx, r.ID, r.Subject, r.Fields[plugins.CategoryEmail])
 	return err
 }
 

@@ -2,7 +2,9 @@
 // POST /v3/contact_lists/{id}/contacts) and deletes them on withdrawal or
 // erasure (DELETE /v3/contacts/{id}). The contact id is remembered as Ref;
 // a later delivery for a known contact updates it (PATCH /v3/contacts/{id})
-// instead of adding a second one.
+// instead of adding a second one. The id is also kept in the instance's
+// State under the subject, so that a repeated delivery and a forget find
+// the contact when the core lost the Ref.
 //
 // With collectorId and messageId set (an email collector of a survey and
 // its invitation message), each delivery also makes the contact a
@@ -30,7 +32,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/consentgraph/consentgraph/internal/policy"
 	"github.com/consentgraph/consentgraph/plugins"
 )
 
@@ -39,9 +40,9 @@ const Type = "surveymonkey"
 
 func init() {
 	plugins.Register(plugins.Manifest{
-		Type: Type, Purpose: policy.Surveys,
-		DataCategories: []string{policy.CategoryEmail, policy.CategoryAgeBand, policy.CategoryCountry},
-		Requires:       []string{policy.CategoryEmail},
+		Type: Type, Purpose: plugins.PurposeSurveys,
+		DataCategories: []string{plugins.CategoryEmail, plugins.CategoryAgeBand, plugins.CategoryCountry},
+		Requires:       []string{plugins.CategoryEmail},
 		// Invitations go straight to the address, with no double opt-in at
 		// the provider: only a verified address may be handed over.
 		RequiresVerifiedEmail: true,
@@ -60,32 +61,21 @@ type processor struct {
 
 // New builds an instance from its settings.
 func New(env plugins.Env) (plugins.Processor, error) {
-	if err := plugins.CheckSettings(env, "token", "listId", "baseURL", "collectorId", "messageId"); err != nil {
+	var cfg struct {
+		Token       string `setting:"token,required"`
+		ListID      string `setting:"listId,required"`
+		BaseURL     string `setting:"baseURL"`
+		CollectorID string `setting:"collectorId"`
+		MessageID   string `setting:"messageId"`
+	}
+	if err := plugins.DecodeSettings(env, &cfg); err != nil {
 		return nil, err
 	}
-	tok, err := plugins.StringSetting(env, "token", true)
-	if err != nil {
-		return nil, err
-	}
-	list, err := plugins.StringSetting(env, "listId", true)
-	if err != nil {
-		return nil, err
-	}
-	base, err := plugins.StringSetting(env, "baseURL", false)
-	if err != nil {
-		return nil, err
-	}
+	tok, list, base := cfg.Token, cfg.ListID, cfg.BaseURL
 	if base == "" {
 		base = "https://api.surveymonkey.com"
 	}
-	collector, err := plugins.StringSetting(env, "collectorId", false)
-	if err != nil {
-		return nil, err
-	}
-	message, err := plugins.StringSetting(env, "messageId", false)
-	if err != nil {
-		return nil, err
-	}
+	collector, message := cfg.CollectorID, cfg.MessageID
 	if (collector == "") != (message == "") {
 		return nil, errors.New("settings.collectorId and settings.messageId go together")
 	}
@@ -99,23 +89,27 @@ func New(env plugins.Env) (plugins.Processor, error) {
 }
 
 func (p *processor) Deliver(ctx context.Context, r plugins.Request) (plugins.Result, error) {
-	email := r.Fields[policy.CategoryEmail]
+	email := r.Fields[plugins.CategoryEmail]
 	if email == "" {
 		return plugins.Result{}, plugins.Permanent(errors.New("surveymonkey: no email"))
 	}
 	custom := map[string]string{}
-	if v := r.Fields[policy.CategoryAgeBand]; v != "" {
+	if v := r.Fields[plugins.CategoryAgeBand]; v != "" {
 		custom["1"] = v
 	}
-	if v := r.Fields[policy.CategoryCountry]; v != "" {
+	if v := r.Fields[plugins.CategoryCountry]; v != "" {
 		custom["2"] = v
 	}
 	body := map[string]any{"email": email, "custom_fields": custom}
-	if r.Ref != "" {
+	ref, err := p.contactOf(ctx, r)
+	if err != nil {
+		return plugins.Result{}, err
+	}
+	if ref != "" {
 		var out struct{}
-		err := p.call(ctx, http.MethodPatch, p.base+"/v3/contacts/"+url.PathEscape(r.Ref), r.ID, body, &out)
+		err := p.call(ctx, http.MethodPatch, p.base+"/v3/contacts/"+url.PathEscape(ref), r.ID, body, &out)
 		if err == nil {
-			return p.invite(ctx, r.ID, r.Ref)
+			return p.invite(ctx, r.ID, ref)
 		}
 		if !errors.Is(err, errNotFound) {
 			return plugins.Result{}, err
@@ -129,6 +123,11 @@ func (p *processor) Deliver(ctx context.Context, r plugins.Request) (plugins.Res
 	}
 	if out.ID == "" {
 		return plugins.Result{}, errors.New("surveymonkey: answer without contact id")
+	}
+	if p.env.State != nil {
+		if err := p.env.State.Put(ctx, stateKey(r.Subject), []byte(out.ID)); err != nil {
+			return plugins.Result{}, fmt.Errorf("surveymonkey: remember contact of subject: %w", err)
+		}
 	}
 	return p.invite(ctx, r.ID, out.ID)
 }
@@ -189,14 +188,39 @@ func (p *processor) invite(ctx context.Context, id, contact string) (plugins.Res
 }
 
 func (p *processor) Forget(ctx context.Context, r plugins.Request) error {
-	if r.Ref == "" {
-		return nil
+	ref, err := p.contactOf(ctx, r)
+	if err != nil || ref == "" {
+		return err // "": never added
 	}
-	err := p.call(ctx, http.MethodDelete, p.base+"/v3/contacts/"+url.PathEscape(r.Ref), r.ID, nil, nil)
-	if errors.Is(err, errNotFound) {
-		return nil
+	err = p.call(ctx, http.MethodDelete, p.base+"/v3/contacts/"+url.PathEscape(ref), r.ID, nil, nil)
+	if err != nil && !errors.Is(err, errNotFound) {
+		return err
 	}
-	return err
+	if p.env.State != nil {
+		if err := p.env.State.Delete(ctx, stateKey(r.Subject)); err != nil {
+			return fmt.Errorf("surveymonkey: forget contact of subject: %w", err)
+		}
+	}
+	return nil
+}
+
+// stateKey holds a subject's contact id (no personal data in clear).
+func stateKey(subject string) string { return "contact:" + subject }
+
+// contactOf is the user's contact id: the Ref, or when the core lost it,
+// what Deliver remembered for the subject.
+func (p *processor) contactOf(ctx context.Context, r plugins.Request) (string, error) {
+	if r.Ref != "" || p.env.State == nil {
+		return r.Ref, nil
+	}
+	v, ok, err := p.env.State.Get(ctx, stateKey(r.Subject))
+	if err != nil {
+		return "", fmt.Errorf("surveymonkey: read contact of subject: %w", err)
+	}
+	if !ok {
+		return "", nil
+	}
+	return string(v), nil
 }
 
 var errNotFound = errors.New("surveymonkey: not found")

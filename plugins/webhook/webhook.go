@@ -5,7 +5,8 @@
 // /.well-known/jwks.json, key id in webhook-key-id) and, when a shared
 // secret is configured, a "v1," HMAC-SHA256 signature.
 //
-// Settings: url (required), secret (optional, "whsec_<base64>" or plain).
+// Settings: url (required), secret (optional, "whsec_<base64>" or plain),
+// healthURL (optional: fetched with GET for the admin health check).
 package webhook
 
 import (
@@ -23,7 +24,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/consentgraph/consentgraph/internal/policy"
 	"github.com/consentgraph/consentgraph/plugins"
 )
 
@@ -33,7 +33,7 @@ const Type = "webhook"
 func init() {
 	plugins.Register(plugins.Manifest{
 		Type:           Type,
-		DataCategories: policy.DataCategories,
+		DataCategories: plugins.DataCategories,
 		Description:    "Sends signed JSON (Standard Webhooks) to any HTTP service.",
 	}, New)
 }
@@ -59,28 +59,34 @@ type processor struct {
 	env    plugins.Env
 	url    string
 	secret []byte
-	now    func() time.Time
+	// healthURL, when set, is fetched (GET) by Health.
+	healthURL string
+	now       func() time.Time
 }
 
 // New builds an instance from its settings.
 func New(env plugins.Env) (plugins.Processor, error) {
-	if err := plugins.CheckSettings(env, "url", "secret"); err != nil {
+	var cfg struct {
+		URL       string `setting:"url,required"`
+		Secret    string `setting:"secret"`
+		HealthURL string `setting:"healthURL"`
+	}
+	if err := plugins.DecodeSettings(env, &cfg); err != nil {
 		return nil, err
 	}
-	raw, err := plugins.StringSetting(env, "url", true)
-	if err != nil {
-		return nil, err
-	}
+	raw := cfg.URL
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return nil, fmt.Errorf("settings.url: %q is not an http(s) URL", raw)
 	}
 	p := &processor{env: env, url: raw, now: time.Now}
-	sec, err := plugins.StringSetting(env, "secret", false)
-	if err != nil {
-		return nil, err
+	if cfg.HealthURL != "" {
+		if hu, err := url.Parse(cfg.HealthURL); err != nil || (hu.Scheme != "https" && hu.Scheme != "http") || hu.Host == "" {
+			return nil, fmt.Errorf("settings.healthURL: %q is not an http(s) URL", cfg.HealthURL)
+		}
+		p.healthURL = cfg.HealthURL
 	}
-	if sec != "" {
+	if sec := cfg.Secret; sec != "" {
 		if b64, ok := strings.CutPrefix(sec, "whsec_"); ok {
 			if p.secret, err = base64.StdEncoding.DecodeString(b64); err != nil {
 				return nil, fmt.Errorf("settings.secret: not valid whsec_ base64: %w", err)
@@ -144,6 +150,28 @@ func (p *processor) send(ctx context.Context, r plugins.Request, typ string, d D
 		return nil
 	}
 	return plugins.HTTPStatusError(resp, "webhook")
+}
+
+// Health fetches settings.healthURL when one is configured (any 2xx or 3xx
+// is healthy); without one there is nothing to check.
+func (p *processor) Health(ctx context.Context) error {
+	if p.healthURL == "" {
+		return nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.healthURL, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := p.env.HTTPClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("webhook health: %w", err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode >= 400 {
+		return fmt.Errorf("webhook health %s: HTTP %d", p.healthURL, resp.StatusCode)
+	}
+	return nil
 }
 
 // SignedContent is what both signatures cover: "{id}.{timestamp}.{body}".

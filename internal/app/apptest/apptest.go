@@ -29,6 +29,7 @@ import (
 	"github.com/consentgraph/consentgraph/internal/store"
 	"github.com/consentgraph/consentgraph/internal/store/snapshot"
 	"github.com/consentgraph/consentgraph/internal/store/storetest"
+	_ "github.com/consentgraph/consentgraph/plugins/all" // the built-in processors, as in the shipped server
 )
 
 // Server is a running app behind an httptest server.

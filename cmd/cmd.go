@@ -1,11 +1,20 @@
-// Command consentgraph is the Consentgraph server: a GraphQL API for user
-// data where the privacy policy is enforced by the code.
+// Package cmd is the Consentgraph server's command line: a GraphQL API for
+// user data where the privacy policy is enforced by the code. The
+// repository's own main package is nothing but a call to Main, so a custom
+// server with processors of its own is a module whose main.go is
 //
-//	go run .            start with the embedded store under ./data
-//	go run . -h         list every setting
-//	go run . copy-store --to <mongodb URI or data dir>   copy the store elsewhere (-h for more)
-//	go run . verify-log --checkpoint FILE --url URL      check the public consent log against a saved checkpoint
-package main
+//	package main
+//
+//	import (
+//		"github.com/consentgraph/consentgraph/cmd"
+//		_ "github.com/consentgraph/consentgraph/plugins/all" // the built-in processors (optional)
+//		_ "example.com/yourplugin"                          // registers its type in init
+//	)
+//
+//	func main() { cmd.Main() }
+//
+// See docs/plugins.md, "Building a server with your plugin".
+package cmd
 
 import (
 	"context"
@@ -31,7 +40,19 @@ import (
 	"github.com/consentgraph/consentgraph/internal/translog"
 )
 
-func main() {
+// Main runs the server, or one of its subcommands, from os.Args and the
+// environment, exactly like the consentgraph binary, and exits the process
+// with status 1 on failure:
+//
+//	consentgraph            start with the embedded store under ./data
+//	consentgraph -h         list every setting
+//	consentgraph copy-store --to <mongodb URI or data dir>   copy the store elsewhere (-h for more)
+//	consentgraph verify-log --checkpoint FILE --url URL      check the public consent log against a saved checkpoint
+//	consentgraph rotate-master-key | seed | loadtest         see README.md
+//
+// Processor types are whatever packages the calling program imported
+// (each registers itself with plugins.Register in its init function).
+func Main() {
 	if err := run(os.Args[1:], os.Getenv, os.Stderr); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "consentgraph:", err)

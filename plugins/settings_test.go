@@ -1,0 +1,110 @@
+package plugins_test
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/consentgraph/consentgraph/plugins"
+)
+
+type nested struct {
+	Host string `setting:"host,required"`
+	Port int    `setting:"port"`
+}
+
+type decoded struct {
+	APIKey  string            `setting:"apiKey,required"`
+	ListID  string            `setting:"listId,required"`
+	Count   int               `setting:"count"`
+	Ratio   float64           `setting:"ratio"`
+	On      bool              `setting:"on"`
+	Timeout time.Duration     `setting:"timeout"`
+	Tags    []string          `setting:"tags"`
+	Headers map[string]string `setting:"headers"`
+	Server  nested            `setting:"server"`
+	Servers []nested          `setting:"servers"`
+	Limit   *int              `setting:"limit"`
+	Skipped string            `setting:"-"`
+	Default string            `setting:"default"`
+}
+
+func TestDecodeSettings(t *testing.T) {
+	env := plugins.Env{Settings: map[string]any{
+		"apiKey":      "k",
+		"listId":      uint64(1234), // YAML gives an unquoted number
+		"count":       "7",          // ${NAME} always gives a string
+		"ratio":       uint64(2),
+		"on":          "true",
+		"timeout":     "1m30s",
+		"tags":        []any{"a", uint64(2)},
+		"headers":     map[string]any{"X-A": "1", "X-B": int64(-2)},
+		"server":      map[string]any{"host": "h", "port": uint64(25)},
+		"servers":     []any{map[string]any{"host": "h2"}},
+		"limit":       uint64(3),
+		"description": "the core's own key: ignored",
+	}}
+	got := decoded{Default: "kept"}
+	if err := plugins.DecodeSettings(env, &got); err != nil {
+		t.Fatal(err)
+	}
+	three := 3
+	want := decoded{
+		APIKey: "k", ListID: "1234", Count: 7, Ratio: 2, On: true, Timeout: 90 * time.Second,
+		Tags: []string{"a", "2"}, Headers: map[string]string{"X-A": "1", "X-B": "-2"},
+		Server: nested{Host: "h", Port: 25}, Servers: []nested{{Host: "h2"}}, Limit: &three, Default: "kept",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got  %+v\nwant %+v", got, want)
+	}
+}
+
+func TestDecodeSettingsRefuses(t *testing.T) {
+	base := func() map[string]any { return map[string]any{"apiKey": "k", "listId": "l"} }
+	for _, tc := range []struct {
+		name   string
+		change func(map[string]any)
+		want   []string
+	}{
+		{"unknown key", func(m map[string]any) { m["lisId"] = "x" }, []string{"settings.lisId", "known: apiKey,", "listId"}},
+		{"missing required", func(m map[string]any) { delete(m, "apiKey") }, []string{"settings.apiKey is required"}},
+		{"empty required", func(m map[string]any) { m["listId"] = "" }, []string{"settings.listId must not be empty"}},
+		{"bad duration", func(m map[string]any) { m["timeout"] = "soon" }, []string{"settings.timeout", "duration"}},
+		{"bare number as duration", func(m map[string]any) { m["timeout"] = uint64(30) }, []string{"settings.timeout", "duration"}},
+		{"fraction as int", func(m map[string]any) { m["count"] = 1.5 }, []string{"settings.count", "whole number"}},
+		{"list as string", func(m map[string]any) { m["apiKey"] = []any{"a"} }, []string{"settings.apiKey", "want a string, got a list"}},
+		{"nested unknown", func(m map[string]any) { m["server"] = map[string]any{"host": "h", "prot": 1} }, []string{"settings.server.prot", "known: host, port"}},
+		{"nested required", func(m map[string]any) { m["server"] = map[string]any{} }, []string{"settings.server.host is required"}},
+		{"bad bool", func(m map[string]any) { m["on"] = "yes please" }, []string{"settings.on", "true or false"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := base()
+			tc.change(m)
+			var d decoded
+			err := plugins.DecodeSettings(plugins.Env{Settings: m}, &d)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+	var d decoded
+	if err := plugins.DecodeSettings(plugins.Env{}, d); err == nil {
+		t.Error("a non-pointer was accepted")
+	}
+}
+
+func TestDeprecatedSettingHelpersAcceptDescription(t *testing.T) {
+	env := plugins.Env{Settings: map[string]any{"url": "u", plugins.DescriptionSetting: "shown instead"}}
+	if err := plugins.CheckSettings(env, "url"); err != nil {
+		t.Fatal(err)
+	}
+	if err := plugins.CheckSettings(env); err == nil {
+		t.Fatal("unknown key accepted")
+	}
+}
