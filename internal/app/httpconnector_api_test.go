@@ -138,6 +138,7 @@ processors:
     type: http
     purpose: newsletter
     fields: [user.contact.email]
+    requires: [user.contact.email]
     settings:
       headers: {api-key: xkeysib-test}
       deliver:
@@ -149,6 +150,46 @@ processors:
       erase: {method: DELETE, url: "%[1]s/v3/contacts/{{.Subject}}?identifierType=ext_id"}
       rateLimitResetHeader: x-sib-ratelimit-reset
 `, url)
+}
+
+// TestHTTPConnectorWaitsForWhatTheInstanceRequires: Brevo refuses a
+// contact without an email (400, which would be DEAD), so the instance says
+// requires: [user.contact.email]; a user without a verified address waits,
+// and is delivered once they verify it.
+func TestHTTPConnectorWaitsForWhatTheInstanceRequires(t *testing.T) {
+	fake := &fakeBrevo{contacts: map[int]map[string]any{}}
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	s := startWithProcessors(t, brevoConfig(srv.URL))
+	c, _ := userWithData(t, s, "brevo_unverified", false)
+	d := s.App.Outbox.Dispatcher("t", fast)
+	changeConsent(t, c, true, "newsletter")
+	if r := c.Do(t, `mutation { setEmail(email: "brevo_unverified@example.org") { id } }`, nil); len(r.Errors) > 0 {
+		t.Fatalf("setEmail: %s", r.Raw)
+	}
+	if _, err := d.Once(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waiting := items(t, s, outbox.Waiting)
+	if len(waiting) != 1 || waiting[0].Note != outbox.NeedsVerifiedEmail {
+		t.Fatalf("want one item waiting for a verified email, got %+v", waiting)
+	}
+	fake.mu.Lock()
+	calls := len(fake.calls)
+	fake.mu.Unlock()
+	if calls != 0 {
+		t.Fatalf("Brevo was called %d times for a user without a verified address", calls)
+	}
+	verifyMailed(t, s, "brevo_unverified@example.org")
+	drain(t, s, d, 15*time.Second)
+	fake.mu.Lock()
+	defer fake.mu.Unlock()
+	if len(fake.contacts) != 1 {
+		t.Fatalf("after verification Brevo holds %v", fake.contacts)
+	}
+	if dead := items(t, s, outbox.Dead); len(dead) != 0 {
+		t.Errorf("dead items: %+v", dead)
+	}
 }
 
 func TestHTTPConnectorBrevo(t *testing.T) {

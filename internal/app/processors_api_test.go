@@ -920,12 +920,14 @@ func meID(t *testing.T, c *apptest.Client) string {
 
 func TestBadProcessorConfigurationStopsStartUp(t *testing.T) {
 	cases := map[string]string{
-		`unknown type "fax"`:                                             `processors: [{name: a, type: fax, purpose: newsletter}]`,
-		`settings.url is required`:                                       `processors: [{name: a, type: webhook, purpose: surveys}]`,
-		`settings.colour is not a setting`:                               `processors: [{name: a, type: webhook, purpose: surveys, settings: {url: "http://x", colour: red}}]`,
-		`purpose "newsletter" does not allow "user.demographic.country"`: `processors: [{name: a, type: webhook, purpose: newsletter, fields: [user.demographic.country]}]`,
-		`type surveymonkey needs "user.contact.email"`:                   `processors: [{name: a, type: surveymonkey, fields: [user.demographic.country], settings: {token: t, listId: L}}]`,
-		`type mailchimp does not use "user.demographic.country"`:         `processors: [{name: a, type: mailchimp, purpose: surveys, fields: [user.demographic.country], settings: {apiKey: k-us1, listId: L}}]`,
+		`unknown type "fax"`:                                                 `processors: [{name: a, type: fax, purpose: newsletter}]`,
+		`settings.url is required`:                                           `processors: [{name: a, type: webhook, purpose: surveys}]`,
+		`settings.colour is not a setting`:                                   `processors: [{name: a, type: webhook, purpose: surveys, settings: {url: "http://x", colour: red}}]`,
+		`purpose "newsletter" does not allow "user.demographic.country"`:     `processors: [{name: a, type: webhook, purpose: newsletter, fields: [user.demographic.country]}]`,
+		`type surveymonkey needs "user.contact.email"`:                       `processors: [{name: a, type: surveymonkey, fields: [user.demographic.country], settings: {token: t, listId: L}}]`,
+		`type mailchimp does not use "user.demographic.country"`:             `processors: [{name: a, type: mailchimp, purpose: surveys, fields: [user.demographic.country], settings: {apiKey: k-us1, listId: L}}]`,
+		`requires: "user.contact.email" is not one of the instance's fields`: `processors: [{name: a, type: webhook, purpose: surveys, fields: [user.demographic.country], requires: [user.contact.email], settings: {url: "http://x"}}]`,
+		`environment variable CG_TEST_UNSET_TOKEN is not set`:                `processors: [{name: a, type: webhook, purpose: surveys, settings: {url: "http://x/${CG_TEST_UNSET_TOKEN}"}}]`,
 	}
 	for want, y := range cases {
 		path := filepath.Join(t.TempDir(), "bad.yaml")

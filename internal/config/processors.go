@@ -16,20 +16,25 @@ import (
 //	    type: mailchimp         # a registered plugin type
 //	    purpose: newsletter     # default: the type's own purpose
 //	    fields: [user.contact.email]   # default: what the type uses
+//	    requires: [user.contact.email] # also wait for these (the type's own Requires always apply)
 //	    settings: {apiKey: ..., listId: ...}
 //
 // The type and its settings are checked by the plugin at start-up.
 type Processor struct {
-	Name     string
-	Type     string
-	Purpose  string
-	Fields   []string
+	Name    string
+	Type    string
+	Purpose string
+	Fields  []string
+	// Requires are categories this instance cannot work without, on top of
+	// its type's: delivery waits until the user has given them (for a
+	// generic type such as http, whose manifest cannot know).
+	Requires []string
 	Settings map[string]any
 }
 
 var processorName = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
 
-var processorKeys = []string{"fields", "name", "purpose", "settings", "type"}
+var processorKeys = []string{"fields", "name", "purpose", "requires", "settings", "type"}
 
 func parseProcessors(f *File, path string, v any) error {
 	if v == nil {
@@ -37,7 +42,7 @@ func parseProcessors(f *File, path string, v any) error {
 	}
 	list, ok := v.([]any)
 	if !ok {
-		return fieldErr(path, "want a list of {name, type, purpose, fields, settings}")
+		return fieldErr(path, "want a list of {name, type, purpose, fields, requires, settings}")
 	}
 	var errs []error
 	for i, raw := range list {
@@ -54,6 +59,8 @@ func parseProcessors(f *File, path string, v any) error {
 				p.Purpose, err = scalarString(kp, v)
 			case "fields":
 				p.Fields, err = stringList(kp, v)
+			case "requires":
+				p.Requires, err = stringList(kp, v)
 			case "settings":
 				m, ok := plain(v).(map[string]any)
 				if v != nil && !ok {

@@ -112,10 +112,13 @@ type Item = work.Item
 
 // Processor is a configured processor instance.
 type Processor struct {
-	Name        string
-	Type        string
-	Purpose     string
-	Fields      []string
+	Name    string
+	Type    string
+	Purpose string
+	Fields  []string
+	// Requires are the categories delivery waits for: the type's and the
+	// instance's own.
+	Requires    []string
 	Description string
 	Manifest    plugins.Manifest
 	Impl        plugins.Processor
@@ -139,7 +142,7 @@ func (p *Processor) setEnabled(v bool) {
 }
 
 func (p *Processor) needsEmail() bool {
-	return slices.Contains(p.Manifest.Requires, policy.CategoryEmail)
+	return slices.Contains(p.Requires, policy.CategoryEmail)
 }
 
 // Tuning adjusts a dispatcher; zero values take the defaults in brackets.
@@ -310,6 +313,15 @@ func (s *Service) build(c config.Processor) (*Processor, error) {
 			return nil, fmt.Errorf("fields: type %s needs %q", c.Type, r)
 		}
 	}
+	requires := slices.Clone(m.Requires)
+	for _, r := range c.Requires {
+		if !slices.Contains(fields, r) {
+			return nil, fmt.Errorf("requires: %q is not one of the instance's fields %v", r, fields)
+		}
+		if !slices.Contains(requires, r) {
+			requires = append(requires, r)
+		}
+	}
 	impl, err := factory(plugins.Env{
 		Name: c.Name, Purpose: purpose, Fields: fields, Settings: c.Settings, Signer: s.opts.Signer,
 		HTTPClient: s.opts.HTTPClient, State: s.store.PluginState(c.Name), PublicURL: s.opts.PublicURL, Logger: s.log.With("processor", c.Name),
@@ -322,7 +334,8 @@ func (s *Service) build(c config.Processor) (*Processor, error) {
 	if d, ok := c.Settings["description"].(string); ok && d != "" {
 		desc = d
 	}
-	return &Processor{Name: c.Name, Type: c.Type, Purpose: purpose, Fields: fields, Description: desc, Manifest: m, Impl: impl, enabled: true}, nil
+	return &Processor{Name: c.Name, Type: c.Type, Purpose: purpose, Fields: fields, Requires: requires, Description: desc,
+		Manifest: m, Impl: impl, enabled: true}, nil
 }
 
 // Processors lists the configured processors in config order.
