@@ -216,13 +216,9 @@ func (d *Dispatcher) run(ctx context.Context, it *Item, p *Processor) error {
 		d.finish(ctx, it, Finish{State: Done, Disclosure: s.disclosure(it, nil, "FORGOTTEN")})
 		return errHandled
 	}
-	doc, err := s.store.Recipient(ctx, it.UserID)
-	if err != nil {
-		return fmt.Errorf("read user for outbox: %w", err)
-	}
-	if doc == nil || doc.Erasing {
-		d.finishState(ctx, it, Skipped, "account erased")
-		return errHandled
+	doc, err := d.liveRecipient(ctx, it)
+	if doc == nil {
+		return err
 	}
 	inForce := s.opts.Consent.Rules().InForce(&doc.Consent, p.Purpose)
 	st := doc.Procs[p.Name]
@@ -308,4 +304,19 @@ func (s *Service) disclosure(it *Item, fields []string, action string) *Disclosu
 	}
 	return &Disclosure{ID: it.ID, UserID: it.UserID, Processor: it.Processor, Purpose: it.Purpose,
 		Fields: fields, Action: action, Cause: it.Cause, At: s.now()}
+}
+
+// liveRecipient reads the user an item is for. An account gone or being
+// erased finishes the item as SKIPPED and returns (nil, errHandled); a read
+// failure returns (nil, err) to retry.
+func (d *Dispatcher) liveRecipient(ctx context.Context, it *Item) (*Recipient, error) {
+	doc, err := d.s.store.Recipient(ctx, it.UserID)
+	if err != nil {
+		return nil, fmt.Errorf("read user for outbox: %w", err)
+	}
+	if doc == nil || doc.Erasing {
+		d.finishState(ctx, it, Skipped, "account erased")
+		return nil, errHandled
+	}
+	return doc, nil
 }

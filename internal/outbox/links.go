@@ -273,13 +273,9 @@ func (d *Dispatcher) act(ctx, callCtx context.Context, it *Item, p *Processor, s
 		d.finish(ctx, it, Finish{State: Dead, LastError: fmt.Sprintf("processor offers no action %q", it.Ref)})
 		return errHandled
 	}
-	doc, err := s.store.Recipient(ctx, it.UserID)
-	if err != nil {
-		return fmt.Errorf("read user for outbox: %w", err)
-	}
-	if doc == nil || doc.Erasing {
-		d.finishState(ctx, it, Skipped, "account erased")
-		return errHandled
+	doc, err := d.liveRecipient(ctx, it)
+	if doc == nil {
+		return err
 	}
 	st := doc.Procs[p.Name]
 	if !s.opts.Consent.Rules().InForce(&doc.Consent, p.Purpose) {
