@@ -53,6 +53,9 @@ type Manifest struct {
 	// Deprecated: every processor now waits for a verified email.
 	RequiresVerifiedEmail bool
 	Description           string
+	// Actions are what a user may ask an instance to do for them (e.g.
+	// resendConfirmation); the processor runs them by implementing Actor.
+	Actions []Action
 }
 
 // Signer signs outgoing payloads with the service's Ed25519 key set (the

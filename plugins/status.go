@@ -104,8 +104,6 @@ type ActionRequest struct {
 // is in force and who was delivered to before; errors are classified like
 // Deliver's (Permanent, RetryAfter, else retried).
 type Actor interface {
-	// Actions lists the actions users may ask for.
-	Actions() []Action
 	// Act runs one. An unknown action is a Permanent error.
 	Act(ctx context.Context, r ActionRequest) error
 }

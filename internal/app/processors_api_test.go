@@ -30,6 +30,7 @@ import (
 	"github.com/consentgraph/consentgraph/internal/mail/mailpittest"
 	"github.com/consentgraph/consentgraph/internal/outbox"
 	"github.com/consentgraph/consentgraph/internal/store/storetest"
+	"github.com/consentgraph/consentgraph/plugins"
 	"github.com/consentgraph/consentgraph/plugins/example"
 	"github.com/consentgraph/consentgraph/plugins/mailchimp"
 	"github.com/consentgraph/consentgraph/plugins/smtpnewsletter"
@@ -918,16 +919,31 @@ func meID(t *testing.T, c *apptest.Client) string {
 	return me.Me.ID
 }
 
+// actionless declares an action in its manifest but cannot run it.
+type actionless struct{}
+
+func (actionless) Deliver(context.Context, plugins.Request) (plugins.Result, error) {
+	return plugins.Result{}, nil
+}
+func (actionless) Forget(context.Context, plugins.Request) error { return nil }
+
+func init() {
+	plugins.Register(plugins.Manifest{Type: "test_actionless", Purpose: "surveys", DataCategories: []string{plugins.CategoryCountry},
+		Actions: []plugins.Action{{ID: "poke", Title: "Poke"}}},
+		func(plugins.Env) (plugins.Processor, error) { return actionless{}, nil })
+}
+
 func TestBadProcessorConfigurationStopsStartUp(t *testing.T) {
 	cases := map[string]string{
-		`unknown type "fax"`:                                                 `processors: [{name: a, type: fax, purpose: newsletter}]`,
-		`settings.url is required`:                                           `processors: [{name: a, type: webhook, purpose: surveys}]`,
-		`settings.colour is not a setting`:                                   `processors: [{name: a, type: webhook, purpose: surveys, settings: {url: "http://x", colour: red}}]`,
-		`purpose "newsletter" does not allow "user.demographic.country"`:     `processors: [{name: a, type: webhook, purpose: newsletter, fields: [user.demographic.country]}]`,
-		`type surveymonkey needs "user.contact.email"`:                       `processors: [{name: a, type: surveymonkey, fields: [user.demographic.country], settings: {token: t, listId: L}}]`,
-		`type mailchimp does not use "user.demographic.country"`:             `processors: [{name: a, type: mailchimp, purpose: surveys, fields: [user.demographic.country], settings: {apiKey: k-us1, listId: L}}]`,
-		`requires: "user.contact.email" is not one of the instance's fields`: `processors: [{name: a, type: webhook, purpose: surveys, fields: [user.demographic.country], requires: [user.contact.email], settings: {url: "http://x"}}]`,
-		`environment variable CG_TEST_UNSET_TOKEN is not set`:                `processors: [{name: a, type: webhook, purpose: surveys, settings: {url: "http://x/${CG_TEST_UNSET_TOKEN}"}}]`,
+		`unknown type "fax"`:                                                         `processors: [{name: a, type: fax, purpose: newsletter}]`,
+		`settings.url is required`:                                                   `processors: [{name: a, type: webhook, purpose: surveys}]`,
+		`settings.colour is not a setting`:                                           `processors: [{name: a, type: webhook, purpose: surveys, settings: {url: "http://x", colour: red}}]`,
+		`purpose "newsletter" does not allow "user.demographic.country"`:             `processors: [{name: a, type: webhook, purpose: newsletter, fields: [user.demographic.country]}]`,
+		`type surveymonkey needs "user.contact.email"`:                               `processors: [{name: a, type: surveymonkey, fields: [user.demographic.country], settings: {token: t, listId: L}}]`,
+		`type mailchimp does not use "user.demographic.country"`:                     `processors: [{name: a, type: mailchimp, purpose: surveys, fields: [user.demographic.country], settings: {apiKey: k-us1, listId: L}}]`,
+		`requires: "user.contact.email" is not one of the instance's fields`:         `processors: [{name: a, type: webhook, purpose: surveys, fields: [user.demographic.country], requires: [user.contact.email], settings: {url: "http://x"}}]`,
+		`type test_actionless declares actions but does not implement plugins.Actor`: `processors: [{name: a, type: test_actionless}]`,
+		`environment variable CG_TEST_UNSET_TOKEN is not set`:                        `processors: [{name: a, type: webhook, purpose: surveys, settings: {url: "http://x/${CG_TEST_UNSET_TOKEN}"}}]`,
 	}
 	for want, y := range cases {
 		path := filepath.Join(t.TempDir(), "bad.yaml")

@@ -157,14 +157,9 @@ func (s *Service) UserLinks(ctx context.Context, userID string) ([]UserLink, err
 	return out, nil
 }
 
-// Actions lists the actions processor p offers users (none unless it
-// implements plugins.Actor).
-func (p *Processor) Actions() []plugins.Action {
-	if a, ok := p.Impl.(plugins.Actor); ok {
-		return a.Actions()
-	}
-	return nil
-}
+// Actions lists the actions processor p offers users: its manifest's
+// (build refuses a manifest with actions and no plugins.Actor).
+func (p *Processor) Actions() []plugins.Action { return p.Manifest.Actions }
 
 // RequestAction queues the action a user asked processor for. The
 // dispatcher runs it like a delivery (consent re-checked then), so the
@@ -269,7 +264,7 @@ func (d *Dispatcher) linkDead(ctx context.Context, it *Item, p *Processor) {
 func (d *Dispatcher) act(ctx, callCtx context.Context, it *Item, p *Processor, subject string) error {
 	s := d.s
 	actor, ok := p.Impl.(plugins.Actor)
-	if !ok || !slices.ContainsFunc(actor.Actions(), func(a plugins.Action) bool { return a.ID == it.Ref }) {
+	if !ok || !slices.ContainsFunc(p.Actions(), func(a plugins.Action) bool { return a.ID == it.Ref }) {
 		d.finish(ctx, it, Finish{State: Dead, LastError: fmt.Sprintf("processor offers no action %q", it.Ref)})
 		return errHandled
 	}

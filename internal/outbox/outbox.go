@@ -330,6 +330,9 @@ func (s *Service) build(c config.Processor) (*Processor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("type %s: %w", c.Type, err)
 	}
+	if _, ok := impl.(plugins.Actor); len(m.Actions) > 0 && !ok {
+		return nil, fmt.Errorf("type %s declares actions but does not implement plugins.Actor", c.Type)
+	}
 	desc := m.Description
 	if d, ok := c.Settings["description"].(string); ok && d != "" {
 		desc = d

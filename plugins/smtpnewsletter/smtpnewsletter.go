@@ -39,6 +39,7 @@ func init() {
 		DataCategories: []string{plugins.CategoryEmail},
 		Requires:       []string{plugins.CategoryEmail},
 		Description:    "Newsletter through our own mail server, with double opt-in confirmation.",
+		Actions:        []plugins.Action{{ID: ActionResend, Title: "Resend the confirmation mail"}},
 	}, New)
 }
 
@@ -118,11 +119,6 @@ func (p *Processor) Deliver(ctx context.Context, r plugins.Request) (plugins.Res
 	}
 	link := pending
 	return plugins.Result{Link: &link}, nil
-}
-
-// Actions implements plugins.Actor.
-func (p *Processor) Actions() []plugins.Action {
-	return []plugins.Action{{ID: ActionResend, Title: "Resend the confirmation mail"}}
 }
 
 // Act implements plugins.Actor: resendConfirmation mails a new link (the
