@@ -933,6 +933,58 @@ func init() {
 		func(plugins.Env) (plugins.Processor, error) { return actionless{}, nil })
 }
 
+// closing records each Close of its instances, by name.
+type closing struct {
+	name   string
+	closed *sync.Map
+}
+
+func (closing) Deliver(context.Context, plugins.Request) (plugins.Result, error) {
+	return plugins.Result{}, nil
+}
+func (closing) Forget(context.Context, plugins.Request) error { return nil }
+func (c closing) Close(context.Context) error {
+	c.closed.Store(c.name, true)
+	return nil
+}
+
+var closedInstances sync.Map
+
+func init() {
+	plugins.Register(plugins.Manifest{Type: "test_closing", Purpose: "surveys", DataCategories: []string{plugins.CategoryCountry}},
+		func(env plugins.Env) (plugins.Processor, error) {
+			return closing{name: env.Name, closed: &closedInstances}, nil
+		})
+}
+
+// TestProcessorsAreClosedAtShutdown: a processor implementing plugins.Closer
+// is closed when the server stops, and not before.
+func TestProcessorsAreClosedAtShutdown(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "closing.yaml")
+	if err := os.WriteFile(path, []byte(`processors: [{name: closer-a, type: test_closing}, {name: closer-b, type: test_closing}]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := apptest.ConfigOn(t, apptest.Kind())
+	cfg.ConfigFile = path
+	a, err := app.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"closer-a", "closer-b"} {
+		if _, ok := closedInstances.Load(n); ok {
+			t.Fatalf("%s closed while the server runs", n)
+		}
+	}
+	if err := a.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"closer-a", "closer-b"} {
+		if _, ok := closedInstances.Load(n); !ok {
+			t.Errorf("%s was not closed at shutdown", n)
+		}
+	}
+}
+
 func TestBadProcessorConfigurationStopsStartUp(t *testing.T) {
 	cases := map[string]string{
 		`unknown type "fax"`:                                                         `processors: [{name: a, type: fax, purpose: newsletter}]`,
