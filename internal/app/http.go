@@ -38,6 +38,8 @@ func (a *App) routes() http.Handler {
 	mux.Handle("/plugins/", a.pluginRoutes())
 	mux.Handle("GET /export", a.authenticate(http.HandlerFunc(a.serveExport)))
 	web.Routes(mux) // the Privacy Center at /, the partner console at /partners
+	// The consent widget for the operator's own site, /embed/consent.js.
+	web.WidgetRoutes(mux)
 	mux.Handle("GET /metrics", a.metricsAccess(proxies, a.Metrics.Handler()))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
