@@ -350,15 +350,15 @@ a { color: #1f4fd1; }
   // that is the server's own record and holds in every browser.
   function shouldOpen() {
     if (!policy) return false;
-    if (consents && [...consents.values()].some((c) => c.needsRenewal)) return true;
+    const renew = consents !== null && [...consents.values()].some((c) => c.needsRenewal);
+    let unseen = false;
     try {
-      if (localStorage.getItem(SEEN_KEY) === policy.version) return false;
-      localStorage.setItem(SEEN_KEY, policy.version);
-      return true;
+      unseen = localStorage.getItem(SEEN_KEY) !== policy.version;
+      if (unseen) localStorage.setItem(SEEN_KEY, policy.version);
     } catch {
       // Storage blocked: better a closed button than a notice on every page.
-      return false;
     }
+    return renew || unseen;
   }
 
   async function refresh() {

@@ -1,0 +1,206 @@
+package app_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/consentgraph/consentgraph/internal/config"
+)
+
+// TestWidgetScriptIsServedForOtherSites checks what a host page relies on
+// when it includes /embed/consent.js: a JavaScript type that survives
+// nosniff, caching with revalidation, a resource policy that lets other
+// origins load it, CORS answers only for --cors-origins, and a script
+// without what a strict host CSP would block.
+func TestWidgetScriptIsServedForOtherSites(t *testing.T) {
+	const allowed, other = "http://shop.example.org", "http://evil.example.net"
+	s, _ := partnerAdmin(t, func(c *config.Config) { c.CORSOrigins = []string{allowed} })
+
+	get := func(origin, etag string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, s.URL+"/embed/consent.js", nil)
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		if etag != "" {
+			req.Header.Set("If-None-Match", etag)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { res.Body.Close() })
+		return res
+	}
+	res := get(allowed, "")
+	body, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusOK || len(body) < 1000 {
+		t.Fatalf("status %d, %d bytes", res.StatusCode, len(body))
+	}
+	h := res.Header
+	for name, want := range map[string]string{
+		"Content-Type":                     "text/javascript; charset=utf-8",
+		"X-Content-Type-Options":           "nosniff",
+		"Cross-Origin-Resource-Policy":     "cross-origin",
+		"Access-Control-Allow-Origin":      allowed,
+		"Access-Control-Allow-Credentials": "true",
+	} {
+		if got := h.Get(name); got != want {
+			t.Errorf("%s: %q, want %q", name, got, want)
+		}
+	}
+	if cc := h.Get("Cache-Control"); !strings.Contains(cc, "max-age=") || !strings.Contains(cc, "must-revalidate") {
+		t.Errorf("Cache-Control %q: want a short max-age with revalidation", cc)
+	}
+	if res := get(allowed, h.Get("ETag")); res.StatusCode != http.StatusNotModified {
+		t.Errorf("revalidation with the ETag: status %d, want 304", res.StatusCode)
+	}
+	if got := get(other, "").Header.Get("Access-Control-Allow-Origin"); got != "" {
+		t.Errorf("an origin outside --cors-origins got Access-Control-Allow-Origin %q", got)
+	}
+	// The GraphQL API the widget calls answers the other origin's preflight
+	// without permission, so a site that is not allowed cannot read a
+	// visitor's state even though it can load the script.
+	req, _ := http.NewRequest(http.MethodOptions, s.URL+"/graphql", nil)
+	req.Header.Set("Origin", other)
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	req.Header.Set("Access-Control-Request-Headers", "content-type")
+	pre, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pre.Body.Close()
+	if got := pre.Header.Get("Access-Control-Allow-Origin"); got != "" {
+		t.Errorf("graphql preflight from %s allowed: %q", other, got)
+	}
+	// What a strict host CSP (no unsafe-inline, no unsafe-eval) would block,
+	// and the one thing the widget must never do.
+	for _, bad := range []string{"eval(", "new Function", "innerHTML", "insertAdjacentHTML", "document.write",
+		"document.cookie", ".style.", "'style'", "createElement('style')", "setTimeout('"} {
+		if strings.Contains(string(body), bad) {
+			t.Errorf("the widget uses %q", bad)
+		}
+	}
+}
+
+// hostSite is the operator's own site on another origin: a page with a
+// strict CSP that includes the widget with one script tag, and a script of
+// the site that follows consentgraph:change.
+type hostSite struct {
+	consent atomic.Value // the consent service's origin, known once it runs
+}
+
+// hostCSP allows scripts from the site and the consent service, calls only
+// to the consent service and styles only from the site itself: no inline
+// anything, no eval.
+func (h *hostSite) csp() string {
+	c := h.consent.Load().(string)
+	return "default-src 'none'; script-src 'self' " + c + "; connect-src " + c + "; style-src 'self'; img-src 'self'; " +
+		"base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+}
+
+const hostPage = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Example shop</title><link rel="stylesheet" href="/site.css"></head>
+<body><header><h1>Example shop</h1></header>
+<main><p>Hand-made things. This page belongs to the operator, not to the consent service.</p>
+<p id="site-stats">Statistics script: waiting for the visitor's choices.</p>
+<p id="site-state"></p></main>
+<script src="/site.js"></script>
+<script src="CONSENT/embed/consent.js"></script>
+</body></html>`
+
+// The site's own script: it starts or stops its statistics script as the
+// widget reports, the way the README tells operators to.
+const siteJS = `document.addEventListener('consentgraph:change', (e) => {
+  const d = e.detail;
+  document.getElementById('site-stats').textContent = 'Statistics script: ' + (d.purposes.aggregate_statistics ? 'running' : 'stopped') + '.';
+  document.getElementById('site-state').textContent = Object.entries(d.purposes).map(([k, v]) => k + '=' + (v ? 'on' : 'off')).join(' ');
+});`
+
+const siteCSS = `body { font: 16px/1.5 Georgia, serif; margin: 0 auto; max-width: 720px; padding: 24px; color: #222; }`
+
+func (h *hostSite) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Security-Policy", h.csp())
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	switch r.URL.Path {
+	case "/":
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = io.WriteString(w, strings.ReplaceAll(hostPage, "CONSENT", h.consent.Load().(string)))
+	case "/site.js":
+		w.Header().Set("Content-Type", "text/javascript")
+		_, _ = io.WriteString(w, siteJS)
+	case "/site.css":
+		w.Header().Set("Content-Type", "text/css")
+		_, _ = io.WriteString(w, siteCSS)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// TestBrowserConsentWidget drives the widget (web/e2e/widget.mjs) in
+// headless chromium on a page of another origin with a strict CSP:
+// anonymous explanation and links, the signed-in state, a change by
+// keyboard with its receipt and event, the ledger entry, opening once per
+// policy version, Global Privacy Control, no cookie of its own and no CSP
+// violation. The two origins differ only in port: cross-origin but
+// same-site, as a site and its consent service on a subdomain are, so the
+// SameSite=Lax session cookie reaches the widget's requests.
+func TestBrowserConsentWidget(t *testing.T) {
+	root := repoRoot(t)
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatalf("node is not installed (it runs the browser tests): %v; run ./scripts/test.sh, which installs what is missing", err)
+	}
+	chromium := os.Getenv("CHROMIUM_PATH")
+	if chromium == "" {
+		chromium = "/usr/bin/chromium"
+	}
+	if _, err := os.Stat(chromium); err != nil {
+		t.Fatalf("chromium is not installed at %s: %v; run ./scripts/test.sh (apt-get install chromium)", chromium, err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "web", "e2e", "node_modules", "playwright-core")); err != nil {
+		t.Fatalf("playwright-core is not installed: %v; run ./scripts/test.sh (npm ci in web/e2e)", err)
+	}
+
+	site := &hostSite{}
+	hostSrv := httptest.NewServer(site)
+	t.Cleanup(hostSrv.Close)
+	s, admin := partnerAdmin(t, func(c *config.Config) { c.CORSOrigins = []string{hostSrv.URL} })
+	site.consent.Store(s.URL)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out := filepath.Join(root, "test-output")
+	cmd := exec.CommandContext(ctx, node, filepath.Join(root, "web", "e2e", "widget.mjs"))
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "BASE_URL="+s.URL, "HOST_URL="+hostSrv.URL, "ADMIN_TOKEN="+admin.Token,
+		"OUT_DIR="+out, "CHROMIUM_PATH="+chromium)
+	output, err := cmd.CombinedOutput()
+	t.Logf("browser test output:\n%s", output)
+	if err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			t.Fatalf("browser test timed out")
+		}
+		t.Fatalf("browser test failed: %v", err)
+	}
+	if !strings.Contains(string(output), "consent widget: ok") {
+		t.Errorf("browser test output lacks %q", "consent widget: ok")
+	}
+	for _, name := range []string{"widget-anonymous", "widget-collapsed", "widget-signed-in", "widget-receipt",
+		"widget-new-policy", "widget-phone-anonymous", "widget-phone-gpc"} {
+		if fi, err := os.Stat(filepath.Join(out, name+".png")); err != nil || fi.Size() == 0 {
+			t.Errorf("screenshot %s.png missing: %v", name, err)
+		}
+	}
+}

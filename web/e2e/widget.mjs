@@ -1,0 +1,290 @@
+// Browser test of the consent widget (/embed/consent.js) on a page of
+// another origin with a strict CSP, driving Debian's chromium through
+// playwright-core. Run by internal/app/widget_browser_test.go:
+//
+//   BASE_URL=http://127.0.0.1:A HOST_URL=http://127.0.0.1:B ADMIN_TOKEN=... OUT_DIR=test-output node web/e2e/widget.mjs
+//
+// BASE_URL is the consent service, HOST_URL the operator's site. Every
+// failed expectation throws; the process exits non-zero with the reason.
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+const base = process.env.BASE_URL;
+const hostURL = process.env.HOST_URL;
+const adminToken = process.env.ADMIN_TOKEN;
+const outDir = process.env.OUT_DIR || 'test-output';
+const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+if (!base || !hostURL || !adminToken) throw new Error('BASE_URL, HOST_URL and ADMIN_TOKEN must be set');
+mkdirSync(outDir, { recursive: true });
+
+const STEP_TIMEOUT = 15000;
+const problems = [];
+let step = 'start';
+
+function expect(cond, msg) {
+  if (!cond) throw new Error(`${step}: ${msg}`);
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: join(outDir, `${name}.png`) });
+  console.log(`screenshot ${join(outDir, name)}.png`);
+}
+
+// Before any script of the page: collect CSP violations and the widget's
+// events, so that the first event (sent on load) is not missed.
+function recorder() {
+  window.__violations = [];
+  window.__events = [];
+  document.addEventListener('securitypolicyviolation', (e) => {
+    window.__violations.push(`${e.violatedDirective} blocked ${e.blockedURI || 'inline'} (${e.sourceFile}:${e.lineNumber})`);
+  });
+  document.addEventListener('consentgraph:change', (e) => window.__events.push(e.detail));
+}
+
+async function newContext(browser, opts = {}) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, ...opts });
+  await context.addInitScript(recorder);
+  return context;
+}
+
+function watch(page) {
+  page.setDefaultTimeout(STEP_TIMEOUT);
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) problems.push(`console error (${step}): ${m.text()}`);
+  });
+  page.on('pageerror', (e) => problems.push(`page error (${step}): ${e.message}`));
+}
+
+// The widget's parts; playwright's CSS locators pierce the open shadow root.
+const w = (page) => ({
+  toggle: page.locator('[data-consentgraph-widget] button.toggle'),
+  panel: page.locator('[data-consentgraph-widget] .panel'),
+  heading: page.locator('[data-consentgraph-widget] h2'),
+  status: page.locator('[data-consentgraph-widget] .status'),
+  gpc: page.locator('[data-consentgraph-widget] [data-cg=gpc]'),
+  sw: (id) => page.locator(`[data-consentgraph-widget] input[data-purpose="${id}"]`),
+  row: (id) => page.locator(`[data-consentgraph-widget] li[data-purpose="${id}"]`),
+});
+
+async function events(page) {
+  return page.evaluate(() => window.__events);
+}
+
+async function lastEvent(page, n) {
+  await page.waitForFunction((k) => window.__events.length >= k, n);
+  const all = await events(page);
+  return all[all.length - 1];
+}
+
+// The CSP of the host held and nothing broke; the widget set no cookie.
+async function clean(page, context) {
+  const v = await page.evaluate(() => window.__violations);
+  expect(v.length === 0, `CSP violations: ${v.join('; ')}`);
+  expect(problems.length === 0, problems.join('; '));
+  expect(await page.evaluate(() => document.cookie) === '', 'the host page has a cookie readable by scripts');
+  // Cookies ignore ports, so the consent service's own session cookie is
+  // listed for the host too; it must be the only one, and HttpOnly.
+  const cookies = await context.cookies([hostURL, base]);
+  const foreign = cookies.filter((c) => c.name !== 'cg_session' || !c.httpOnly);
+  expect(foreign.length === 0, `cookies besides the service's HttpOnly session: ${JSON.stringify(foreign)}`);
+  const stored = await page.evaluate(() => Object.keys(localStorage));
+  expect(stored.every((k) => k === 'consentgraph:seen-policy'), `unexpected localStorage keys: ${stored}`);
+}
+
+// Signs up on the consent origin, the way the Privacy Center does: the
+// response sets the service's session cookie in this browser.
+async function signUpOnConsentOrigin(context, username) {
+  const page = await context.newPage();
+  watch(page);
+  await page.goto(`${base}/`);
+  const res = await page.evaluate(async (u) => {
+    const r = await fetch('/graphql', {
+      method: 'POST', credentials: 'same-origin', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ query: 'mutation($in: RegisterInput!) { register(input: $in) { user { id } } }',
+        variables: { in: { username: u, password: 'correct horse battery' } } }),
+    });
+    return r.json();
+  }, username);
+  expect(!res.errors, `sign-up failed: ${JSON.stringify(res.errors)}`);
+  await page.close();
+}
+
+// The signed-in visitor's ledger, read with the session cookie.
+async function ledger(context) {
+  const res = await context.request.post(`${base}/graphql`, {
+    headers: { 'Content-Type': 'application/json', Origin: base },
+    data: { query: '{ me { consentHistory(first: 50) { edges { node { purpose action method policyVersion receipt } } } } }' },
+  });
+  const body = await res.json();
+  expect(!body.errors, `ledger: ${JSON.stringify(body.errors)}`);
+  return body.data.me.consentHistory.edges.map((e) => e.node);
+}
+
+async function admin(query, variables) {
+  const res = await fetch(`${base}/graphql`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${adminToken}` },
+    body: JSON.stringify({ query, variables }),
+  });
+  const body = await res.json();
+  if (body.errors) throw new Error(`${step}: admin request failed: ${JSON.stringify(body.errors)}`);
+  return body.data;
+}
+
+function claims(jws) {
+  return JSON.parse(Buffer.from(jws.split('.')[1], 'base64url').toString());
+}
+
+async function desktop(browser) {
+  const context = await newContext(browser);
+  const page = await context.newPage();
+  watch(page);
+  const ui = w(page);
+
+  step = 'anonymous visitor, first visit';
+  await page.goto(`${hostURL}/`);
+  await ui.panel.waitFor({ state: 'visible' });
+  const ev0 = await lastEvent(page, 1);
+  expect(ev0.signedIn === false && ev0.policyVersion === '1', `first event: ${JSON.stringify(ev0)}`);
+  expect(ev0.purposes.newsletter === false && ev0.purposes.aggregate_statistics === true && ev0.purposes.essential === true,
+    `anonymous defaults: ${JSON.stringify(ev0.purposes)}`);
+  expect(/Sign in/.test(await ui.panel.textContent()), 'no sign-in explanation');
+  expect(/newsletter by email/.test(await ui.row('newsletter').textContent()), 'the newsletter purpose is not explained');
+  const signIn = await page.locator('[data-consentgraph-widget] a[data-cg=sign-in]').getAttribute('href');
+  const signUp = await page.locator('[data-consentgraph-widget] a[data-cg=sign-up]').getAttribute('href');
+  expect(signIn.startsWith(`${base}/`) && signUp.startsWith(`${base}/`), `links do not go to the Privacy Center: ${signIn} ${signUp}`);
+  expect(await ui.sw('newsletter').count() === 0, 'switches shown to a visitor who is not signed in');
+  expect(/stats.*running|running/.test(await page.locator('#site-stats').textContent()), 'the site did not follow the event');
+  // The constructed stylesheet applied under style-src 'self' (a blocked
+  // one would leave the panel in the page flow, unstyled).
+  const css = await ui.panel.evaluate((el) => ({ pos: getComputedStyle(el.getRootNode().host).position, radius: getComputedStyle(el).borderRadius }));
+  expect(css.pos === 'fixed' && css.radius === '12px', `widget styles not applied: ${JSON.stringify(css)}`);
+  await shot(page, 'widget-anonymous');
+  await clean(page, context);
+
+  step = 'anonymous visitor, second visit: collapsed, keyboard';
+  await page.reload();
+  await ui.toggle.waitFor({ state: 'visible' });
+  expect(await ui.panel.isHidden(), 'the widget opened again for a policy version already shown');
+  expect(await ui.toggle.textContent() === 'Privacy choices', 'the collapsed button is not "Privacy choices"');
+  await shot(page, 'widget-collapsed');
+  await ui.toggle.focus();
+  await page.keyboard.press('Enter');
+  await ui.panel.waitFor({ state: 'visible' });
+  expect(await ui.heading.evaluate((h) => h.getRootNode().activeElement === h), 'focus did not move into the panel');
+  expect(await ui.toggle.isHidden() && await page.locator('[data-consentgraph-widget] .panel').getAttribute('role') === 'dialog', 'panel role');
+  await page.keyboard.press('Escape');
+  await ui.panel.waitFor({ state: 'hidden' });
+  expect(await ui.toggle.evaluate((b) => b.getRootNode().activeElement === b), 'focus did not return to the button');
+  expect(await ui.toggle.getAttribute('aria-expanded') === 'false', 'aria-expanded not reset');
+
+  step = 'sign in on the consent origin';
+  await signUpOnConsentOrigin(context, `widget_${Date.now() % 1e8}`);
+  await page.reload();
+  const ev1 = await lastEvent(page, 1);
+  expect(ev1.signedIn === true, `the widget does not see the session (same-site cookie): ${JSON.stringify(ev1)}`);
+  expect(ev1.purposes.newsletter === false && ev1.purposes.aggregate_statistics === true, `signed-in state: ${JSON.stringify(ev1.purposes)}`);
+  expect(await ui.panel.isHidden(), 'opened although this policy version was shown');
+  await ui.toggle.click();
+  await ui.sw('newsletter').waitFor();
+  expect(await ui.sw('newsletter').getAttribute('role') === 'switch', 'switches are not role=switch');
+  expect(!(await ui.sw('newsletter').isChecked()) && await ui.sw('aggregate_statistics').isChecked(), 'switch states differ from the server');
+  expect(await ui.sw('essential').isDisabled(), 'the notice-only purpose can be switched');
+  const name = await ui.sw('newsletter').evaluate((i) => i.labels[0] && i.labels[0].textContent);
+  expect(name === 'Newsletter', `switch label: ${name}`);
+  await shot(page, 'widget-signed-in');
+
+  step = 'grant the newsletter by keyboard';
+  const before = (await events(page)).length;
+  await ui.sw('newsletter').focus();
+  await page.keyboard.press('Space');
+  await page.waitForFunction(() => /receipt/i.test(document.querySelector('[data-consentgraph-widget]').shadowRoot.querySelector('.status').textContent));
+  const ev2 = await lastEvent(page, before + 1);
+  expect(ev2.purposes.newsletter === true && ev2.signedIn, `event after the grant: ${JSON.stringify(ev2)}`);
+  expect(await ui.sw('newsletter').isChecked(), 'switch off after the grant');
+  expect(await ui.sw('newsletter').evaluate((i) => i.getRootNode().activeElement === i), 'focus lost after the change');
+  expect(/newsletter=on/.test(await page.locator('#site-state').textContent()), 'the site did not see the grant');
+  const shownReceipt = await ui.status.getAttribute('data-receipt');
+  const events1 = await ledger(context);
+  const grant = events1.find((e) => e.purpose === 'newsletter' && e.action === 'GRANT');
+  expect(grant && grant.method === 'EXPLICIT' && grant.receipt, `no GRANT in the ledger: ${JSON.stringify(events1)}`);
+  const c = claims(grant.receipt);
+  expect(shownReceipt && shownReceipt === (c.consentReceiptID || c.jti), `shown receipt ${shownReceipt} is not the ledger's ${JSON.stringify(c)}`);
+  await shot(page, 'widget-receipt');
+
+  step = 'withdraw by click';
+  const before2 = (await events(page)).length;
+  await ui.sw('newsletter').click();
+  const ev3 = await lastEvent(page, before2 + 1);
+  expect(ev3.purposes.newsletter === false, `event after the withdrawal: ${JSON.stringify(ev3)}`);
+  expect((await ledger(context)).some((e) => e.purpose === 'newsletter' && e.action === 'WITHDRAW' && e.receipt), 'no WITHDRAW in the ledger');
+  await ui.sw('newsletter').click(); // on again, so that the new policy must ask
+  await page.waitForFunction((n) => window.__events.length >= n, before2 + 2);
+  await clean(page, context);
+
+  step = 'a new policy version opens the widget once';
+  await admin('mutation { publishPolicy(version: "2", url: "/privacy/v2", reconsent: ["newsletter"]) { version } }');
+  await page.reload();
+  await ui.panel.waitFor({ state: 'visible' });
+  const ev4 = await lastEvent(page, 1);
+  expect(ev4.policyVersion === '2' && ev4.purposes.newsletter === false, `after the new policy: ${JSON.stringify(ev4)}`);
+  expect(/policy changed/i.test(await ui.row('newsletter').textContent()), 'no renewal note on the newsletter');
+  expect(/version 2/.test(await ui.panel.textContent()), 'the policy version is not shown');
+  await shot(page, 'widget-new-policy');
+  // Granting again renews it; then the widget no longer opens by itself.
+  await ui.sw('newsletter').click();
+  await page.waitForFunction(() => window.__events.some((e) => e.purposes.newsletter === true));
+  await page.reload();
+  await ui.toggle.waitFor({ state: 'visible' });
+  expect(await ui.panel.isHidden(), 'opened again for a policy version already shown');
+  await clean(page, context);
+  await context.close();
+}
+
+async function phoneWithGPC(browser) {
+  // Chromium has no GPC setting: the page sees the property and every
+  // request carries the header, as in a browser with GPC on.
+  const context = await newContext(browser, { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true,
+    extraHTTPHeaders: { 'Sec-GPC': '1' } });
+  await context.addInitScript(() => Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', { get: () => true, configurable: true }));
+  const page = await context.newPage();
+  watch(page);
+  const ui = w(page);
+
+  step = 'phone, GPC, anonymous';
+  await page.goto(`${hostURL}/`);
+  await ui.panel.waitFor({ state: 'visible' });
+  expect(/Global Privacy Control/.test(await ui.gpc.textContent()), 'no GPC notice');
+  const ev0 = await lastEvent(page, 1);
+  expect(ev0.gpc === true && ev0.purposes.aggregate_statistics === false, `GPC not reflected for a visitor who is not signed in: ${JSON.stringify(ev0)}`);
+  const box = await ui.panel.boundingBox();
+  expect(box.x >= 0 && box.x + box.width <= 390 && box.height <= 844, `panel outside the phone screen: ${JSON.stringify(box)}`);
+  await shot(page, 'widget-phone-anonymous');
+
+  step = 'phone, GPC, signed in';
+  await signUpOnConsentOrigin(context, `widget_gpc_${Date.now() % 1e8}`);
+  await page.reload();
+  const ev1 = await lastEvent(page, 1);
+  expect(ev1.signedIn && ev1.purposes.aggregate_statistics === false, `GPC did not turn the sharing purpose off: ${JSON.stringify(ev1)}`);
+  await ui.toggle.click();
+  await ui.sw('aggregate_statistics').waitFor();
+  expect(!(await ui.sw('aggregate_statistics').isChecked()), 'aggregate_statistics shown on under GPC');
+  expect(/Global Privacy Control/.test(await ui.row('aggregate_statistics').textContent()), 'the row does not say GPC turned it off');
+  expect(/stopped/.test(await page.locator('#site-stats').textContent()), 'the site kept its statistics script running');
+  await shot(page, 'widget-phone-gpc');
+  await clean(page, context);
+  await context.close();
+}
+
+const browser = await chromium.launch({ executablePath, args: ['--no-sandbox'] });
+try {
+  await desktop(browser);
+  await phoneWithGPC(browser);
+  console.log('consent widget: ok');
+} catch (e) {
+  console.error(e.stack || String(e));
+  if (problems.length) console.error(`problems seen:\n${problems.join('\n')}`);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
