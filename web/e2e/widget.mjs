@@ -79,6 +79,8 @@ async function lastEvent(page, n) {
 
 // The CSP of the host held and nothing broke; the widget set no cookie.
 async function clean(page, context) {
+  const shown = await page.evaluate(() => document.querySelector('[data-consentgraph-widget]').shadowRoot.textContent);
+  expect(!/\b(null|undefined|NaN)\b/.test(shown), `the widget shows a programming value: ${shown}`);
   const v = await page.evaluate(() => window.__violations);
   expect(v.length === 0, `CSP violations: ${v.join('; ')}`);
   expect(problems.length === 0, problems.join('; '));
@@ -204,6 +206,9 @@ async function desktop(browser) {
   expect(await ui.sw('newsletter').isChecked(), 'switch off after the grant');
   expect(await ui.sw('newsletter').evaluate((i) => i.getRootNode().activeElement === i), 'focus lost after the change');
   expect(/newsletter=on/.test(await page.locator('#site-state').textContent()), 'the site did not see the grant');
+  // The confirmation is where the visitor looks, not below the fold of the panel.
+  const [sb, pb] = [await ui.status.boundingBox(), await ui.panel.boundingBox()];
+  expect(sb && sb.y >= pb.y && sb.y + sb.height <= Math.min(pb.y + pb.height, 800), `receipt confirmation out of view: ${JSON.stringify({ sb, pb })}`);
   const shownReceipt = await ui.status.getAttribute('data-receipt');
   const events1 = await ledger(context);
   const grant = events1.find((e) => e.purpose === 'newsletter' && e.action === 'GRANT');

@@ -159,7 +159,8 @@ input[type=checkbox]:disabled { cursor: not-allowed; opacity: .6; }
 input[type=checkbox][aria-busy=true] { opacity: .6; }
 .state { font-size: 12px; color: #4a5360; display: block; text-align: right; margin-top: 2px; }
 .gpc { background: #eef4ff; border: 1px solid #b9ccf5; border-radius: 8px; padding: 8px 10px; font-size: 13px; }
-.status { font-size: 13px; min-height: 1em; }
+.status { font-size: 13px; margin: 0; overflow-wrap: anywhere; }
+.status:not(:empty) { margin: 0 0 10px; padding: 6px 10px; border-radius: 8px; background: #f3f5f7; }
 .status.ok { color: #1f6b36; }
 .status.err { color: #a1260d; }
 .actions { display: flex; flex-wrap: wrap; gap: 8px; margin-top: 8px; }
@@ -198,7 +199,7 @@ a { color: #1f4fd1; }
   const body = el('div');
   const status = el('p', { class: 'status', role: 'status', 'aria-live': 'polite' });
   const panel = el('section', { id: 'cg-panel', class: 'panel', role: 'dialog', 'aria-modal': 'false', 'aria-labelledby': 'cg-title', hidden: true },
-    closeBtn, heading, body, status);
+    closeBtn, heading, status, body);
   root.append(toggle, panel);
 
   function open(focus) {
@@ -245,7 +246,7 @@ a { color: #1f4fd1; }
         el('p', { class: 'desc', text: p.description }),
         el('p', { class: 'desc', text: mechanismText[p.mechanism] || '' })));
     }
-    body.replaceChildren(
+    fill(
       el('p', { text: 'This site asks what your data may be used for. Sign in to see and change your choices; every change gets a signed receipt.' }),
       gpcNotice(), list, policyLine(),
       el('div', { class: 'actions' },
@@ -278,19 +279,24 @@ a { color: #1f4fd1; }
         el('div', { class: 'row' },
           el('div', null,
             el('label', { class: 'name', id: nameId, htmlFor: input.id, text: title(p.id) }),
-            el('p', { class: 'desc', id: descId, text: `${p.description} ${p.mechanism === 'NOTICE_ONLY' ? 'Always on.' : ''}`.trim() })),
+            el('p', { class: 'desc', id: descId, text: p.description })),
           el('div', null, input, el('span', { class: 'state', 'data-cg': 'state', text: p.mechanism === 'NOTICE_ONLY' ? 'Always on' : stateText(c) }))),
         ...notes));
     }
     const manage = el('p', { class: 'small' }, 'Your history, receipts and data are in the ',
       el('a', { href: center, target: '_blank', rel: 'noopener', text: 'Privacy Center' }), '.');
-    body.replaceChildren(el('p', { text: 'Choose what your data may be used for. Changes apply at once, and each one gets a signed receipt.' }),
+    fill(el('p', { text: 'Choose what your data may be used for. Changes apply at once, and each one gets a signed receipt.' }),
       gpcNotice(), list, policyLine(), manage);
+  }
+
+  // Like replaceChildren, leaving out the parts that do not apply (null).
+  function fill(...parts) {
+    body.replaceChildren(...parts.filter(Boolean));
   }
 
   function render() {
     if (failed && !purposes.length) {
-      body.replaceChildren(el('p', { class: 'err', text: `${failed} Try again later.` }));
+      fill(el('p', { class: 'err', text: `${failed} Try again later.` }));
       return;
     }
     if (consents) renderSignedIn(); else renderSignedOut();
