@@ -281,10 +281,29 @@ async function phoneWithGPC(browser) {
   await context.close();
 }
 
+// The same page on an origin that is not in --cors-origins (localhost
+// instead of 127.0.0.1): the script loads, the API refuses to share.
+async function notAllowed(browser) {
+  step = 'an origin outside --cors-origins';
+  const context = await newContext(browser);
+  const page = await context.newPage();
+  page.setDefaultTimeout(STEP_TIMEOUT);
+  page.on('pageerror', (e) => problems.push(`page error (${step}): ${e.message}`));
+  await page.goto(hostURL.replace('127.0.0.1', 'localhost') + '/');
+  const ev = await lastEvent(page, 1);
+  expect(ev.signedIn === false && ev.error && Object.keys(ev.purposes).length === 0, `event on a refused origin: ${JSON.stringify(ev)}`);
+  await page.locator('[data-consentgraph-widget] button.toggle').click();
+  const msg = await page.locator('[data-consentgraph-widget] [data-cg=error]').textContent();
+  expect(/cannot be reached/.test(msg), `no explanation on a refused origin: ${msg}`);
+  expect(problems.length === 0, problems.join('; '));
+  await context.close();
+}
+
 const browser = await chromium.launch({ executablePath, args: ['--no-sandbox'] });
 try {
   await desktop(browser);
   await phoneWithGPC(browser);
+  await notAllowed(browser);
   console.log('consent widget: ok');
 } catch (e) {
   console.error(e.stack || String(e));

@@ -296,7 +296,7 @@ a { color: #1f4fd1; }
 
   function render() {
     if (failed && !purposes.length) {
-      fill(el('p', { class: 'err', text: `${failed} Try again later.` }));
+      fill(el('p', { class: 'status err', 'data-cg': 'error', text: `${failed} Try again later.` }));
       return;
     }
     if (consents) renderSignedIn(); else renderSignedOut();
@@ -369,7 +369,7 @@ a { color: #1f4fd1; }
 
   async function refresh() {
     await load();
-    if (!failed || purposes.length) render();
+    render();
     emit();
   }
 
