@@ -40,7 +40,7 @@ func (w *webhookReceiver) received() []string {
 }
 
 // verificationLinks answers GET /?to=ADDRESS with the path and query of the
-// verification link mailed to that address (through the real SMTP server),
+// verification (or, with kind, another) link mailed to that address (through the real SMTP server),
 // so the browser can follow it on the test server's own port.
 func verificationLinks(mp *mailpittest.Server) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -59,9 +59,13 @@ func verificationLinks(mp *mailpittest.Server) http.Handler {
 				}
 				// ?kind=confirm asks for the newsletter's confirmation link
 				// instead, from the newest such mail (the list is newest first).
+				// ?kind=reset asks for the newest password reset link.
 				marker := "/?verify="
-				if r.URL.Query().Get("kind") == "confirm" {
+				switch r.URL.Query().Get("kind") {
+				case "confirm":
 					marker = "/plugins/letters/confirm?token="
+				case "reset":
+					marker = "/?reset="
 				}
 				if i := strings.Index(full.Text, marker); i >= 0 {
 					_, _ = io.WriteString(w, strings.Fields(full.Text[i:])[0])
@@ -158,12 +162,13 @@ func TestBrowserPrivacyCenterAndPartnerConsole(t *testing.T) {
 		}
 		t.Fatalf("browser test failed: %v", err)
 	}
-	for _, want := range []string{"privacy center: ok", "partner console: ok"} {
+	for _, want := range []string{"privacy center: ok", "password pages: ok", "partner console: ok"} {
 		if !strings.Contains(string(output), want) {
 			t.Errorf("browser test output lacks %q", want)
 		}
 	}
-	for _, name := range []string{"center-signed-in", "center-consents", "center-links", "center-phone", "center-deleted", "partners-result", "partners-phone"} {
+	for _, name := range []string{"center-signed-in", "center-consents", "center-links", "center-phone", "center-deleted",
+		"center-forgot", "center-reset", "center-reset-used", "center-password-changed", "center-notice", "center-reset-phone", "center-notice-phone", "partners-result", "partners-phone"} {
 		if fi, err := os.Stat(filepath.Join(out, name+".png")); err != nil || fi.Size() == 0 {
 			t.Errorf("screenshot %s.png missing: %v", name, err)
 		}

@@ -286,6 +286,176 @@ async function privacyCenter(context) {
   return username;
 }
 
+// A GraphQL call made by the test itself, as another person or device
+// would make it (no cookie: a bearer token when given).
+async function api(query, variables = {}, token = '') {
+  const headers = { 'Content-Type': 'application/json' };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const res = await fetch(`${base}/graphql`, { method: 'POST', headers, body: JSON.stringify({ query, variables }) });
+  return res.json();
+}
+
+// The path of the newest link of kind mailed to address, waiting until it
+// differs from not (a mail sent earlier to the same address).
+async function mailLink(address, kind = '', not = '') {
+  let last = '';
+  for (let i = 0; i < 60; i++) {
+    const res = await fetch(`${mailLinks}/?to=${encodeURIComponent(address)}${kind ? `&kind=${kind}` : ''}`);
+    last = await res.text();
+    if (res.ok && last !== not) return last;
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  throw new Error(`${step}: no new ${kind || 'verification'} link mailed to ${address}: ${last}`);
+}
+
+async function atSize(page, width, height, name) {
+  const old = page.viewportSize();
+  await page.setViewportSize({ width, height });
+  await fitsWidth(page);
+  await page.screenshot({ path: join(outDir, `${name}.png`) });
+  console.log(`screenshot ${join(outDir, name)}.png`);
+  await page.setViewportSize(old);
+}
+
+// Notices, change password, forgot password and the reset link, with a
+// user of their own so the main walk-through keeps its password.
+async function passwordPages(context) {
+  const page = await context.newPage();
+  watch(page);
+  page.setDefaultTimeout(STEP_TIMEOUT);
+  await page.setViewportSize({ width: 1280, height: 800 });
+  const user = `pw_${Date.now().toString(36)}`;
+  const taken = `${user}.taken@example.org`;
+
+  step = 'password pages: sign up with an address another account will confirm';
+  await page.goto(`${base}/`);
+  await page.fill('#su-username', user);
+  await page.fill('#su-password', 'correct horse battery');
+  await page.fill('#su-email', taken);
+  await page.press('#su-password', 'Enter');
+  await page.locator('#signed-in').waitFor();
+  expect(await page.isHidden('#notices'), 'a new account shows notices');
+  const mine = await mailLink(taken);
+  const reg = await api('mutation($i: RegisterInput!) { register(input: $i) { token } }',
+    { i: { username: `${user}_b`, password: 'another horse battery', email: taken } });
+  expect(!reg.errors, `the second account was refused: ${JSON.stringify(reg.errors)}`);
+  const theirs = await mailLink(taken, '', mine);
+  const v = await api('mutation($t: String!) { verifyEmail(token: $t) }', { t: new URL(theirs, base).searchParams.get('verify') });
+  expect(v.data && v.data.verifyEmail === true, `the second account could not confirm: ${JSON.stringify(v)}`);
+
+  step = 'password pages: the notice is shown and dismissed';
+  await page.reload();
+  await page.locator('#notices li[data-kind="EMAIL_CLAIMED_BY_ANOTHER_ACCOUNT"]').waitFor();
+  expect(/another account confirmed/.test(await text(page, '#notice-list')), 'the notice does not say what happened');
+  expect((await text(page, '#email-state')) === 'none', 'the taken address is still shown');
+  await labelled(page);
+  await shot(page, 'center-notice');
+  await atSize(page, 390, 844, 'center-notice-phone');
+  await page.click('#notices-dismiss');
+  await page.locator('#notices').waitFor({ state: 'hidden' });
+  await page.reload();
+  await page.locator('#signed-in').waitFor();
+  expect(await page.isHidden('#notices'), 'a dismissed notice came back');
+
+  step = 'password pages: change password with a wrong current one';
+  const other = await api('mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }',
+    { u: user, p: 'correct horse battery' });
+  const otherToken = other.data.login.token;
+  await page.fill('#cp-current', 'not my password at all');
+  await page.fill('#cp-new', 'purple tractor wandering');
+  await page.click('#password-form button[type=submit]');
+  const cerr = page.locator('#cp-current').locator('xpath=ancestor::div[contains(@class,"field")]').locator('.field-error');
+  await cerr.waitFor();
+  expect(await page.getAttribute('#cp-current', 'aria-invalid') === 'true', 'current password not marked aria-invalid');
+
+  step = 'password pages: a too short new password';
+  await page.fill('#cp-current', 'correct horse battery');
+  await page.fill('#cp-new', 'short');
+  await page.click('#password-form button[type=submit]');
+  await page.locator('#cp-new').locator('xpath=ancestor::div[contains(@class,"field")]').locator('.field-error').waitFor();
+  expect(await page.getAttribute('#cp-new', 'aria-invalid') === 'true', 'new password not marked aria-invalid');
+
+  step = 'password pages: change password';
+  await page.fill('#cp-current', 'correct horse battery');
+  await page.fill('#cp-new', 'purple tractor wandering');
+  await page.press('#cp-new', 'Enter');
+  await page.locator('#password-form .form-status.ok', { hasText: 'password was changed' }).waitFor();
+  expect((await page.inputValue('#cp-current')) === '' && (await page.inputValue('#cp-new')) === '', 'the passwords stay in the form');
+  await shot(page, 'center-password-changed');
+  const ended = await api('{ me { id } }', {}, otherToken);
+  // me answers null without a live session
+  expect(ended.data && ended.data.me === null, `the other session still works: ${JSON.stringify(ended)}`);
+  await page.waitForFunction(() => document.querySelector('#password-form .form-status').textContent === '', null, { timeout: 12000 });
+
+  step = 'password pages: confirm an address';
+  const address = `${user}@example.org`;
+  await page.fill('#em-email', address);
+  await page.press('#em-email', 'Enter');
+  await page.locator('#email-form .form-status.ok').waitFor();
+  await page.goto(`${base}${await mailLink(address)}`);
+  await page.locator('#email-state', { hasText: /^confirmed$/ }).waitFor();
+
+  step = 'password pages: forgot password';
+  await page.click('#logout');
+  await page.locator('#signed-out').waitFor();
+  await page.click('#forgot-open');
+  expect(await page.evaluate(() => document.activeElement.id) === 'fg-email', 'focus did not move to the email field');
+  await page.fill('#fg-email', `nobody.${user}@example.org`);
+  await page.press('#fg-email', 'Enter');
+  const sent = page.locator('#forgot-form .form-status.ok');
+  await sent.waitFor();
+  const unknownAnswer = await sent.textContent();
+  expect(/sent it a link/.test(unknownAnswer), `the confirmation reads "${unknownAnswer}"`);
+  await page.fill('#fg-email', address);
+  await page.press('#fg-email', 'Enter');
+  await sent.waitFor();
+  expect((await sent.textContent()) === unknownAnswer, 'the answer tells a known address from an unknown one');
+  await labelled(page);
+  await shot(page, 'center-forgot');
+
+  step = 'password pages: follow the reset link';
+  const link = await mailLink(address, 'reset');
+  expect(link.startsWith('/?reset='), `no reset link arrived: ${link}`);
+  await page.goto(`${base}${link}`);
+  await page.locator('#reset').waitFor();
+  expect(!page.url().includes('reset='), 'the reset token stays in the address bar');
+  expect(await page.isHidden('#signed-out') && await page.isHidden('#signed-in'), 'the reset page shows other sections');
+  await labelled(page);
+  await shot(page, 'center-reset');
+  await atSize(page, 390, 844, 'center-reset-phone');
+  await page.fill('#rs-password', 'short');
+  await page.press('#rs-password', 'Enter');
+  await page.locator('#reset-form .field-error').waitFor();
+  expect(await page.getAttribute('#rs-password', 'aria-invalid') === 'true', 'new password not marked aria-invalid');
+  await page.fill('#rs-password', 'seven blue lanterns glow');
+  await page.press('#rs-password', 'Enter');
+  await page.locator('#signed-out').waitFor();
+  expect(/Sign in with your new password/.test(await text(page, '#banner')), 'no prompt to sign in');
+  expect(await page.evaluate(() => document.activeElement.id) === 'li-username', 'focus is not on sign-in');
+
+  step = 'password pages: sign in with the new password';
+  await page.fill('#li-username', user);
+  await page.fill('#li-password', 'seven blue lanterns glow');
+  await page.press('#li-password', 'Enter');
+  await page.locator('#signed-in').waitFor();
+  await page.click('#logout');
+  await page.locator('#signed-out').waitFor();
+
+  step = 'password pages: a used link';
+  await page.goto(`${base}${link}`);
+  await page.locator('#reset').waitFor();
+  await page.fill('#rs-password', 'another fresh passphrase');
+  await page.press('#rs-password', 'Enter');
+  await page.locator('#reset-form .form-status.error', { hasText: 'expired or was already used' }).waitFor();
+  expect(await page.isVisible('#reset-again'), 'no way to ask for a new link');
+  await shot(page, 'center-reset-used');
+  await page.click('#reset-again');
+  await page.locator('#forgot-form').waitFor();
+  expect(await page.evaluate(() => document.activeElement.id) === 'fg-email', 'asking again does not lead to the email field');
+  await page.close();
+  return user;
+}
+
 async function partnerConsole(context) {
   const page = await context.newPage();
   watch(page);
@@ -360,6 +530,7 @@ try {
   });
   const username = await privacyCenter(context);
   console.log(`privacy center: ok (${username})`);
+  if (mailLinks) console.log(`password pages: ok (${await passwordPages(context)})`);
   const p = await partnerConsole(context);
   console.log(`partner console: ok (${p.bars} bars, threshold ${p.threshold})`);
   expect(problems.length === 0, `the pages reported errors:\n${problems.join('\n')}`);
