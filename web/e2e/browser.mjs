@@ -14,6 +14,9 @@ import { join } from 'node:path';
 
 const base = process.env.BASE_URL;
 const partnerKey = process.env.PARTNER_KEY;
+// A second partner with a small budget: it must inherit nothing from the
+// first, and its budget is small enough to trip the cost guard.
+const partnerKey2 = process.env.PARTNER_KEY_2 || '';
 const outDir = process.env.OUT_DIR || 'test-output';
 const expectProcessor = process.env.EXPECT_PROCESSOR || '';
 const mailLinks = process.env.MAIL_LINKS || '';
@@ -504,17 +507,125 @@ async function partnerConsole(context) {
   expect((await text(page, '.result-table thead')).includes('Age band'), 'table has no age band column');
   await labelled(page);
   await shot(page, 'partners-result');
+  await page.setViewportSize({ width: 1280, height: 800 });
+
+  step = 'partner: the cost is shown before the run';
+  const resetsAt = await text(page, '#budget-reset');
+  await page.fill('#epsilon', '2.5');
+  const cost = await text(page, '#cost');
+  const left = (await text(page, '#budget-text')).split(' of ')[0];
+  expect(cost === `This query costs ε 2.5; ${left} left until ${resetsAt}.`, `the cost line reads "${cost}"`);
+  expect(await page.isEnabled('#ask-form button[type=submit]'), 'an affordable query cannot be run');
+
+  step = 'partner: more than 50 groups are paged';
+  await page.uncheck('input[value=AGE_BAND]');
+  await page.check('input[value=SIGNUP_MONTH]');
+  await page.check('input[value=GENDER]');
+  await page.fill('#epsilon', '10');
+  await page.click('#ask-form button[type=submit]');
+  await page.locator('#result-desc', { hasText: 'Gender × Sign-up month' }).waitFor();
+  const groups = Number((await text(page, '#stat-cells')).replace(/\D/g, ''));
+  expect(groups > 50, `only ${groups} groups: the paging is not exercised`);
+  expect(await page.locator('.result-table tbody tr').count() === 50, 'the first page does not hold 50 rows');
+  expect((await text(page, '#table-rows')) === `Rows 1–50 of ${groups}`, `the pager reads "${await text(page, '#table-rows')}"`);
+  expect(await page.isDisabled('#page-prev'), 'the first page offers a previous page');
+  await page.click('#page-next');
+  await page.locator('#table-rows', { hasText: 'Rows 51–' }).waitFor();
+  expect(await page.locator('.result-table tbody tr').count() === Math.min(50, groups - 50), 'the second page holds the wrong rows');
+  const t10 = await text(page, '#stat-threshold');
+  const note = await text(page, '#noise-note');
+  expect(new RegExp(`^Counts have random noise of about ±\\d+(\\.\\d)? \\(ε 10\\); groups whose noisy count is below ${t10} are not shown`).test(note),
+    `the noise note reads "${note}"`);
+  await shot(page, 'partners-paged');
+
+  step = 'partner: three dimensions, labels inside the chart';
+  await page.uncheck('input[value=SIGNUP_MONTH]');
+  await page.check('input[value=AGE_BAND]');
+  await page.check('input[value=COUNTRY]');
+  await page.click('#ask-form button[type=submit]');
+  await page.locator('#result-desc', { hasText: 'Age band × Country × Gender' }).waitFor();
+  expect(await page.locator('svg.chart rect.bar').count() > 5, 'too few groups to check the labels');
+  await labelsInside(page);
+  await shot(page, 'partners-3d');
 
   step = 'partner: phone-sized screen';
   await page.setViewportSize({ width: 390, height: 844 });
   // the chart is redrawn for the narrow box, so its labels stay readable
   await page.waitForFunction(() => document.querySelector('svg.chart').viewBox.baseVal.width <= 390);
   await fitsWidth(page);
+  await labelsInside(page);
   await shot(page, 'partners-phone');
   await page.evaluate(() => document.querySelector('#result').scrollIntoView());
   await page.screenshot({ path: join(outDir, 'partners-phone-result.png') });
+  await page.setViewportSize({ width: 1280, height: 800 });
+
+  if (partnerKey2) {
+    step = 'partner: sign out, sign in as another partner';
+    const firstName = await text(page, '#partner-name');
+    await page.click('#forget');
+    await page.locator('#signin').waitFor();
+    expect((await page.inputValue('#api-key')) === '', 'the key field is not empty');
+    await page.fill('#api-key', partnerKey2);
+    await page.press('#api-key', 'Enter');
+    await page.locator('#console').waitFor();
+    const name = await text(page, '#partner-name');
+    expect(name !== firstName, `still signed in as ${name}`);
+    expect(await page.locator('input[name=groupBy]:checked').count() === 0, 'the first partner\'s dimensions are still chosen');
+    expect((await page.inputValue('#epsilon')) === '1', 'the first partner\'s epsilon is still there');
+    expect(await page.isHidden('#result'), 'the first partner\'s answer is still shown');
+    const leftovers = await page.evaluate(() => ['#chart', '#table', '#noise-note', '#result-desc', '#stat-cells']
+      .filter((s) => document.querySelector(s).textContent.trim() !== ''));
+    expect(leftovers.length === 0, `the first partner's answer remains in ${leftovers.join(', ')}`);
+    expect(/^5 of 5 ε left/.test(await text(page, '#budget-text')), `the budget reads "${await text(page, '#budget-text')}"`);
+
+    step = 'partner: a query above the budget cannot run';
+    await page.fill('#epsilon', '8');
+    await page.locator('#cost.error', { hasText: 'only 5 is left' }).waitFor();
+    expect(await page.isDisabled('#ask-form button[type=submit]'), 'a query above the budget can be run');
+    await labelled(page);
+    await shot(page, 'partners-over-budget');
+    await page.setViewportSize({ width: 390, height: 844 });
+    await fitsWidth(page);
+    await shot(page, 'partners-over-budget-phone');
+    await page.fill('#epsilon', '1');
+    expect(await page.isEnabled('#ask-form button[type=submit]'), 'an affordable query stays disabled');
+  }
   await page.close();
   return { bars, threshold };
+}
+
+// Every chart label lies wholly inside the chart and the viewport.
+async function labelsInside(page) {
+  const out = await page.evaluate(() => {
+    const box = document.querySelector('svg.chart').getBoundingClientRect();
+    return [...document.querySelectorAll('svg.chart text')].map((t) => {
+      const r = t.getBoundingClientRect();
+      const inside = r.left >= box.left - 0.5 && r.right <= box.right + 0.5 && r.left >= 0 && r.right <= window.innerWidth;
+      return inside ? '' : `"${t.textContent}" at ${Math.round(r.left)}–${Math.round(r.right)} in ${Math.round(box.left)}–${Math.round(box.right)}`;
+    }).filter(Boolean);
+  });
+  expect(out.length === 0, `chart labels cut off: ${out.slice(0, 5).join('; ')}`);
+}
+
+// A browser set to German still gets one date format, the page's (English).
+async function partnerDates() {
+  step = 'partner: dates in the page\'s language';
+  const browser = await chromium.launch({ executablePath, headless: true, args: ['--no-sandbox', '--disable-gpu'] });
+  try {
+    const ctx = await browser.newContext({ locale: 'de-DE', viewport: { width: 1280, height: 800 } });
+    const page = await ctx.newPage();
+    watch(page);
+    page.setDefaultTimeout(STEP_TIMEOUT);
+    await page.goto(`${base}/partners`);
+    await page.fill('#api-key', partnerKey2 || partnerKey);
+    await page.press('#api-key', 'Enter');
+    await page.locator('#console').waitFor();
+    const d = await text(page, '#budget-reset');
+    expect(/^[A-Z][a-z]{2} \d{1,2}, \d{4}, \d{1,2}:\d{2}\s[AP]M$/.test(d), `a German browser shows the date as "${d}"`);
+    expect((await text(page, '#cost')).endsWith(`until ${d}.`), 'the cost line has another date format');
+  } finally {
+    await browser.close();
+  }
 }
 
 const userDataDir = mkdtempSync(join(tmpdir(), 'cg-chromium-'));
@@ -532,6 +643,7 @@ try {
   console.log(`privacy center: ok (${username})`);
   if (mailLinks) console.log(`password pages: ok (${await passwordPages(context)})`);
   const p = await partnerConsole(context);
+  await partnerDates();
   console.log(`partner console: ok (${p.bars} bars, threshold ${p.threshold})`);
   expect(problems.length === 0, `the pages reported errors:\n${problems.join('\n')}`);
 } catch (e) {
