@@ -127,7 +127,9 @@ async function privacyCenter(context) {
   expect(await page.getAttribute('#pf-country', 'aria-invalid') === 'true', 'country not marked aria-invalid');
   await page.fill('#pf-country', 'DE');
   await page.click('#profile-form button[type=submit]');
-  await page.locator('#profile-form .form-status.ok').waitFor();
+  await page.locator('#profile-form .form-status.ok', { hasText: 'Profile saved.' }).waitFor();
+  // an old "saved" must not stand next to a later change
+  await page.waitForFunction(() => document.querySelector('#profile-form .form-status').textContent === '', null, { timeout: 12000 });
 
   step = 'grant surveys with the keyboard';
   await page.focus('#purpose-surveys-switch');
@@ -441,8 +443,16 @@ async function passwordPages(context) {
   await page.fill('#li-password', 'seven blue lanterns glow');
   await page.press('#li-password', 'Enter');
   await page.locator('#signed-in').waitFor();
-  await page.click('#logout');
+
+  step = 'password pages: an ended session signs the page out';
+  // Without its cookie the page's session is gone, as after an expiry.
+  await context.clearCookies();
+  await page.click('#profile-form button[type=submit]');
   await page.locator('#signed-out').waitFor();
+  expect(await page.isHidden('#signed-in') && await page.isHidden('#session'), 'the page still looks signed in');
+  expect(/session has ended/.test(await text(page, '#banner')), `the banner reads "${await text(page, '#banner')}"`);
+  expect(await page.evaluate(() => document.activeElement.id) === 'li-username', 'focus is not on sign-in');
+  await shot(page, 'center-session-ended');
 
   step = 'password pages: a used link';
   await page.goto(`${base}${link}`);

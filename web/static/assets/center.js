@@ -1,7 +1,7 @@
 // The Privacy Center: sign up and in, my data, consents with signed
 // receipts, activity, export and erasure. Talks to /graphql with the
 // HttpOnly session cookie.
-import { gql, isSchemaMismatch, submitting, setStatus, showError, plain, h, when, localError as fieldError } from './gql.js';
+import { gql as request, isSchemaMismatch, submitting, setStatus, showError, plain, h, when, localError as fieldError } from './gql.js';
 
 const $ = (sel) => document.querySelector(sel);
 
@@ -21,8 +21,31 @@ const MSG = {
     EMAIL_CLAIMED_BY_ANOTHER_ACCOUNT: (at) => `On ${at}, another account confirmed the email address you had not confirmed yet, ` +
       'so it was removed from your account. Add an address you can confirm under “My data”.',
   },
+  sessionEnded: 'Your session has ended, so you are signed out. Sign in again to go on.',
+  profileSaved: 'Profile saved.',
   noticeOther: (kind, at) => `A message for you from ${at} (${kind.toLowerCase().replaceAll('_', ' ')}).`,
 };
+
+// Every API call of the page. A session that ends while the page shows
+// the user signed in (expired, revoked, signed out elsewhere) takes the
+// page back to the signed-out state with a word why, instead of leaving
+// every button to answer "sign in first".
+async function gql(...args) {
+  try {
+    return await request(...args);
+  } catch (err) {
+    if (err.code === 'UNAUTHENTICATED' && me) sessionEnded();
+    throw err;
+  }
+}
+
+function sessionEnded() {
+  me = null;
+  polling++;
+  show('#signed-out');
+  banner(MSG.sessionEnded, 'error');
+  $('#li-username').focus();
+}
 
 // How long a success message stays before it clears.
 const STATUS_MS = 6000;
@@ -425,6 +448,7 @@ function pollActivity() {
 async function refresh() {
   const user = await loadMe();
   if (!user) {
+    if (me) return sessionEnded();
     show('#signed-out');
     return;
   }
@@ -505,7 +529,7 @@ function bind() {
       if (error) return localError(form, error);
       await gql(`mutation($i: ProfileInput!) { updateProfile(input: $i) { id } }`, { i: input });
       await refresh();
-      setStatus(form, 'Profile saved.');
+      okStatus(form, MSG.profileSaved);
     });
   });
 
