@@ -40,7 +40,7 @@ func (w *webhookReceiver) received() []string {
 }
 
 // verificationLinks answers GET /?to=ADDRESS with the path and query of the
-// verification link mailed to that address (through the real SMTP server),
+// verification (or, with kind, another) link mailed to that address (through the real SMTP server),
 // so the browser can follow it on the test server's own port.
 func verificationLinks(mp *mailpittest.Server) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -59,9 +59,13 @@ func verificationLinks(mp *mailpittest.Server) http.Handler {
 				}
 				// ?kind=confirm asks for the newsletter's confirmation link
 				// instead, from the newest such mail (the list is newest first).
+				// ?kind=reset asks for the newest password reset link.
 				marker := "/?verify="
-				if r.URL.Query().Get("kind") == "confirm" {
+				switch r.URL.Query().Get("kind") {
+				case "confirm":
 					marker = "/plugins/letters/confirm?token="
+				case "reset":
+					marker = "/?reset="
 				}
 				if i := strings.Index(full.Text, marker); i >= 0 {
 					_, _ = io.WriteString(w, strings.Fields(full.Text[i:])[0])
@@ -134,21 +138,29 @@ func TestBrowserPrivacyCenterAndPartnerConsole(t *testing.T) {
 	t.Cleanup(mailLinks.Close)
 	s, admin := partnerAdmin(t, func(c *config.Config) {
 		c.DemographicsK = 5
+		// A cap of 10 lowers the threshold enough that one answer has
+		// more than 50 groups (the table's page) and three dimensions
+		// have groups to label.
+		c.DemographicsMaxEpsilon = 10
 		c.ConfigFile = cfgFile
 		c.SMTPURL = mp.SMTPURL()
 	})
-	_, pc := createPartner(t, s, admin, 20, 30)
+	_, pc := createPartner(t, s, admin, 100, 30)
+	// The second partner, signed in after the first signs out, must
+	// inherit nothing; its small budget trips the cost guard.
+	var second struct{ CreatePartner struct{ APIKey string } }
+	admin.Do(t, `mutation { createPartner(name: "Beta Analytics", epsilonBudget: 5, budgetPeriodDays: 30) { apiKey } }`, nil).Decode(t, &second)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	if _, err := seed.Run(ctx, s.App, seed.Options{Users: 600, Grants: 0, RandSeed: 7}); err != nil {
+	if _, err := seed.Run(ctx, s.App, seed.Options{Users: 2400, Grants: 0, RandSeed: 7}); err != nil {
 		t.Fatalf("seed: %v", err)
 	}
 
 	out := filepath.Join(root, "test-output")
 	cmd := exec.CommandContext(ctx, node, script)
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "BASE_URL="+s.URL, "PARTNER_KEY="+pc.Token, "OUT_DIR="+out, "CHROMIUM_PATH="+chromium,
+	cmd.Env = append(os.Environ(), "BASE_URL="+s.URL, "PARTNER_KEY="+pc.Token, "PARTNER_KEY_2="+second.CreatePartner.APIKey, "OUT_DIR="+out, "CHROMIUM_PATH="+chromium,
 		"EXPECT_PROCESSOR=survey-hook", "EXPECT_NEWSLETTER=letters", "MAIL_LINKS="+mailLinks.URL)
 	output, err := cmd.CombinedOutput()
 	t.Logf("browser test output:\n%s", output)
@@ -158,12 +170,14 @@ func TestBrowserPrivacyCenterAndPartnerConsole(t *testing.T) {
 		}
 		t.Fatalf("browser test failed: %v", err)
 	}
-	for _, want := range []string{"privacy center: ok", "partner console: ok"} {
+	for _, want := range []string{"privacy center: ok", "password pages: ok", "partner console: ok"} {
 		if !strings.Contains(string(output), want) {
 			t.Errorf("browser test output lacks %q", want)
 		}
 	}
-	for _, name := range []string{"center-signed-in", "center-consents", "center-links", "center-phone", "center-deleted", "partners-result", "partners-phone"} {
+	for _, name := range []string{"center-signed-in", "center-consents", "center-links", "center-phone", "center-deleted",
+		"center-forgot", "center-reset", "center-reset-used", "center-password-changed", "center-notice", "center-reset-phone", "center-notice-phone", "partners-result", "partners-phone",
+		"partners-paged", "partners-3d", "partners-over-budget", "partners-over-budget-phone"} {
 		if fi, err := os.Stat(filepath.Join(out, name+".png")); err != nil || fi.Size() == 0 {
 			t.Errorf("screenshot %s.png missing: %v", name, err)
 		}

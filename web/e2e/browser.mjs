@@ -14,6 +14,9 @@ import { join } from 'node:path';
 
 const base = process.env.BASE_URL;
 const partnerKey = process.env.PARTNER_KEY;
+// A second partner with a small budget: it must inherit nothing from the
+// first, and its budget is small enough to trip the cost guard.
+const partnerKey2 = process.env.PARTNER_KEY_2 || '';
 const outDir = process.env.OUT_DIR || 'test-output';
 const expectProcessor = process.env.EXPECT_PROCESSOR || '';
 const mailLinks = process.env.MAIL_LINKS || '';
@@ -124,7 +127,9 @@ async function privacyCenter(context) {
   expect(await page.getAttribute('#pf-country', 'aria-invalid') === 'true', 'country not marked aria-invalid');
   await page.fill('#pf-country', 'DE');
   await page.click('#profile-form button[type=submit]');
-  await page.locator('#profile-form .form-status.ok').waitFor();
+  await page.locator('#profile-form .form-status.ok', { hasText: 'Profile saved.' }).waitFor();
+  // an old "saved" must not stand next to a later change
+  await page.waitForFunction(() => document.querySelector('#profile-form .form-status').textContent === '', null, { timeout: 12000 });
 
   step = 'grant surveys with the keyboard';
   await page.focus('#purpose-surveys-switch');
@@ -286,6 +291,184 @@ async function privacyCenter(context) {
   return username;
 }
 
+// A GraphQL call made by the test itself, as another person or device
+// would make it (no cookie: a bearer token when given).
+async function api(query, variables = {}, token = '') {
+  const headers = { 'Content-Type': 'application/json' };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const res = await fetch(`${base}/graphql`, { method: 'POST', headers, body: JSON.stringify({ query, variables }) });
+  return res.json();
+}
+
+// The path of the newest link of kind mailed to address, waiting until it
+// differs from not (a mail sent earlier to the same address).
+async function mailLink(address, kind = '', not = '') {
+  let last = '';
+  for (let i = 0; i < 60; i++) {
+    const res = await fetch(`${mailLinks}/?to=${encodeURIComponent(address)}${kind ? `&kind=${kind}` : ''}`);
+    last = await res.text();
+    if (res.ok && last !== not) return last;
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  throw new Error(`${step}: no new ${kind || 'verification'} link mailed to ${address}: ${last}`);
+}
+
+async function atSize(page, width, height, name) {
+  const old = page.viewportSize();
+  await page.setViewportSize({ width, height });
+  await fitsWidth(page);
+  await page.screenshot({ path: join(outDir, `${name}.png`) });
+  console.log(`screenshot ${join(outDir, name)}.png`);
+  await page.setViewportSize(old);
+}
+
+// Notices, change password, forgot password and the reset link, with a
+// user of their own so the main walk-through keeps its password.
+async function passwordPages(context) {
+  const page = await context.newPage();
+  watch(page);
+  page.setDefaultTimeout(STEP_TIMEOUT);
+  await page.setViewportSize({ width: 1280, height: 800 });
+  const user = `pw_${Date.now().toString(36)}`;
+  const taken = `${user}.taken@example.org`;
+
+  step = 'password pages: sign up with an address another account will confirm';
+  await page.goto(`${base}/`);
+  await page.fill('#su-username', user);
+  await page.fill('#su-password', 'correct horse battery');
+  await page.fill('#su-email', taken);
+  await page.press('#su-password', 'Enter');
+  await page.locator('#signed-in').waitFor();
+  expect(await page.isHidden('#notices'), 'a new account shows notices');
+  const mine = await mailLink(taken);
+  const reg = await api('mutation($i: RegisterInput!) { register(input: $i) { token } }',
+    { i: { username: `${user}_b`, password: 'another horse battery', email: taken } });
+  expect(!reg.errors, `the second account was refused: ${JSON.stringify(reg.errors)}`);
+  const theirs = await mailLink(taken, '', mine);
+  const v = await api('mutation($t: String!) { verifyEmail(token: $t) }', { t: new URL(theirs, base).searchParams.get('verify') });
+  expect(v.data && v.data.verifyEmail === true, `the second account could not confirm: ${JSON.stringify(v)}`);
+
+  step = 'password pages: the notice is shown and dismissed';
+  await page.reload();
+  await page.locator('#notices li[data-kind="EMAIL_CLAIMED_BY_ANOTHER_ACCOUNT"]').waitFor();
+  expect(/another account confirmed/.test(await text(page, '#notice-list')), 'the notice does not say what happened');
+  expect((await text(page, '#email-state')) === 'none', 'the taken address is still shown');
+  await labelled(page);
+  await shot(page, 'center-notice');
+  await atSize(page, 390, 844, 'center-notice-phone');
+  await page.click('#notices-dismiss');
+  await page.locator('#notices').waitFor({ state: 'hidden' });
+  await page.reload();
+  await page.locator('#signed-in').waitFor();
+  expect(await page.isHidden('#notices'), 'a dismissed notice came back');
+
+  step = 'password pages: change password with a wrong current one';
+  const other = await api('mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }',
+    { u: user, p: 'correct horse battery' });
+  const otherToken = other.data.login.token;
+  await page.fill('#cp-current', 'not my password at all');
+  await page.fill('#cp-new', 'purple tractor wandering');
+  await page.click('#password-form button[type=submit]');
+  const cerr = page.locator('#cp-current').locator('xpath=ancestor::div[contains(@class,"field")]').locator('.field-error');
+  await cerr.waitFor();
+  expect(await page.getAttribute('#cp-current', 'aria-invalid') === 'true', 'current password not marked aria-invalid');
+
+  step = 'password pages: a too short new password';
+  await page.fill('#cp-current', 'correct horse battery');
+  await page.fill('#cp-new', 'short');
+  await page.click('#password-form button[type=submit]');
+  await page.locator('#cp-new').locator('xpath=ancestor::div[contains(@class,"field")]').locator('.field-error').waitFor();
+  expect(await page.getAttribute('#cp-new', 'aria-invalid') === 'true', 'new password not marked aria-invalid');
+
+  step = 'password pages: change password';
+  await page.fill('#cp-current', 'correct horse battery');
+  await page.fill('#cp-new', 'purple tractor wandering');
+  await page.press('#cp-new', 'Enter');
+  await page.locator('#password-form .form-status.ok', { hasText: 'password was changed' }).waitFor();
+  expect((await page.inputValue('#cp-current')) === '' && (await page.inputValue('#cp-new')) === '', 'the passwords stay in the form');
+  await shot(page, 'center-password-changed');
+  const ended = await api('{ me { id } }', {}, otherToken);
+  // me answers null without a live session
+  expect(ended.data && ended.data.me === null, `the other session still works: ${JSON.stringify(ended)}`);
+  await page.waitForFunction(() => document.querySelector('#password-form .form-status').textContent === '', null, { timeout: 12000 });
+
+  step = 'password pages: confirm an address';
+  const address = `${user}@example.org`;
+  await page.fill('#em-email', address);
+  await page.press('#em-email', 'Enter');
+  await page.locator('#email-form .form-status.ok').waitFor();
+  await page.goto(`${base}${await mailLink(address)}`);
+  await page.locator('#email-state', { hasText: /^confirmed$/ }).waitFor();
+
+  step = 'password pages: forgot password';
+  await page.click('#logout');
+  await page.locator('#signed-out').waitFor();
+  await page.click('#forgot-open');
+  expect(await page.evaluate(() => document.activeElement.id) === 'fg-email', 'focus did not move to the email field');
+  await page.fill('#fg-email', `nobody.${user}@example.org`);
+  await page.press('#fg-email', 'Enter');
+  const sent = page.locator('#forgot-form .form-status.ok');
+  await sent.waitFor();
+  const unknownAnswer = await sent.textContent();
+  expect(/sent it a link/.test(unknownAnswer), `the confirmation reads "${unknownAnswer}"`);
+  await page.fill('#fg-email', address);
+  await page.press('#fg-email', 'Enter');
+  await sent.waitFor();
+  expect((await sent.textContent()) === unknownAnswer, 'the answer tells a known address from an unknown one');
+  await labelled(page);
+  await shot(page, 'center-forgot');
+
+  step = 'password pages: follow the reset link';
+  const link = await mailLink(address, 'reset');
+  expect(link.startsWith('/?reset='), `no reset link arrived: ${link}`);
+  await page.goto(`${base}${link}`);
+  await page.locator('#reset').waitFor();
+  expect(!page.url().includes('reset='), 'the reset token stays in the address bar');
+  expect(await page.isHidden('#signed-out') && await page.isHidden('#signed-in'), 'the reset page shows other sections');
+  await labelled(page);
+  await shot(page, 'center-reset');
+  await atSize(page, 390, 844, 'center-reset-phone');
+  await page.fill('#rs-password', 'short');
+  await page.press('#rs-password', 'Enter');
+  await page.locator('#reset-form .field-error').waitFor();
+  expect(await page.getAttribute('#rs-password', 'aria-invalid') === 'true', 'new password not marked aria-invalid');
+  await page.fill('#rs-password', 'seven blue lanterns glow');
+  await page.press('#rs-password', 'Enter');
+  await page.locator('#signed-out').waitFor();
+  expect(/Sign in with your new password/.test(await text(page, '#banner')), 'no prompt to sign in');
+  expect(await page.evaluate(() => document.activeElement.id) === 'li-username', 'focus is not on sign-in');
+
+  step = 'password pages: sign in with the new password';
+  await page.fill('#li-username', user);
+  await page.fill('#li-password', 'seven blue lanterns glow');
+  await page.press('#li-password', 'Enter');
+  await page.locator('#signed-in').waitFor();
+
+  step = 'password pages: an ended session signs the page out';
+  // Without its cookie the page's session is gone, as after an expiry.
+  await context.clearCookies();
+  await page.click('#profile-form button[type=submit]');
+  await page.locator('#signed-out').waitFor();
+  expect(await page.isHidden('#signed-in') && await page.isHidden('#session'), 'the page still looks signed in');
+  expect(/session has ended/.test(await text(page, '#banner')), `the banner reads "${await text(page, '#banner')}"`);
+  expect(await page.evaluate(() => document.activeElement.id) === 'li-username', 'focus is not on sign-in');
+  await shot(page, 'center-session-ended');
+
+  step = 'password pages: a used link';
+  await page.goto(`${base}${link}`);
+  await page.locator('#reset').waitFor();
+  await page.fill('#rs-password', 'another fresh passphrase');
+  await page.press('#rs-password', 'Enter');
+  await page.locator('#reset-form .form-status.error', { hasText: 'expired or was already used' }).waitFor();
+  expect(await page.isVisible('#reset-again'), 'no way to ask for a new link');
+  await shot(page, 'center-reset-used');
+  await page.click('#reset-again');
+  await page.locator('#forgot-form').waitFor();
+  expect(await page.evaluate(() => document.activeElement.id) === 'fg-email', 'asking again does not lead to the email field');
+  await page.close();
+  return user;
+}
+
 async function partnerConsole(context) {
   const page = await context.newPage();
   watch(page);
@@ -334,17 +517,125 @@ async function partnerConsole(context) {
   expect((await text(page, '.result-table thead')).includes('Age band'), 'table has no age band column');
   await labelled(page);
   await shot(page, 'partners-result');
+  await page.setViewportSize({ width: 1280, height: 800 });
+
+  step = 'partner: the cost is shown before the run';
+  const resetsAt = await text(page, '#budget-reset');
+  await page.fill('#epsilon', '2.5');
+  const cost = await text(page, '#cost');
+  const left = (await text(page, '#budget-text')).split(' of ')[0];
+  expect(cost === `This query costs ε 2.5; ${left} left until ${resetsAt}.`, `the cost line reads "${cost}"`);
+  expect(await page.isEnabled('#ask-form button[type=submit]'), 'an affordable query cannot be run');
+
+  step = 'partner: more than 50 groups are paged';
+  await page.uncheck('input[value=AGE_BAND]');
+  await page.check('input[value=SIGNUP_MONTH]');
+  await page.check('input[value=GENDER]');
+  await page.fill('#epsilon', '10');
+  await page.click('#ask-form button[type=submit]');
+  await page.locator('#result-desc', { hasText: 'Gender × Sign-up month' }).waitFor();
+  const groups = Number((await text(page, '#stat-cells')).replace(/\D/g, ''));
+  expect(groups > 50, `only ${groups} groups: the paging is not exercised`);
+  expect(await page.locator('.result-table tbody tr').count() === 50, 'the first page does not hold 50 rows');
+  expect((await text(page, '#table-rows')) === `Rows 1–50 of ${groups}`, `the pager reads "${await text(page, '#table-rows')}"`);
+  expect(await page.isDisabled('#page-prev'), 'the first page offers a previous page');
+  await page.click('#page-next');
+  await page.locator('#table-rows', { hasText: 'Rows 51–' }).waitFor();
+  expect(await page.locator('.result-table tbody tr').count() === Math.min(50, groups - 50), 'the second page holds the wrong rows');
+  const t10 = await text(page, '#stat-threshold');
+  const note = await text(page, '#noise-note');
+  expect(new RegExp(`^Counts have random noise of about ±\\d+(\\.\\d)? \\(ε 10\\); groups whose noisy count is below ${t10} are not shown`).test(note),
+    `the noise note reads "${note}"`);
+  await shot(page, 'partners-paged');
+
+  step = 'partner: three dimensions, labels inside the chart';
+  await page.uncheck('input[value=SIGNUP_MONTH]');
+  await page.check('input[value=AGE_BAND]');
+  await page.check('input[value=COUNTRY]');
+  await page.click('#ask-form button[type=submit]');
+  await page.locator('#result-desc', { hasText: 'Age band × Country × Gender' }).waitFor();
+  expect(await page.locator('svg.chart rect.bar').count() > 5, 'too few groups to check the labels');
+  await labelsInside(page);
+  await shot(page, 'partners-3d');
 
   step = 'partner: phone-sized screen';
   await page.setViewportSize({ width: 390, height: 844 });
   // the chart is redrawn for the narrow box, so its labels stay readable
   await page.waitForFunction(() => document.querySelector('svg.chart').viewBox.baseVal.width <= 390);
   await fitsWidth(page);
+  await labelsInside(page);
   await shot(page, 'partners-phone');
   await page.evaluate(() => document.querySelector('#result').scrollIntoView());
   await page.screenshot({ path: join(outDir, 'partners-phone-result.png') });
+  await page.setViewportSize({ width: 1280, height: 800 });
+
+  if (partnerKey2) {
+    step = 'partner: sign out, sign in as another partner';
+    const firstName = await text(page, '#partner-name');
+    await page.click('#forget');
+    await page.locator('#signin').waitFor();
+    expect((await page.inputValue('#api-key')) === '', 'the key field is not empty');
+    await page.fill('#api-key', partnerKey2);
+    await page.press('#api-key', 'Enter');
+    await page.locator('#console').waitFor();
+    const name = await text(page, '#partner-name');
+    expect(name !== firstName, `still signed in as ${name}`);
+    expect(await page.locator('input[name=groupBy]:checked').count() === 0, 'the first partner\'s dimensions are still chosen');
+    expect((await page.inputValue('#epsilon')) === '1', 'the first partner\'s epsilon is still there');
+    expect(await page.isHidden('#result'), 'the first partner\'s answer is still shown');
+    const leftovers = await page.evaluate(() => ['#chart', '#table', '#noise-note', '#result-desc', '#stat-cells']
+      .filter((s) => document.querySelector(s).textContent.trim() !== ''));
+    expect(leftovers.length === 0, `the first partner's answer remains in ${leftovers.join(', ')}`);
+    expect(/^5 of 5 ε left/.test(await text(page, '#budget-text')), `the budget reads "${await text(page, '#budget-text')}"`);
+
+    step = 'partner: a query above the budget cannot run';
+    await page.fill('#epsilon', '8');
+    await page.locator('#cost.error', { hasText: 'only 5 is left' }).waitFor();
+    expect(await page.isDisabled('#ask-form button[type=submit]'), 'a query above the budget can be run');
+    await labelled(page);
+    await shot(page, 'partners-over-budget');
+    await page.setViewportSize({ width: 390, height: 844 });
+    await fitsWidth(page);
+    await shot(page, 'partners-over-budget-phone');
+    await page.fill('#epsilon', '1');
+    expect(await page.isEnabled('#ask-form button[type=submit]'), 'an affordable query stays disabled');
+  }
   await page.close();
   return { bars, threshold };
+}
+
+// Every chart label lies wholly inside the chart and the viewport.
+async function labelsInside(page) {
+  const out = await page.evaluate(() => {
+    const box = document.querySelector('svg.chart').getBoundingClientRect();
+    return [...document.querySelectorAll('svg.chart text')].map((t) => {
+      const r = t.getBoundingClientRect();
+      const inside = r.left >= box.left - 0.5 && r.right <= box.right + 0.5 && r.left >= 0 && r.right <= window.innerWidth;
+      return inside ? '' : `"${t.textContent}" at ${Math.round(r.left)}–${Math.round(r.right)} in ${Math.round(box.left)}–${Math.round(box.right)}`;
+    }).filter(Boolean);
+  });
+  expect(out.length === 0, `chart labels cut off: ${out.slice(0, 5).join('; ')}`);
+}
+
+// A browser set to German still gets one date format, the page's (English).
+async function partnerDates() {
+  step = 'partner: dates in the page\'s language';
+  const browser = await chromium.launch({ executablePath, headless: true, args: ['--no-sandbox', '--disable-gpu'] });
+  try {
+    const ctx = await browser.newContext({ locale: 'de-DE', viewport: { width: 1280, height: 800 } });
+    const page = await ctx.newPage();
+    watch(page);
+    page.setDefaultTimeout(STEP_TIMEOUT);
+    await page.goto(`${base}/partners`);
+    await page.fill('#api-key', partnerKey2 || partnerKey);
+    await page.press('#api-key', 'Enter');
+    await page.locator('#console').waitFor();
+    const d = await text(page, '#budget-reset');
+    expect(/^[A-Z][a-z]{2} \d{1,2}, \d{4}, \d{1,2}:\d{2}\s[AP]M$/.test(d), `a German browser shows the date as "${d}"`);
+    expect((await text(page, '#cost')).endsWith(`until ${d}.`), 'the cost line has another date format');
+  } finally {
+    await browser.close();
+  }
 }
 
 const userDataDir = mkdtempSync(join(tmpdir(), 'cg-chromium-'));
@@ -360,7 +651,9 @@ try {
   });
   const username = await privacyCenter(context);
   console.log(`privacy center: ok (${username})`);
+  if (mailLinks) console.log(`password pages: ok (${await passwordPages(context)})`);
   const p = await partnerConsole(context);
+  await partnerDates();
   console.log(`partner console: ok (${p.bars} bars, threshold ${p.threshold})`);
   expect(problems.length === 0, `the pages reported errors:\n${problems.join('\n')}`);
 } catch (e) {

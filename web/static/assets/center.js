@@ -1,9 +1,54 @@
 // The Privacy Center: sign up and in, my data, consents with signed
 // receipts, activity, export and erasure. Talks to /graphql with the
 // HttpOnly session cookie.
-import { gql, isSchemaMismatch, submitting, setStatus, showError, plain, h, when, localError as fieldError } from './gql.js';
+import { gql as request, isSchemaMismatch, submitting, setStatus, showError, plain, h, when, localError as fieldError } from './gql.js';
 
 const $ = (sel) => document.querySelector(sel);
+
+// Every text of the password pages and notices, in one place so a
+// translation replaces one object.
+const MSG = {
+  forgotSent: 'If this address is the confirmed email of an account, we have sent it a link to choose a new password. ' +
+    'The link works for 30 minutes. Nothing arrived? Check the spelling, or your spam folder.',
+  forgotEmpty: 'Enter the email address of your account.',
+  resetEmpty: 'Enter a new password.',
+  resetDone: 'Your password was changed and every device was signed out. Sign in with your new password.',
+  resetBadLink: 'This link has expired or was already used. Use “Ask for a new link” to get a fresh one.',
+  changeEmptyCurrent: 'Enter your current password.',
+  changeEmptyNew: 'Enter a new password.',
+  changeDone: 'Your password was changed. Your other devices were signed out; this one stays signed in.',
+  notice: {
+    EMAIL_CLAIMED_BY_ANOTHER_ACCOUNT: (at) => `On ${at}, another account confirmed the email address you had not confirmed yet, ` +
+      'so it was removed from your account. Add an address you can confirm under “My data”.',
+  },
+  sessionEnded: 'Your session has ended, so you are signed out. Sign in again to go on.',
+  profileSaved: 'Profile saved.',
+  noticeOther: (kind, at) => `A message for you from ${at} (${kind.toLowerCase().replaceAll('_', ' ')}).`,
+};
+
+// Every API call of the page. A session that ends while the page shows
+// the user signed in (expired, revoked, signed out elsewhere) takes the
+// page back to the signed-out state with a word why, instead of leaving
+// every button to answer "sign in first".
+async function gql(...args) {
+  try {
+    return await request(...args);
+  } catch (err) {
+    if (err.code === 'UNAUTHENTICATED' && me) sessionEnded();
+    throw err;
+  }
+}
+
+function sessionEnded() {
+  me = null;
+  polling++;
+  show('#signed-out');
+  banner(MSG.sessionEnded, 'error');
+  $('#li-username').focus();
+}
+
+// How long a success message stays before it clears.
+const STATUS_MS = 6000;
 
 const CATEGORY = {
   'user.contact.email': 'email address',
@@ -36,7 +81,7 @@ const LINKS = 'processorLinks { processor { name description } state items { kin
 
 const PROFILE = 'profile { birthYear country gender language }';
 const HISTORY = `consentHistory(first: 100) { totalCount edges { node { sequence purpose action at method policyVersion } } } ledgerIntact`;
-const meQuery = () => `query Me { me { id username email emailVerified ${PROFILE}
+const meQuery = () => `query Me { me { id username email emailVerified notices { kind at } ${PROFILE}
   consents { granted needsRenewal updatedAt method policyVersion ${withProcessors ? 'notes' : ''}
     purpose { id mechanism description dataCategories ${withProcessors ? 'processors { name description dataCategories }' : ''} } }
   ${HISTORY}
@@ -60,7 +105,7 @@ async function loadMe() {
 }
 
 function show(id) {
-  for (const s of ['#signed-out', '#signed-in', '#deleted', '#loading']) $(s).hidden = s !== id;
+  for (const s of ['#signed-out', '#signed-in', '#deleted', '#loading', '#reset']) $(s).hidden = s !== id;
   $('#session').hidden = id !== '#signed-in';
 }
 
@@ -79,10 +124,45 @@ let me = null;
 function render(user) {
   me = user;
   $('#session-name').textContent = user.username;
+  renderNotices(user);
   renderData(user);
   renderConsents(user);
   renderActivity(user);
   show('#signed-in');
+}
+
+function renderNotices(user) {
+  const notices = user.notices || [];
+  $('#notice-list').replaceChildren(...notices.map((n) => h('li', { 'data-kind': n.kind },
+    (MSG.notice[n.kind] || ((at) => MSG.noticeOther(n.kind, at)))(when(n.at)))));
+  $('#notices').hidden = notices.length === 0;
+}
+
+async function dismissNotices(e) {
+  const button = e.currentTarget;
+  button.disabled = true;
+  try {
+    await gql('mutation { dismissNotices }');
+    $('#notices').hidden = true;
+    $('#notice-list').replaceChildren();
+    $('#main').focus();
+  } catch (err) {
+    banner(plain(err), 'error');
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// A success message that clears after a while, so an old "saved" is not
+// mistaken for the answer to a later change.
+const statusTimers = new WeakMap();
+function okStatus(form, msg) {
+  setStatus(form, msg);
+  clearTimeout(statusTimers.get(form));
+  statusTimers.set(form, setTimeout(() => {
+    const st = form.querySelector('.form-status.ok');
+    if (st) st.textContent = '';
+  }, STATUS_MS));
 }
 
 function renderData(user) {
@@ -368,6 +448,7 @@ function pollActivity() {
 async function refresh() {
   const user = await loadMe();
   if (!user) {
+    if (me) return sessionEnded();
     show('#signed-out');
     return;
   }
@@ -448,7 +529,7 @@ function bind() {
       if (error) return localError(form, error);
       await gql(`mutation($i: ProfileInput!) { updateProfile(input: $i) { id } }`, { i: input });
       await refresh();
-      setStatus(form, 'Profile saved.');
+      okStatus(form, MSG.profileSaved);
     });
   });
 
@@ -474,6 +555,8 @@ function bind() {
     });
   });
 
+  bindPasswords();
+  $('#notices-dismiss').addEventListener('click', dismissNotices);
   $('#receipt-verify').addEventListener('click', verifyReceipt);
   $('#log-proofs').addEventListener('click', downloadLogProofs);
 
@@ -492,6 +575,95 @@ function bind() {
   });
 }
 
+// ---------- passwords ----------
+
+let resetToken = '';
+
+function openForgot() {
+  const form = $('#forgot-form');
+  form.hidden = false;
+  $('#forgot-open').setAttribute('aria-expanded', 'true');
+  form.email.focus();
+}
+
+function bindPasswords() {
+  $('#forgot-open').addEventListener('click', openForgot);
+
+  $('#forgot-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const form = e.currentTarget;
+    submitting(form, async () => {
+      const email = form.email.value.trim();
+      if (!email) return localError(form, ['email', MSG.forgotEmpty]);
+      await gql('mutation($e: String!) { requestPasswordReset(email: $e) }', { e: email });
+      // The answer is the same whether or not the address has an account,
+      // and so is this message.
+      setStatus(form, MSG.forgotSent);
+    });
+  });
+
+  $('#reset-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const form = e.currentTarget;
+    submitting(form, async () => {
+      if (!form.newPassword.value) return localError(form, ['newPassword', MSG.resetEmpty]);
+      try {
+        await gql('mutation($t: String!, $p: String!) { resetPassword(token: $t, newPassword: $p) }',
+          { t: resetToken, p: form.newPassword.value });
+      } catch (err) {
+        if (err.field === 'token') {
+          // No field holds the token: say it plainly and offer a new link.
+          $('#reset-again').hidden = false;
+          err.field = '';
+          err.message = MSG.resetBadLink;
+        }
+        throw err;
+      }
+      resetToken = '';
+      form.reset();
+      me = null;
+      banner(MSG.resetDone);
+      show('#signed-out');
+      $('#li-username').focus();
+    });
+  });
+
+  $('#reset-again').addEventListener('click', () => {
+    resetToken = '';
+    $('#reset-again').hidden = true;
+    show('#signed-out');
+    openForgot();
+  });
+
+  $('#password-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const form = e.currentTarget;
+    submitting(form, async () => {
+      if (!form.currentPassword.value) return localError(form, ['currentPassword', MSG.changeEmptyCurrent]);
+      if (!form.newPassword.value) return localError(form, ['newPassword', MSG.changeEmptyNew]);
+      await gql('mutation($c: String!, $n: String!) { changePassword(currentPassword: $c, newPassword: $n) }',
+        { c: form.currentPassword.value, n: form.newPassword.value });
+      form.reset();
+      okStatus(form, MSG.changeDone);
+    });
+  });
+}
+
+// A reset link from the mail: /?reset=<token>. The token leaves the
+// address bar (and so the history) at once; the page keeps it in memory.
+function resetFromLink() {
+  const params = new URLSearchParams(location.search);
+  const token = params.get('reset');
+  if (!token) return false;
+  params.delete('reset');
+  const rest = params.toString();
+  history.replaceState(null, '', location.pathname + (rest ? `?${rest}` : '') + location.hash);
+  resetToken = token;
+  show('#reset');
+  $('#rs-password').focus();
+  return true;
+}
+
 // A confirmation link from the mail: /?verify=<token>.
 async function verifyFromLink() {
   const params = new URLSearchParams(location.search);
@@ -508,6 +680,7 @@ async function verifyFromLink() {
 
 async function start() {
   bind();
+  if (resetFromLink()) return;
   await verifyFromLink();
   try {
     await refresh();
