@@ -28,6 +28,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -42,18 +43,13 @@ import (
 
 // Main runs the server, or one of its subcommands, from os.Args and the
 // environment, exactly like the consentgraph binary, and exits the process
-// with status 1 on failure:
-//
-//	consentgraph            start with the embedded store under ./data
-//	consentgraph -h         list every setting
-//	consentgraph copy-store --to <mongodb URI or data dir>   copy the store elsewhere (-h for more)
-//	consentgraph verify-log --checkpoint FILE --url URL      check the public consent log against a saved checkpoint
-//	consentgraph rotate-master-key | seed | loadtest         see README.md
+// with status 1 on failure. `consentgraph -h` lists the subcommands and the
+// server's settings; `consentgraph COMMAND -h` gives a subcommand's own.
 //
 // Processor types are whatever packages the calling program imported
 // (each registers itself with plugins.Register in its init function).
 func Main() {
-	if err := run(os.Args[1:], os.Getenv, os.Stderr); err != nil {
+	if err := run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "consentgraph:", err)
 			os.Exit(1)
@@ -61,33 +57,92 @@ func Main() {
 	}
 }
 
-// commands are the subcommands besides serving (`go run . NAME [flags]`);
-// each takes the same flags and variables as the server.
-var commands = map[string]func(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Writer) error{
-	"rotate-master-key": rotateMasterKey,
+// command is a subcommand: `consentgraph NAME [flags]`.
+type command struct {
+	name, summary string
+	run           func(args []string, getenv func(string) string, stdout, stderr io.Writer) error
 }
 
-func run(args []string, getenv func(string) string, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "seed" { // has flags of its own
-		return seed.Main(args[1:], getenv, stderr, os.Stdout)
+// commands lists the subcommands in the order -h shows them.
+var commands = []command{
+	{"copy-store", "copy every record to another store (a MongoDB URI or a data directory) and verify the copy",
+		func(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+			return storecopy.Main(args, getenv, stderr, stdout)
+		}},
+	{"verify-log", "check the public consent log at a URL against a checkpoint saved earlier",
+		func(args []string, _ func(string) string, stdout, stderr io.Writer) error {
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			return translog.VerifyLogMain(ctx, args, stdout, stderr)
+		}},
+	{"rotate-master-key", "re-wrap every data key, secret and signing key under CONSENTGRAPH_MASTER_KEY",
+		func(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+			if wantsHelp(args) {
+				fmt.Fprintln(stderr, "usage: consentgraph rotate-master-key [server flags]")
+				fmt.Fprintln(stderr, "Re-wraps every data key, secret and signing key under CONSENTGRAPH_MASTER_KEY, with the old key in")
+				fmt.Fprintln(stderr, "CONSENTGRAPH_PREVIOUS_MASTER_KEYS, while servers keep serving. It takes the server's settings.")
+				fmt.Fprintln(stderr)
+			}
+			return withServerConfig(args, getenv, stdout, stderr, rotateMasterKey)
+		}},
+	{"seed", "add synthetic users to the store, for demos and benchmarks",
+		func(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+			return seed.Main(args, getenv, stderr, stdout)
+		}},
+	{"loadtest", "send a mix of requests to a server and report throughput and latency",
+		func(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+			return loadtest.Main(args, getenv, stderr, stdout)
+		}},
+}
+
+func commandNames() []string {
+	names := make([]string, len(commands))
+	for i, c := range commands {
+		names[i] = c.name
 	}
-	if len(args) > 0 && args[0] == "loadtest" { // has flags of its own
-		return loadtest.Main(args[1:], getenv, stderr, os.Stdout)
+	return names
+}
+
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		for _, c := range commands {
+			if c.name == args[0] {
+				return c.run(args[1:], getenv, stdout, stderr)
+			}
+		}
+		return fmt.Errorf("unknown command %q; the commands are %s (consentgraph -h says more)",
+			args[0], strings.Join(commandNames(), ", "))
 	}
-	if len(args) > 0 && args[0] == "copy-store" { // has flags of its own
-		return storecopy.Main(args[1:], getenv, stderr, os.Stdout)
+	if wantsHelp(args) {
+		fmt.Fprintln(stderr, "usage: consentgraph [flags]            serve the API, the Privacy Center and the partner console")
+		fmt.Fprintln(stderr, "       consentgraph COMMAND [flags]    run a command (COMMAND -h for its flags)")
+		fmt.Fprintln(stderr, "\ncommands:")
+		for _, c := range commands {
+			fmt.Fprintf(stderr, "  %-18s %s\n", c.name, c.summary)
+		}
+		fmt.Fprintln(stderr)
 	}
-	if len(args) > 0 && args[0] == "verify-log" { // a client: no store, flags of its own
-		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-		defer stop()
-		return translog.VerifyLogMain(ctx, args[1:], os.Stdout, stderr)
-	}
-	command := serveCommand
-	if len(args) > 0 {
-		if c, ok := commands[args[0]]; ok {
-			command, args = c, args[1:]
+	return withServerConfig(args, getenv, stdout, stderr, serveCommand)
+}
+
+// wantsHelp reports whether args ask for the usage text, as the flag
+// package understands it.
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "-h", "-help", "--h", "--help":
+			return true
+		case "--":
+			return false
 		}
 	}
+	return false
+}
+
+// withServerConfig runs fn with the server's configuration from args and
+// the environment (for commands that take exactly the server's settings).
+func withServerConfig(args []string, getenv func(string) string, stdout, stderr io.Writer,
+	fn func(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Writer) error) error {
 	cfg, err := config.Load(args, getenv, stderr)
 	if err != nil {
 		return err
@@ -95,7 +150,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	log := cfg.Logger(stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	return command(ctx, cfg, log, os.Stdout)
+	return fn(ctx, cfg, log, stdout)
 }
 
 func serveCommand(ctx context.Context, cfg config.Config, log *slog.Logger, _ io.Writer) error {

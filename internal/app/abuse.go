@@ -252,6 +252,10 @@ func (g *abuseGuard) bind(next http.Handler) http.Handler {
 				return
 			}
 		}
+		if err := checkParams(r); err != nil {
+			writeGraphQLError(w, http.StatusBadRequest, "BAD_REQUEST", err.Error())
+			return
+		}
 		ctx := context.WithValue(r.Context(), clientKey{}, clientInfo{ip: ip, method: r.Method, header: w.Header()})
 		next.ServeHTTP(&specWriter{ResponseWriter: w, get: r.Method == http.MethodGet, anonymous: auth.From(ctx) == nil}, r.WithContext(ctx))
 	})
@@ -262,11 +266,20 @@ type specWriter struct {
 	get       bool
 	anonymous bool
 	wrote     bool
+	// requestError: gqlgen answered a parse or validation failure, whose
+	// body must not hold a data entry.
+	requestError bool
 }
 
 func (w *specWriter) Write(b []byte) (int, error) {
 	if !w.wrote {
 		w.WriteHeader(http.StatusOK)
+	}
+	if w.requestError {
+		if _, err := w.ResponseWriter.Write(withoutData(b)); err != nil {
+			return 0, err
+		}
+		return len(b), nil
 	}
 	return w.ResponseWriter.Write(b)
 }
@@ -276,6 +289,14 @@ func (w *specWriter) WriteHeader(code int) {
 		return
 	}
 	w.wrote = true
+	ct := w.Header().Get("Content-Type")
+	// gqlgen answers a document that does not parse or validate with 422
+	// (application/json) or 400 (application/graphql-response+json).
+	w.requestError = (code == http.StatusUnprocessableEntity || code == http.StatusBadRequest) &&
+		(strings.HasPrefix(ct, "application/json") || strings.HasPrefix(ct, "application/graphql-response+json"))
+	if w.requestError {
+		w.Header().Del("Content-Length")
+	}
 	switch {
 	case w.get && code == http.StatusNotAcceptable:
 		w.Header().Set("Allow", "POST")

@@ -364,6 +364,49 @@ func TestCORSAllowList(t *testing.T) {
 	}
 }
 
+// A browser app on an allowed origin can send the extra headers its client
+// library adds (--cors-headers) and read the request id and Retry-After.
+func TestCORSForBrowserApps(t *testing.T) {
+	const origin = "https://app.example.org"
+	s := apptest.Start(t, func(c *config.Config) {
+		c.CORSOrigins = []string{origin}
+		c.CORSHeaders = []string{"apollographql-client-name", "apollographql-client-version"}
+	})
+	preflight := func(headers string) *http.Response {
+		req, _ := http.NewRequest(http.MethodOptions, s.URL+"/graphql", nil)
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		req.Header.Set("Access-Control-Request-Headers", headers)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res
+	}
+	if res := preflight("apollographql-client-name,content-type"); res.Header.Get("Access-Control-Allow-Origin") != origin ||
+		!strings.Contains(strings.ToLower(res.Header.Get("Access-Control-Allow-Headers")), "apollographql-client-name") {
+		t.Fatalf("a configured extra header was not allowed: %v", res.Header)
+	}
+	if res := preflight("content-type,x-not-configured"); res.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatalf("an unconfigured header was allowed: %v", res.Header)
+	}
+	req, _ := http.NewRequest(http.MethodPost, s.URL+"/graphql", strings.NewReader(`{"query":"{ policy { version } }"}`))
+	req.Header.Set("Origin", origin)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	exposed := strings.ToLower(res.Header.Get("Access-Control-Expose-Headers"))
+	for _, h := range []string{"x-request-id", "retry-after"} {
+		if !strings.Contains(exposed, h) {
+			t.Errorf("%s is not exposed to scripts: %q", h, exposed)
+		}
+	}
+}
+
 func TestGETRunsQueriesButNotMutations(t *testing.T) {
 	s := apptest.Start(t)
 	get := func(q string) *http.Response {

@@ -57,9 +57,12 @@ func (a *App) routes() http.Handler {
 	var h http.Handler = mux
 	if len(a.cfg.CORSOrigins) > 0 {
 		h = cors.New(cors.Options{
-			AllowedOrigins:   a.cfg.CORSOrigins,
-			AllowedMethods:   []string{http.MethodGet, http.MethodPost},
-			AllowedHeaders:   []string{"Authorization", "Content-Type", "Accept"},
+			AllowedOrigins: a.cfg.CORSOrigins,
+			AllowedMethods: []string{http.MethodGet, http.MethodPost},
+			AllowedHeaders: append([]string{"Authorization", "Content-Type", "Accept"}, a.cfg.CORSHeaders...),
+			// Scripts on allowed origins may read what users are told to
+			// quote (the request id) and when to try again.
+			ExposedHeaders:   []string{"X-Request-Id", "Retry-After"},
 			AllowCredentials: true,
 			MaxAge:           600,
 		}).Handler(h)

@@ -29,6 +29,9 @@ type Config struct {
 	Getenv func(string) string
 
 	CORSOrigins []string
+	// CORSHeaders are request headers browser apps may send besides
+	// Authorization, Content-Type and Accept (e.g. apollographql-client-name).
+	CORSHeaders []string
 
 	// SMTPURL is where mail goes (smtp://user:pass@host:587?from=...).
 	SMTPURL string
@@ -124,6 +127,10 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 	c := Config{Getenv: getenv}
 	fs := flag.NewFlagSet("consentgraph", flag.ContinueOnError)
 	fs.SetOutput(usageOut)
+	fs.Usage = func() {
+		fmt.Fprintln(usageOut, "server flags (each also read from the environment variable named with it; a flag wins):")
+		fs.PrintDefaults()
+	}
 	var problems []error
 	env := func(name, def string) string {
 		if v := getenv(EnvName(name)); v != "" {
@@ -169,8 +176,9 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 		problems = append(problems, fmt.Errorf("%s: %q is not true or false", EnvName("dev"), devDefault))
 	}
 	fs.BoolVar(&c.Dev, "dev", dev, "development mode: introspection and field suggestions on (env "+EnvName("dev")+")")
-	var cors, prevKeys string
+	var cors, corsHeaders, prevKeys string
 	str(&cors, "cors-origins", "", "comma-separated origins allowed to call the API from a browser")
+	str(&corsHeaders, "cors-headers", "", "comma-separated request headers browser apps may send besides Authorization, Content-Type and Accept")
 	str(&c.PublicURL, "public-url", "", "URL users reach the server at, for links in mail (default http://ADDR)")
 	str(&c.AdminUsername, "admin-username", "", "username of the admin account created at start-up")
 	// Secrets come only from the environment: flags are visible in ps.
@@ -225,6 +233,12 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 		problems = append(problems, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}
 	c.CORSOrigins = splitList(cors)
+	c.CORSHeaders = splitList(corsHeaders)
+	for _, h := range c.CORSHeaders {
+		if !validHeaderName(h) {
+			problems = append(problems, fmt.Errorf("cors-headers: %q is not a header name", h))
+		}
+	}
 	c.TrustedProxies = splitList(trusted)
 	for _, cidr := range c.TrustedProxies {
 		if _, _, err := net.ParseCIDR(cidr); err != nil {
@@ -342,6 +356,19 @@ func checkOrigin(o string) error {
 		return bad("must be lower case with no trailing slash, as browsers send it")
 	}
 	return nil
+}
+
+// validHeaderName reports whether h is an HTTP field name (RFC 9110 token).
+func validHeaderName(h string) bool {
+	if h == "" {
+		return false
+	}
+	for _, r := range h {
+		if r > 0x7e || r <= ' ' || strings.ContainsRune("\"(),/:;<=>?@[\\]{}", r) {
+			return false
+		}
+	}
+	return true
 }
 
 func splitList(s string) []string {

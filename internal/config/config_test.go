@@ -74,3 +74,15 @@ func TestCORSOriginsMustBeExact(t *testing.T) {
 		t.Fatalf("exact origins refused: %v %v", c.CORSOrigins, err)
 	}
 }
+
+func TestCORSHeadersMustBeHeaderNames(t *testing.T) {
+	c, err := Load([]string{"--cors-headers", "apollographql-client-name, X-Trace"}, func(string) string { return "" }, io.Discard)
+	if err != nil || len(c.CORSHeaders) != 2 {
+		t.Fatalf("valid header names refused: %v %v", c.CORSHeaders, err)
+	}
+	for _, h := range []string{"bad header", "x:y", "ü"} {
+		if _, err := Load([]string{"--cors-headers", h}, func(string) string { return "" }, io.Discard); err == nil || !strings.Contains(err.Error(), "cors-headers") {
+			t.Errorf("%q accepted (err %v)", h, err)
+		}
+	}
+}

@@ -312,6 +312,18 @@ func Main(args []string, getenv func(string) string, stderr, stdout io.Writer) e
 	fs.SetOutput(stderr)
 	users := fs.Int("users", 1000, "how many synthetic users to add")
 	randSeed := fs.Uint64("seed", 0, "random seed for reproducible data (0: random)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: consentgraph seed [--users N] [--seed S] [server flags]")
+		fmt.Fprintln(stderr, "Adds synthetic users to the store the server flags name (consentgraph -h lists those).")
+		fmt.Fprintln(stderr)
+		fs.PrintDefaults()
+	}
+	for _, a := range args {
+		if a == "-h" || a == "-help" || a == "--h" || a == "--help" {
+			fs.Usage()
+			return flag.ErrHelp
+		}
+	}
 	ownArgs, serverArgs := splitArgs(args, "users", "seed")
 	if err := fs.Parse(ownArgs); err != nil {
 		return err
