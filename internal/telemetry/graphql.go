@@ -77,7 +77,10 @@ func (g GraphQL) InterceptResponse(ctx context.Context, next graphql.ResponseHan
 // InterceptField wraps one resolver call.
 func (g GraphQL) InterceptField(ctx context.Context, next graphql.Resolver) (any, error) {
 	fc := graphql.GetFieldContext(ctx)
-	if fc == nil || !fc.IsResolver || !trace.SpanFromContext(ctx).IsRecording() {
+	// The parent may have ended: gqlgen resolves a field's children after
+	// the field's own resolver returned, in its context, so a nested
+	// resolver's span is a child of the (ended) span of the field above.
+	if fc == nil || !fc.IsResolver || !inTrace(ctx) {
 		return next(ctx)
 	}
 	object := fc.Object

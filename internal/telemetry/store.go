@@ -16,6 +16,14 @@ import (
 // delivery): background polls would otherwise start a trace of their own
 // for every tick of every job.
 
+// inTrace reports whether ctx belongs to a sampled trace. It does not ask
+// whether the span in ctx still records: that span may have ended (see
+// GraphQL.InterceptField) while its trace goes on.
+func inTrace(ctx context.Context) bool {
+	sc := trace.SpanContextFromContext(ctx)
+	return sc.IsValid() && sc.IsSampled()
+}
+
 // RoundTrip records one store round trip that began at start and ended
 // now, as a child of the span in ctx. system is "sqlite" or "mongodb",
 // command the adapter's name for it ("read", "write", "find" ...). The
@@ -23,7 +31,7 @@ import (
 // outcome in a deferred call, and a span started that late with the real
 // start time is the same span to a trace viewer.
 func RoundTrip(ctx context.Context, tracer trace.Tracer, system, command string, start time.Time, err error) {
-	if tracer == nil || !trace.SpanFromContext(ctx).IsRecording() {
+	if tracer == nil || !inTrace(ctx) {
 		return
 	}
 	_, span := tracer.Start(ctx, system+" "+command, trace.WithTimestamp(start), trace.WithSpanKind(trace.SpanKindClient),
@@ -72,7 +80,7 @@ func MongoMonitor(tracer trace.Tracer) *event.CommandMonitor {
 	}
 	return &event.CommandMonitor{
 		Started: func(ctx context.Context, e *event.CommandStartedEvent) {
-			if !trace.SpanFromContext(ctx).IsRecording() {
+			if !inTrace(ctx) {
 				return
 			}
 			attrs := []attribute.KeyValue{attribute.String("db.system.name", "mongodb"), attribute.String("db.operation.name", e.CommandName)}
