@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/consentgraph/consentgraph/internal/accounts"
 	"github.com/consentgraph/consentgraph/internal/audit"
 	"github.com/consentgraph/consentgraph/internal/config"
@@ -26,6 +28,7 @@ import (
 	"github.com/consentgraph/consentgraph/internal/ratelimit"
 	"github.com/consentgraph/consentgraph/internal/signing"
 	"github.com/consentgraph/consentgraph/internal/store"
+	"github.com/consentgraph/consentgraph/internal/telemetry"
 	"github.com/consentgraph/consentgraph/internal/translog"
 )
 
@@ -53,6 +56,12 @@ type App struct {
 	// File is the --config file (purposes, policy, controller), or its defaults.
 	File *config.File
 
+	// tracing is the OpenTelemetry provider (a no-op one unless an OTLP
+	// endpoint is configured); tracer is nil when it records nothing, so
+	// the instrumentation is not even installed.
+	tracing *telemetry.Provider
+	tracer  trace.Tracer
+
 	verifier *verificationMailer
 	// rateShare makes the abuse limits hold across replicas (nil when
 	// they are off).
@@ -75,16 +84,27 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	if err := file.ExpandProcessorSettings(getenv, log); err != nil {
 		return nil, err
 	}
-	a := &App{cfg: cfg, log: log, File: file, Metrics: metrics.New()}
+	tracing := telemetry.Wrap(cfg.Tracing)
+	if cfg.Tracing == nil {
+		if tracing, err = telemetry.Setup(ctx, getenv); err != nil {
+			return nil, err
+		}
+	}
+	var tracer trace.Tracer
+	if tracing.Exporting {
+		tracer = tracing.Tracer()
+		log = slog.New(telemetry.LogHandler(log.Handler()))
+	}
+	a := &App{cfg: cfg, log: log, File: file, Metrics: metrics.New(), tracing: tracing, tracer: tracer}
 	st, err := store.Open(ctx, store.Config{MongoDBURI: cfg.MongoDBURI, Database: cfg.Database, DataDir: cfg.DataDir, Logger: log,
-		Observer: a.Metrics.StoreObserver()})
+		Observer: a.Metrics.StoreObserver(), Tracer: tracer})
 	if err != nil {
-		return nil, err
+		return nil, errors.Join(err, tracing.Shutdown(ctx))
 	}
 	a.Store = st
 	if err := a.init(ctx); err != nil {
 		_ = st.Close(context.Background())
-		return nil, err
+		return nil, errors.Join(err, tracing.Shutdown(ctx))
 	}
 	if n, err := a.Accounts.ResumeErasures(ctx); err != nil || n > 0 {
 		log.Info("resumed interrupted erasures", "finished", n, "err", err)
@@ -210,6 +230,9 @@ func (a *App) init(ctx context.Context) error {
 	// where the appender looks on every store.
 	a.Consent.OnChange(func(context.Context, string, string, bool) { a.ConsentLog.Notify() })
 	a.handler = a.routes()
+	if a.tracer != nil {
+		a.handler = telemetry.HTTP(a.tracer, a.handler)
+	}
 	return nil
 }
 
@@ -256,7 +279,8 @@ func (a *App) Close(ctx context.Context) error {
 	if a.Accounts != nil {
 		a.Accounts.Wait() // mails still going out after their request answered
 	}
-	return errors.Join(a.closeProcessors(ctx), a.Store.Close(ctx))
+	// The provider last: it flushes the spans of everything above.
+	return errors.Join(a.closeProcessors(ctx), a.Store.Close(ctx), a.tracing.Shutdown(ctx))
 }
 
 // every runs job periodically until ctx ends, logging failures.

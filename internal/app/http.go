@@ -26,6 +26,7 @@ import (
 	"github.com/consentgraph/consentgraph/internal/metrics"
 	"github.com/consentgraph/consentgraph/internal/partners"
 	"github.com/consentgraph/consentgraph/internal/store/storectx"
+	"github.com/consentgraph/consentgraph/internal/telemetry"
 	"github.com/consentgraph/consentgraph/web"
 )
 
@@ -104,6 +105,9 @@ func (a *App) graphqlHandler() http.Handler {
 	srv.Use(extension.FixedComplexityLimit(a.cfg.MaxComplexity))
 	srv.Use(graph.DepthLimit{Max: a.cfg.MaxDepth})
 	srv.Use(a.Metrics.GraphQL())
+	if a.tracer != nil { // OpenTelemetry: operation and resolver spans
+		srv.Use(telemetry.GraphQL{Tracer: a.tracer})
+	}
 	srv.AroundOperations(func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
 		if oc := graphql.GetOperationContext(ctx); oc.Operation != nil && oc.Operation.Operation == ast.Query {
 			ctx = storectx.WithReadMemo(ctx)

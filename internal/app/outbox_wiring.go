@@ -29,6 +29,7 @@ func (a *App) initOutbox(ctx context.Context) error {
 		Store: a.Store.Outbox(), Accounts: a.Accounts, Consent: a.Consent, Purposes: a.File.Catalog, Secrets: a.Secrets,
 		Signer: a.Signing, Processors: a.File.Processors, PublicURL: a.cfg.PublicURL, Logger: a.log,
 		Tuning: outbox.Tuning{PollInterval: max(a.cfg.OutboxPoll, 0)},
+		Tracer: a.tracer,
 		OnOutcome: func(processor string, action outbox.Action, outcome string) {
 			a.Metrics.OutboxOutcome(processor, string(action), outcome)
 		},

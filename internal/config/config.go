@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config is everything the server can be told.
@@ -27,6 +29,9 @@ type Config struct {
 	// Getenv reads the environment Load was given; processor settings
 	// take ${NAME} from it at start-up (nil: os.Getenv).
 	Getenv func(string) string
+	// Tracing, if set, is the tracer provider to use instead of the one
+	// the OTEL_* environment configures (tests record spans in memory).
+	Tracing trace.TracerProvider
 
 	CORSOrigins []string
 	// CORSHeaders are request headers browser apps may send besides

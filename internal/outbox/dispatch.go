@@ -9,6 +9,10 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/consentgraph/consentgraph/plugins"
 )
 
@@ -116,11 +120,17 @@ func (d *Dispatcher) finish(ctx context.Context, it *Item, f Finish) {
 		s.log.WarnContext(ctx, "outbox lease was lost before the outcome was recorded; the new holder records it", "item", it.ID)
 		return
 	}
-	if s.opts.OnOutcome != nil {
-		outcome := "retry"
-		if f.State != Pending {
-			outcome = strings.ToLower(string(f.State))
+	outcome := "retry"
+	if f.State != Pending {
+		outcome = strings.ToLower(string(f.State))
+	}
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.SetAttributes(attribute.String("outbox.outcome", outcome))
+		if f.State == Dead {
+			span.SetStatus(codes.Error, outcome)
 		}
+	}
+	if s.opts.OnOutcome != nil {
 		s.opts.OnOutcome(it.Processor, it.Action, outcome)
 	}
 }
@@ -132,6 +142,14 @@ func (d *Dispatcher) finishState(ctx context.Context, it *Item, st State, note s
 // process runs one claimed item.
 func (d *Dispatcher) process(ctx context.Context, it *Item) {
 	s := d.s
+	if s.opts.Tracer != nil {
+		// Names and counts only: the item's user id stays out of the span.
+		var span trace.Span
+		ctx, span = s.opts.Tracer.Start(ctx, "outbox deliver "+it.Processor, trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(attribute.String("outbox.processor", it.Processor), attribute.String("outbox.action", string(it.Action)),
+				attribute.Int("outbox.attempt", it.Attempts)))
+		defer span.End()
+	}
 	p, ok := s.byName[it.Processor]
 	if !ok {
 		d.finish(ctx, it, Finish{State: Dead, LastError: "processor is no longer configured"})

@@ -69,6 +69,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/consentgraph/consentgraph/internal/accounts"
 	"github.com/consentgraph/consentgraph/internal/apperr"
 	"github.com/consentgraph/consentgraph/internal/config"
@@ -214,6 +216,9 @@ type Options struct {
 	// OnOutcome, if set, learns how each attempt ended: the item's new
 	// state in lower case (done, skipped, waiting, dead) or "retry".
 	OnOutcome func(processor string, action Action, outcome string)
+	// Tracer, if set, makes a span per attempt (a trace of its own, with
+	// the store calls and provider calls inside it).
+	Tracer trace.Tracer
 }
 
 // Service is the outbox.

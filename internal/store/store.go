@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/consentgraph/consentgraph/internal/accounts"
 	"github.com/consentgraph/consentgraph/internal/audit"
 	"github.com/consentgraph/consentgraph/internal/consent"
@@ -24,6 +26,7 @@ import (
 	"github.com/consentgraph/consentgraph/internal/store/mongostore"
 	"github.com/consentgraph/consentgraph/internal/store/sqlite"
 	"github.com/consentgraph/consentgraph/internal/store/storectx"
+	"github.com/consentgraph/consentgraph/internal/telemetry"
 	"github.com/consentgraph/consentgraph/internal/translog"
 )
 
@@ -57,7 +60,9 @@ type Config struct {
 	DataDir string
 	// Observer, if set, learns of every round trip to the store.
 	Observer storectx.Observer
-	Logger   *slog.Logger
+	// Tracer, if set, gets a span per round trip made inside a trace.
+	Tracer trace.Tracer
+	Logger *slog.Logger
 }
 
 // FileName is the embedded store's database file inside the data directory.
@@ -76,7 +81,11 @@ func Open(ctx context.Context, cfg Config) (Backend, error) {
 		cfg.Database = "consentgraph"
 	}
 	if cfg.MongoDBURI != "" {
-		db, err := mongostore.Open(ctx, mongostore.Options{URI: cfg.MongoDBURI, Database: cfg.Database, Observer: cfg.Observer, Logger: cfg.Logger})
+		opts := mongostore.Options{URI: cfg.MongoDBURI, Database: cfg.Database, Observer: cfg.Observer, Logger: cfg.Logger}
+		if cfg.Tracer != nil {
+			opts.Monitor = telemetry.MongoMonitor(cfg.Tracer)
+		}
+		db, err := mongostore.Open(ctx, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -91,7 +100,7 @@ func Open(ctx context.Context, cfg Config) (Backend, error) {
 			"(go run . copy-store ... from a checkout), then start with --data-dir %s",
 			ErrLegacyDataDir, legacy, cfg.DataDir, cfg.DataDir+"-new", cfg.DataDir+"-new")
 	}
-	db, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(cfg.DataDir, FileName), Observer: cfg.Observer, Logger: cfg.Logger})
+	db, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(cfg.DataDir, FileName), Observer: cfg.Observer, Tracer: cfg.Tracer, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}

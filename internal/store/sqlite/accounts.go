@@ -540,14 +540,14 @@ func (e errStop) Error() string { return e.err.Error() }
 // returns their keys and a function calling fn on row i. It reports one
 // round trip for the whole pass.
 func (d *DB) each(ctx context.Context, chunk func(after string) ([]string, func(i int) error, error)) (err error) {
-	after := ""
+	after, start := "", time.Now()
 	defer func() {
 		if _, stop := err.(errStop); stop {
-			d.observe(ctx, "read", nil)
+			d.observe(ctx, "read", start, nil)
 			err = err.(errStop).err
 			return
 		}
-		d.observe(ctx, "read", err)
+		d.observe(ctx, "read", start, err)
 	}()
 	for {
 		keys, call, err := chunk(after)

@@ -28,6 +28,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"modernc.org/sqlite"
 
 	"github.com/consentgraph/consentgraph/internal/accounts"
@@ -40,6 +41,7 @@ import (
 	"github.com/consentgraph/consentgraph/internal/ratelimit"
 	"github.com/consentgraph/consentgraph/internal/signing"
 	"github.com/consentgraph/consentgraph/internal/store/storectx"
+	"github.com/consentgraph/consentgraph/internal/telemetry"
 	"github.com/consentgraph/consentgraph/internal/translog"
 )
 
@@ -53,6 +55,8 @@ type Options struct {
 	Readers int
 	// Observer, if set, learns of every round trip ("read" or "write").
 	Observer storectx.Observer
+	// Tracer, if set, gets a span per round trip made inside a trace.
+	Tracer trace.Tracer
 	// Logger receives the adapter's own messages; nil means slog.Default().
 	Logger *slog.Logger
 	// Synchronous is PRAGMA synchronous: "NORMAL" (the default; in WAL
@@ -63,12 +67,13 @@ type Options struct {
 
 // DB is an open embedded store.
 type DB struct {
-	path string
-	w    *sql.DB // the one writer connection
-	r    *sql.DB // query-only readers
-	ckpt *sql.DB // the checkpointer's connection
-	obs  storectx.Observer
-	log  *slog.Logger
+	path   string
+	w      *sql.DB // the one writer connection
+	r      *sql.DB // query-only readers
+	ckpt   *sql.DB // the checkpointer's connection
+	obs    storectx.Observer
+	tracer trace.Tracer
+	log    *slog.Logger
 
 	// wstmts are the registered statements, prepared on the writer at
 	// Open; rstmts are prepared on the readers when first used.
@@ -204,7 +209,7 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
-	d := &DB{path: path, w: w, obs: o.Observer, log: o.Logger.With("component", "sqlite")}
+	d := &DB{path: path, w: w, obs: o.Observer, tracer: o.Tracer, log: o.Logger.With("component", "sqlite")}
 	if err := w.PingContext(ctx); err != nil {
 		_ = w.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
@@ -397,10 +402,13 @@ func (d *DB) closePools() error {
 	return errors.Join(errR, errC, d.w.Close())
 }
 
-// observe reports one round trip.
-func (d *DB) observe(ctx context.Context, command string, err error) {
+// observe reports one round trip that began at start.
+func (d *DB) observe(ctx context.Context, command string, start time.Time, err error) {
 	if d.obs != nil {
 		d.obs(ctx, command, err)
+	}
+	if d.tracer != nil {
+		telemetry.RoundTrip(ctx, d.tracer, "sqlite", command, start, err)
 	}
 }
 
@@ -463,7 +471,8 @@ func bounded(ctx context.Context) (context.Context, error) {
 
 // readRow runs a one-row read and scans it; found is false on no row.
 func (d *DB) readRow(ctx context.Context, q *query, args []any, dest ...any) (found bool, err error) {
-	defer func() { d.observe(ctx, "read", err) }()
+	start := time.Now()
+	defer func() { d.observe(ctx, "read", start, err) }()
 	if ctx, err = bounded(ctx); err != nil {
 		return false, err
 	}
@@ -480,7 +489,8 @@ func (d *DB) readRow(ctx context.Context, q *query, args []any, dest ...any) (fo
 
 // readRows runs a read and calls each for every row.
 func (d *DB) readRows(ctx context.Context, q *query, args []any, each func(*sql.Rows) error) (err error) {
-	defer func() { d.observe(ctx, "read", err) }()
+	start := time.Now()
+	defer func() { d.observe(ctx, "read", start, err) }()
 	return d.scanRows(ctx, q, args, each)
 }
 
@@ -511,7 +521,8 @@ func (d *DB) scanRows(ctx context.Context, q *query, args []any, each func(*sql.
 // exec runs one write statement on its own (SQLite makes a single
 // statement atomic) and returns the rows it changed.
 func (d *DB) exec(ctx context.Context, q *query, args ...any) (n int64, err error) {
-	defer func() { d.observe(ctx, "write", err) }()
+	start := time.Now()
+	defer func() { d.observe(ctx, "write", start, err) }()
 	if ctx, err = bounded(ctx); err != nil {
 		return 0, err
 	}
@@ -525,7 +536,8 @@ func (d *DB) exec(ctx context.Context, q *query, args ...any) (n int64, err erro
 // writeRow runs one write statement with RETURNING and scans its row;
 // found is false when it changed nothing.
 func (d *DB) writeRow(ctx context.Context, q *query, args []any, dest ...any) (found bool, err error) {
-	defer func() { d.observe(ctx, "write", err) }()
+	start := time.Now()
+	defer func() { d.observe(ctx, "write", start, err) }()
 	if ctx, err = bounded(ctx); err != nil {
 		return false, err
 	}
@@ -552,12 +564,13 @@ var errRollback = errors.New("rollback")
 // DSN's _txlock): fn's error or errRollback rolls back, anything else
 // commits. It reports one round trip.
 func (d *DB) write(ctx context.Context, fn func(t *tx) error) (err error) {
+	start := time.Now()
 	defer func() {
 		if errors.Is(err, errRollback) {
-			d.observe(ctx, "write", nil)
+			d.observe(ctx, "write", start, nil)
 			return
 		}
-		d.observe(ctx, "write", err)
+		d.observe(ctx, "write", start, err)
 	}()
 	bctx, err := bounded(ctx)
 	if err != nil {
