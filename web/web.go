@@ -18,6 +18,13 @@ import (
 //go:embed static
 var files embed.FS
 
+//go:embed templates/privacy.html
+var privacyTemplate string
+
+// PrivacyTemplate is the html/template source of the policy page at
+// /privacy; the server fills it from its configuration.
+func PrivacyTemplate() string { return privacyTemplate }
+
 // Static is the embedded file tree (index.html, partners.html, assets/...).
 func Static() fs.FS {
 	sub, err := fs.Sub(files, "static")

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -176,9 +177,15 @@ func (a *App) init(ctx context.Context) error {
 	if a.ConsentLog, err = translog.New(translog.Options{Store: a.Store.Translog(), Signer: a.Signing, Name: logURL, Logger: a.log}); err != nil {
 		return fmt.Errorf("consent log: %w", err)
 	}
+	initial := a.File.Policy
+	if strings.HasPrefix(initial.URL, "/") {
+		// Receipts leave the site: a relative policy URL (the default
+		// /privacy page) must name this server.
+		initial.URL = a.cfg.PublicURL + initial.URL
+	}
 	if a.Consent, err = consent.New(ctx, consent.Options{
 		Store: a.Store.Consent(), Purposes: a.File.Catalog, Controller: a.File.Controller,
-		InitialPolicy: a.File.Policy, Signer: a.Signing, Secrets: a.Secrets, Logger: a.log,
+		InitialPolicy: initial, Signer: a.Signing, Secrets: a.Secrets, Logger: a.log,
 		ThirdParties: a.processorNames, Log: a.ConsentLog, LogURL: logURL,
 	}); err != nil {
 		return fmt.Errorf("consent: %w", err)

@@ -38,6 +38,7 @@ func (a *App) routes() http.Handler {
 	a.ConsentLog.Routes(mux) // GET /.well-known/consent-log/{checkpoint,consistency}
 	mux.Handle("/plugins/", a.pluginRoutes())
 	mux.Handle("GET /export", a.authenticate(http.HandlerFunc(a.serveExport)))
+	mux.HandleFunc("GET /privacy", a.servePrivacy)
 	web.Routes(mux) // the Privacy Center at /, the partner console at /partners
 	// The consent widget for the operator's own site, /embed/consent.js.
 	web.WidgetRoutes(mux)

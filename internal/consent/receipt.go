@@ -38,7 +38,7 @@ type Claims struct {
 	ID       string `json:"jti"`
 
 	Version          string            `json:"version"`
-	Jurisdiction     string            `json:"jurisdiction"`
+	Jurisdiction     string            `json:"jurisdiction,omitempty"`
 	ConsentTimestamp int64             `json:"consentTimestamp"`
 	CollectionMethod string            `json:"collectionMethod"`
 	ConsentReceiptID string            `json:"consentReceiptID"`
