@@ -11,6 +11,7 @@ import { chromium } from 'playwright-core';
 import { mkdtempSync, rmSync, mkdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { axeBothSizes } from './axe.mjs';
 
 const base = process.env.BASE_URL;
 const partnerKey = process.env.PARTNER_KEY;
@@ -37,9 +38,21 @@ async function text(page, sel) {
   return (await page.locator(sel).first().textContent({ timeout: STEP_TIMEOUT })) || '';
 }
 
+// A screenshot of a page state, and axe-core on that state at both sizes.
+// Violations are collected so one run lists them all; the run fails at the end.
+const axeFound = [];
+let axeStates = 0;
 async function shot(page, name) {
   await page.screenshot({ path: join(outDir, `${name}.png`), fullPage: true });
   console.log(`screenshot ${join(outDir, name)}.png`);
+  await checkA11y(page, name);
+}
+
+async function checkA11y(page, name) {
+  const found = await axeBothSizes(page, name);
+  axeStates++;
+  for (const v of found) console.log(`axe: ${v}`);
+  axeFound.push(...found);
 }
 
 // No horizontal scrolling: the page fits a phone's width.
@@ -55,6 +68,31 @@ async function labelled(page) {
     .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label') && !(el.tagName === 'BUTTON' && el.textContent.trim()))
     .map((el) => el.outerHTML.slice(0, 80)));
   expect(bare.length === 0, `controls without a label: ${bare.join(', ')}`);
+}
+
+// The focus ring of the focused element: a solid outline of at least 2 px
+// whose colour has a contrast of at least 3:1 against the background it
+// is drawn on (the nearest opaque background up the tree).
+async function focusRing(page, what) {
+  const r = await page.evaluate(() => {
+    const el = document.activeElement;
+    const rgb = (c) => (c.match(/[\d.]+/g) || []).map(Number);
+    const lum = ([r, g, b]) => {
+      const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+      return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+    };
+    const cs = getComputedStyle(el);
+    let bg = [255, 255, 255];
+    for (let p = el.parentElement; p; p = p.parentElement) {
+      const c = rgb(getComputedStyle(p).backgroundColor);
+      if (c.length >= 3 && (c.length === 3 || c[3] === 1)) { bg = c.slice(0, 3); break; }
+    }
+    const ring = rgb(cs.outlineColor).slice(0, 3);
+    const [a, b] = [lum(ring), lum(bg)].sort((x, y) => y - x);
+    return { id: el.id || el.className || el.tagName, style: cs.outlineStyle, width: parseFloat(cs.outlineWidth), ratio: (a + 0.05) / (b + 0.05) };
+  });
+  expect(r.style === 'solid' && r.width >= 2 && r.ratio >= 3,
+    `the focus ring of ${what} (${r.id}) is ${r.style} ${r.width}px at ${r.ratio.toFixed(2)}:1 against its background`);
 }
 
 function watch(page) {
@@ -116,6 +154,18 @@ async function privacyCenter(context) {
   expect(!(await page.isChecked('#purpose-surveys-switch')), 'surveys is opt-in and must start off');
   expect(await page.isDisabled('#purpose-essential-switch'), 'a notice-only purpose cannot be switched off');
   await labelled(page);
+  step = 'signed in: one h1, tables reachable, focus rings 3:1';
+  const h1s = await page.evaluate(() => [...document.querySelectorAll('h1')].filter((x) => x.offsetParent !== null).map((x) => x.textContent));
+  expect(h1s.length === 1 && h1s[0] === `Welcome, ${username}`, `the signed-in page's h1s: ${JSON.stringify(h1s)}`);
+  await page.focus('#em-email');
+  await focusRing(page, 'an input');
+  await page.keyboard.press('Tab');
+  await focusRing(page, 'a secondary button');
+  await page.focus('.brand');
+  await page.keyboard.press('Tab');
+  expect(await page.evaluate(() => document.activeElement.id) === 'logout', 'Tab from the brand does not reach Sign out');
+  await focusRing(page, 'the top bar\'s button');
+  await page.evaluate(() => document.activeElement.blur());
   await shot(page, 'center-signed-in');
 
   step = 'profile error next to the field';
@@ -267,6 +317,19 @@ async function privacyCenter(context) {
   await phone.goto(`${base}/`);
   await phone.locator('#signed-in').waitFor();
   await fitsWidth(phone);
+  step = 'phone-sized screen: activity tables';
+  await phone.locator('.history-table tbody tr').first().waitFor();
+  const cut = await phone.evaluate(() => [...document.querySelectorAll('.history-table td, .disclosure-table td')].map((td) => {
+    const r = td.getBoundingClientRect();
+    return r.right <= window.innerWidth + 0.5 && r.left >= -0.5 && td.scrollWidth <= td.clientWidth + 1 ? '' : `${td.dataset.label} "${td.textContent}" at ${Math.round(r.left)}–${Math.round(r.right)}`;
+  }).filter(Boolean));
+  expect(cut.length === 0, `table cells cut off at 390px: ${cut.slice(0, 4).join('; ')}`);
+  for (const label of ['What happened', 'Policy']) {
+    const n = await phone.evaluate((l) => [...document.querySelectorAll(`td[data-label="${l}"]`)].filter((td) => td.offsetParent !== null).length, label);
+    expect(n > 0 || (label === 'What happened' && !expectProcessor), `no visible "${label}" cell at 390px`);
+  }
+  const wraps = await phone.evaluate(() => [...document.querySelectorAll('#activity .table-wrap')].map((w) => `${w.tabIndex}|${w.getAttribute('aria-label') || ''}`));
+  expect(wraps.length > 0 && wraps.every((w) => /^0\|./.test(w)), `activity scroll areas not reachable by keyboard: ${wraps.join(', ')}`);
   await shot(phone, 'center-phone');
   await phone.evaluate(() => document.querySelector('#purpose-surveys').scrollIntoView());
   await phone.screenshot({ path: join(outDir, 'center-phone-consents.png') });
@@ -320,6 +383,7 @@ async function atSize(page, width, height, name) {
   await page.screenshot({ path: join(outDir, `${name}.png`) });
   console.log(`screenshot ${join(outDir, name)}.png`);
   await page.setViewportSize(old);
+  await checkA11y(page, name);
 }
 
 // Notices, change password, forgot password and the reset link, with a
@@ -655,6 +719,9 @@ try {
   const p = await partnerConsole(context);
   await partnerDates();
   console.log(`partner console: ok (${p.bars} bars, threshold ${p.threshold})`);
+  step = 'axe-core';
+  console.log(`axe: ${axeStates} page states checked at 1280×800 and 390×844`);
+  expect(axeFound.length === 0, `axe found ${axeFound.length} serious or critical violations:\n${axeFound.join('\n')}`);
   expect(problems.length === 0, `the pages reported errors:\n${problems.join('\n')}`);
 } catch (e) {
   console.error(`FAILED at step "${step}": ${e.message}`);

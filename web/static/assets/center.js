@@ -124,6 +124,7 @@ let me = null;
 function render(user) {
   me = user;
   $('#session-name').textContent = user.username;
+  $('#signed-in-title').textContent = `Welcome, ${user.username}`;
   renderNotices(user);
   renderData(user);
   renderConsents(user);
@@ -329,11 +330,13 @@ async function verifyReceipt() {
   }
 }
 
+// A table in a scroll box the keyboard can reach (tabindex 0), named by
+// its caption; on a phone its rows become cards (app.css).
 function table(caption, head, rows, cls) {
-  return h('div', { class: 'table-wrap' }, h('table', { class: cls },
+  return h('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': caption }, h('table', { class: `${cls} stack` },
     h('caption', { class: 'sr-only' }, caption),
     h('thead', {}, h('tr', {}, head.map((x) => h('th', { scope: 'col' }, x)))),
-    h('tbody', {}, rows.map((r) => h('tr', {}, r.map((x) => h('td', {}, x)))))));
+    h('tbody', {}, rows.map((r) => h('tr', {}, r.map((x, i) => h('td', { 'data-label': head[i] }, x)))))));
 }
 
 const LINK_STATE = {
