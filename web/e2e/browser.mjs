@@ -105,10 +105,36 @@ function watch(page) {
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
 }
 
+// The welcome heading and "My data" are in view at the top of the page.
+async function atTop(page) {
+  await page.waitForFunction(() => window.scrollY < 10);
+  const boxes = await page.evaluate(() => ['#signed-in-title', '#data-title'].map((s) => {
+    const r = document.querySelector(s).getBoundingClientRect();
+    return r.top >= 0 && r.bottom <= window.innerHeight ? '' : `${s} at ${Math.round(r.top)}–${Math.round(r.bottom)} of ${window.innerHeight}`;
+  }).filter(Boolean));
+  expect(boxes.length === 0, `not in view: ${boxes.join(', ')}`);
+  expect(await page.evaluate(() => document.activeElement.id) === 'signed-in-title', 'focus is not on the welcome heading');
+}
+
 async function privacyCenter(context) {
   const page = await context.newPage();
   watch(page);
   page.setDefaultTimeout(STEP_TIMEOUT);
+
+  step = 'phone: sign in is reachable without scrolling';
+  {
+    const phone = await context.newPage();
+    watch(phone);
+    await phone.setViewportSize({ width: 390, height: 844 });
+    await phone.goto(`${base}/`);
+    await phone.locator('#login-form').waitFor();
+    const b = await phone.locator('#login-form button[type=submit]').boundingBox();
+    expect(b && b.y + b.height <= 844, `the sign-in button is at ${b && Math.round(b.y)}px on an 844px screen`);
+    expect(await phone.isVisible('#signup-jump'), 'no way to jump to sign-up');
+    await phone.click('#signup-jump');
+    expect(await phone.evaluate(() => document.activeElement.id) === 'su-username', '"Create an account" does not lead to the sign-up form');
+    await phone.close();
+  }
 
   step = 'verification link with a bad token';
   await page.goto(`${base}/?verify=not-a-real-token`);
@@ -146,8 +172,11 @@ async function privacyCenter(context) {
   await page.fill('#su-username', username);
   await page.fill('#su-birthYear', '1990');
   await page.fill('#su-country', 'de');
-  await page.press('#su-password', 'Enter');
+  // sent from below, where the end of the sign-up form is on a phone
+  const sentFrom = await page.evaluate(() => { window.scrollTo(0, document.body.scrollHeight); document.querySelector('#signup-form').requestSubmit(); return window.scrollY; });
+  expect(sentFrom > 100, `the page could not be scrolled (${sentFrom}): the next check proves nothing`);
   await page.locator('#signed-in').waitFor();
+  await atTop(page);
   expect((await text(page, '#session-name')) === username, 'signed-in name is wrong');
   expect((await text(page, '#email-state')) === 'none', 'email state should be "none"');
   expect((await page.inputValue('#pf-country')) === 'DE', 'country not saved');
@@ -182,10 +211,35 @@ async function privacyCenter(context) {
   await page.waitForFunction(() => document.querySelector('#profile-form .form-status').textContent === '', null, { timeout: 12000 });
 
   step = 'grant surveys with the keyboard';
+  // The grant is held back a moment so the saving state can be seen.
+  let release;
+  const held = new Promise((r) => { release = r; });
+  await page.route('**/graphql', async (route) => {
+    if ((route.request().postData() || '').includes('grantConsent')) await held;
+    await route.continue();
+  });
+  await page.evaluate(() => window.scrollTo(0, 0));
   await page.focus('#purpose-surveys-switch');
   await page.keyboard.press('Space');
+  await page.locator('#purpose-surveys[aria-busy="true"] .saving-label', { hasText: 'Saving…' }).waitFor();
+  const look = await page.evaluate(() => {
+    const st = (s) => { const c = getComputedStyle(document.querySelector(s)); return `${c.opacity}/${c.borderStyle}/${c.cursor}`; };
+    return { saving: st('#purpose-surveys-switch'), locked: st('#purpose-essential-switch'),
+      choice: document.querySelector('#purpose-surveys .consent-state').textContent,
+      checked: document.querySelector('#purpose-surveys-switch').checked };
+  });
+  expect(look.saving !== look.locked, `a saving switch looks like the locked one (${look.saving})`);
+  expect(look.checked && /^Saving/.test(look.choice), `while saving the switch is ${look.checked ? 'on' : 'off'} and "Your choice" reads "${look.choice}"`);
+  await shot(page, 'center-consent-saving');
+  release();
   await page.locator('#receipt').waitFor();
+  await page.unroute('**/graphql');
   await page.waitForFunction(() => document.querySelector('#purpose-surveys-switch')?.checked === true);
+  await page.locator('#purpose-surveys .consent-state', { hasText: /^Allowed/ }).waitFor();
+  expect(await page.isHidden('#purpose-surveys .saving-label') && !(await page.getAttribute('#purpose-surveys', 'aria-busy')), 'the saving state stays');
+  expect(await page.getAttribute('#receipt-summary', 'aria-live') === 'polite', 'the receipt is not announced');
+  const rbox = await page.evaluate(() => { const r = document.querySelector('#receipt-summary').getBoundingClientRect(); return [r.top, r.bottom, window.innerHeight]; });
+  expect(rbox[0] >= 0 && rbox[1] <= rbox[2], `the receipt is out of view at ${rbox.map(Math.round).join('/')}`);
   expect(/You allowed “Surveys”/.test(await text(page, '#receipt-summary')), 'receipt summary does not say surveys was allowed');
   // the switch moves at once; the state line follows the server's answer
   await page.locator('#purpose-surveys .consent-state', { hasText: /^Allowed — changed by you/ }).waitFor();
@@ -306,8 +360,9 @@ async function privacyCenter(context) {
   expect(/signed out/.test(await text(page, '#banner')), 'no word that you are signed out');
   await page.fill('#li-username', username);
   await page.fill('#li-password', 'correct horse battery');
-  await page.press('#li-password', 'Enter');
+  await page.evaluate(() => { window.scrollTo(0, document.body.scrollHeight); document.querySelector('#login-form').requestSubmit(); });
   await page.locator('#signed-in').waitFor();
+  await atTop(page);
   expect((await text(page, '#session-name')) === username, 'signed in as someone else');
 
   step = 'phone-sized screen';

@@ -219,7 +219,8 @@ function purposeItem(c) {
       h('h3', { id: `${id}-name` }, purposeName(p.id), ' ', h('span', { class: `badge mech-${mechShort}` }, mechShort)),
       h('div', { class: 'switch-wrap' },
         sw,
-        h('label', { for: `${id}-switch` }, notice ? 'Always on' : `Allow ${purposeName(p.id).toLowerCase()}`))),
+        h('label', { for: `${id}-switch` }, notice ? 'Always on' : `Allow ${purposeName(p.id).toLowerCase()}`),
+        h('span', { class: 'saving-label', hidden: true }, h('span', { class: 'spinner', 'aria-hidden': 'true' }), 'Saving…'))),
     h('p', { id: `${id}-desc` }, p.description, ' ', h('span', { class: 'muted' }, mechText + '.')),
     h('dl', { class: 'facts' },
       h('dt', {}, 'Data it uses'), h('dd', {}, uses),
@@ -238,17 +239,33 @@ async function toggle(purpose, sw) {
   const grant = sw.checked;
   const slot = document.getElementById(`purpose-${purpose}-error`);
   slot.textContent = '';
+  // While the change is saved the switch says so, and "Your choice" does
+  // not contradict it: both show the saving, then both the server's answer.
+  const item = document.getElementById(`purpose-${purpose}`);
+  const stateEl = item.querySelector('.consent-state');
+  const before = stateEl.textContent;
+  item.setAttribute('aria-busy', 'true');
   sw.disabled = true;
+  sw.classList.add('saving');
+  item.querySelector('.saving-label').hidden = false;
+  stateEl.textContent = `Saving: ${grant ? 'allowing' : 'withdrawing'}…`;
   try {
     const m = grant ? 'grantConsent' : 'withdrawConsent';
     const data = await gql(`mutation($p: ID!) { r: ${m}(purpose: $p) { receipt changed consent { granted updatedAt policyVersion purpose { id } } } }`, { p: purpose });
     showReceipt(data.r, grant);
     await refresh();
     pollActivity();
-    document.getElementById(`purpose-${purpose}-switch`)?.focus();
+    document.getElementById(`purpose-${purpose}-switch`)?.focus({ preventScroll: true });
+    // the receipt is the confirmation: bring it into view (its summary is
+    // a polite live region, so it is also read out)
+    $('#receipt').scrollIntoView({ block: 'nearest' });
   } catch (err) {
     sw.checked = !grant;
     sw.disabled = false;
+    sw.classList.remove('saving');
+    item.removeAttribute('aria-busy');
+    item.querySelector('.saving-label').hidden = true;
+    stateEl.textContent = before;
     slot.textContent = plain(err);
   }
 }
@@ -482,7 +499,20 @@ function localError(form, [field, message]) {
   showError(form, fieldError(field, message));
 }
 
+// After signing up or in, the long signed-out forms are gone: start at the
+// top, with the welcome heading and "My data" in view and focused.
+function toTop() {
+  window.scrollTo(0, 0);
+  $('#signed-in-title').focus({ preventScroll: true });
+}
+
 function bind() {
+  $('#signup-jump').addEventListener('click', (e) => {
+    e.preventDefault();
+    $('#signup-form').scrollIntoView({ block: 'start' });
+    $('#su-username').focus({ preventScroll: true });
+  });
+
   $('#signup-form').addEventListener('submit', (e) => {
     e.preventDefault();
     const form = e.currentTarget;
@@ -495,7 +525,7 @@ function bind() {
       form.reset();
       banner(`Welcome, ${input.username}. Your account is ready.`);
       await refresh();
-      $('#main').focus();
+      toTop();
     });
   });
 
@@ -508,7 +538,7 @@ function bind() {
       form.reset();
       banner('');
       await refresh();
-      $('#main').focus();
+      toTop();
     });
   });
 
