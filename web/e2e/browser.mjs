@@ -21,6 +21,7 @@ const partnerKey2 = process.env.PARTNER_KEY_2 || '';
 const outDir = process.env.OUT_DIR || 'test-output';
 const expectProcessor = process.env.EXPECT_PROCESSOR || '';
 const mailLinks = process.env.MAIL_LINKS || '';
+const adminToken = process.env.ADMIN_TOKEN || '';
 const expectNewsletter = process.env.EXPECT_NEWSLETTER || '';
 const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 if (!base || !partnerKey) throw new Error('BASE_URL and PARTNER_KEY must be set');
@@ -389,6 +390,25 @@ async function privacyCenter(context) {
   await phone.evaluate(() => document.querySelector('#purpose-surveys').scrollIntoView());
   await phone.screenshot({ path: join(outDir, 'center-phone-consents.png') });
   await phone.close();
+
+  if (adminToken && expectNewsletter) {
+    step = 'a policy change is said at the top of the page';
+    const pub = await api('mutation($v: String!) { publishPolicy(version: $v, url: "https://example.org/privacy-v2", reconsent: ["newsletter"]) { version } }',
+      { v: `v2-${Date.now().toString(36)}` }, adminToken);
+    expect(!pub.errors, `publishPolicy: ${JSON.stringify(pub.errors)}`);
+    await page.reload();
+    const notice = page.locator('#policy-notice');
+    await notice.waitFor();
+    const nt = await notice.textContent();
+    expect(/^Our privacy policy changed on .+“Newsletter” is off until you allow it again/.test(nt), `the policy notice reads "${nt}"`);
+    const nb = await notice.boundingBox();
+    expect(nb && nb.y < 400, `the policy notice is ${nb && Math.round(nb.y)}px down`);
+    expect(await page.getAttribute('#policy-notice a[href^="https://example.org/privacy-v2"]', 'href'), 'the notice does not link the policy');
+    expect(await page.getAttribute('#policy-link', 'href') === 'https://example.org/privacy-v2', 'the footer does not link the policy');
+    const st = await text(page, '#purpose-newsletter .consent-state');
+    expect(!/changed by you/.test(st) && /policy changed/.test(st), `the newsletter's state reads "${st}"`);
+    await shot(page, 'center-policy-changed');
+  }
 
   step = 'delete the account: wrong password';
   await page.fill('#del-password', 'not my password at all');

@@ -81,16 +81,22 @@ const LINKS = 'processorLinks { processor { name description } state items { kin
 
 const PROFILE = 'profile { birthYear country gender language }';
 const HISTORY = `consentHistory(first: 100) { totalCount edges { node { sequence purpose action at method policyVersion } } } ledgerIntact`;
-const meQuery = () => `query Me { me { id username email emailVerified notices { kind at } ${PROFILE}
+const meQuery = () => `query Me { policy { version url publishedAt } me { id username email emailVerified notices { kind at } ${PROFILE}
   consents { granted needsRenewal updatedAt method policyVersion ${withProcessors ? 'notes' : ''}
     purpose { id mechanism description dataCategories ${withProcessors ? 'processors { name description dataCategories }' : ''} } }
   ${HISTORY}
   ${withProcessors ? 'disclosures(first: 50) { edges { node { processor purpose fields action at } } }' : ''}
   ${withProcessors && withLinks ? LINKS : ''} } }`;
 
+// The policy in force, read with the user.
+let policy = null;
+
 async function loadMe() {
   try {
-    return (await gql(meQuery())).me;
+    const data = await gql(meQuery());
+    policy = data.policy || null;
+    renderPolicyLink();
+    return data.me;
   } catch (err) {
     if (withLinks && isSchemaMismatch(err)) {
       withLinks = false;
@@ -98,7 +104,7 @@ async function loadMe() {
     }
     if (withProcessors && isSchemaMismatch(err)) {
       withProcessors = false;
-      return (await gql(meQuery())).me;
+      return loadMe();
     }
     throw err;
   }
@@ -132,7 +138,34 @@ function render(user) {
   show('#signed-in');
 }
 
+// Only web links: the policy URL is the operator's configuration.
+function renderPolicyLink() {
+  const url = policy && safeURL(policy.url);
+  $('#policy-link-wrap').hidden = !url;
+  if (url) {
+    $('#policy-link').href = url;
+    $('#policy-version').textContent = `(version ${policy.version})`;
+  }
+}
+
+// A policy change that turned purposes off is said at the top of the page,
+// with the date, the purposes and a link to the policy.
+function renderPolicyNotice(user) {
+  const off = user.consents.filter((c) => c.needsRenewal);
+  const box = $('#policy-notice');
+  box.hidden = !off.length;
+  if (!off.length) return box.replaceChildren();
+  const url = policy && safeURL(policy.url);
+  box.replaceChildren(h('p', {},
+    `Our privacy policy changed${policy ? ` on ${when(policy.publishedAt)} (version ${policy.version})` : ''}. `,
+    `${off.map((c) => `“${purposeName(c.purpose.id)}”`).join(', ')} ${off.length === 1 ? 'is' : 'are'} off until you allow ${off.length === 1 ? 'it' : 'them'} again. `,
+    url ? h('a', { href: url, target: '_blank', rel: 'noopener noreferrer' }, 'Read the new policy') : null,
+    url ? ' · ' : null,
+    h('a', { href: '#consents' }, 'Review your consents')));
+}
+
 function renderNotices(user) {
+  renderPolicyNotice(user);
   const notices = user.notices || [];
   $('#notice-list').replaceChildren(...notices.map((n) => h('li', { 'data-kind': n.kind },
     (MSG.notice[n.kind] || ((at) => MSG.noticeOther(n.kind, at)))(when(n.at)))));
@@ -212,7 +245,10 @@ function purposeItem(c) {
       : 'none receives your personal data')
     : null;
   let state = c.granted ? 'Allowed' : 'Not allowed';
-  if (c.updatedAt) state += ` — changed ${METHOD[c.method] || ''} on ${when(c.updatedAt)}`;
+  // Turned off by a policy change, not by the user: say so.
+  if (c.needsRenewal) state += ` — off since the privacy policy changed${policy ? ` on ${when(policy.publishedAt)}` : ''}` +
+    (c.updatedAt ? `; you had allowed it on ${when(c.updatedAt)}` : '');
+  else if (c.updatedAt) state += ` — changed ${METHOD[c.method] || ''} on ${when(c.updatedAt)}`;
   else state += ' — default';
   return h('li', { class: 'purpose', id },
     h('div', { class: 'purpose-head' },
