@@ -609,7 +609,7 @@ function bind() {
       const email = optional(form.email.value);
       await gql(`mutation($e: String) { setEmail(email: $e) { id } }`, { e: email });
       await refresh();
-      setStatus(form, email ? 'Saved. We sent a confirmation link to this address.' : 'Email address removed.');
+      setStatus(form, email ? 'Saved. Confirm it with the link in the mail this service sends to it; nothing arrived? Check the spelling or your spam folder.' : 'Email address removed.');
     });
   });
 
