@@ -160,7 +160,7 @@ func TestBrowserPrivacyCenterAndPartnerConsole(t *testing.T) {
 	out := filepath.Join(root, "test-output")
 	cmd := exec.CommandContext(ctx, node, script)
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "BASE_URL="+s.URL, "PARTNER_KEY="+pc.Token, "PARTNER_KEY_2="+second.CreatePartner.APIKey, "OUT_DIR="+out, "CHROMIUM_PATH="+chromium,
+	cmd.Env = append(os.Environ(), "BASE_URL="+s.URL, "PARTNER_KEY="+pc.Token, "PARTNER_KEY_2="+second.CreatePartner.APIKey, "ADMIN_TOKEN="+admin.Token, "OUT_DIR="+out, "CHROMIUM_PATH="+chromium,
 		"EXPECT_PROCESSOR=survey-hook", "EXPECT_NEWSLETTER=letters", "MAIL_LINKS="+mailLinks.URL)
 	output, err := cmd.CombinedOutput()
 	t.Logf("browser test output:\n%s", output)
@@ -176,7 +176,7 @@ func TestBrowserPrivacyCenterAndPartnerConsole(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"center-signed-in", "center-consents", "center-links", "center-phone", "center-deleted",
-		"center-forgot", "center-reset", "center-reset-used", "center-password-changed", "center-notice", "center-reset-phone", "center-notice-phone", "partners-result", "partners-phone",
+		"center-forgot", "center-policy-changed", "center-consent-saving", "center-reset", "center-reset-used", "center-password-changed", "center-notice", "center-reset-phone", "center-notice-phone", "partners-result", "partners-phone",
 		"partners-paged", "partners-3d", "partners-over-budget", "partners-over-budget-phone"} {
 		if fi, err := os.Stat(filepath.Join(out, name+".png")); err != nil || fi.Size() == 0 {
 			t.Errorf("screenshot %s.png missing: %v", name, err)

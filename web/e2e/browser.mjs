@@ -11,6 +11,7 @@ import { chromium } from 'playwright-core';
 import { mkdtempSync, rmSync, mkdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { axeBothSizes } from './axe.mjs';
 
 const base = process.env.BASE_URL;
 const partnerKey = process.env.PARTNER_KEY;
@@ -20,6 +21,7 @@ const partnerKey2 = process.env.PARTNER_KEY_2 || '';
 const outDir = process.env.OUT_DIR || 'test-output';
 const expectProcessor = process.env.EXPECT_PROCESSOR || '';
 const mailLinks = process.env.MAIL_LINKS || '';
+const adminToken = process.env.ADMIN_TOKEN || '';
 const expectNewsletter = process.env.EXPECT_NEWSLETTER || '';
 const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 if (!base || !partnerKey) throw new Error('BASE_URL and PARTNER_KEY must be set');
@@ -37,9 +39,21 @@ async function text(page, sel) {
   return (await page.locator(sel).first().textContent({ timeout: STEP_TIMEOUT })) || '';
 }
 
+// A screenshot of a page state, and axe-core on that state at both sizes.
+// Violations are collected so one run lists them all; the run fails at the end.
+const axeFound = [];
+let axeStates = 0;
 async function shot(page, name) {
   await page.screenshot({ path: join(outDir, `${name}.png`), fullPage: true });
   console.log(`screenshot ${join(outDir, name)}.png`);
+  await checkA11y(page, name);
+}
+
+async function checkA11y(page, name) {
+  const found = await axeBothSizes(page, name);
+  axeStates++;
+  for (const v of found) console.log(`axe: ${v}`);
+  axeFound.push(...found);
 }
 
 // No horizontal scrolling: the page fits a phone's width.
@@ -57,6 +71,31 @@ async function labelled(page) {
   expect(bare.length === 0, `controls without a label: ${bare.join(', ')}`);
 }
 
+// The focus ring of the focused element: a solid outline of at least 2 px
+// whose colour has a contrast of at least 3:1 against the background it
+// is drawn on (the nearest opaque background up the tree).
+async function focusRing(page, what) {
+  const r = await page.evaluate(() => {
+    const el = document.activeElement;
+    const rgb = (c) => (c.match(/[\d.]+/g) || []).map(Number);
+    const lum = ([r, g, b]) => {
+      const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+      return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+    };
+    const cs = getComputedStyle(el);
+    let bg = [255, 255, 255];
+    for (let p = el.parentElement; p; p = p.parentElement) {
+      const c = rgb(getComputedStyle(p).backgroundColor);
+      if (c.length >= 3 && (c.length === 3 || c[3] === 1)) { bg = c.slice(0, 3); break; }
+    }
+    const ring = rgb(cs.outlineColor).slice(0, 3);
+    const [a, b] = [lum(ring), lum(bg)].sort((x, y) => y - x);
+    return { id: el.id || el.className || el.tagName, style: cs.outlineStyle, width: parseFloat(cs.outlineWidth), ratio: (a + 0.05) / (b + 0.05) };
+  });
+  expect(r.style === 'solid' && r.width >= 2 && r.ratio >= 3,
+    `the focus ring of ${what} (${r.id}) is ${r.style} ${r.width}px at ${r.ratio.toFixed(2)}:1 against its background`);
+}
+
 function watch(page) {
   // API answers with an error status (a wrong key, a wrong password) are
   // expected; anything else logged as an error (a CSP violation, an
@@ -67,10 +106,36 @@ function watch(page) {
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
 }
 
+// The welcome heading and "My data" are in view at the top of the page.
+async function atTop(page) {
+  await page.waitForFunction(() => window.scrollY < 10);
+  const boxes = await page.evaluate(() => ['#signed-in-title', '#data-title'].map((s) => {
+    const r = document.querySelector(s).getBoundingClientRect();
+    return r.top >= 0 && r.bottom <= window.innerHeight ? '' : `${s} at ${Math.round(r.top)}–${Math.round(r.bottom)} of ${window.innerHeight}`;
+  }).filter(Boolean));
+  expect(boxes.length === 0, `not in view: ${boxes.join(', ')}`);
+  expect(await page.evaluate(() => document.activeElement.id) === 'signed-in-title', 'focus is not on the welcome heading');
+}
+
 async function privacyCenter(context) {
   const page = await context.newPage();
   watch(page);
   page.setDefaultTimeout(STEP_TIMEOUT);
+
+  step = 'phone: sign in is reachable without scrolling';
+  {
+    const phone = await context.newPage();
+    watch(phone);
+    await phone.setViewportSize({ width: 390, height: 844 });
+    await phone.goto(`${base}/`);
+    await phone.locator('#login-form').waitFor();
+    const b = await phone.locator('#login-form button[type=submit]').boundingBox();
+    expect(b && b.y + b.height <= 844, `the sign-in button is at ${b && Math.round(b.y)}px on an 844px screen`);
+    expect(await phone.isVisible('#signup-jump'), 'no way to jump to sign-up');
+    await phone.click('#signup-jump');
+    expect(await phone.evaluate(() => document.activeElement.id) === 'su-username', '"Create an account" does not lead to the sign-up form');
+    await phone.close();
+  }
 
   step = 'verification link with a bad token';
   await page.goto(`${base}/?verify=not-a-real-token`);
@@ -108,14 +173,29 @@ async function privacyCenter(context) {
   await page.fill('#su-username', username);
   await page.fill('#su-birthYear', '1990');
   await page.fill('#su-country', 'de');
-  await page.press('#su-password', 'Enter');
+  // sent from below, where the end of the sign-up form is on a phone
+  const sentFrom = await page.evaluate(() => { window.scrollTo(0, document.body.scrollHeight); document.querySelector('#signup-form').requestSubmit(); return window.scrollY; });
+  expect(sentFrom > 100, `the page could not be scrolled (${sentFrom}): the next check proves nothing`);
   await page.locator('#signed-in').waitFor();
+  await atTop(page);
   expect((await text(page, '#session-name')) === username, 'signed-in name is wrong');
   expect((await text(page, '#email-state')) === 'none', 'email state should be "none"');
   expect((await page.inputValue('#pf-country')) === 'DE', 'country not saved');
   expect(!(await page.isChecked('#purpose-surveys-switch')), 'surveys is opt-in and must start off');
   expect(await page.isDisabled('#purpose-essential-switch'), 'a notice-only purpose cannot be switched off');
   await labelled(page);
+  step = 'signed in: one h1, tables reachable, focus rings 3:1';
+  const h1s = await page.evaluate(() => [...document.querySelectorAll('h1')].filter((x) => x.offsetParent !== null).map((x) => x.textContent));
+  expect(h1s.length === 1 && h1s[0] === `Welcome, ${username}`, `the signed-in page's h1s: ${JSON.stringify(h1s)}`);
+  await page.focus('#em-email');
+  await focusRing(page, 'an input');
+  await page.keyboard.press('Tab');
+  await focusRing(page, 'a secondary button');
+  await page.focus('.brand');
+  await page.keyboard.press('Tab');
+  expect(await page.evaluate(() => document.activeElement.id) === 'logout', 'Tab from the brand does not reach Sign out');
+  await focusRing(page, 'the top bar\'s button');
+  await page.evaluate(() => document.activeElement.blur());
   await shot(page, 'center-signed-in');
 
   step = 'profile error next to the field';
@@ -132,10 +212,35 @@ async function privacyCenter(context) {
   await page.waitForFunction(() => document.querySelector('#profile-form .form-status').textContent === '', null, { timeout: 12000 });
 
   step = 'grant surveys with the keyboard';
+  // The grant is held back a moment so the saving state can be seen.
+  let release;
+  const held = new Promise((r) => { release = r; });
+  await page.route('**/graphql', async (route) => {
+    if ((route.request().postData() || '').includes('grantConsent')) await held;
+    await route.continue();
+  });
+  await page.evaluate(() => window.scrollTo(0, 0));
   await page.focus('#purpose-surveys-switch');
   await page.keyboard.press('Space');
+  await page.locator('#purpose-surveys[aria-busy="true"] .saving-label', { hasText: 'Saving…' }).waitFor();
+  const look = await page.evaluate(() => {
+    const st = (s) => { const c = getComputedStyle(document.querySelector(s)); return `${c.opacity}/${c.borderStyle}/${c.cursor}`; };
+    return { saving: st('#purpose-surveys-switch'), locked: st('#purpose-essential-switch'),
+      choice: document.querySelector('#purpose-surveys .consent-state').textContent,
+      checked: document.querySelector('#purpose-surveys-switch').checked };
+  });
+  expect(look.saving !== look.locked, `a saving switch looks like the locked one (${look.saving})`);
+  expect(look.checked && /^Saving/.test(look.choice), `while saving the switch is ${look.checked ? 'on' : 'off'} and "Your choice" reads "${look.choice}"`);
+  await shot(page, 'center-consent-saving');
+  release();
   await page.locator('#receipt').waitFor();
+  await page.unroute('**/graphql');
   await page.waitForFunction(() => document.querySelector('#purpose-surveys-switch')?.checked === true);
+  await page.locator('#purpose-surveys .consent-state', { hasText: /^Allowed/ }).waitFor();
+  expect(await page.isHidden('#purpose-surveys .saving-label') && !(await page.getAttribute('#purpose-surveys', 'aria-busy')), 'the saving state stays');
+  expect(await page.getAttribute('#receipt-summary', 'aria-live') === 'polite', 'the receipt is not announced');
+  const rbox = await page.evaluate(() => { const r = document.querySelector('#receipt-summary').getBoundingClientRect(); return [r.top, r.bottom, window.innerHeight]; });
+  expect(rbox[0] >= 0 && rbox[1] <= rbox[2], `the receipt is out of view at ${rbox.map(Math.round).join('/')}`);
   expect(/You allowed “Surveys”/.test(await text(page, '#receipt-summary')), 'receipt summary does not say surveys was allowed');
   // the switch moves at once; the state line follows the server's answer
   await page.locator('#purpose-surveys .consent-state', { hasText: /^Allowed — changed by you/ }).waitFor();
@@ -173,6 +278,8 @@ async function privacyCenter(context) {
     await page.fill('#em-email', address);
     await page.press('#em-email', 'Enter');
     await page.locator('#email-form .form-status.ok').waitFor();
+    // the page cannot know whether mail goes out: it never claims it was sent
+    expect(!/we sent/i.test(await text(page, '#email-form .form-status')), 'the page claims a mail was sent');
     expect((await text(page, '#email-state')) === 'not confirmed yet', 'a new address is not shown as unconfirmed');
     expect(await page.isVisible('#verify-form'), 'no way to enter the code from the mail');
     const res = await fetch(`${mailLinks}/?to=${encodeURIComponent(address)}`);
@@ -256,8 +363,9 @@ async function privacyCenter(context) {
   expect(/signed out/.test(await text(page, '#banner')), 'no word that you are signed out');
   await page.fill('#li-username', username);
   await page.fill('#li-password', 'correct horse battery');
-  await page.press('#li-password', 'Enter');
+  await page.evaluate(() => { window.scrollTo(0, document.body.scrollHeight); document.querySelector('#login-form').requestSubmit(); });
   await page.locator('#signed-in').waitFor();
+  await atTop(page);
   expect((await text(page, '#session-name')) === username, 'signed in as someone else');
 
   step = 'phone-sized screen';
@@ -267,10 +375,42 @@ async function privacyCenter(context) {
   await phone.goto(`${base}/`);
   await phone.locator('#signed-in').waitFor();
   await fitsWidth(phone);
+  step = 'phone-sized screen: activity tables';
+  await phone.locator('.history-table tbody tr').first().waitFor();
+  const cut = await phone.evaluate(() => [...document.querySelectorAll('.history-table td, .disclosure-table td')].map((td) => {
+    const r = td.getBoundingClientRect();
+    return r.right <= window.innerWidth + 0.5 && r.left >= -0.5 && td.scrollWidth <= td.clientWidth + 1 ? '' : `${td.dataset.label} "${td.textContent}" at ${Math.round(r.left)}–${Math.round(r.right)}`;
+  }).filter(Boolean));
+  expect(cut.length === 0, `table cells cut off at 390px: ${cut.slice(0, 4).join('; ')}`);
+  for (const label of ['What happened', 'Policy']) {
+    const n = await phone.evaluate((l) => [...document.querySelectorAll(`td[data-label="${l}"]`)].filter((td) => td.offsetParent !== null).length, label);
+    expect(n > 0 || (label === 'What happened' && !expectProcessor), `no visible "${label}" cell at 390px`);
+  }
+  const wraps = await phone.evaluate(() => [...document.querySelectorAll('#activity .table-wrap')].map((w) => `${w.tabIndex}|${w.getAttribute('aria-label') || ''}`));
+  expect(wraps.length > 0 && wraps.every((w) => /^0\|./.test(w)), `activity scroll areas not reachable by keyboard: ${wraps.join(', ')}`);
   await shot(phone, 'center-phone');
   await phone.evaluate(() => document.querySelector('#purpose-surveys').scrollIntoView());
   await phone.screenshot({ path: join(outDir, 'center-phone-consents.png') });
   await phone.close();
+
+  if (adminToken && expectNewsletter) {
+    step = 'a policy change is said at the top of the page';
+    const pub = await api('mutation($v: String!) { publishPolicy(version: $v, url: "https://example.org/privacy-v2", reconsent: ["newsletter"]) { version } }',
+      { v: `v2-${Date.now().toString(36)}` }, adminToken);
+    expect(!pub.errors, `publishPolicy: ${JSON.stringify(pub.errors)}`);
+    await page.reload();
+    const notice = page.locator('#policy-notice');
+    await notice.waitFor();
+    const nt = await notice.textContent();
+    expect(/^Our privacy policy changed on .+“Newsletter” is off until you allow it again/.test(nt), `the policy notice reads "${nt}"`);
+    const nb = await notice.boundingBox();
+    expect(nb && nb.y < 400, `the policy notice is ${nb && Math.round(nb.y)}px down`);
+    expect(await page.getAttribute('#policy-notice a[href^="https://example.org/privacy-v2"]', 'href'), 'the notice does not link the policy');
+    expect(await page.getAttribute('#policy-link', 'href') === 'https://example.org/privacy-v2', 'the footer does not link the policy');
+    const st = await text(page, '#purpose-newsletter .consent-state');
+    expect(!/changed by you/.test(st) && /policy changed/.test(st), `the newsletter's state reads "${st}"`);
+    await shot(page, 'center-policy-changed');
+  }
 
   step = 'delete the account: wrong password';
   await page.fill('#del-password', 'not my password at all');
@@ -320,6 +460,7 @@ async function atSize(page, width, height, name) {
   await page.screenshot({ path: join(outDir, `${name}.png`) });
   console.log(`screenshot ${join(outDir, name)}.png`);
   await page.setViewportSize(old);
+  await checkA11y(page, name);
 }
 
 // Notices, change password, forgot password and the reset link, with a
@@ -655,6 +796,9 @@ try {
   const p = await partnerConsole(context);
   await partnerDates();
   console.log(`partner console: ok (${p.bars} bars, threshold ${p.threshold})`);
+  step = 'axe-core';
+  console.log(`axe: ${axeStates} page states checked at 1280×800 and 390×844`);
+  expect(axeFound.length === 0, `axe found ${axeFound.length} serious or critical violations:\n${axeFound.join('\n')}`);
   expect(problems.length === 0, `the pages reported errors:\n${problems.join('\n')}`);
 } catch (e) {
   console.error(`FAILED at step "${step}": ${e.message}`);

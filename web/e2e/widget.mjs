@@ -9,6 +9,7 @@
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { axeBothSizes } from './axe.mjs';
 
 const base = process.env.BASE_URL;
 const hostURL = process.env.HOST_URL;
@@ -26,9 +27,17 @@ function expect(cond, msg) {
   if (!cond) throw new Error(`${step}: ${msg}`);
 }
 
+// A screenshot of a widget state, and axe-core on that state at both sizes
+// (collected, so one run lists them all; the run fails at the end).
+const axeFound = [];
+let axeStates = 0;
 async function shot(page, name) {
   await page.screenshot({ path: join(outDir, `${name}.png`) });
   console.log(`screenshot ${join(outDir, name)}.png`);
+  const found = await axeBothSizes(page, name);
+  axeStates++;
+  for (const v of found) console.log(`axe: ${v}`);
+  axeFound.push(...found);
 }
 
 // Before any script of the page: collect CSP violations and the widget's
@@ -304,6 +313,8 @@ try {
   await desktop(browser);
   await phoneWithGPC(browser);
   await notAllowed(browser);
+  console.log(`axe: ${axeStates} widget states checked at 1280×800 and 390×844`);
+  expect(axeFound.length === 0, `axe found ${axeFound.length} serious or critical violations:\n${axeFound.join('\n')}`);
   console.log('consent widget: ok');
 } catch (e) {
   console.error(e.stack || String(e));

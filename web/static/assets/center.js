@@ -81,16 +81,22 @@ const LINKS = 'processorLinks { processor { name description } state items { kin
 
 const PROFILE = 'profile { birthYear country gender language }';
 const HISTORY = `consentHistory(first: 100) { totalCount edges { node { sequence purpose action at method policyVersion } } } ledgerIntact`;
-const meQuery = () => `query Me { me { id username email emailVerified notices { kind at } ${PROFILE}
+const meQuery = () => `query Me { policy { version url publishedAt } me { id username email emailVerified notices { kind at } ${PROFILE}
   consents { granted needsRenewal updatedAt method policyVersion ${withProcessors ? 'notes' : ''}
     purpose { id mechanism description dataCategories ${withProcessors ? 'processors { name description dataCategories }' : ''} } }
   ${HISTORY}
   ${withProcessors ? 'disclosures(first: 50) { edges { node { processor purpose fields action at } } }' : ''}
   ${withProcessors && withLinks ? LINKS : ''} } }`;
 
+// The policy in force, read with the user.
+let policy = null;
+
 async function loadMe() {
   try {
-    return (await gql(meQuery())).me;
+    const data = await gql(meQuery());
+    policy = data.policy || null;
+    renderPolicyLink();
+    return data.me;
   } catch (err) {
     if (withLinks && isSchemaMismatch(err)) {
       withLinks = false;
@@ -98,7 +104,7 @@ async function loadMe() {
     }
     if (withProcessors && isSchemaMismatch(err)) {
       withProcessors = false;
-      return (await gql(meQuery())).me;
+      return loadMe();
     }
     throw err;
   }
@@ -124,6 +130,7 @@ let me = null;
 function render(user) {
   me = user;
   $('#session-name').textContent = user.username;
+  $('#signed-in-title').textContent = `Welcome, ${user.username}`;
   renderNotices(user);
   renderData(user);
   renderConsents(user);
@@ -131,7 +138,34 @@ function render(user) {
   show('#signed-in');
 }
 
+// Only web links: the policy URL is the operator's configuration.
+function renderPolicyLink() {
+  const url = policy && safeURL(policy.url);
+  $('#policy-link-wrap').hidden = !url;
+  if (url) {
+    $('#policy-link').href = url;
+    $('#policy-version').textContent = `(version ${policy.version})`;
+  }
+}
+
+// A policy change that turned purposes off is said at the top of the page,
+// with the date, the purposes and a link to the policy.
+function renderPolicyNotice(user) {
+  const off = user.consents.filter((c) => c.needsRenewal);
+  const box = $('#policy-notice');
+  box.hidden = !off.length;
+  if (!off.length) return box.replaceChildren();
+  const url = policy && safeURL(policy.url);
+  box.replaceChildren(h('p', {},
+    `Our privacy policy changed${policy ? ` on ${when(policy.publishedAt)} (version ${policy.version})` : ''}. `,
+    `${off.map((c) => `“${purposeName(c.purpose.id)}”`).join(', ')} ${off.length === 1 ? 'is' : 'are'} off until you allow ${off.length === 1 ? 'it' : 'them'} again. `,
+    url ? h('a', { href: url, target: '_blank', rel: 'noopener noreferrer' }, 'Read the new policy') : null,
+    url ? ' · ' : null,
+    h('a', { href: '#consents' }, 'Review your consents')));
+}
+
 function renderNotices(user) {
+  renderPolicyNotice(user);
   const notices = user.notices || [];
   $('#notice-list').replaceChildren(...notices.map((n) => h('li', { 'data-kind': n.kind },
     (MSG.notice[n.kind] || ((at) => MSG.noticeOther(n.kind, at)))(when(n.at)))));
@@ -211,14 +245,18 @@ function purposeItem(c) {
       : 'none receives your personal data')
     : null;
   let state = c.granted ? 'Allowed' : 'Not allowed';
-  if (c.updatedAt) state += ` — changed ${METHOD[c.method] || ''} on ${when(c.updatedAt)}`;
+  // Turned off by a policy change, not by the user: say so.
+  if (c.needsRenewal) state += ` — off since the privacy policy changed${policy ? ` on ${when(policy.publishedAt)}` : ''}` +
+    (c.updatedAt ? `; you had allowed it on ${when(c.updatedAt)}` : '');
+  else if (c.updatedAt) state += ` — changed ${METHOD[c.method] || ''} on ${when(c.updatedAt)}`;
   else state += ' — default';
   return h('li', { class: 'purpose', id },
     h('div', { class: 'purpose-head' },
       h('h3', { id: `${id}-name` }, purposeName(p.id), ' ', h('span', { class: `badge mech-${mechShort}` }, mechShort)),
       h('div', { class: 'switch-wrap' },
         sw,
-        h('label', { for: `${id}-switch` }, notice ? 'Always on' : `Allow ${purposeName(p.id).toLowerCase()}`))),
+        h('label', { for: `${id}-switch` }, notice ? 'Always on' : `Allow ${purposeName(p.id).toLowerCase()}`),
+        h('span', { class: 'saving-label', hidden: true }, h('span', { class: 'spinner', 'aria-hidden': 'true' }), 'Saving…'))),
     h('p', { id: `${id}-desc` }, p.description, ' ', h('span', { class: 'muted' }, mechText + '.')),
     h('dl', { class: 'facts' },
       h('dt', {}, 'Data it uses'), h('dd', {}, uses),
@@ -237,17 +275,33 @@ async function toggle(purpose, sw) {
   const grant = sw.checked;
   const slot = document.getElementById(`purpose-${purpose}-error`);
   slot.textContent = '';
+  // While the change is saved the switch says so, and "Your choice" does
+  // not contradict it: both show the saving, then both the server's answer.
+  const item = document.getElementById(`purpose-${purpose}`);
+  const stateEl = item.querySelector('.consent-state');
+  const before = stateEl.textContent;
+  item.setAttribute('aria-busy', 'true');
   sw.disabled = true;
+  sw.classList.add('saving');
+  item.querySelector('.saving-label').hidden = false;
+  stateEl.textContent = `Saving: ${grant ? 'allowing' : 'withdrawing'}…`;
   try {
     const m = grant ? 'grantConsent' : 'withdrawConsent';
     const data = await gql(`mutation($p: ID!) { r: ${m}(purpose: $p) { receipt changed consent { granted updatedAt policyVersion purpose { id } } } }`, { p: purpose });
     showReceipt(data.r, grant);
     await refresh();
     pollActivity();
-    document.getElementById(`purpose-${purpose}-switch`)?.focus();
+    document.getElementById(`purpose-${purpose}-switch`)?.focus({ preventScroll: true });
+    // the receipt is the confirmation: bring it into view (its summary is
+    // a polite live region, so it is also read out)
+    $('#receipt').scrollIntoView({ block: 'nearest' });
   } catch (err) {
     sw.checked = !grant;
     sw.disabled = false;
+    sw.classList.remove('saving');
+    item.removeAttribute('aria-busy');
+    item.querySelector('.saving-label').hidden = true;
+    stateEl.textContent = before;
     slot.textContent = plain(err);
   }
 }
@@ -329,11 +383,13 @@ async function verifyReceipt() {
   }
 }
 
+// A table in a scroll box the keyboard can reach (tabindex 0), named by
+// its caption; on a phone its rows become cards (app.css).
 function table(caption, head, rows, cls) {
-  return h('div', { class: 'table-wrap' }, h('table', { class: cls },
+  return h('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': caption }, h('table', { class: `${cls} stack` },
     h('caption', { class: 'sr-only' }, caption),
     h('thead', {}, h('tr', {}, head.map((x) => h('th', { scope: 'col' }, x)))),
-    h('tbody', {}, rows.map((r) => h('tr', {}, r.map((x) => h('td', {}, x)))))));
+    h('tbody', {}, rows.map((r) => h('tr', {}, r.map((x, i) => h('td', { 'data-label': head[i] }, x)))))));
 }
 
 const LINK_STATE = {
@@ -479,7 +535,20 @@ function localError(form, [field, message]) {
   showError(form, fieldError(field, message));
 }
 
+// After signing up or in, the long signed-out forms are gone: start at the
+// top, with the welcome heading and "My data" in view and focused.
+function toTop() {
+  window.scrollTo(0, 0);
+  $('#signed-in-title').focus({ preventScroll: true });
+}
+
 function bind() {
+  $('#signup-jump').addEventListener('click', (e) => {
+    e.preventDefault();
+    $('#signup-form').scrollIntoView({ block: 'start' });
+    $('#su-username').focus({ preventScroll: true });
+  });
+
   $('#signup-form').addEventListener('submit', (e) => {
     e.preventDefault();
     const form = e.currentTarget;
@@ -492,7 +561,7 @@ function bind() {
       form.reset();
       banner(`Welcome, ${input.username}. Your account is ready.`);
       await refresh();
-      $('#main').focus();
+      toTop();
     });
   });
 
@@ -505,7 +574,7 @@ function bind() {
       form.reset();
       banner('');
       await refresh();
-      $('#main').focus();
+      toTop();
     });
   });
 
@@ -540,7 +609,7 @@ function bind() {
       const email = optional(form.email.value);
       await gql(`mutation($e: String) { setEmail(email: $e) { id } }`, { e: email });
       await refresh();
-      setStatus(form, email ? 'Saved. We sent a confirmation link to this address.' : 'Email address removed.');
+      setStatus(form, email ? 'Saved. Confirm it with the link in the mail this service sends to it; nothing arrived? Check the spelling or your spam folder.' : 'Email address removed.');
     });
   });
 
