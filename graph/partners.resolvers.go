@@ -10,6 +10,7 @@ import (
 
 	"github.com/consentgraph/consentgraph/graph/model"
 	"github.com/consentgraph/consentgraph/internal/auth"
+	"github.com/consentgraph/consentgraph/internal/demographics"
 )
 
 func (r *mutationResolver) CreatePartner(ctx context.Context, name string, epsilonBudget float64, budgetPeriodDays int) (*model.PartnerCredentials, error) {
@@ -45,13 +46,20 @@ func (r *queryResolver) Demographics(ctx context.Context, groupBy []model.Dimens
 }
 
 func (r *queryResolver) PartnerMe(ctx context.Context) (*model.PartnerSelf, error) {
-	p, err := r.PartnerAccounts.Get(ctx, auth.From(ctx).PartnerID)
+	id := auth.From(ctx).PartnerID
+	p, err := r.PartnerAccounts.Get(ctx, id)
 	if err != nil {
 		return nil, err
 	}
+	remaining := p.BudgetRemaining
+	if after, ok := demographics.RemainingAfterCharge(ctx, id); ok {
+		// The same figure as this request's demographics fields: after
+		// their charge.
+		remaining = after
+	}
 	return &model.PartnerSelf{
 		Name: p.Name, EpsilonBudget: p.EpsilonBudget, BudgetPeriodDays: p.BudgetPeriodDays,
-		BudgetRemaining: p.BudgetRemaining, BudgetResetsAt: p.BudgetResetsAt,
+		BudgetRemaining: remaining, BudgetResetsAt: p.BudgetResetsAt,
 	}, nil
 }
 

@@ -32,14 +32,9 @@ type AuditEntryEdge struct {
 
 type AuditLogConnection struct {
 	Edges    []*AuditEntryEdge `json:"edges"`
-	PageInfo *AuditPageInfo    `json:"pageInfo"`
+	PageInfo *PageInfo         `json:"pageInfo"`
 	// Whether the whole hash chain recomputes; false means an entry was altered or removed.
 	Intact bool `json:"intact"`
-}
-
-type AuditPageInfo struct {
-	HasNextPage bool    `json:"hasNextPage"`
-	EndCursor   *string `json:"endCursor,omitempty"`
 }
 
 type AuthPayload struct {
