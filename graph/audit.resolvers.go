@@ -51,6 +51,11 @@ func (r *queryResolver) AuditLog(ctx context.Context, first *int, after *string)
 			Subject: nonEmpty(e.Subject), Detail: nonEmpty(e.Detail), Hash: e.Hash,
 		}})
 	}
+	if selects(ctx, "totalCount") {
+		if conn.TotalCount, err = r.auditCount(ctx, entries, after); err != nil {
+			return nil, err
+		}
+	}
 	if k := len(conn.Edges); k > 0 {
 		conn.PageInfo.StartCursor, conn.PageInfo.EndCursor = &conn.Edges[0].Cursor, &conn.Edges[k-1].Cursor
 	}

@@ -63,14 +63,23 @@ func (r *queryResolver) PartnerMe(ctx context.Context) (*model.PartnerSelf, erro
 	}, nil
 }
 
-func (r *queryResolver) Partners(ctx context.Context) ([]*model.Partner, error) {
-	ps, err := r.PartnerAccounts.List(ctx)
+func (r *queryResolver) Partners(ctx context.Context, first *int, after *string) (*model.PartnerConnection, error) {
+	page, err := r.PartnerAccounts.Page(ctx, first, after)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]*model.Partner, 0, len(ps))
-	for _, p := range ps {
-		out = append(out, partnerModel(p))
+	out := &model.PartnerConnection{Edges: make([]*model.PartnerEdge, 0, len(page.Nodes)),
+		PageInfo: &model.PageInfo{HasNextPage: page.HasNext, HasPreviousPage: after != nil}}
+	for _, p := range page.Nodes {
+		out.Edges = append(out.Edges, &model.PartnerEdge{Cursor: p.ID, Node: partnerModel(p)})
+	}
+	if n := len(out.Edges); n > 0 {
+		out.PageInfo.StartCursor, out.PageInfo.EndCursor = &out.Edges[0].Cursor, &out.Edges[n-1].Cursor
+	}
+	if selects(ctx, "totalCount") {
+		if out.TotalCount, err = r.PartnerAccounts.Count(ctx); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
