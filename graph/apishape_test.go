@@ -39,3 +39,16 @@ func TestOnePageInfo(t *testing.T) {
 		t.Errorf("only %d connections found", n)
 	}
 }
+
+// TestTotalCountOnEveryConnection: every connection says how many nodes it
+// holds.
+func TestTotalCountOnEveryConnection(t *testing.T) {
+	for name, def := range NewExecutableSchema(Config{}).Schema().Types {
+		if !strings.HasSuffix(name, "Connection") {
+			continue
+		}
+		if f := def.Fields.ForName("totalCount"); f == nil || f.Type.String() != "Int!" {
+			t.Errorf("%s has no totalCount: Int!", name)
+		}
+	}
+}

@@ -1,7 +1,11 @@
 package app_test
 
 import (
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/consentgraph/consentgraph/internal/app/apptest"
 )
 
 // TestBudgetFieldsAgreeInOneResponse: partnerMe and demographics in the
@@ -60,5 +64,110 @@ func TestAuditLogPageInfo(t *testing.T) {
 		map[string]any{"a": *pi.EndCursor}).Decode(t, &out)
 	if !out.AuditLog.PageInfo.HasPreviousPage {
 		t.Errorf("second page has no previous page: %+v", out.AuditLog.PageInfo)
+	}
+}
+
+// TestPartnersArePaged: partners is a connection, oldest first, with the
+// common PageInfo and totalCount, and refuses pages out of range.
+func TestPartnersArePaged(t *testing.T) {
+	s, admin := partnerAdmin(t)
+	var ids []string
+	for range 3 {
+		p, _ := createPartner(t, s, admin, 1, 30)
+		ids = append(ids, p.ID)
+	}
+	type conn struct {
+		Partners struct {
+			Edges []struct {
+				Cursor string
+				Node   struct{ ID string }
+			}
+			PageInfo struct {
+				HasNextPage, HasPreviousPage bool
+				StartCursor, EndCursor       *string
+			}
+			TotalCount int
+		}
+	}
+	const q = `query($f: Int, $a: String) { partners(first: $f, after: $a) { totalCount
+		edges { cursor node { id } } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }`
+	var got []string
+	var after any
+	for page := 0; ; page++ {
+		var out conn
+		admin.Do(t, q, map[string]any{"f": 2, "a": after}).Decode(t, &out)
+		p := out.Partners
+		if p.TotalCount != 3 || p.PageInfo.HasPreviousPage != (page > 0) || len(p.Edges) == 0 ||
+			*p.PageInfo.StartCursor != p.Edges[0].Cursor || *p.PageInfo.EndCursor != p.Edges[len(p.Edges)-1].Cursor {
+			t.Fatalf("page %d: %+v", page, p)
+		}
+		for _, e := range p.Edges {
+			got = append(got, e.Node.ID)
+		}
+		if !p.PageInfo.HasNextPage {
+			break
+		}
+		after = *p.PageInfo.EndCursor
+	}
+	if strings.Join(got, ",") != strings.Join(ids, ",") {
+		t.Errorf("paged partners %v; want %v (oldest first)", got, ids)
+	}
+	for _, vars := range []map[string]any{{"f": 0}, {"f": 101}, {"a": ""}} {
+		if r := admin.Do(t, q, vars); r.Code() != "BAD_USER_INPUT" {
+			t.Errorf("partners(%v): %s; want BAD_USER_INPUT", vars, r.Raw)
+		}
+	}
+}
+
+// TestTotalCountOnEveryConnection: each connection's totalCount is the
+// number of nodes paging through it yields.
+func TestTotalCountOnEveryConnection(t *testing.T) {
+	s := startWithProcessors(t, twoExamples)
+	c, _ := userWithData(t, s, "counted_ann", true)
+	changeConsent(t, c, true, "surveys")
+	drain(t, s, s.App.Outbox.Dispatcher("t", fast), 10*time.Second)
+	admin := adminClient(t, s)
+	if r := admin.Do(t, `mutation { rotateSigningKey }`, nil); len(r.Errors) > 0 {
+		t.Fatal(string(r.Raw))
+	}
+	cases := []struct {
+		name   string
+		client *apptest.Client
+		query  string // one page of one item: $a is the cursor
+		path   []string
+	}{
+		{"auditLog", admin, `query($a: String) { auditLog(first: 1, after: $a) { totalCount edges { cursor } pageInfo { hasNextPage endCursor } } }`, []string{"auditLog"}},
+		{"outbox", admin, `query($a: String) { outbox(first: 1, after: $a) { totalCount edges { cursor } pageInfo { hasNextPage endCursor } } }`, []string{"outbox"}},
+		{"disclosures", c, `query($a: String) { me { disclosures(first: 1, after: $a) { totalCount edges { cursor } pageInfo { hasNextPage endCursor } } } }`, []string{"me", "disclosures"}},
+		{"consentHistory", c, `query($a: String) { me { consentHistory(first: 1, after: $a) { totalCount edges { cursor } pageInfo { hasNextPage endCursor } } } }`, []string{"me", "consentHistory"}},
+	}
+	for _, tc := range cases {
+		seen, total := 0, -1
+		var after any
+		for {
+			var out map[string]any
+			tc.client.Do(t, tc.query, map[string]any{"a": after}).Decode(t, &out)
+			conn := out
+			for _, k := range tc.path {
+				conn, _ = conn[k].(map[string]any)
+			}
+			if conn == nil {
+				t.Fatalf("%s: no connection in %v", tc.name, out)
+			}
+			n := int(conn["totalCount"].(float64))
+			if total >= 0 && n != total {
+				t.Errorf("%s: totalCount changed between pages: %d then %d", tc.name, total, n)
+			}
+			total = n
+			seen += len(conn["edges"].([]any))
+			pi := conn["pageInfo"].(map[string]any)
+			if pi["hasNextPage"] != true {
+				break
+			}
+			after = pi["endCursor"]
+		}
+		if seen == 0 || seen != total {
+			t.Errorf("%s: totalCount %d, paging yielded %d", tc.name, total, seen)
+		}
 	}
 }
