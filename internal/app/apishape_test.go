@@ -122,7 +122,19 @@ func TestPartnersArePaged(t *testing.T) {
 // TestTotalCountOnEveryConnection: each connection's totalCount is the
 // number of nodes paging through it yields.
 func TestTotalCountOnEveryConnection(t *testing.T) {
-	s := startWithProcessors(t, twoExamples)
+	// Processors of its own: example instances are shared by name
+	// across the tests of this package.
+	s := startWithProcessors(t, `
+processors:
+  - name: count-a
+    type: example
+    purpose: surveys
+    fields: [user.demographic.country]
+  - name: count-b
+    type: example
+    purpose: surveys
+    fields: [user.demographic.age_band]
+`)
 	c, _ := userWithData(t, s, "counted_ann", true)
 	changeConsent(t, c, true, "surveys")
 	drain(t, s, s.App.Outbox.Dispatcher("t", fast), 10*time.Second)
