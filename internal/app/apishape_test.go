@@ -1,7 +1,9 @@
 package app_test
 
 import (
+	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,6 +34,39 @@ func TestBudgetFieldsAgreeInOneResponse(t *testing.T) {
 	if after.PartnerMe.BudgetRemaining != 8 {
 		t.Errorf("after two charges of 1 from 10, partnerMe alone says %g; want 8", after.PartnerMe.BudgetRemaining)
 	}
+
+	// Concurrent requests of one partner (the console sends several at
+	// once): each answer shows its own post-charge figure twice, never
+	// another request's charge in one of them. Reading the store in
+	// partnerMe, a charge landing between this request's charge and that
+	// read made the two fields differ.
+	_, busy := createPartner(t, s, admin, 100, 30)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	seen := map[float64]bool{}
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 10 {
+				var out struct {
+					PartnerMe    struct{ BudgetRemaining float64 }
+					Demographics struct{ BudgetRemaining float64 }
+				}
+				busy.Do(t, `{ demographics(groupBy: [COUNTRY], epsilon: 1) { budgetRemaining } partnerMe { budgetRemaining } }`, nil).Decode(t, &out)
+				if out.PartnerMe.BudgetRemaining != out.Demographics.BudgetRemaining {
+					t.Errorf("concurrent: partnerMe says %g, demographics %g", out.PartnerMe.BudgetRemaining, out.Demographics.BudgetRemaining)
+				}
+				mu.Lock()
+				if seen[out.Demographics.BudgetRemaining] {
+					t.Errorf("two requests both left %g", out.Demographics.BudgetRemaining)
+				}
+				seen[out.Demographics.BudgetRemaining] = true
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // TestAuditLogPageInfo: the audit log pages with the common PageInfo.
@@ -71,9 +106,17 @@ func TestAuditLogPageInfo(t *testing.T) {
 // common PageInfo and totalCount, and refuses pages out of range.
 func TestPartnersArePaged(t *testing.T) {
 	s, admin := partnerAdmin(t)
-	var ids []string
 	for range 3 {
-		p, _ := createPartner(t, s, admin, 1, 30)
+		createPartner(t, s, admin, 1, 30)
+	}
+	// List's order: oldest first, then by id (partners created within the
+	// same millisecond).
+	all, err := s.App.Partners.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, p := range all {
 		ids = append(ids, p.ID)
 	}
 	type conn struct {
