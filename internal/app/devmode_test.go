@@ -71,6 +71,9 @@ func TestDevIntrospectionWithGraphQLJS(t *testing.T) {
 	if res.StatusCode != http.StatusOK || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/plain") {
 		t.Fatalf("GET /schema.graphql: %d %q", res.StatusCode, res.Header.Get("Content-Type"))
 	}
+	if !strings.Contains(string(body), "\n\ntype Query {") {
+		t.Errorf("/schema.graphql does not separate its definitions with blank lines:\n%.400s", body)
+	}
 	fromJS, fromServer := schemaShape(t, "graphql-js", got), schemaShape(t, "/schema.graphql", string(body))
 	if len(fromServer) < 20 {
 		t.Fatalf("/schema.graphql has only %d definitions:\n%s", len(fromServer), body)
