@@ -37,7 +37,10 @@ func (r *queryResolver) AuditLog(ctx context.Context, first *int, after *string)
 	if err != nil {
 		return nil, err
 	}
-	conn := &model.AuditLogConnection{PageInfo: &model.AuditPageInfo{HasNextPage: len(entries) > n}, Intact: broken == 0}
+	// The same PageInfo as every other connection: forward paging only, so
+	// there is a previous page exactly when the caller came with a cursor.
+	conn := &model.AuditLogConnection{Edges: []*model.AuditEntryEdge{},
+		PageInfo: &model.PageInfo{HasNextPage: len(entries) > n, HasPreviousPage: after != nil}, Intact: broken == 0}
 	if len(entries) > n {
 		entries = entries[:n]
 	}
@@ -47,7 +50,14 @@ func (r *queryResolver) AuditLog(ctx context.Context, first *int, after *string)
 			Seq: int(e.Seq), At: e.At, Actor: e.Actor, Action: e.Action,
 			Subject: nonEmpty(e.Subject), Detail: nonEmpty(e.Detail), Hash: e.Hash,
 		}})
-		conn.PageInfo.EndCursor = &cursor
+	}
+	if selects(ctx, "totalCount") {
+		if conn.TotalCount, err = r.auditCount(ctx, entries, after); err != nil {
+			return nil, err
+		}
+	}
+	if k := len(conn.Edges); k > 0 {
+		conn.PageInfo.StartCursor, conn.PageInfo.EndCursor = &conn.Edges[0].Cursor, &conn.Edges[k-1].Cursor
 	}
 	return conn, nil
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/consentgraph/consentgraph/graph/model"
 	"github.com/consentgraph/consentgraph/internal/accounts"
+	"github.com/consentgraph/consentgraph/internal/audit"
 	"github.com/consentgraph/consentgraph/internal/auth"
 )
 
@@ -66,4 +67,36 @@ func nonEmpty(s string) *string {
 		return nil
 	}
 	return &s
+}
+
+// selects reports whether the field being resolved selects name (a
+// connection's totalCount), so a count is only run when asked for.
+func selects(ctx context.Context, name string) bool {
+	for _, f := range graphql.CollectFieldsCtx(ctx, nil) {
+		if f.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// auditCount is the number of audit entries: the sequence number of the
+// newest, as appends number entries 1, 2, 3… without gaps (audit.Store's
+// Append). One indexed read at most, where counting rows would read the
+// whole log. page is the page just read, from the newest when after is nil.
+func (r *queryResolver) auditCount(ctx context.Context, page []audit.Entry, after *string) (int, error) {
+	if after == nil {
+		if len(page) == 0 {
+			return 0, nil
+		}
+		return int(page[0].Seq), nil
+	}
+	head, err := r.Audit.Page(ctx, 1, 0)
+	if err != nil {
+		return 0, err
+	}
+	if len(head) == 0 {
+		return 0, nil
+	}
+	return int(head[0].Seq), nil
 }

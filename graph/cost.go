@@ -91,13 +91,20 @@ func Costs() ComplexityRoot {
 	c.Query.Outbox = func(child int, _ *model.DeliveryState, first *int, _ *string) int {
 		return list(page(first), child)
 	}
-	c.Query.Partners = func(child int) int { return list(smallList, child) }
+	c.Query.Partners = func(child int, first *int, _ *string) int { return list(page(first), child) }
 	c.Query.PartnerMe = func(child int) int { return costRead + child }
 	c.Query.Demographics = func(child int, groupBy []model.Dimension, _ *float64) int {
 		// The cells of the chosen dimensions are read and each gets noise.
 		n := demographicCells(groupBy)
 		return costRead*(1+len(groupBy)) + costWrite + n*(child+1)
 	}
+
+	// A connection's totalCount is one count query (by an index), run
+	// only when selected.
+	c.AuditLogConnection.TotalCount = func(int) int { return costRead }
+	c.OutboxConnection.TotalCount = func(int) int { return costRead }
+	c.DisclosureConnection.TotalCount = func(int) int { return costRead }
+	c.PartnerConnection.TotalCount = func(int) int { return costRead }
 
 	// Fields of User and Purpose with resolvers of their own.
 	c.User.Consents = func(child int) int { return costRead + smallList*(child+1) }

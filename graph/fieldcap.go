@@ -31,6 +31,9 @@ type FieldCap struct {
 	// Cached reports whether the executor already holds query, parsed and
 	// validated.
 	Cached func(ctx context.Context, query string) bool
+	// Introspection, set in --dev, bounds a document whose operations
+	// select only introspection fields instead of Max.
+	Introspection *IntrospectionRule
 }
 
 var _ interface {
@@ -52,21 +55,25 @@ func (f FieldCap) MutateOperationParameters(ctx context.Context, p *graphql.RawP
 	doc, err := parser.ParseQueryWithTokenLimit(&ast.Source{Input: p.Query}, f.Tokens)
 	if err != nil {
 		if strings.Contains(err.Error(), "exceeded token limit") {
-			return f.tooLarge()
+			return f.tooLarge(f.Max)
 		}
 		// The executor parses again and reports the syntax error as usual.
 		return nil
 	}
-	if CountFields(doc, f.Max) > f.Max {
-		return f.tooLarge()
+	limit := f.Max
+	if f.Introspection != nil && introspectionDocument(doc) {
+		limit = max(f.Max, f.Introspection.MaxFields)
+	}
+	if CountFields(doc, limit) > limit {
+		return f.tooLarge(limit)
 	}
 	return nil
 }
 
-func (f FieldCap) tooLarge() *gqlerror.Error {
+func (f FieldCap) tooLarge(limit int) *gqlerror.Error {
 	return &gqlerror.Error{
-		Message:    "the query has too many fields; at most " + strconv.Itoa(f.Max) + " are accepted",
-		Extensions: map[string]any{"code": CodeQueryTooLarge, "maxFields": f.Max},
+		Message:    "the query has too many fields; at most " + strconv.Itoa(limit) + " are accepted",
+		Extensions: map[string]any{"code": CodeQueryTooLarge, "maxFields": limit},
 	}
 }
 

@@ -58,14 +58,10 @@ type ComplexityRoot struct {
 	}
 
 	AuditLogConnection struct {
-		Edges    func(childComplexity int) int
-		Intact   func(childComplexity int) int
-		PageInfo func(childComplexity int) int
-	}
-
-	AuditPageInfo struct {
-		EndCursor   func(childComplexity int) int
-		HasNextPage func(childComplexity int) int
+		Edges      func(childComplexity int) int
+		Intact     func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
 	}
 
 	AuthPayload struct {
@@ -147,8 +143,9 @@ type ComplexityRoot struct {
 	}
 
 	DisclosureConnection struct {
-		Edges    func(childComplexity int) int
-		PageInfo func(childComplexity int) int
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
 	}
 
 	DisclosureEdge struct {
@@ -196,8 +193,9 @@ type ComplexityRoot struct {
 	}
 
 	OutboxConnection struct {
-		Edges    func(childComplexity int) int
-		PageInfo func(childComplexity int) int
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
 	}
 
 	OutboxEdge struct {
@@ -238,9 +236,20 @@ type ComplexityRoot struct {
 		RevokedAt        func(childComplexity int) int
 	}
 
+	PartnerConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
 	PartnerCredentials struct {
 		APIKey  func(childComplexity int) int
 		Partner func(childComplexity int) int
+	}
+
+	PartnerEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
 	}
 
 	PartnerSelf struct {
@@ -317,7 +326,7 @@ type ComplexityRoot struct {
 		Me            func(childComplexity int) int
 		Outbox        func(childComplexity int, state *model.DeliveryState, first *int, after *string) int
 		PartnerMe     func(childComplexity int) int
-		Partners      func(childComplexity int) int
+		Partners      func(childComplexity int, first *int, after *string) int
 		Policy        func(childComplexity int) int
 		Processors    func(childComplexity int) int
 		Purposes      func(childComplexity int) int
@@ -405,7 +414,7 @@ type QueryResolver interface {
 	VerifyReceipt(ctx context.Context, receipt string) (*model.ReceiptCheck, error)
 	Demographics(ctx context.Context, groupBy []model.Dimension, epsilon *float64) (*model.DemographicReport, error)
 	PartnerMe(ctx context.Context) (*model.PartnerSelf, error)
-	Partners(ctx context.Context) ([]*model.Partner, error)
+	Partners(ctx context.Context, first *int, after *string) (*model.PartnerConnection, error)
 	Processors(ctx context.Context) ([]*model.Processor, error)
 	Outbox(ctx context.Context, state *model.DeliveryState, first *int, after *string) (*model.OutboxConnection, error)
 	ExportMyData(ctx context.Context) (*model.DataExport, error)
@@ -510,19 +519,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.AuditLogConnection.PageInfo(childComplexity), true
-
-	case "AuditPageInfo.endCursor":
-		if e.ComplexityRoot.AuditPageInfo.EndCursor == nil {
+	case "AuditLogConnection.totalCount":
+		if e.ComplexityRoot.AuditLogConnection.TotalCount == nil {
 			break
 		}
 
-		return e.ComplexityRoot.AuditPageInfo.EndCursor(childComplexity), true
-	case "AuditPageInfo.hasNextPage":
-		if e.ComplexityRoot.AuditPageInfo.HasNextPage == nil {
-			break
-		}
-
-		return e.ComplexityRoot.AuditPageInfo.HasNextPage(childComplexity), true
+		return e.ComplexityRoot.AuditLogConnection.TotalCount(childComplexity), true
 
 	case "AuthPayload.expiresAt":
 		if e.ComplexityRoot.AuthPayload.ExpiresAt == nil {
@@ -834,6 +836,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.DisclosureConnection.PageInfo(childComplexity), true
+	case "DisclosureConnection.totalCount":
+		if e.ComplexityRoot.DisclosureConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DisclosureConnection.TotalCount(childComplexity), true
 
 	case "DisclosureEdge.cursor":
 		if e.ComplexityRoot.DisclosureEdge.Cursor == nil {
@@ -1133,6 +1141,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.OutboxConnection.PageInfo(childComplexity), true
+	case "OutboxConnection.totalCount":
+		if e.ComplexityRoot.OutboxConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OutboxConnection.TotalCount(childComplexity), true
 
 	case "OutboxEdge.cursor":
 		if e.ComplexityRoot.OutboxEdge.Cursor == nil {
@@ -1294,6 +1308,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Partner.RevokedAt(childComplexity), true
 
+	case "PartnerConnection.edges":
+		if e.ComplexityRoot.PartnerConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerConnection.Edges(childComplexity), true
+	case "PartnerConnection.pageInfo":
+		if e.ComplexityRoot.PartnerConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerConnection.PageInfo(childComplexity), true
+	case "PartnerConnection.totalCount":
+		if e.ComplexityRoot.PartnerConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerConnection.TotalCount(childComplexity), true
+
 	case "PartnerCredentials.apiKey":
 		if e.ComplexityRoot.PartnerCredentials.APIKey == nil {
 			break
@@ -1306,6 +1339,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.PartnerCredentials.Partner(childComplexity), true
+
+	case "PartnerEdge.cursor":
+		if e.ComplexityRoot.PartnerEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerEdge.Cursor(childComplexity), true
+	case "PartnerEdge.node":
+		if e.ComplexityRoot.PartnerEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PartnerEdge.Node(childComplexity), true
 
 	case "PartnerSelf.budgetPeriodDays":
 		if e.ComplexityRoot.PartnerSelf.BudgetPeriodDays == nil {
@@ -1613,7 +1659,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			break
 		}
 
-		return e.ComplexityRoot.Query.Partners(childComplexity), true
+		args, err := ec.field_Query_partners_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Partners(childComplexity, args["first"].(*int), args["after"].(*string)), true
 	case "Query.policy":
 		if e.ComplexityRoot.Query.Policy == nil {
 			break
@@ -2081,14 +2132,11 @@ type AuditEntryEdge {
 
 type AuditLogConnection {
   edges: [AuditEntryEdge!]!
-  pageInfo: AuditPageInfo!
+  pageInfo: PageInfo!
+  "How many entries the log holds."
+  totalCount: Int!
   "Whether the whole hash chain recomputes; false means an entry was altered or removed."
   intact: Boolean!
-}
-
-type AuditPageInfo {
-  hasNextPage: Boolean!
-  endCursor: String
 }
 
 extend type Query {
@@ -2374,8 +2422,8 @@ extend type Query {
   demographics(groupBy: [Dimension!]!, epsilon: Float): DemographicReport! @auth(requires: PARTNER)
   "The calling partner and what is left of its budget."
   partnerMe: PartnerSelf! @auth(requires: PARTNER)
-  "Admin: every partner, revoked ones included."
-  partners: [Partner!]! @auth(requires: ADMIN)
+  "Admin: the partners, revoked ones included, oldest first (first at most 100)."
+  partners(first: Int = 20, after: String): PartnerConnection! @auth(requires: ADMIN)
 }
 
 extend type Mutation {
@@ -2490,6 +2538,18 @@ type ReconcileReport {
   "Cells that changed while being checked; a new run was requested for them."
   cellsSkipped: Int!
 }
+
+type PartnerEdge {
+  cursor: String!
+  node: Partner!
+}
+
+type PartnerConnection {
+  edges: [PartnerEdge!]!
+  pageInfo: PageInfo!
+  "How many partners there are, revoked ones included."
+  totalCount: Int!
+}
 `, BuiltIn: false},
 	{Name: "../schema/processors.graphqls", Input: `# Processors (third parties that receive personal data only with consent),
 # the consent-gated outbox that delivers to them, and disclosures.
@@ -2576,6 +2636,8 @@ type OutboxEdge {
 type OutboxConnection {
   edges: [OutboxEdge!]!
   pageInfo: PageInfo!
+  "How many items the listing holds (of the state asked for, or all)."
+  totalCount: Int!
 }
 
 enum DisclosureAction {
@@ -2602,6 +2664,8 @@ type DisclosureEdge {
 type DisclosureConnection {
   edges: [DisclosureEdge!]!
   pageInfo: PageInfo!
+  "How many disclosures there are about you."
+  totalCount: Int!
 }
 
 extend type Purpose {
@@ -2720,20 +2784,12 @@ func (ec *executionContext) childFields_AuditLogConnection(ctx context.Context, 
 		return ec.fieldContext_AuditLogConnection_edges(ctx, field)
 	case "pageInfo":
 		return ec.fieldContext_AuditLogConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_AuditLogConnection_totalCount(ctx, field)
 	case "intact":
 		return ec.fieldContext_AuditLogConnection_intact(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type AuditLogConnection", field.Name)
-}
-
-func (ec *executionContext) childFields_AuditPageInfo(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
-	switch field.Name {
-	case "hasNextPage":
-		return ec.fieldContext_AuditPageInfo_hasNextPage(ctx, field)
-	case "endCursor":
-		return ec.fieldContext_AuditPageInfo_endCursor(ctx, field)
-	}
-	return nil, fmt.Errorf("no field named %q was found under type AuditPageInfo", field.Name)
 }
 
 func (ec *executionContext) childFields_AuthPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2898,6 +2954,8 @@ func (ec *executionContext) childFields_DisclosureConnection(ctx context.Context
 		return ec.fieldContext_DisclosureConnection_edges(ctx, field)
 	case "pageInfo":
 		return ec.fieldContext_DisclosureConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_DisclosureConnection_totalCount(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type DisclosureConnection", field.Name)
 }
@@ -2946,6 +3004,8 @@ func (ec *executionContext) childFields_OutboxConnection(ctx context.Context, fi
 		return ec.fieldContext_OutboxConnection_edges(ctx, field)
 	case "pageInfo":
 		return ec.fieldContext_OutboxConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_OutboxConnection_totalCount(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type OutboxConnection", field.Name)
 }
@@ -3026,6 +3086,18 @@ func (ec *executionContext) childFields_Partner(ctx context.Context, field graph
 	return nil, fmt.Errorf("no field named %q was found under type Partner", field.Name)
 }
 
+func (ec *executionContext) childFields_PartnerConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_PartnerConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_PartnerConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_PartnerConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PartnerConnection", field.Name)
+}
+
 func (ec *executionContext) childFields_PartnerCredentials(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "partner":
@@ -3034,6 +3106,16 @@ func (ec *executionContext) childFields_PartnerCredentials(ctx context.Context, 
 		return ec.fieldContext_PartnerCredentials_apiKey(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type PartnerCredentials", field.Name)
+}
+
+func (ec *executionContext) childFields_PartnerEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_PartnerEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_PartnerEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PartnerEdge", field.Name)
 }
 
 func (ec *executionContext) childFields_PartnerSelf(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -3788,6 +3870,28 @@ func (ec *executionContext) field_Query_outbox_args(ctx context.Context, rawArgs
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_partners_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_verifyReceipt_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -4180,8 +4284,8 @@ func (ec *executionContext) _AuditLogConnection_pageInfo(ctx context.Context, fi
 			return obj.PageInfo, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v *model.AuditPageInfo) graphql.Marshaler {
-			return ec.marshalNAuditPageInfo2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐAuditPageInfo(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐPageInfo(ctx, selections, v)
 		},
 		true,
 		true,
@@ -4194,10 +4298,33 @@ func (ec *executionContext) fieldContext_AuditLogConnection_pageInfo(_ context.C
 		IsMethod:   false,
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
-			return ec.childFields_AuditPageInfo(ctx, field)
+			return ec.childFields_PageInfo(ctx, field)
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _AuditLogConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *model.AuditLogConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditLogConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditLogConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditLogConnection", field, false, false, "Int")
 }
 
 func (ec *executionContext) _AuditLogConnection_intact(ctx context.Context, field graphql.CollectedField, obj *model.AuditLogConnection) (ret graphql.Marshaler) {
@@ -4221,52 +4348,6 @@ func (ec *executionContext) _AuditLogConnection_intact(ctx context.Context, fiel
 }
 func (ec *executionContext) fieldContext_AuditLogConnection_intact(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("AuditLogConnection", field, false, false, "Boolean")
-}
-
-func (ec *executionContext) _AuditPageInfo_hasNextPage(ctx context.Context, field graphql.CollectedField, obj *model.AuditPageInfo) (ret graphql.Marshaler) {
-	return graphql.ResolveField(
-		ctx,
-		ec.OperationContext,
-		field,
-		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
-			return ec.fieldContext_AuditPageInfo_hasNextPage(ctx, field)
-		},
-		func(ctx context.Context) (any, error) {
-			return obj.HasNextPage, nil
-		},
-		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
-			return ec.marshalNBoolean2bool(ctx, selections, v)
-		},
-		true,
-		true,
-	)
-}
-func (ec *executionContext) fieldContext_AuditPageInfo_hasNextPage(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("AuditPageInfo", field, false, false, "Boolean")
-}
-
-func (ec *executionContext) _AuditPageInfo_endCursor(ctx context.Context, field graphql.CollectedField, obj *model.AuditPageInfo) (ret graphql.Marshaler) {
-	return graphql.ResolveField(
-		ctx,
-		ec.OperationContext,
-		field,
-		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
-			return ec.fieldContext_AuditPageInfo_endCursor(ctx, field)
-		},
-		func(ctx context.Context) (any, error) {
-			return obj.EndCursor, nil
-		},
-		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
-			return ec.marshalOString2ᚖstring(ctx, selections, v)
-		},
-		true,
-		false,
-	)
-}
-func (ec *executionContext) fieldContext_AuditPageInfo_endCursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("AuditPageInfo", field, false, false, "String")
 }
 
 func (ec *executionContext) _AuthPayload_token(ctx context.Context, field graphql.CollectedField, obj *model.AuthPayload) (ret graphql.Marshaler) {
@@ -5520,6 +5601,29 @@ func (ec *executionContext) fieldContext_DisclosureConnection_pageInfo(_ context
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _DisclosureConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *model.DisclosureConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DisclosureConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DisclosureConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DisclosureConnection", field, false, false, "Int")
 }
 
 func (ec *executionContext) _DisclosureEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.DisclosureEdge) (ret graphql.Marshaler) {
@@ -7006,6 +7110,29 @@ func (ec *executionContext) fieldContext_OutboxConnection_pageInfo(_ context.Con
 	return fc, nil
 }
 
+func (ec *executionContext) _OutboxConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *model.OutboxConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OutboxConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OutboxConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OutboxConnection", field, false, false, "Int")
+}
+
 func (ec *executionContext) _OutboxEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.OutboxEdge) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -7613,6 +7740,93 @@ func (ec *executionContext) fieldContext_Partner_revokedAt(_ context.Context, fi
 	return graphql.NewScalarFieldContext("Partner", field, false, false, "Time")
 }
 
+func (ec *executionContext) _PartnerConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.PartnerConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.PartnerEdge) graphql.Marshaler {
+			return ec.marshalNPartnerEdge2ᚕᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐPartnerEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PartnerConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PartnerEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PartnerConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *model.PartnerConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PartnerConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PartnerConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *model.PartnerConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PartnerConnection", field, false, false, "Int")
+}
+
 func (ec *executionContext) _PartnerCredentials_partner(ctx context.Context, field graphql.CollectedField, obj *model.PartnerCredentials) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -7666,6 +7880,61 @@ func (ec *executionContext) _PartnerCredentials_apiKey(ctx context.Context, fiel
 }
 func (ec *executionContext) fieldContext_PartnerCredentials_apiKey(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("PartnerCredentials", field, false, false, "String")
+}
+
+func (ec *executionContext) _PartnerEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.PartnerEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PartnerEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _PartnerEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.PartnerEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PartnerEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Partner) graphql.Marshaler {
+			return ec.marshalNPartner2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐPartner(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PartnerEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PartnerEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Partner(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _PartnerSelf_name(ctx context.Context, field graphql.CollectedField, obj *model.PartnerSelf) (ret graphql.Marshaler) {
@@ -9091,7 +9360,8 @@ func (ec *executionContext) _Query_partners(ctx context.Context, field graphql.C
 			return ec.fieldContext_Query_partners(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return ec.Resolvers.Query().Partners(ctx)
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Partners(ctx, fc.Args["first"].(*int), fc.Args["after"].(*string))
 		},
 		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
 			directive0 := next
@@ -9099,11 +9369,11 @@ func (ec *executionContext) _Query_partners(ctx context.Context, field graphql.C
 			directive1 := func(ctx context.Context) (any, error) {
 				requires, err := ec.unmarshalNRole2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐRole(ctx, "ADMIN")
 				if err != nil {
-					var zeroVal []*model.Partner
+					var zeroVal *model.PartnerConnection
 					return zeroVal, err
 				}
 				if ec.Directives.Auth == nil {
-					var zeroVal []*model.Partner
+					var zeroVal *model.PartnerConnection
 					return zeroVal, errors.New("directive auth is not implemented")
 				}
 				return ec.Directives.Auth(ctx, nil, directive0, requires)
@@ -9112,22 +9382,33 @@ func (ec *executionContext) _Query_partners(ctx context.Context, field graphql.C
 			next = directive1
 			return next
 		},
-		func(ctx context.Context, selections ast.SelectionSet, v []*model.Partner) graphql.Marshaler {
-			return ec.marshalNPartner2ᚕᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐPartnerᚄ(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PartnerConnection) graphql.Marshaler {
+			return ec.marshalNPartnerConnection2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐPartnerConnection(ctx, selections, v)
 		},
 		true,
 		true,
 	)
 }
-func (ec *executionContext) fieldContext_Query_partners(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+func (ec *executionContext) fieldContext_Query_partners(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	fc = &graphql.FieldContext{
 		Object:     "Query",
 		Field:      field,
 		IsMethod:   true,
 		IsResolver: true,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
-			return ec.childFields_Partner(ctx, field)
+			return ec.childFields_PartnerConnection(ctx, field)
 		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_partners_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
 	}
 	return fc, nil
 }
@@ -11530,47 +11811,14 @@ func (ec *executionContext) _AuditLogConnection(ctx context.Context, sel ast.Sel
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "totalCount":
+			out.Values[i] = ec._AuditLogConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "intact":
 			out.Values[i] = ec._AuditLogConnection_intact(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
-			}
-		default:
-			panic("unknown field " + strconv.Quote(field.Name))
-		}
-	}
-	out.Dispatch(ctx)
-	if out.Invalids > 0 {
-		return graphql.Null
-	}
-
-	if n := len(deferred.Defers); n > 0 {
-		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
-		ec.ProcessDeferredGroup(deferred)
-	}
-
-	return out
-}
-
-var auditPageInfoImplementors = []string{"AuditPageInfo"}
-
-func (ec *executionContext) _AuditPageInfo(ctx context.Context, sel ast.SelectionSet, obj *model.AuditPageInfo) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, auditPageInfoImplementors)
-
-	out := graphql.NewFieldSet(fields)
-	deferred := graphql.NewDeferredGroup(ctx)
-	for i, field := range fields {
-		switch field.Name {
-		case "__typename":
-			out.Values[i] = graphql.MarshalString("AuditPageInfo")
-		case "hasNextPage":
-			out.Values[i] = ec._AuditPageInfo_hasNextPage(ctx, field, obj)
-			if out.Values[i] == graphql.Null {
-				out.Invalids++
-			}
-		case "endCursor":
-			out.Values[i] = ec._AuditPageInfo_endCursor(ctx, field, obj)
-			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		default:
@@ -12132,6 +12380,11 @@ func (ec *executionContext) _DisclosureConnection(ctx context.Context, sel ast.S
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "totalCount":
+			out.Values[i] = ec._DisclosureConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -12494,6 +12747,11 @@ func (ec *executionContext) _OutboxConnection(ctx context.Context, sel ast.Selec
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "totalCount":
+			out.Values[i] = ec._OutboxConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -12753,6 +13011,49 @@ func (ec *executionContext) _Partner(ctx context.Context, sel ast.SelectionSet, 
 	return out
 }
 
+var partnerConnectionImplementors = []string{"PartnerConnection"}
+
+func (ec *executionContext) _PartnerConnection(ctx context.Context, sel ast.SelectionSet, obj *model.PartnerConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, partnerConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PartnerConnection")
+		case "edges":
+			out.Values[i] = ec._PartnerConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._PartnerConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._PartnerConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var partnerCredentialsImplementors = []string{"PartnerCredentials"}
 
 func (ec *executionContext) _PartnerCredentials(ctx context.Context, sel ast.SelectionSet, obj *model.PartnerCredentials) graphql.Marshaler {
@@ -12771,6 +13072,44 @@ func (ec *executionContext) _PartnerCredentials(ctx context.Context, sel ast.Sel
 			}
 		case "apiKey":
 			out.Values[i] = ec._PartnerCredentials_apiKey(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var partnerEdgeImplementors = []string{"PartnerEdge"}
+
+func (ec *executionContext) _PartnerEdge(ctx context.Context, sel ast.SelectionSet, obj *model.PartnerEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, partnerEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PartnerEdge")
+		case "cursor":
+			out.Values[i] = ec._PartnerEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._PartnerEdge_node(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -13996,14 +14335,6 @@ func (ec *executionContext) marshalNAuditLogConnection2ᚖgithubᚗcomᚋconsent
 	return ec._AuditLogConnection(ctx, sel, v)
 }
 
-func (ec *executionContext) marshalNAuditPageInfo2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐAuditPageInfo(ctx context.Context, sel ast.SelectionSet, v *model.AuditPageInfo) graphql.Marshaler {
-	if v == nil {
-		graphql.AddInvalidNullError(ctx, "AuditPageInfo!")
-		return graphql.Null
-	}
-	return ec._AuditPageInfo(ctx, sel, v)
-}
-
 func (ec *executionContext) marshalNAuthPayload2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐAuthPayload(ctx context.Context, sel ast.SelectionSet, v *model.AuthPayload) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "AuthPayload!")
@@ -14471,11 +14802,35 @@ func (ec *executionContext) marshalNPageInfo2ᚖgithubᚗcomᚋconsentgraphᚋco
 	return ec._PageInfo(ctx, sel, v)
 }
 
-func (ec *executionContext) marshalNPartner2ᚕᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐPartnerᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.Partner) graphql.Marshaler {
+func (ec *executionContext) marshalNPartner2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐPartner(ctx context.Context, sel ast.SelectionSet, v *model.Partner) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Partner!")
+		return graphql.Null
+	}
+	return ec._Partner(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNPartnerConnection2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐPartnerConnection(ctx context.Context, sel ast.SelectionSet, v *model.PartnerConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "PartnerConnection!")
+		return graphql.Null
+	}
+	return ec._PartnerConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNPartnerCredentials2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐPartnerCredentials(ctx context.Context, sel ast.SelectionSet, v *model.PartnerCredentials) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "PartnerCredentials!")
+		return graphql.Null
+	}
+	return ec._PartnerCredentials(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNPartnerEdge2ᚕᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐPartnerEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.PartnerEdge) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
-		return ec.marshalNPartner2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐPartner(ctx, sel, v[i])
+		return ec.marshalNPartnerEdge2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐPartnerEdge(ctx, sel, v[i])
 	})
 
 	for _, e := range ret {
@@ -14487,20 +14842,12 @@ func (ec *executionContext) marshalNPartner2ᚕᚖgithubᚗcomᚋconsentgraphᚋ
 	return ret
 }
 
-func (ec *executionContext) marshalNPartner2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐPartner(ctx context.Context, sel ast.SelectionSet, v *model.Partner) graphql.Marshaler {
+func (ec *executionContext) marshalNPartnerEdge2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐPartnerEdge(ctx context.Context, sel ast.SelectionSet, v *model.PartnerEdge) graphql.Marshaler {
 	if v == nil {
-		graphql.AddInvalidNullError(ctx, "Partner!")
+		graphql.AddInvalidNullError(ctx, "PartnerEdge!")
 		return graphql.Null
 	}
-	return ec._Partner(ctx, sel, v)
-}
-
-func (ec *executionContext) marshalNPartnerCredentials2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐPartnerCredentials(ctx context.Context, sel ast.SelectionSet, v *model.PartnerCredentials) graphql.Marshaler {
-	if v == nil {
-		graphql.AddInvalidNullError(ctx, "PartnerCredentials!")
-		return graphql.Null
-	}
-	return ec._PartnerCredentials(ctx, sel, v)
+	return ec._PartnerEdge(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNPartnerSelf2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐPartnerSelf(ctx context.Context, sel ast.SelectionSet, v *model.PartnerSelf) graphql.Marshaler {

@@ -74,6 +74,7 @@ var InputRules = map[string]StringRule{
 	"Query.verifyReceipt.receipt":               {16 << 10, Token},
 	"Query.auditLog.after":                      {256, Token},
 	"Query.outbox.after":                        {256, Token},
+	"Query.partners.after":                      {256, Token},
 	"User.consentHistory.after":                 {256, Token},
 	"User.disclosures.after":                    {256, Token},
 }

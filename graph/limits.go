@@ -10,7 +10,11 @@ import (
 
 // DepthLimit rejects operations nested deeper than Max fields, before any
 // resolver runs; complexity limits alone let narrow but deep queries through.
-type DepthLimit struct{ Max int }
+// In --dev, Introspection measures introspection-only operations instead.
+type DepthLimit struct {
+	Max           int
+	Introspection *IntrospectionRule
+}
 
 var _ interface {
 	graphql.HandlerExtension
@@ -28,10 +32,14 @@ func (d DepthLimit) MutateOperationContext(_ context.Context, oc *graphql.Operat
 	if oc.Operation == nil {
 		return nil
 	}
-	if depth := selectionDepth(oc.Operation.SelectionSet, 0, d.Max); depth > d.Max {
+	limit := d.Max
+	if d.Introspection != nil && IntrospectionOnly(oc.Operation) {
+		limit = d.Introspection.MaxDepth
+	}
+	if depth := selectionDepth(oc.Operation.SelectionSet, 0, limit); depth > limit {
 		return &gqlerror.Error{
 			Message:    "query is nested too deeply",
-			Extensions: map[string]any{"code": CodeDepthExceeded, "maxDepth": d.Max},
+			Extensions: map[string]any{"code": CodeDepthExceeded, "maxDepth": limit},
 		}
 	}
 	return nil

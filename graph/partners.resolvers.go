@@ -10,6 +10,7 @@ import (
 
 	"github.com/consentgraph/consentgraph/graph/model"
 	"github.com/consentgraph/consentgraph/internal/auth"
+	"github.com/consentgraph/consentgraph/internal/demographics"
 )
 
 func (r *mutationResolver) CreatePartner(ctx context.Context, name string, epsilonBudget float64, budgetPeriodDays int) (*model.PartnerCredentials, error) {
@@ -45,24 +46,40 @@ func (r *queryResolver) Demographics(ctx context.Context, groupBy []model.Dimens
 }
 
 func (r *queryResolver) PartnerMe(ctx context.Context) (*model.PartnerSelf, error) {
-	p, err := r.PartnerAccounts.Get(ctx, auth.From(ctx).PartnerID)
+	id := auth.From(ctx).PartnerID
+	p, err := r.PartnerAccounts.Get(ctx, id)
 	if err != nil {
 		return nil, err
+	}
+	remaining := p.BudgetRemaining
+	if after, ok := demographics.RemainingAfterCharge(ctx, id); ok {
+		// The same figure as this request's demographics fields: after
+		// their charge.
+		remaining = after
 	}
 	return &model.PartnerSelf{
 		Name: p.Name, EpsilonBudget: p.EpsilonBudget, BudgetPeriodDays: p.BudgetPeriodDays,
-		BudgetRemaining: p.BudgetRemaining, BudgetResetsAt: p.BudgetResetsAt,
+		BudgetRemaining: remaining, BudgetResetsAt: p.BudgetResetsAt,
 	}, nil
 }
 
-func (r *queryResolver) Partners(ctx context.Context) ([]*model.Partner, error) {
-	ps, err := r.PartnerAccounts.List(ctx)
+func (r *queryResolver) Partners(ctx context.Context, first *int, after *string) (*model.PartnerConnection, error) {
+	page, err := r.PartnerAccounts.Page(ctx, first, after)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]*model.Partner, 0, len(ps))
-	for _, p := range ps {
-		out = append(out, partnerModel(p))
+	out := &model.PartnerConnection{Edges: make([]*model.PartnerEdge, 0, len(page.Nodes)),
+		PageInfo: &model.PageInfo{HasNextPage: page.HasNext, HasPreviousPage: after != nil}}
+	for _, p := range page.Nodes {
+		out.Edges = append(out.Edges, &model.PartnerEdge{Cursor: p.ID, Node: partnerModel(p)})
+	}
+	if n := len(out.Edges); n > 0 {
+		out.PageInfo.StartCursor, out.PageInfo.EndCursor = &out.Edges[0].Cursor, &out.Edges[n-1].Cursor
+	}
+	if selects(ctx, "totalCount") {
+		if out.TotalCount, err = r.PartnerAccounts.Count(ctx); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }

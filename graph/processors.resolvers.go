@@ -64,6 +64,11 @@ func (r *queryResolver) Outbox(ctx context.Context, state *model.DeliveryState, 
 	if n := len(out.Edges); n > 0 {
 		out.PageInfo.StartCursor, out.PageInfo.EndCursor = &out.Edges[0].Cursor, &out.Edges[n-1].Cursor
 	}
+	if selects(ctx, "totalCount") {
+		if out.TotalCount, err = r.Processing.CountItems(ctx, st); err != nil {
+			return nil, err
+		}
+	}
 	return out, nil
 }
 
@@ -80,6 +85,11 @@ func (r *userResolver) Disclosures(ctx context.Context, obj *model.User, first *
 	}
 	if n := len(out.Edges); n > 0 {
 		out.PageInfo.StartCursor, out.PageInfo.EndCursor = &out.Edges[0].Cursor, &out.Edges[n-1].Cursor
+	}
+	if selects(ctx, "totalCount") {
+		if out.TotalCount, err = r.Processing.CountDisclosures(ctx, obj.ID); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }

@@ -32,14 +32,11 @@ type AuditEntryEdge struct {
 
 type AuditLogConnection struct {
 	Edges    []*AuditEntryEdge `json:"edges"`
-	PageInfo *AuditPageInfo    `json:"pageInfo"`
+	PageInfo *PageInfo         `json:"pageInfo"`
+	// How many entries the log holds.
+	TotalCount int `json:"totalCount"`
 	// Whether the whole hash chain recomputes; false means an entry was altered or removed.
 	Intact bool `json:"intact"`
-}
-
-type AuditPageInfo struct {
-	HasNextPage bool    `json:"hasNextPage"`
-	EndCursor   *string `json:"endCursor,omitempty"`
 }
 
 type AuthPayload struct {
@@ -140,6 +137,8 @@ type Disclosure struct {
 type DisclosureConnection struct {
 	Edges    []*DisclosureEdge `json:"edges"`
 	PageInfo *PageInfo         `json:"pageInfo"`
+	// How many disclosures there are about you.
+	TotalCount int `json:"totalCount"`
 }
 
 type DisclosureEdge struct {
@@ -178,6 +177,8 @@ type Notice struct {
 type OutboxConnection struct {
 	Edges    []*OutboxEdge `json:"edges"`
 	PageInfo *PageInfo     `json:"pageInfo"`
+	// How many items the listing holds (of the state asked for, or all).
+	TotalCount int `json:"totalCount"`
 }
 
 type OutboxEdge struct {
@@ -223,10 +224,22 @@ type Partner struct {
 	RevokedAt        *time.Time `json:"revokedAt,omitempty"`
 }
 
+type PartnerConnection struct {
+	Edges    []*PartnerEdge `json:"edges"`
+	PageInfo *PageInfo      `json:"pageInfo"`
+	// How many partners there are, revoked ones included.
+	TotalCount int `json:"totalCount"`
+}
+
 type PartnerCredentials struct {
 	Partner *Partner `json:"partner"`
 	// Send as `Authorization: Bearer <apiKey>`. Only its hash is stored: it cannot be shown again.
 	APIKey string `json:"apiKey"`
+}
+
+type PartnerEdge struct {
+	Cursor string   `json:"cursor"`
+	Node   *Partner `json:"node"`
 }
 
 // A partner, as the partner itself sees it.

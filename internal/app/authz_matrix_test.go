@@ -87,7 +87,7 @@ var matrix = map[string]matrixRow{
 	"Query.auditLog":     {op: `{ auditLog(first: 5) { __typename } }`, want: adminOnly, leaky: true},
 	"Query.demographics": {op: `{ demographics(groupBy: [], epsilon: 0.1) { __typename } }`, want: partnerOnly},
 	"Query.partnerMe":    {op: `{ partnerMe { __typename } }`, want: partnerOnly},
-	"Query.partners":     {op: `{ partners { id } }`, want: adminOnly},
+	"Query.partners":     {op: `{ partners { edges { node { id } } } }`, want: adminOnly},
 	"Query.exportMyData": {op: `{ exportMyData { document } }`, want: usersOnly},
 
 	// Mutation

@@ -33,7 +33,11 @@ import (
 func (a *App) routes() http.Handler {
 	proxies, _ := httpsec.ParseProxies(a.cfg.TrustedProxies) // validated by config
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", a.graphqlHandler())
+	var api http.Handler = a.graphqlHandler()
+	if a.cfg.Dev {
+		api = a.devRoutes(mux, api)
+	}
+	mux.Handle("/graphql", api)
 	mux.Handle("GET /.well-known/jwks.json", a.Signing.Handler())
 	a.ConsentLog.Routes(mux) // GET /.well-known/consent-log/{checkpoint,consistency}
 	mux.Handle("/plugins/", a.pluginRoutes())
@@ -91,10 +95,17 @@ func (a *App) graphqlHandler() http.Handler {
 	// (also with GET, so browsers and CDNs can cache anonymous queries).
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
 	// After APQ, which may have filled in the query; before validation.
-	srv.Use(graph.FieldCap{Max: a.cfg.MaxFields, Tokens: parserTokens, Cached: func(ctx context.Context, q string) bool {
-		_, ok := queries.Get(ctx, q)
-		return ok
-	}})
+	// In --dev, introspection-only operations are measured by their own
+	// rule, so schema tools' standard query passes the data limits.
+	var introspection *graph.IntrospectionRule
+	if a.cfg.Dev {
+		introspection = graph.DevIntrospection
+	}
+	srv.Use(graph.FieldCap{Max: a.cfg.MaxFields, Tokens: parserTokens, Introspection: introspection,
+		Cached: func(ctx context.Context, q string) bool {
+			_, ok := queries.Get(ctx, q)
+			return ok
+		}})
 	if a.cfg.Dev {
 		srv.Use(extension.Introspection{})
 	} else {
@@ -103,8 +114,8 @@ func (a *App) graphqlHandler() http.Handler {
 	srv.SetDisableSuggestion(!a.cfg.Dev)
 	// The cost model is graph.Costs; budgets per caller are charged by the
 	// costGuard below.
-	srv.Use(extension.FixedComplexityLimit(a.cfg.MaxComplexity))
-	srv.Use(graph.DepthLimit{Max: a.cfg.MaxDepth})
+	srv.Use(&extension.ComplexityLimit{Func: graph.ComplexityFor(a.cfg.MaxComplexity, introspection)})
+	srv.Use(graph.DepthLimit{Max: a.cfg.MaxDepth, Introspection: introspection})
 	srv.Use(a.Metrics.GraphQL())
 	if a.tracer != nil { // OpenTelemetry: operation and resolver spans
 		srv.Use(telemetry.GraphQL{Tracer: a.tracer})

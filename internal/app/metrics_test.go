@@ -129,7 +129,7 @@ func TestListsCostNoReadPerElement(t *testing.T) {
 	const userQ = `{ me { consents { purpose { id processors { name } } granted notes }
 		consentHistory(first: 50) { edges { node { sequence purpose } } }
 		disclosures(first: 50) { edges { node { processor } } } } }`
-	const adminQ = `{ partners { id name budgetRemaining } outbox(first: 50) { edges { node { id processor } } } }`
+	const adminQ = `{ partners(first: 50) { edges { node { id name budgetRemaining } } } outbox(first: 50) { edges { node { id processor } } } }`
 	flip := func(n int) {
 		for i := range n {
 			m := "grantConsent"

@@ -77,9 +77,14 @@ func TestCreatePartnerShowsTheKeyOnce(t *testing.T) {
 	if me.PartnerMe.Name != "Acme Research" || me.PartnerMe.BudgetRemaining != 3 || time.Until(me.PartnerMe.BudgetResetsAt) < 29*24*time.Hour {
 		t.Fatalf("partnerMe = %+v", me.PartnerMe)
 	}
-	var list struct{ Partners []partnerView }
-	admin.Do(t, `{ partners { `+partnerFields+` } }`, nil).Decode(t, &list)
-	if len(list.Partners) != 1 || list.Partners[0].ID != p.ID {
+	var list struct {
+		Partners struct {
+			Edges      []struct{ Node partnerView }
+			TotalCount int
+		}
+	}
+	admin.Do(t, `{ partners { totalCount edges { node { `+partnerFields+` } } } }`, nil).Decode(t, &list)
+	if len(list.Partners.Edges) != 1 || list.Partners.Edges[0].Node.ID != p.ID || list.Partners.TotalCount != 1 {
 		t.Fatalf("partners = %+v", list.Partners)
 	}
 	// Only a hash of the key is stored.
@@ -98,7 +103,7 @@ func TestCreatePartnerShowsTheKeyOnce(t *testing.T) {
 		if r := c.Do(t, `mutation { createPartner(name: "x", epsilonBudget: 1, budgetPeriodDays: 1) { apiKey } }`, nil); r.Code() != code {
 			t.Errorf("createPartner by a non-admin: %s, want %s", r.Raw, code)
 		}
-		if r := c.Do(t, `{ partners { id } }`, nil); r.Code() != code {
+		if r := c.Do(t, `{ partners { totalCount } }`, nil); r.Code() != code {
 			t.Errorf("partners by a non-admin: %s, want %s", r.Raw, code)
 		}
 	}
@@ -307,10 +312,14 @@ func TestDemographicsChargedAllOrNothingPerRequest(t *testing.T) {
 // partnerID returns the id of the only partner.
 func partnerID(t *testing.T, admin *apptest.Client) string {
 	t.Helper()
-	var out struct{ Partners []struct{ ID string } }
-	admin.Do(t, `{ partners { id } }`, nil).Decode(t, &out)
-	if len(out.Partners) != 1 {
+	var out struct {
+		Partners struct {
+			Edges []struct{ Node struct{ ID string } }
+		}
+	}
+	admin.Do(t, `{ partners { edges { node { id } } } }`, nil).Decode(t, &out)
+	if len(out.Partners.Edges) != 1 {
 		t.Fatalf("partners: %+v", out.Partners)
 	}
-	return out.Partners[0].ID
+	return out.Partners.Edges[0].Node.ID
 }

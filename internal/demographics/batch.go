@@ -145,3 +145,22 @@ func (b *Batch) Charged() float64 {
 	}
 	return b.total.Float()
 }
+
+// RemainingAfterCharge is the partner's budget left after this request's
+// charge, when the request holds a charged batch of partnerID's. Other
+// fields of the request that show the budget (partnerMe) read it here, so
+// the whole answer agrees with the demographics reports, which were charged
+// up front before any resolver ran — whatever the store or a read cached
+// before the charge would say.
+func RemainingAfterCharge(ctx context.Context, partnerID string) (float64, bool) {
+	b := batchFrom(ctx)
+	if b == nil {
+		return 0, false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.charged || b.partnerID != partnerID {
+		return 0, false
+	}
+	return b.remaining, true
+}

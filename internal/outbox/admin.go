@@ -60,6 +60,32 @@ func (s *Service) Disclosures(ctx context.Context, userID string, first *int, af
 	return p, nil
 }
 
+// CountDisclosures counts the user's disclosures.
+func (s *Service) CountDisclosures(ctx context.Context, userID string) (int, error) {
+	n, err := s.store.CountDisclosures(ctx, userID)
+	if err != nil {
+		return 0, fmt.Errorf("count disclosures: %w", err)
+	}
+	return int(n), nil
+}
+
+// CountItems counts the outbox items of one state, or all of them when
+// state is nil, from the per-state counts the metrics read too.
+func (s *Service) CountItems(ctx context.Context, state *State) (int, error) {
+	counts, err := s.store.CountByState(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("count outbox: %w", err)
+	}
+	if state != nil {
+		return int(counts[*state]), nil
+	}
+	var n int64
+	for _, c := range counts {
+		n += c
+	}
+	return int(n), nil
+}
+
 // ExportSection is the "disclosures" part of a data export, oldest first.
 func (s *Service) ExportSection(ctx context.Context, userID string) (any, error) {
 	out, err := s.store.Disclosures(ctx, userID, "", 0)

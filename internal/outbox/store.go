@@ -65,6 +65,9 @@ type Store interface {
 	// id) first, with ids below before ("" from the newest); limit <= 0
 	// means all.
 	Disclosures(ctx context.Context, userID, before string, limit int) ([]Disclosure, error)
+	// CountDisclosures counts a user's disclosures (by the index the
+	// listing uses).
+	CountDisclosures(ctx context.Context, userID string) (int64, error)
 
 	// ProcessorFlags returns the stored enabled flag of every processor
 	// an admin ever switched.

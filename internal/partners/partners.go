@@ -194,6 +194,52 @@ func (s *Service) List(ctx context.Context) ([]*Partner, error) {
 	return out, nil
 }
 
+// Page is one page of partners in List's order.
+type Page struct {
+	Nodes   []*Partner
+	HasNext bool
+}
+
+// Page lists up to first partners (1 to 100, 20 when nil) after the one
+// whose id is after, oldest first.
+func (s *Service) Page(ctx context.Context, first *int, after *string) (*Page, error) {
+	n := 20
+	if first != nil {
+		n = *first
+	}
+	if n < 1 || n > 100 {
+		return nil, apperr.Invalid("first", "first must be between 1 and 100")
+	}
+	from := ""
+	if after != nil {
+		if *after == "" {
+			return nil, apperr.Invalid("after", "not a cursor from this connection")
+		}
+		from = *after
+	}
+	docs, err := s.store.Page(ctx, from, n+1)
+	if err != nil {
+		return nil, fmt.Errorf("page partners: %w", err)
+	}
+	p := &Page{Nodes: make([]*Partner, 0, min(len(docs), n))}
+	if len(docs) > n {
+		docs, p.HasNext = docs[:n], true
+	}
+	for i := range docs {
+		p.Nodes = append(p.Nodes, s.view(&docs[i]))
+	}
+	return p, nil
+}
+
+// Count counts the partners, revoked ones included.
+func (s *Service) Count(ctx context.Context) (int, error) {
+	n, err := s.store.Count(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("count partners: %w", err)
+	}
+	return int(n), nil
+}
+
 // Revoke disables a partner's key for good; revoking twice keeps the first
 // time.
 func (s *Service) Revoke(ctx context.Context, id string) (*Partner, error) {

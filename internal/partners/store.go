@@ -13,6 +13,11 @@ type Store interface {
 	Get(ctx context.Context, id string) (*Record, error)
 	// List returns every partner, oldest first (then by id).
 	List(ctx context.Context) ([]Record, error)
+	// Page returns up to limit partners in List's order, after the partner
+	// with id after ("" from the first; an unknown id gives nothing).
+	Page(ctx context.Context, after string, limit int) ([]Record, error)
+	// Count counts the partners, revoked ones included.
+	Count(ctx context.Context) (int64, error)
 	// Revoke sets RevokedAt unless it is set already.
 	Revoke(ctx context.Context, id string, at time.Time) error
 	// SpendInPeriod adds cost to Spent, only while the partner is not

@@ -29,6 +29,7 @@ func outboxTests() []contractTest {
 		{"outbox/retry", testRetry},
 		{"outbox/items-paging-and-counts", testItemsPaging},
 		{"outbox/disclosures-paging", testDisclosuresPaging},
+		{"outbox/count-disclosures", testCountDisclosures},
 		{"outbox/recipient-and-mark-attempted", testRecipient},
 		{"outbox/processor-flags", testProcessorFlags},
 	}
@@ -660,6 +661,30 @@ func testDisclosuresPaging(e *env) {
 	if ds := e.disclosures("u-none", "", 0); len(ds) != 0 {
 		e.t.Errorf("Disclosures of a user without any = %v", ds)
 	}
+}
+
+// testCountDisclosures: the count matches the listing, per user.
+func testCountDisclosures(e *env) {
+	o := e.b.Outbox()
+	count := func(user string) int64 {
+		n, err := o.CountDisclosures(e.ctx, user)
+		e.must(err, "CountDisclosures(%s)", user)
+		return n
+	}
+	e.equal("CountDisclosures of a new store", int64(0), count("u-c"))
+	t1 := at(time.Minute)
+	for i := range 3 {
+		e.enqueue(newItem(fmt.Sprintf("c-%d", i), "u-c", fmt.Sprintf("proc-%d", i), at(0)))
+	}
+	e.enqueue(newItem("c-x", "u-other", "proc-0", at(0)))
+	claimed := e.claim("o", []string{"proc-0", "proc-1", "proc-2"}, t1, t1.Add(time.Minute), 10)
+	for _, c := range claimed {
+		e.wantBool("Finish("+c.ID+")", true, e.finish(outbox.Finish{Item: c, State: work.Done, Disclosure: disclosureFor(c, t1), At: t1}))
+	}
+	e.equal("CountDisclosures(u-c)", int64(len(e.disclosures("u-c", "", 0))), count("u-c"))
+	e.equal("CountDisclosures(u-c) after three deliveries", int64(3), count("u-c"))
+	e.equal("CountDisclosures(u-other)", int64(1), count("u-other"))
+	e.equal("CountDisclosures(u-none)", int64(0), count("u-none"))
 }
 
 func testRecipient(e *env) {

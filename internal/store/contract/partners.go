@@ -11,6 +11,7 @@ func partnersTests() []contractTest {
 	return []contractTest{
 		{"partners/insert-get-list", testPartnersCRUD},
 		{"partners/revoke", testPartnerRevoke},
+		{"partners/page-and-count", testPartnersPage},
 		{"partners/spend-conditions", testSpendConditions},
 		{"partners/spend-never-overspends-under-50-writers", testSpendConcurrent},
 		{"partners/start-period", testStartPeriod},
@@ -302,4 +303,46 @@ func testRefundConcurrent(e *env) {
 	}
 	p.Spent = 25*cost + int64(n)*cost - int64(concurrency/2)*cost
 	e.equal("partner after concurrent refunds and charges", &p, e.partner("p-rr"))
+}
+
+// testPartnersPage: pages follow List's order (oldest first, then by id,
+// across equal creation times), and Count counts revoked partners too.
+func testPartnersPage(e *env) {
+	s := e.b.Partners()
+	n, err := s.Count(e.ctx)
+	e.must(err, "Count")
+	e.equal("Count of a new store", int64(0), n)
+	page := func(after string, limit int) []string {
+		rs, err := s.Page(e.ctx, after, limit)
+		e.must(err, "Page(%q, %d)", after, limit)
+		ids := []string{}
+		for _, r := range rs {
+			ids = append(ids, r.ID)
+		}
+		return ids
+	}
+	e.equal("Page of a new store", []string{}, page("", 10))
+	revoked := at(time.Hour)
+	ps := []partners.Record{
+		partner("p-c", at(2*time.Second)),
+		partner("p-b", at(time.Second)),
+		partner("p-a", at(2*time.Second)), // same time as p-c: id decides
+		partner("p-z", at(0)),
+	}
+	ps[1].RevokedAt = &revoked
+	for _, p := range ps {
+		e.must(s.Insert(e.ctx, p), "Insert(%s)", p.ID)
+	}
+	n, err = s.Count(e.ctx)
+	e.must(err, "Count")
+	e.equal("Count", int64(4), n)
+	e.equal("Page(\"\", 10)", []string{"p-z", "p-b", "p-a", "p-c"}, page("", 10))
+	e.equal("Page(\"\", 2)", []string{"p-z", "p-b"}, page("", 2))
+	e.equal("Page(p-b, 1)", []string{"p-a"}, page("p-b", 1))
+	e.equal("Page(p-a, 2)", []string{"p-c"}, page("p-a", 2))
+	e.equal("Page(p-c, 2)", []string{}, page("p-c", 2))
+	e.equal("Page(unknown, 2)", []string{}, page("p-unknown", 2))
+	full, err := s.Page(e.ctx, "", 10)
+	e.must(err, "Page")
+	e.equal("Page's records", []partners.Record{ps[3], ps[1], ps[2], ps[0]}, full)
 }

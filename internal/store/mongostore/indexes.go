@@ -65,6 +65,8 @@ func indexes() []indexSpec {
 		// creation order, without walking every finished item.
 		{itemsColl, mongo.IndexModel{Keys: keys("state", "_id"), Options: options.Index().SetName("state_id")}},
 		{disclosuresColl, mongo.IndexModel{Keys: keys("userId", "_id"), Options: options.Index().SetName("userId_id")}},
+		// The admins' partner listing, paged in creation order.
+		{partnersColl, mongo.IndexModel{Keys: keys("createdAt", "_id"), Options: options.Index().SetName("createdAt_id")}},
 		{signingKeysColl, mongo.IndexModel{Keys: keys("generation"), Options: options.Index().SetUnique(true).SetName("generation_unique")}},
 		// Past minutes' rate counters are deleted by minute.
 		{rateCountsColl, mongo.IndexModel{Keys: keys("minute"), Options: options.Index().SetName("minute")}},

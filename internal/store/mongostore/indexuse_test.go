@@ -56,6 +56,7 @@ var indexCheckExempt = map[string]string{
 	"outbox.ProcessorFlags":   "read at start and refresh: the whole processors collection, one document per processor an admin switched",
 	"demographics.EachMember": "reconciliation (background): every member",
 	"partners.List":           "admin: every partner",
+	"partners.Count":          "admin listing's totalCount: counts the partners collection, one document per partner an admin created",
 	"audit.Each":              "chain verification (admin/background): the whole log",
 	"secrets.Secrets":         "master-key rewrap (admin): every secret",
 }
@@ -596,6 +597,10 @@ func exerciseEveryPortOperation(t *testing.T, d *DB, log *commandLog) {
 		_, err := o.Disclosures(ctx, "ann", newest, 1)
 		return err
 	})
+	run("outbox.CountDisclosures", func(ctx context.Context) error {
+		n, err := o.CountDisclosures(ctx, "ann")
+		return errors.Join(err, want(n > 0, "no disclosures counted"))
+	})
 	run("outbox.Disclosures(all)", func(ctx context.Context) error {
 		_, err := o.Disclosures(ctx, "ann", "", 0)
 		return err
@@ -641,6 +646,14 @@ func exerciseEveryPortOperation(t *testing.T, d *DB, log *commandLog) {
 		return errors.Join(err, want(ok, "not refunded"))
 	})
 	run("partners.Revoke", func(ctx context.Context) error { return p.Revoke(ctx, "p1", t0) })
+	run("partners.Page", func(ctx context.Context) error {
+		rs, err := p.Page(ctx, "", 1)
+		return errors.Join(err, want(len(rs) == 1, "first page %v", rs))
+	})
+	run("partners.Page(after)", func(ctx context.Context) error {
+		rs, err := p.Page(ctx, "p1", 1)
+		return errors.Join(err, want(len(rs) == 0, "second page %v", rs))
+	})
 
 	// Audit: the first append (empty log) and one on a head; pages.
 	for range 2 {

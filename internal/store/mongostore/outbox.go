@@ -384,6 +384,14 @@ func (s *outboxStore) Disclosures(ctx context.Context, userID, before string, li
 	return out, nil
 }
 
+func (s *outboxStore) CountDisclosures(ctx context.Context, userID string) (int64, error) {
+	n, err := s.d.coll(disclosuresColl).CountDocuments(ctx, bson.D{{Key: "userId", Value: userID}})
+	if err != nil {
+		return 0, fmt.Errorf("count disclosures: %w", err)
+	}
+	return n, nil
+}
+
 func (s *outboxStore) ProcessorFlags(ctx context.Context) (map[string]bool, error) {
 	cur, err := s.d.coll(processorsColl).Find(ctx, bson.D{})
 	if err != nil {

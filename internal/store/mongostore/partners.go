@@ -74,6 +74,45 @@ func (s *partnerStore) List(ctx context.Context) ([]partners.Record, error) {
 	return out, nil
 }
 
+func (s *partnerStore) Page(ctx context.Context, after string, limit int) ([]partners.Record, error) {
+	f := bson.D{}
+	if after != "" {
+		from, err := s.Get(ctx, after)
+		if err != nil || from == nil {
+			return nil, err
+		}
+		// After (createdAt, _id) of the cursor's partner, in List's order:
+		// a range on createdAt (so the createdAt_id index gives the order)
+		// without the partners up to the cursor at the same time.
+		f = bson.D{
+			{Key: "createdAt", Value: bson.D{{Key: "$gte", Value: from.CreatedAt}}},
+			{Key: "$nor", Value: bson.A{bson.D{{Key: "createdAt", Value: from.CreatedAt}, {Key: "_id", Value: bson.D{{Key: "$lte", Value: from.ID}}}}}},
+		}
+	}
+	opts := options.Find().SetSort(bson.D{{Key: "createdAt", Value: 1}, {Key: "_id", Value: 1}}).SetLimit(int64(limit))
+	cur, err := s.d.coll(partnersColl).Find(ctx, f, opts)
+	if err != nil {
+		return nil, fmt.Errorf("page partners: %w", err)
+	}
+	var docs []partnerDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("page partners: %w", err)
+	}
+	out := make([]partners.Record, 0, len(docs))
+	for i := range docs {
+		out = append(out, *docs[i].record())
+	}
+	return out, nil
+}
+
+func (s *partnerStore) Count(ctx context.Context) (int64, error) {
+	n, err := s.d.coll(partnersColl).CountDocuments(ctx, bson.D{})
+	if err != nil {
+		return 0, fmt.Errorf("count partners: %w", err)
+	}
+	return n, nil
+}
+
 func (s *partnerStore) Revoke(ctx context.Context, id string, at time.Time) error {
 	if _, err := s.d.coll(partnersColl).UpdateOne(ctx, bson.D{{Key: "_id", Value: id}, notRevoked()},
 		bson.D{{Key: "$set", Value: bson.D{{Key: "revokedAt", Value: at}}}}); err != nil {

@@ -76,6 +76,7 @@ var (
 			FROM proc_state p WHERE p.user_id = ?1`)
 	qDisclosures = sqlq(`SELECT id, user_id, processor, purpose, fields, action, cause, at FROM disclosures
 		WHERE user_id = ? ORDER BY id DESC LIMIT ?`)
+	qCountDisclosures  = sqlq(`SELECT COUNT(*) FROM disclosures WHERE user_id = ?`)
 	qDisclosuresBefore = sqlq(`SELECT id, user_id, processor, purpose, fields, action, cause, at FROM disclosures
 		WHERE user_id = ? AND id < ? ORDER BY id DESC LIMIT ?`)
 	qProcessorFlags   = sqlq(`SELECT name, enabled FROM processor_flags`)
@@ -411,6 +412,14 @@ func (s outboxStore) Disclosures(ctx context.Context, userID, before string, lim
 		return nil, fmt.Errorf("list disclosures: %w", err)
 	}
 	return out, nil
+}
+
+func (s outboxStore) CountDisclosures(ctx context.Context, userID string) (int64, error) {
+	var n int64
+	if _, err := s.d.readRow(ctx, qCountDisclosures, []any{userID}, &n); err != nil {
+		return 0, fmt.Errorf("count disclosures: %w", err)
+	}
+	return n, nil
 }
 
 // scanDisclosure scans the columns id, user_id, processor, purpose, fields,

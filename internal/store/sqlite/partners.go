@@ -22,6 +22,10 @@ var (
 	qInsertPartner = sqlq(`INSERT INTO partners (` + partnerCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	qPartner       = sqlq(`SELECT ` + partnerCols + ` FROM partners WHERE id = ?`)
 	qPartners      = sqlq(`SELECT ` + partnerCols + ` FROM partners ORDER BY created_at, id`)
+	qPartnersFirst = sqlq(`SELECT ` + partnerCols + ` FROM partners ORDER BY created_at, id LIMIT ?`)
+	qPartnersAfter = sqlq(`SELECT ` + partnerCols + ` FROM partners
+		WHERE (created_at, id) > (SELECT created_at, id FROM partners WHERE id = ?) ORDER BY created_at, id LIMIT ?`)
+	qCountPartners = sqlq(`SELECT COUNT(*) FROM partners`)
 	qRevokePartner = sqlq(`UPDATE partners SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`)
 	qSpend         = sqlq(`UPDATE partners SET spent = spent + ?1
 		WHERE id = ?2 AND revoked_at IS NULL AND period = ?3 AND spent <= ?4 - ?1 RETURNING ` + partnerCols)
@@ -81,6 +85,34 @@ func (s partnerStore) List(ctx context.Context) ([]partners.Record, error) {
 		return nil, fmt.Errorf("list partners: %w", err)
 	}
 	return out, nil
+}
+
+func (s partnerStore) Page(ctx context.Context, after string, limit int) ([]partners.Record, error) {
+	q, args := qPartnersFirst, []any{limit}
+	if after != "" {
+		q, args = qPartnersAfter, []any{after, limit}
+	}
+	var out []partners.Record
+	err := s.d.readRows(ctx, q, args, func(rows *sql.Rows) error {
+		var p partnerRow
+		if err := rows.Scan(p.dest()...); err != nil {
+			return err
+		}
+		out = append(out, *p.record())
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("page partners: %w", err)
+	}
+	return out, nil
+}
+
+func (s partnerStore) Count(ctx context.Context) (int64, error) {
+	var n int64
+	if _, err := s.d.readRow(ctx, qCountPartners, nil, &n); err != nil {
+		return 0, fmt.Errorf("count partners: %w", err)
+	}
+	return n, nil
 }
 
 func (s partnerStore) Revoke(ctx context.Context, id string, at time.Time) error {

@@ -105,6 +105,8 @@ func checkPlans(t *testing.T, d *DB) {
 		qDisclosures:         "disclosures_user",
 		qDisclosuresBefore:   "disclosures_user",
 		qPartners:            "partners_created",
+		qPartnersFirst:       "partners_created",
+		qCountDisclosures:    "disclosures_user",
 	}
 	for q, index := range mustUse {
 		plan := strings.Join(queryPlan(t, d.w, q.text), " | ")
