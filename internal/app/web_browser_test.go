@@ -101,23 +101,32 @@ func repoRoot(t *testing.T) string {
 // the mail again and see it active once the link is followed. Screenshots
 // go to test-output/. scripts/test.sh installs chromium
 // and the npm packages; a missing one fails this test, it is never skipped.
-func TestBrowserPrivacyCenterAndPartnerConsole(t *testing.T) {
-	root := repoRoot(t)
+// browserTools returns the repository root, node and chromium for the
+// browser tests, failing (never skipping) when one is missing:
+// scripts/test.sh installs them.
+func browserTools(t *testing.T) (root, node, chromium string) {
+	t.Helper()
+	root = repoRoot(t)
 	node, err := exec.LookPath("node")
 	if err != nil {
 		t.Fatalf("node is not installed (it runs the browser tests): %v; run ./scripts/test.sh, which installs what is missing", err)
 	}
-	chromium := os.Getenv("CHROMIUM_PATH")
+	chromium = os.Getenv("CHROMIUM_PATH")
 	if chromium == "" {
 		chromium = "/usr/bin/chromium"
 	}
 	if _, err := os.Stat(chromium); err != nil {
 		t.Fatalf("chromium is not installed at %s: %v; run ./scripts/test.sh (apt-get install chromium)", chromium, err)
 	}
-	script := filepath.Join(root, "web", "e2e", "browser.mjs")
 	if _, err := os.Stat(filepath.Join(root, "web", "e2e", "node_modules", "playwright-core")); err != nil {
 		t.Fatalf("playwright-core is not installed: %v; run ./scripts/test.sh (npm ci in web/e2e)", err)
 	}
+	return root, node, chromium
+}
+
+func TestBrowserPrivacyCenterAndPartnerConsole(t *testing.T) {
+	root, node, chromium := browserTools(t)
+	script := filepath.Join(root, "web", "e2e", "browser.mjs")
 
 	receiver := &webhookReceiver{}
 	hook := httptest.NewServer(receiver)

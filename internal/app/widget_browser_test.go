@@ -157,21 +157,7 @@ func (h *hostSite) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // same-site, as a site and its consent service on a subdomain are, so the
 // SameSite=Lax session cookie reaches the widget's requests.
 func TestBrowserConsentWidget(t *testing.T) {
-	root := repoRoot(t)
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatalf("node is not installed (it runs the browser tests): %v; run ./scripts/test.sh, which installs what is missing", err)
-	}
-	chromium := os.Getenv("CHROMIUM_PATH")
-	if chromium == "" {
-		chromium = "/usr/bin/chromium"
-	}
-	if _, err := os.Stat(chromium); err != nil {
-		t.Fatalf("chromium is not installed at %s: %v; run ./scripts/test.sh (apt-get install chromium)", chromium, err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "web", "e2e", "node_modules", "playwright-core")); err != nil {
-		t.Fatalf("playwright-core is not installed: %v; run ./scripts/test.sh (npm ci in web/e2e)", err)
-	}
+	root, node, chromium := browserTools(t)
 
 	site := &hostSite{}
 	hostSrv := httptest.NewServer(site)

@@ -72,26 +72,15 @@ func (s partnerStore) Get(ctx context.Context, id string) (*partners.Record, err
 }
 
 func (s partnerStore) List(ctx context.Context) ([]partners.Record, error) {
-	var out []partners.Record
-	err := s.d.readRows(ctx, qPartners, nil, func(rows *sql.Rows) error {
-		var p partnerRow
-		if err := rows.Scan(p.dest()...); err != nil {
-			return err
-		}
-		out = append(out, *p.record())
-		return nil
-	})
+	out, err := s.scan(ctx, qPartners, nil)
 	if err != nil {
 		return nil, fmt.Errorf("list partners: %w", err)
 	}
 	return out, nil
 }
 
-func (s partnerStore) Page(ctx context.Context, after string, limit int) ([]partners.Record, error) {
-	q, args := qPartnersFirst, []any{limit}
-	if after != "" {
-		q, args = qPartnersAfter, []any{after, limit}
-	}
+// scan reads the partners rows q selects.
+func (s partnerStore) scan(ctx context.Context, q *query, args []any) ([]partners.Record, error) {
 	var out []partners.Record
 	err := s.d.readRows(ctx, q, args, func(rows *sql.Rows) error {
 		var p partnerRow
@@ -101,6 +90,15 @@ func (s partnerStore) Page(ctx context.Context, after string, limit int) ([]part
 		out = append(out, *p.record())
 		return nil
 	})
+	return out, err
+}
+
+func (s partnerStore) Page(ctx context.Context, after string, limit int) ([]partners.Record, error) {
+	q, args := qPartnersFirst, []any{limit}
+	if after != "" {
+		q, args = qPartnersAfter, []any{after, limit}
+	}
+	out, err := s.scan(ctx, q, args)
 	if err != nil {
 		return nil, fmt.Errorf("page partners: %w", err)
 	}
