@@ -57,9 +57,13 @@ echo "== out-of-tree plugin module (examples/processor-module: own go.mod, cmd.M
 	GOWORK=off go build ./... && GOWORK=off go test -count=1 ./...)
 
 echo "== fuzz (a short run of each target; seeds in testdata/fuzz)"
-fuzz() { go test -run '^$' -fuzz "^$2\$" -fuzztime "${FUZZTIME:-5s}" -parallel "${3:-2}" "$1"; }
-fuzz ./internal/accounts FuzzNormalizeUsername
-fuzz ./internal/accounts FuzzNormalizeEmail
-fuzz ./internal/accounts FuzzCheckPassword
-fuzz ./internal/signing FuzzVerify
-fuzz ./internal/app FuzzGraphQLRequest 1 # one worker: each starts a real server
+# A count of inputs rather than a duration: a timed run counts the gathering
+# of baseline coverage against its time and fails with "context deadline
+# exceeded" when a busy machine makes that slow. FUZZTIME (e.g. 30s or
+# 100000x) overrides the counts.
+fuzz() { go test -run '^$' -fuzz "^$2\$" -fuzztime "${FUZZTIME:-$3}" -parallel "${4:-2}" "$1"; }
+fuzz ./internal/accounts FuzzNormalizeUsername 40000x
+fuzz ./internal/accounts FuzzNormalizeEmail 40000x
+fuzz ./internal/accounts FuzzCheckPassword 20000x
+fuzz ./internal/signing FuzzVerify 8000x
+fuzz ./internal/app FuzzGraphQLRequest 3000x 1 # one worker: each starts a real server
