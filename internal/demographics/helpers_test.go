@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 	"log/slog"
 	"maps"
 	"sort"
@@ -16,6 +18,7 @@ import (
 	"github.com/consentgraph/consentgraph/internal/demographics"
 	"github.com/consentgraph/consentgraph/internal/envelope"
 	"github.com/consentgraph/consentgraph/internal/store"
+	"github.com/consentgraph/consentgraph/internal/store/storetest"
 )
 
 // fakeSource is the truth in memory: users, their values, whether they count.
@@ -235,3 +238,32 @@ func members(t *testing.T, b store.Backend) int64 {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// corruptCells changes the stored aggregates behind the service's back, in
+// both adapters' layouts: the (1990, DE) cell of AGE_BAND×COUNTRY gains 7
+// and the total cell goes. On MongoDB each mask's cells are a collection
+// named after the dimensions' initials (internal/store/mongostore/demographics.go).
+// It returns the two cells' ids.
+func corruptCells(t *testing.T, b store.Backend, s *demographics.Service) (id, total string) {
+	t.Helper()
+	mask, _ := demographics.MaskOf([]demographics.Dimension{demographics.AgeBand, demographics.Country})
+	id = demographics.CellID(s, mask, []string{"1990", "DE"})
+	storetest.Tamper(t, b, `UPDATE cells SET n = n + 7 WHERE mask = ? AND id = ?`, []any{mask, id},
+		func(ctx context.Context, db *mongo.Database) (int64, error) {
+			r, err := db.Collection("demographics_cells_AC").UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, bson.D{{Key: "$inc", Value: bson.D{{Key: "n", Value: 7}}}})
+			if err != nil {
+				return 0, err
+			}
+			return r.ModifiedCount, nil
+		})
+	total = demographics.CellID(s, 0, nil)
+	storetest.Tamper(t, b, `DELETE FROM cells WHERE mask = 0 AND id = ?`, []any{total},
+		func(ctx context.Context, db *mongo.Database) (int64, error) {
+			r, err := db.Collection("demographics_cells_total").DeleteOne(ctx, bson.D{{Key: "_id", Value: total}})
+			if err != nil {
+				return 0, err
+			}
+			return r.DeletedCount, nil
+		})
+	return id, total
+}

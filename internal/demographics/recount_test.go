@@ -7,9 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-
 	"github.com/consentgraph/consentgraph/internal/demographics"
 	"github.com/consentgraph/consentgraph/internal/store"
 	"github.com/consentgraph/consentgraph/internal/store/storetest"
@@ -37,25 +34,7 @@ func TestRecountChecksWithoutWriting(t *testing.T) {
 			t.Fatalf("recount of intact cells: %+v", rep)
 		}
 
-		mask, _ := demographics.MaskOf([]demographics.Dimension{demographics.AgeBand, demographics.Country})
-		id := demographics.CellID(s, mask, []string{"1990", "DE"})
-		storetest.Tamper(t, b, `UPDATE cells SET n = n + 7 WHERE mask = ? AND id = ?`, []any{mask, id},
-			func(ctx context.Context, db *mongo.Database) (int64, error) {
-				r, err := db.Collection("demographics_cells_AC").UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, bson.D{{Key: "$inc", Value: bson.D{{Key: "n", Value: 7}}}})
-				if err != nil {
-					return 0, err
-				}
-				return r.ModifiedCount, nil
-			})
-		total := demographics.CellID(s, 0, nil)
-		storetest.Tamper(t, b, `DELETE FROM cells WHERE mask = 0 AND id = ?`, []any{total},
-			func(ctx context.Context, db *mongo.Database) (int64, error) {
-				r, err := db.Collection("demographics_cells_total").DeleteOne(ctx, bson.D{{Key: "_id", Value: total}})
-				if err != nil {
-					return 0, err
-				}
-				return r.DeletedCount, nil
-			})
+		id, total := corruptCells(t, b, s)
 		for range 2 { // the second run sees the same: the first wrote nothing
 			rep, err = s.Recount(ctx)
 			if err != nil {
