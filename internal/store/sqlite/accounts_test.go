@@ -135,54 +135,45 @@ func TestCreateAccountIsAllOrNothing(t *testing.T) {
 func TestConcurrentSignUpsOfOneUsername(t *testing.T) {
 	d := openTest(t)
 	ctx := context.Background()
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	wins, taken := 0, 0
-	for i := 0; i < 50; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			a := newAccount(fmt.Sprintf("u%d", i), "same")
-			a.Account.EmailIndex = fmt.Sprintf("mail%d", i)
-			err := d.Accounts().CreateAccount(ctx, a)
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err == nil:
-				wins++
-			case errors.Is(err, accounts.ErrUsernameTaken):
-				taken++
-			default:
-				t.Error(err)
-			}
-		}()
+	// race creates 50 accounts at once from account(i) and counts the
+	// winners and the refusals with want.
+	race := func(account func(i int) accounts.NewAccount, want error) (wins, taken int) {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for i := 0; i < 50; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := d.Accounts().CreateAccount(ctx, account(i))
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					wins++
+				case errors.Is(err, want):
+					taken++
+				default:
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		return wins, taken
 	}
-	wg.Wait()
+	wins, taken := race(func(i int) accounts.NewAccount {
+		a := newAccount(fmt.Sprintf("u%d", i), "same")
+		a.Account.EmailIndex = fmt.Sprintf("mail%d", i)
+		return a
+	}, accounts.ErrUsernameTaken)
 	if wins != 1 || taken != 49 {
 		t.Fatalf("%d sign-ups won, %d were refused", wins, taken)
 	}
 	// The same for one email under different usernames.
-	wins, taken = 0, 0
-	for i := 0; i < 50; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			a := newAccount(fmt.Sprintf("e%d", i), fmt.Sprintf("name%d", i))
-			a.Account.EmailIndex, a.Account.EmailVerified = "shared-mail", true
-			err := d.Accounts().CreateAccount(ctx, a)
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err == nil:
-				wins++
-			case errors.Is(err, accounts.ErrEmailTaken):
-				taken++
-			default:
-				t.Error(err)
-			}
-		}()
-	}
-	wg.Wait()
+	wins, taken = race(func(i int) accounts.NewAccount {
+		a := newAccount(fmt.Sprintf("e%d", i), fmt.Sprintf("name%d", i))
+		a.Account.EmailIndex, a.Account.EmailVerified = "shared-mail", true
+		return a
+	}, accounts.ErrEmailTaken)
 	if wins != 1 || taken != 49 {
 		t.Fatalf("email: %d sign-ups won, %d were refused", wins, taken)
 	}
