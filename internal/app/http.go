@@ -169,15 +169,22 @@ func (a *App) limitBody(next http.Handler) http.Handler {
 	})
 }
 
+// bearerToken is the token of an "Authorization: Bearer" header; ok
+// reports whether the request has one (then a cookie does not count).
+func bearerToken(r *http.Request) (token string, ok bool) {
+	if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "Bearer ") {
+		return strings.TrimSpace(h[7:]), true
+	}
+	return "", false
+}
+
 // authenticate resolves the Bearer token or session cookie into a principal.
 // An unknown or expired token makes the caller anonymous rather than failing
 // the request, so `me` answers null as documented.
 func (a *App) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token := ""
-		if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "Bearer ") {
-			token = strings.TrimSpace(h[7:])
-		} else if c, err := r.Cookie(auth.CookieName); err == nil {
+		token, bearer := bearerToken(r)
+		if c, err := r.Cookie(auth.CookieName); !bearer && err == nil {
 			token = c.Value
 		}
 		var p *auth.Principal

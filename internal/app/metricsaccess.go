@@ -5,7 +5,6 @@ import (
 	"crypto/subtle"
 	"net"
 	"net/http"
-	"strings"
 
 	"github.com/consentgraph/consentgraph/internal/httpsec"
 )
@@ -18,10 +17,7 @@ func (a *App) metricsAccess(proxies httpsec.Proxies, next http.Handler) http.Han
 	want := sha256.Sum256([]byte(a.cfg.MetricsToken))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if a.cfg.MetricsToken != "" {
-			token := ""
-			if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "Bearer ") {
-				token = strings.TrimSpace(h[7:])
-			}
+			token, _ := bearerToken(r)
 			// Compare digests so the time taken says nothing about the token.
 			got := sha256.Sum256([]byte(token))
 			if token == "" || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
