@@ -34,13 +34,25 @@ func Static() fs.FS {
 	return sub
 }
 
+// Locales is the tree of message catalogues, one flat JSON file per
+// language (en.json, ja.json, ...). The pages fetch them from
+// /locales/<tag>.json; the server reads the same files for mail, receipts and
+// the policy page, so adding a language is adding one file.
+func Locales() fs.FS {
+	sub, err := fs.Sub(files, "static/locales")
+	if err != nil {
+		panic(err) // the embedded tree always has static/locales/
+	}
+	return sub
+}
+
 // Routes registers the pages and their assets on mux.
 func Routes(mux *http.ServeMux) {
 	root := Static()
 	mux.Handle("GET /{$}", page(root, "index.html"))
 	mux.Handle("GET /partners", page(root, "partners.html"))
 	assets := http.FileServerFS(root)
-	mux.Handle("GET /assets/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	serveAsset := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, "/") {
 			http.NotFound(w, r)
 			return
@@ -49,7 +61,9 @@ func Routes(mux *http.ServeMux) {
 		w.Header().Set("Cache-Control", "no-cache")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		assets.ServeHTTP(w, r)
-	}))
+	})
+	mux.Handle("GET /assets/", serveAsset)
+	mux.Handle("GET /locales/", serveAsset)
 }
 
 func page(root fs.FS, name string) http.Handler {

@@ -28,6 +28,8 @@ func TestPagesAndAssetsAreServed(t *testing.T) {
 		"/assets/gql.js":      "javascript",
 		"/assets/partners.js": "javascript",
 		"/assets/app.css":     "text/css",
+		"/locales/en.json":    "application/json",
+		"/locales/ja.json":    "application/json",
 	} {
 		res := serve(t, path)
 		body, _ := io.ReadAll(res.Body)
@@ -38,7 +40,7 @@ func TestPagesAndAssetsAreServed(t *testing.T) {
 			t.Errorf("GET %s: Content-Security-Policy %q", path, csp)
 		}
 	}
-	for _, path := range []string{"/nope", "/assets/", "/assets/missing.js", "/index.html/../web.go"} {
+	for _, path := range []string{"/nope", "/assets/", "/assets/missing.js", "/index.html/../web.go", "/locales/", "/locales/xx.json"} {
 		if res := serve(t, path); res.StatusCode == http.StatusOK {
 			t.Errorf("GET %s answered 200", path)
 		}
