@@ -51,6 +51,9 @@ type File struct {
 	Catalog *policy.Catalog
 	// Processors are the configured processor instances (processors.go).
 	Processors []Processor
+	// Branding is how the pages and the widget present the operator
+	// (branding.go).
+	Branding Branding
 }
 
 // fileSections parses each known top-level key. Adding a section (e.g.
@@ -60,12 +63,15 @@ var fileSections = map[string]func(f *File, path string, v any) error{
 	"policy":     parsePolicy,
 	"purposes":   parsePurposes,
 	"processors": parseProcessors,
+	"branding":   parseBranding,
 }
 
 // DefaultFile is the configuration without a file.
 func DefaultFile() *File {
-	f := &File{Controller: policy.DefaultController(), Policy: policy.DefaultDocument(), Purposes: policy.DefaultPurposes()}
+	f := &File{Controller: policy.DefaultController(), Policy: policy.DefaultDocument(), Purposes: policy.DefaultPurposes(),
+		Branding: defaultBranding()}
 	f.Catalog = policy.MustDefaultCatalog()
+	finishBranding(f)
 	return f
 }
 
@@ -94,11 +100,15 @@ func ParseFile(name string, data []byte) (*File, error) {
 
 func parseFile(data []byte) (*File, error) {
 	f := DefaultFile()
+	// The branding name defaults to the controller's name, which the file
+	// may set after it (finishBranding).
+	f.Branding.Name = ""
 	var root any
 	if err := yaml.UnmarshalWithOptions(data, &root, yaml.UseOrderedMap()); err != nil {
 		return nil, fmt.Errorf("not valid YAML: %w", err)
 	}
 	if root == nil {
+		finishBranding(f)
 		return f, nil
 	}
 	top, ok := root.(yaml.MapSlice)
@@ -120,6 +130,7 @@ func parseFile(data []byte) (*File, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	finishBranding(f)
 	cat, err := policy.NewCatalog(f.Purposes)
 	if err != nil {
 		return nil, err
