@@ -83,6 +83,7 @@ func Costs() ComplexityRoot {
 	c.Query.Policy = func(child int) int { return 1 + child }                   // in memory
 	c.Query.Purposes = func(child int) int { return 1 + smallList*(child+1) }   // in memory
 	c.Query.Processors = func(child int) int { return 1 + smallList*(child+1) } // in memory
+	c.Query.Operator = func(child int) int { return 1 + child }                 // in memory, from the config
 	c.Query.VerifyReceipt = func(child int, _ string) int { return costSign + child }
 	c.Query.ExportMyData = func(child int) int { return costAudit + costExport + costSign + child }
 	c.Query.AuditLog = func(child int, first *int, _ *string) int {

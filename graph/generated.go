@@ -110,6 +110,12 @@ type ComplexityRoot struct {
 		Receipt func(childComplexity int) int
 	}
 
+	DataController struct {
+		Email        func(childComplexity int) int
+		Jurisdiction func(childComplexity int) int
+		Name         func(childComplexity int) int
+	}
+
 	DataExport struct {
 		Document  func(childComplexity int) int
 		Signature func(childComplexity int) int
@@ -190,6 +196,14 @@ type ComplexityRoot struct {
 	Notice struct {
 		At   func(childComplexity int) int
 		Kind func(childComplexity int) int
+	}
+
+	Operator struct {
+		AccentColor func(childComplexity int) int
+		Controller  func(childComplexity int) int
+		LogoURL     func(childComplexity int) int
+		Name        func(childComplexity int) int
+		PolicyURL   func(childComplexity int) int
 	}
 
 	OutboxConnection struct {
@@ -324,6 +338,7 @@ type ComplexityRoot struct {
 		Demographics  func(childComplexity int, groupBy []model.Dimension, epsilon *float64) int
 		ExportMyData  func(childComplexity int) int
 		Me            func(childComplexity int) int
+		Operator      func(childComplexity int) int
 		Outbox        func(childComplexity int, state *model.DeliveryState, first *int, after *string) int
 		PartnerMe     func(childComplexity int) int
 		Partners      func(childComplexity int, first *int, after *string) int
@@ -412,6 +427,7 @@ type QueryResolver interface {
 	Purposes(ctx context.Context) ([]*model.Purpose, error)
 	Policy(ctx context.Context) (*model.Policy, error)
 	VerifyReceipt(ctx context.Context, receipt string) (*model.ReceiptCheck, error)
+	Operator(ctx context.Context) (*model.Operator, error)
 	Demographics(ctx context.Context, groupBy []model.Dimension, epsilon *float64) (*model.DemographicReport, error)
 	PartnerMe(ctx context.Context) (*model.PartnerSelf, error)
 	Partners(ctx context.Context, first *int, after *string) (*model.PartnerConnection, error)
@@ -699,6 +715,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ConsentReceipt.Receipt(childComplexity), true
+
+	case "DataController.email":
+		if e.ComplexityRoot.DataController.Email == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DataController.Email(childComplexity), true
+	case "DataController.jurisdiction":
+		if e.ComplexityRoot.DataController.Jurisdiction == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DataController.Jurisdiction(childComplexity), true
+	case "DataController.name":
+		if e.ComplexityRoot.DataController.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DataController.Name(childComplexity), true
 
 	case "DataExport.document":
 		if e.ComplexityRoot.DataExport.Document == nil {
@@ -1128,6 +1163,37 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Notice.Kind(childComplexity), true
+
+	case "Operator.accentColor":
+		if e.ComplexityRoot.Operator.AccentColor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Operator.AccentColor(childComplexity), true
+	case "Operator.controller":
+		if e.ComplexityRoot.Operator.Controller == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Operator.Controller(childComplexity), true
+	case "Operator.logoUrl":
+		if e.ComplexityRoot.Operator.LogoURL == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Operator.LogoURL(childComplexity), true
+	case "Operator.name":
+		if e.ComplexityRoot.Operator.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Operator.Name(childComplexity), true
+	case "Operator.policyUrl":
+		if e.ComplexityRoot.Operator.PolicyURL == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Operator.PolicyURL(childComplexity), true
 
 	case "OutboxConnection.edges":
 		if e.ComplexityRoot.OutboxConnection.Edges == nil {
@@ -1637,6 +1703,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Me(childComplexity), true
+	case "Query.operator":
+		if e.ComplexityRoot.Query.Operator == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.Operator(childComplexity), true
 	case "Query.outbox":
 		if e.ComplexityRoot.Query.Outbox == nil {
 			break
@@ -2396,6 +2468,37 @@ extend type Mutation {
   requestProcessorAction(processor: String!, action: ID!): Boolean! @auth(requires: USER)
 }
 `, BuiltIn: false},
+	{Name: "../schema/operator.graphqls", Input: `# Who runs this service and how its pages and consent widget present it
+# (the ` + "`" + `branding:` + "`" + ` and ` + "`" + `controller:` + "`" + ` sections of the --config file).
+
+"Who runs this service. Anyone may ask (the pages show it before sign-in)."
+type Operator {
+  "The operator's name as the pages and the widget show it."
+  name: String!
+  "The logo: an https URL or a path on this server; null when there is none."
+  logoUrl: String
+  "The accent colour, #rrggbb; its contrast on white is at least 4.5:1."
+  accentColor: String!
+  "The privacy policy the pages link to: an https URL or a path on this server (/privacy by default)."
+  policyUrl: String!
+  "Who is responsible for your personal data here (the controller)."
+  controller: DataController!
+}
+
+"Who decides what happens to personal data (the controller in data protection law)."
+type DataController {
+  name: String!
+  "Where to write about your data; null when none is configured."
+  email: String
+  "Where the controller is based, e.g. DE or JP; null when none is configured."
+  jurisdiction: String
+}
+
+extend type Query {
+  "Who runs this service, for the pages' header, footer and the consent widget. Anyone may ask."
+  operator: Operator!
+}
+`, BuiltIn: false},
 	{Name: "../schema/partners.graphqls", Input: `# Partners and aggregated demographics. A partner authenticates with its API
 # key (` + "`" + `Authorization: Bearer cgp_...` + "`" + `) and can call only the fields marked
 # @auth(requires: PARTNER); nothing a partner can reach holds a user id or
@@ -2884,6 +2987,18 @@ func (ec *executionContext) childFields_ConsentReceipt(ctx context.Context, fiel
 	return nil, fmt.Errorf("no field named %q was found under type ConsentReceipt", field.Name)
 }
 
+func (ec *executionContext) childFields_DataController(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "name":
+		return ec.fieldContext_DataController_name(ctx, field)
+	case "email":
+		return ec.fieldContext_DataController_email(ctx, field)
+	case "jurisdiction":
+		return ec.fieldContext_DataController_jurisdiction(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DataController", field.Name)
+}
+
 func (ec *executionContext) childFields_DataExport(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "document":
@@ -2996,6 +3111,22 @@ func (ec *executionContext) childFields_Notice(ctx context.Context, field graphq
 		return ec.fieldContext_Notice_at(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Notice", field.Name)
+}
+
+func (ec *executionContext) childFields_Operator(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "name":
+		return ec.fieldContext_Operator_name(ctx, field)
+	case "logoUrl":
+		return ec.fieldContext_Operator_logoUrl(ctx, field)
+	case "accentColor":
+		return ec.fieldContext_Operator_accentColor(ctx, field)
+	case "policyUrl":
+		return ec.fieldContext_Operator_policyUrl(ctx, field)
+	case "controller":
+		return ec.fieldContext_Operator_controller(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Operator", field.Name)
 }
 
 func (ec *executionContext) childFields_OutboxConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -5070,6 +5201,75 @@ func (ec *executionContext) fieldContext_ConsentReceipt_changed(_ context.Contex
 	return graphql.NewScalarFieldContext("ConsentReceipt", field, false, false, "Boolean")
 }
 
+func (ec *executionContext) _DataController_name(ctx context.Context, field graphql.CollectedField, obj *model.DataController) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DataController_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DataController_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DataController", field, false, false, "String")
+}
+
+func (ec *executionContext) _DataController_email(ctx context.Context, field graphql.CollectedField, obj *model.DataController) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DataController_email(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Email, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DataController_email(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DataController", field, false, false, "String")
+}
+
+func (ec *executionContext) _DataController_jurisdiction(ctx context.Context, field graphql.CollectedField, obj *model.DataController) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DataController_jurisdiction(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Jurisdiction, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DataController_jurisdiction(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DataController", field, false, false, "String")
+}
+
 func (ec *executionContext) _DataExport_document(ctx context.Context, field graphql.CollectedField, obj *model.DataExport) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -7044,6 +7244,130 @@ func (ec *executionContext) _Notice_at(ctx context.Context, field graphql.Collec
 }
 func (ec *executionContext) fieldContext_Notice_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Notice", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Operator_name(ctx context.Context, field graphql.CollectedField, obj *model.Operator) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Operator_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Operator_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Operator", field, false, false, "String")
+}
+
+func (ec *executionContext) _Operator_logoUrl(ctx context.Context, field graphql.CollectedField, obj *model.Operator) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Operator_logoUrl(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LogoURL, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Operator_logoUrl(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Operator", field, false, false, "String")
+}
+
+func (ec *executionContext) _Operator_accentColor(ctx context.Context, field graphql.CollectedField, obj *model.Operator) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Operator_accentColor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AccentColor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Operator_accentColor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Operator", field, false, false, "String")
+}
+
+func (ec *executionContext) _Operator_policyUrl(ctx context.Context, field graphql.CollectedField, obj *model.Operator) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Operator_policyUrl(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PolicyURL, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Operator_policyUrl(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Operator", field, false, false, "String")
+}
+
+func (ec *executionContext) _Operator_controller(ctx context.Context, field graphql.CollectedField, obj *model.Operator) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Operator_controller(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Controller, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.DataController) graphql.Marshaler {
+			return ec.marshalNDataController2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐDataController(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Operator_controller(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Operator",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DataController(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _OutboxConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.OutboxConnection) (ret graphql.Marshaler) {
@@ -9235,6 +9559,38 @@ func (ec *executionContext) fieldContext_Query_verifyReceipt(ctx context.Context
 	if fc.Args, err = ec.field_Query_verifyReceipt_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_operator(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_operator(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().Operator(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Operator) graphql.Marshaler {
+			return ec.marshalNOperator2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐOperator(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_operator(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Operator(ctx, field)
+		},
 	}
 	return fc, nil
 }
@@ -12147,6 +12503,49 @@ func (ec *executionContext) _ConsentReceipt(ctx context.Context, sel ast.Selecti
 	return out
 }
 
+var dataControllerImplementors = []string{"DataController"}
+
+func (ec *executionContext) _DataController(ctx context.Context, sel ast.SelectionSet, obj *model.DataController) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, dataControllerImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DataController")
+		case "name":
+			out.Values[i] = ec._DataController_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "email":
+			out.Values[i] = ec._DataController_email(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "jurisdiction":
+			out.Values[i] = ec._DataController_jurisdiction(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var dataExportImplementors = []string{"DataExport"}
 
 func (ec *executionContext) _DataExport(ctx context.Context, sel ast.SelectionSet, obj *model.DataExport) graphql.Marshaler {
@@ -12706,6 +13105,59 @@ func (ec *executionContext) _Notice(ctx context.Context, sel ast.SelectionSet, o
 			}
 		case "at":
 			out.Values[i] = ec._Notice_at(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var operatorImplementors = []string{"Operator"}
+
+func (ec *executionContext) _Operator(ctx context.Context, sel ast.SelectionSet, obj *model.Operator) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, operatorImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Operator")
+		case "name":
+			out.Values[i] = ec._Operator_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "logoUrl":
+			out.Values[i] = ec._Operator_logoUrl(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "accentColor":
+			out.Values[i] = ec._Operator_accentColor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "policyUrl":
+			out.Values[i] = ec._Operator_policyUrl(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "controller":
+			out.Values[i] = ec._Operator_controller(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -13632,6 +14084,12 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_verifyReceipt(ctx, field)
 				})
+		case "operator":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_operator(ctx, field)
+				})
 		case "demographics":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
 				true, true,
@@ -14499,6 +14957,14 @@ func (ec *executionContext) marshalNConsentReceipt2ᚖgithubᚗcomᚋconsentgrap
 	return ec._ConsentReceipt(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNDataController2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐDataController(ctx context.Context, sel ast.SelectionSet, v *model.DataController) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "DataController!")
+		return graphql.Null
+	}
+	return ec._DataController(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNDataExport2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐDataExport(ctx context.Context, sel ast.SelectionSet, v *model.DataExport) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "DataExport!")
@@ -14752,6 +15218,14 @@ func (ec *executionContext) unmarshalNNoticeKind2githubᚗcomᚋconsentgraphᚋc
 
 func (ec *executionContext) marshalNNoticeKind2githubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐNoticeKind(ctx context.Context, sel ast.SelectionSet, v model.NoticeKind) graphql.Marshaler {
 	return v
+}
+
+func (ec *executionContext) marshalNOperator2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐOperator(ctx context.Context, sel ast.SelectionSet, v *model.Operator) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Operator!")
+		return graphql.Null
+	}
+	return ec._Operator(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNOutboxConnection2ᚖgithubᚗcomᚋconsentgraphᚋconsentgraphᚋgraphᚋmodelᚐOutboxConnection(ctx context.Context, sel ast.SelectionSet, v *model.OutboxConnection) graphql.Marshaler {

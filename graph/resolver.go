@@ -5,6 +5,7 @@ package graph
 import (
 	"github.com/vektah/gqlparser/v2/ast"
 
+	"github.com/consentgraph/consentgraph/graph/model"
 	"github.com/consentgraph/consentgraph/internal/accounts"
 	"github.com/consentgraph/consentgraph/internal/audit"
 	"github.com/consentgraph/consentgraph/internal/consent"
@@ -27,6 +28,8 @@ type Resolver struct {
 	Aggregates      *demographics.Service
 	// Outbox knows the processors, their work items and disclosures.
 	Processing *outbox.Service
+	// Operator is who runs the service, as Query.operator tells anyone.
+	Operator *model.Operator
 }
 
 // SchemaSources returns the schema files compiled into the server, for

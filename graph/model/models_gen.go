@@ -86,6 +86,15 @@ type ConsentReceipt struct {
 	Changed bool `json:"changed"`
 }
 
+// Who decides what happens to personal data (the controller in data protection law).
+type DataController struct {
+	Name string `json:"name"`
+	// Where to write about your data; null when none is configured.
+	Email *string `json:"email,omitempty"`
+	// Where the controller is based, e.g. DE or JP; null when none is configured.
+	Jurisdiction *string `json:"jurisdiction,omitempty"`
+}
+
 // Everything held about you, and a detached JWS (RFC 7515, EdDSA) over the exact bytes of document, verifiable with /.well-known/jwks.json.
 type DataExport struct {
 	// JSON document: account, profile, sessions, consents, consent ledger, disclosures.
@@ -172,6 +181,20 @@ type Mutation struct {
 type Notice struct {
 	Kind NoticeKind `json:"kind"`
 	At   time.Time  `json:"at"`
+}
+
+// Who runs this service. Anyone may ask (the pages show it before sign-in).
+type Operator struct {
+	// The operator's name as the pages and the widget show it.
+	Name string `json:"name"`
+	// The logo: an https URL or a path on this server; null when there is none.
+	LogoURL *string `json:"logoUrl,omitempty"`
+	// The accent colour, #rrggbb; its contrast on white is at least 4.5:1.
+	AccentColor string `json:"accentColor"`
+	// The privacy policy the pages link to: an https URL or a path on this server (/privacy by default).
+	PolicyURL string `json:"policyUrl"`
+	// Who is responsible for your personal data here (the controller).
+	Controller *DataController `json:"controller"`
 }
 
 type OutboxConnection struct {

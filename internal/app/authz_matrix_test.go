@@ -82,6 +82,7 @@ var matrix = map[string]matrixRow{
 	"Query.me":       {op: `{ me { id username } }`, want: policyAll(ok, ok, ok, "FORBIDDEN", ok)},
 	"Query.purposes": {op: `{ purposes { id } }`, want: notPartners},
 	"Query.policy":   {op: `{ policy { version } }`, want: notPartners},
+	"Query.operator": {op: `{ operator { name controller { name } } }`, want: notPartners},
 	"Query.verifyReceipt": {op: `query($r: String!) { verifyReceipt(receipt: $r) { valid purpose } }`,
 		vars: func(c cell, _ caller) map[string]any { return map[string]any{"r": c.victim.Receipt} }, want: notPartners},
 	"Query.auditLog":     {op: `{ auditLog(first: 5) { __typename } }`, want: adminOnly, leaky: true},

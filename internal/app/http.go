@@ -43,6 +43,7 @@ func (a *App) routes() http.Handler {
 	mux.Handle("/plugins/", a.pluginRoutes())
 	mux.Handle("GET /export", a.authenticate(http.HandlerFunc(a.serveExport)))
 	mux.HandleFunc("GET /privacy", a.servePrivacy)
+	mux.HandleFunc("GET "+BrandCSSPath, a.serveBrandCSS)
 	web.Routes(mux) // the Privacy Center at /, the partner console at /partners
 	// The consent widget for the operator's own site, /embed/consent.js.
 	web.WidgetRoutes(mux)
@@ -60,7 +61,8 @@ func (a *App) routes() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	var h http.Handler = mux
+	// An external logo: the pages' CSP allows its origin for images only.
+	var h http.Handler = httpsec.AllowPageImages(a.File.Branding.LogoOrigin(), mux)
 	if len(a.cfg.CORSOrigins) > 0 {
 		h = cors.New(cors.Options{
 			AllowedOrigins: a.cfg.CORSOrigins,
@@ -80,7 +82,8 @@ func (a *App) routes() http.Handler {
 func (a *App) graphqlHandler() http.Handler {
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{
 		Resolvers: &graph.Resolver{Accounts: a.Accounts, Consent: a.Consent, Signing: a.Signing, Export: a.Export, Audit: a.Audit,
-			PartnerAccounts: a.Partners, Aggregates: a.Demographics, Processing: a.Outbox},
+			PartnerAccounts: a.Partners, Aggregates: a.Demographics, Processing: a.Outbox,
+			Operator: graph.OperatorModel(a.File.Branding, a.File.Controller)},
 		Complexity: graph.Costs(),
 		Directives: graph.Directives(func(ctx context.Context, subject string) error {
 			return a.Audit.Append(ctx, auth.From(ctx).Actor(), "admin_read_pii", subject, "")

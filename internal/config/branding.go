@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 )
@@ -120,11 +121,16 @@ func checkLogoURL(s string) error {
 	return nil
 }
 
+// hostPattern is a DNS name or IPv4 address with an optional port: nothing
+// that could end a CSP source expression (the logo's origin goes into the
+// page CSP).
+var hostPattern = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$`)
+
 // checkHTTPSURL accepts only absolute https URLs with a host and without
 // credentials or characters that would need escaping in HTML or CSS.
 func checkHTTPSURL(s string) error {
 	u, err := url.Parse(s)
-	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.Opaque != "" ||
+	if err != nil || u.Scheme != "https" || !hostPattern.MatchString(u.Host) || u.User != nil || u.Opaque != "" ||
 		strings.ContainsAny(s, "\\ \"'<>") {
 		return fmt.Errorf("%q must be an absolute https:// URL", s)
 	}

@@ -80,6 +80,7 @@ func TestBrandingRefusesBadValues(t *testing.T) {
 		{`logoUrl: //cdn.example.org/logo.png`, `branding.logoUrl: "//cdn.example.org/logo.png" must be an absolute https:// URL`},
 		{`logoUrl: javascript:alert(1)`, `branding.logoUrl: "javascript:alert(1)" must be an absolute https:// URL`},
 		{`logoUrl: https://user:pw@cdn.example.org/logo.png`, `branding.logoUrl: "https://user:pw@cdn.example.org/logo.png" must be an absolute https:// URL`},
+		{`logoUrl: "https://cdn.example.org;script-src/x.png"`, `branding.logoUrl: "https://cdn.example.org;script-src/x.png" must be an absolute https:// URL`},
 		{`logoUrl: logo.png`, `branding.logoUrl: "logo.png" must be an absolute https:// URL`},
 		{`policyUrl: /privacy`, `branding.policyUrl: "/privacy" must be an absolute https:// URL`},
 		{`policyUrl: "https://example.org/a\"b"`, `branding.policyUrl: "https://example.org/a\"b" must be an absolute https:// URL`},
