@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"errors"
+	"html"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -110,14 +111,14 @@ func (h *hostSite) csp() string {
 }
 
 const hostPage = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<html LANG><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Example shop</title><link rel="stylesheet" href="/site.css"></head>
 <body><header><h1>Example shop</h1></header>
 <main><p>Hand-made things. This page belongs to the operator, not to the consent service.</p>
 <p id="site-stats">Statistics script: waiting for the visitor's choices.</p>
 <p id="site-state"></p></main>
 <script src="/site.js"></script>
-<script src="CONSENT/embed/consent.js"></script>
+<script src="CONSENT/embed/consent.js"DATALANG></script>
 </body></html>`
 
 // The site's own script: it starts or stops its statistics script as the
@@ -135,8 +136,20 @@ func (h *hostSite) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	switch r.URL.Path {
 	case "/":
+		// ?lang= sets the page's <html lang> ("none" leaves it out), ?wlang=
+		// the widget tag's data-lang: the widget's three sources of language.
+		q := r.URL.Query()
+		langAttr, dataLang := `lang="en"`, ""
+		if l := q.Get("lang"); l == "none" {
+			langAttr = ""
+		} else if l != "" {
+			langAttr = `lang="` + html.EscapeString(l) + `"`
+		}
+		if l := q.Get("wlang"); l != "" {
+			dataLang = ` data-lang="` + html.EscapeString(l) + `"`
+		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		_, _ = io.WriteString(w, strings.ReplaceAll(hostPage, "CONSENT", h.consent.Load().(string)))
+		_, _ = io.WriteString(w, strings.NewReplacer("CONSENT", h.consent.Load().(string), "LANG", langAttr, "DATALANG", dataLang).Replace(hostPage))
 	case "/site.js":
 		w.Header().Set("Content-Type", "text/javascript")
 		_, _ = io.WriteString(w, siteJS)
@@ -149,11 +162,12 @@ func (h *hostSite) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // TestBrowserConsentWidget drives the widget (web/e2e/widget.mjs) in
-// headless chromium on a page of another origin with a strict CSP:
-// anonymous explanation and links, the signed-in state, a change by
-// keyboard with its receipt and event, the ledger entry, opening once per
-// policy version, Global Privacy Control, no cookie of its own and no CSP
-// violation. The two origins differ only in port: cross-origin but
+// headless chromium on a page of another origin with a strict CSP, in
+// English and in Japanese: anonymous explanation and links, the signed-in
+// state, a change by keyboard with its receipt and event, the ledger entry,
+// opening once per policy version, Global Privacy Control, the operator's
+// name and accent colour, the choice of language (data-lang, <html lang>,
+// the browser's languages), no cookie of its own and no CSP violation. The two origins differ only in port: cross-origin but
 // same-site, as a site and its consent service on a subdomain are, so the
 // SameSite=Lax session cookie reaches the widget's requests.
 func TestBrowserConsentWidget(t *testing.T) {
@@ -162,7 +176,12 @@ func TestBrowserConsentWidget(t *testing.T) {
 	site := &hostSite{}
 	hostSrv := httptest.NewServer(site)
 	t.Cleanup(hostSrv.Close)
-	s, admin := partnerAdmin(t, func(c *config.Config) { c.CORSOrigins = []string{hostSrv.URL} })
+	// Branded, so the widget's name and accent can be told from the stock ones.
+	brandFile := writeConfig(t, "branding:\n  name: Example Shop\n  accentColor: \"#0b6e4f\"\n")
+	s, admin := partnerAdmin(t, func(c *config.Config) {
+		c.CORSOrigins = []string{hostSrv.URL}
+		c.ConfigFile = brandFile
+	})
 	site.consent.Store(s.URL)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -171,7 +190,7 @@ func TestBrowserConsentWidget(t *testing.T) {
 	cmd := exec.CommandContext(ctx, node, filepath.Join(root, "web", "e2e", "widget.mjs"))
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "BASE_URL="+s.URL, "HOST_URL="+hostSrv.URL, "ADMIN_TOKEN="+admin.Token,
-		"OUT_DIR="+out, "CHROMIUM_PATH="+chromium)
+		"OUT_DIR="+out, "CHROMIUM_PATH="+chromium, "OPERATOR_NAME=Example Shop", "ACCENT=#0b6e4f")
 	output, err := cmd.CombinedOutput()
 	t.Logf("browser test output:\n%s", output)
 	if err != nil {
@@ -183,10 +202,14 @@ func TestBrowserConsentWidget(t *testing.T) {
 	if !strings.Contains(string(output), "consent widget: ok") {
 		t.Errorf("browser test output lacks %q", "consent widget: ok")
 	}
-	for _, name := range []string{"widget-anonymous", "widget-collapsed", "widget-signed-in", "widget-receipt",
-		"widget-new-policy", "widget-phone-anonymous", "widget-phone-gpc"} {
-		if fi, err := os.Stat(filepath.Join(out, name+".png")); err != nil || fi.Size() == 0 {
-			t.Errorf("screenshot %s.png missing: %v", name, err)
+	// Every state in both languages, named by language and size.
+	for _, lang := range []string{"en", "ja"} {
+		for _, name := range []string{"1280x800-anonymous", "1280x800-collapsed", "1280x800-signed-in", "1280x800-receipt",
+			"1280x800-new-policy", "390x844-anonymous-gpc", "390x844-signed-in-gpc"} {
+			name = "widget-" + lang + "-" + name
+			if fi, err := os.Stat(filepath.Join(out, name+".png")); err != nil || fi.Size() == 0 {
+				t.Errorf("screenshot %s.png missing: %v", name, err)
+			}
 		}
 	}
 }

@@ -2,10 +2,14 @@
 // another origin with a strict CSP, driving Debian's chromium through
 // playwright-core. Run by internal/app/widget_browser_test.go:
 //
-//   BASE_URL=http://127.0.0.1:A HOST_URL=http://127.0.0.1:B ADMIN_TOKEN=... OUT_DIR=test-output node web/e2e/widget.mjs
+//   BASE_URL=http://127.0.0.1:A HOST_URL=http://127.0.0.1:B ADMIN_TOKEN=... OUT_DIR=test-output \
+//   OPERATOR_NAME='Example Shop' ACCENT='#0b6e4f' node web/e2e/widget.mjs
 //
-// BASE_URL is the consent service, HOST_URL the operator's site. Every
-// failed expectation throws; the process exits non-zero with the reason.
+// BASE_URL is the consent service, HOST_URL the operator's site (its ?lang=
+// sets <html lang>, ?wlang= the widget tag's data-lang), OPERATOR_NAME and
+// ACCENT the branding the service was started with. Every state runs in
+// English and in Japanese. Every failed expectation throws; the process
+// exits non-zero with the reason.
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,7 +20,31 @@ const hostURL = process.env.HOST_URL;
 const adminToken = process.env.ADMIN_TOKEN;
 const outDir = process.env.OUT_DIR || 'test-output';
 const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-if (!base || !hostURL || !adminToken) throw new Error('BASE_URL, HOST_URL and ADMIN_TOKEN must be set');
+const operatorName = process.env.OPERATOR_NAME;
+const accent = process.env.ACCENT;
+if (!base || !hostURL || !adminToken || !operatorName || !accent) {
+  throw new Error('BASE_URL, HOST_URL, ADMIN_TOKEN, OPERATOR_NAME and ACCENT must be set');
+}
+
+// What each language must show: texts from /locales/<lang>.json (widget.*),
+// each distinct enough that the other language cannot pass for it.
+const L = {
+  en: {
+    toggle: 'Privacy choices', title: 'Your privacy choices', signIn: /Sign in/, newsletter: 'Newsletter',
+    receipt: /Signed receipt/, renewal: /policy changed/i, version: (v) => new RegExp(`version ${v}\\b`),
+    gpc: /Global Privacy Control/, rowGpc: /Global Privacy Control/, on: 'On',
+  },
+  ja: {
+    toggle: 'プライバシー設定', title: 'プライバシー設定', signIn: /ログイン/, newsletter: 'ニュースレター',
+    receipt: /署名付きレシート/, renewal: /ポリシーの変更により/, version: (v) => new RegExp(`バージョン${v}）`),
+    gpc: /グローバル・プライバシー・コントロール（GPC）/, rowGpc: /GPC/, on: 'オン',
+  },
+};
+
+function rgb(hex) {
+  const n = parseInt(hex.slice(1), 16);
+  return `rgb(${n >> 16}, ${(n >> 8) & 255}, ${n & 255})`;
+}
 mkdirSync(outDir, { recursive: true });
 
 const STEP_TIMEOUT = 15000;
@@ -59,6 +87,10 @@ async function newContext(browser, opts = {}) {
 
 function watch(page) {
   page.setDefaultTimeout(STEP_TIMEOUT);
+  page.__languages = [];
+  page.on('request', (r) => {
+    if (r.url() === `${base}/graphql` && r.method() === 'POST') page.__languages.push(r.headers()['accept-language'] || '');
+  });
   page.on('console', (m) => {
     if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) problems.push(`console error (${step}): ${m.text()}`);
   });
@@ -71,6 +103,7 @@ const w = (page) => ({
   panel: page.locator('[data-consentgraph-widget] .panel'),
   heading: page.locator('[data-consentgraph-widget] h2'),
   status: page.locator('[data-consentgraph-widget] .status'),
+  org: page.locator('[data-consentgraph-widget] [data-cg=operator]'),
   gpc: page.locator('[data-consentgraph-widget] [data-cg=gpc]'),
   sw: (id) => page.locator(`[data-consentgraph-widget] input[data-purpose="${id}"]`),
   row: (id) => page.locator(`[data-consentgraph-widget] li[data-purpose="${id}"]`),
@@ -90,6 +123,8 @@ async function lastEvent(page, n) {
 async function clean(page, context) {
   const shown = await page.evaluate(() => document.querySelector('[data-consentgraph-widget]').shadowRoot.textContent);
   expect(!/\b(null|undefined|NaN)\b/.test(shown), `the widget shows a programming value: ${shown}`);
+  // A key shown instead of its text means the catalogue lacks it.
+  expect(!/widget\.[a-zA-Z]/.test(shown), `the widget shows a catalogue key: ${shown}`);
   const v = await page.evaluate(() => window.__violations);
   expect(v.length === 0, `CSP violations: ${v.join('; ')}`);
   expect(problems.length === 0, problems.join('; '));
@@ -146,20 +181,40 @@ function claims(jws) {
   return JSON.parse(Buffer.from(jws.split('.')[1], 'base64url').toString());
 }
 
-async function desktop(browser) {
+// The widget speaks lang and wears the operator's branding: its name above
+// the heading, its accent on the button and links (computed styles).
+async function speaksAndIsBranded(page, lang) {
+  const ui = w(page);
+  const hostLang = await page.locator('[data-consentgraph-widget]').getAttribute('lang');
+  expect(hostLang === lang, `widget lang attribute ${hostLang}, want ${lang}`);
+  expect(await ui.heading.textContent() === L[lang].title, `heading ${await ui.heading.textContent()}`);
+  expect(await ui.org.textContent() === operatorName, `operator name ${await ui.org.textContent()}`);
+  const color = await ui.org.evaluate((e) => getComputedStyle(e).color);
+  expect(color === rgb(accent), `operator name colour ${color}, want the accent ${rgb(accent)}`);
+  const sent = page.__languages;
+  expect(sent.length > 0 && sent.every((l) => l === lang), `Accept-Language of the widget's API requests: ${JSON.stringify(sent)}, want ${lang}`);
+}
+
+async function desktop(browser, lang) {
   const context = await newContext(browser);
   const page = await context.newPage();
   watch(page);
   const ui = w(page);
+  const T = L[lang];
+  const name = (state) => `widget-${lang}-1280x800-${state}`;
+  const current = (await admin('{ policy { version } }')).policy.version;
+  const next = String(Number(current) + 1);
 
-  step = 'anonymous visitor, first visit';
-  await page.goto(`${hostURL}/`);
+  step = `${lang}: anonymous visitor, first visit`;
+  await page.goto(`${hostURL}/?lang=${lang}`);
   await ui.panel.waitFor({ state: 'visible' });
   const ev0 = await lastEvent(page, 1);
-  expect(ev0.signedIn === false && ev0.policyVersion === '1', `first event: ${JSON.stringify(ev0)}`);
+  expect(ev0.signedIn === false && ev0.policyVersion === current, `first event: ${JSON.stringify(ev0)}`);
+  await speaksAndIsBranded(page, lang);
   expect(ev0.purposes.newsletter === false && ev0.purposes.aggregate_statistics === true && ev0.purposes.essential === true,
     `anonymous defaults: ${JSON.stringify(ev0.purposes)}`);
-  expect(/Sign in/.test(await ui.panel.textContent()), 'no sign-in explanation');
+  expect(T.signIn.test(await ui.panel.textContent()), 'no sign-in explanation');
+  expect((await ui.panel.textContent()).includes(operatorName), 'the explanation does not name the operator');
   expect(/newsletter by email/.test(await ui.row('newsletter').textContent()), 'the newsletter purpose is not explained');
   const signIn = await page.locator('[data-consentgraph-widget] a[data-cg=sign-in]').getAttribute('href');
   const signUp = await page.locator('[data-consentgraph-widget] a[data-cg=sign-up]').getAttribute('href');
@@ -170,15 +225,19 @@ async function desktop(browser) {
   // one would leave the panel in the page flow, unstyled).
   const css = await ui.panel.evaluate((el) => ({ pos: getComputedStyle(el.getRootNode().host).position, radius: getComputedStyle(el).borderRadius }));
   expect(css.pos === 'fixed' && css.radius === '12px', `widget styles not applied: ${JSON.stringify(css)}`);
-  await shot(page, 'widget-anonymous');
+  const primary = await page.locator('[data-consentgraph-widget] a[data-cg=sign-in]').evaluate((a) => getComputedStyle(a).backgroundColor);
+  expect(primary === rgb(accent), `sign-in button ${primary}, want the accent ${rgb(accent)}`);
+  await shot(page, name('anonymous'));
   await clean(page, context);
 
-  step = 'anonymous visitor, second visit: collapsed, keyboard';
+  step = `${lang}: anonymous visitor, second visit: collapsed, keyboard`;
   await page.reload();
   await ui.toggle.waitFor({ state: 'visible' });
   expect(await ui.panel.isHidden(), 'the widget opened again for a policy version already shown');
-  expect(await ui.toggle.textContent() === 'Privacy choices', 'the collapsed button is not "Privacy choices"');
-  await shot(page, 'widget-collapsed');
+  expect(await ui.toggle.textContent() === T.toggle, `the collapsed button is not "${T.toggle}"`);
+  const toggleBg = await ui.toggle.evaluate((b) => getComputedStyle(b).backgroundColor);
+  expect(toggleBg === rgb(accent), `button background ${toggleBg}, want the accent ${rgb(accent)}`);
+  await shot(page, name('collapsed'));
   await ui.toggle.focus();
   await page.keyboard.press('Enter');
   await ui.panel.waitFor({ state: 'visible' });
@@ -189,8 +248,8 @@ async function desktop(browser) {
   expect(await ui.toggle.evaluate((b) => b.getRootNode().activeElement === b), 'focus did not return to the button');
   expect(await ui.toggle.getAttribute('aria-expanded') === 'false', 'aria-expanded not reset');
 
-  step = 'sign in on the consent origin';
-  await signUpOnConsentOrigin(context, `widget_${Date.now() % 1e8}`);
+  step = `${lang}: sign in on the consent origin`;
+  await signUpOnConsentOrigin(context, `widget_${lang}_${Date.now() % 1e8}`);
   await page.reload();
   const ev1 = await lastEvent(page, 1);
   expect(ev1.signedIn === true, `the widget does not see the session (same-site cookie): ${JSON.stringify(ev1)}`);
@@ -201,15 +260,18 @@ async function desktop(browser) {
   expect(await ui.sw('newsletter').getAttribute('role') === 'switch', 'switches are not role=switch');
   expect(!(await ui.sw('newsletter').isChecked()) && await ui.sw('aggregate_statistics').isChecked(), 'switch states differ from the server');
   expect(await ui.sw('essential').isDisabled(), 'the notice-only purpose can be switched');
-  const name = await ui.sw('newsletter').evaluate((i) => i.labels[0] && i.labels[0].textContent);
-  expect(name === 'Newsletter', `switch label: ${name}`);
-  await shot(page, 'widget-signed-in');
+  const label = await ui.sw('newsletter').evaluate((i) => i.labels[0] && i.labels[0].textContent);
+  expect(label === T.newsletter, `switch label: ${label}`);
+  const aggState = await ui.row('aggregate_statistics').locator('[data-cg=state]').textContent();
+  expect(aggState === T.on, `state text of an on switch: ${aggState}`);
+  await speaksAndIsBranded(page, lang);
+  await shot(page, name('signed-in'));
 
-  step = 'grant the newsletter by keyboard';
+  step = `${lang}: grant the newsletter by keyboard`;
   const before = (await events(page)).length;
   await ui.sw('newsletter').focus();
   await page.keyboard.press('Space');
-  await page.waitForFunction(() => /receipt/i.test(document.querySelector('[data-consentgraph-widget]').shadowRoot.querySelector('.status').textContent));
+  await page.waitForFunction((re) => new RegExp(re).test(document.querySelector('[data-consentgraph-widget]').shadowRoot.querySelector('.status').textContent), T.receipt.source);
   const ev2 = await lastEvent(page, before + 1);
   expect(ev2.purposes.newsletter === true && ev2.signedIn, `event after the grant: ${JSON.stringify(ev2)}`);
   expect(await ui.sw('newsletter').isChecked(), 'switch off after the grant');
@@ -224,9 +286,9 @@ async function desktop(browser) {
   expect(grant && grant.method === 'EXPLICIT' && grant.receipt, `no GRANT in the ledger: ${JSON.stringify(events1)}`);
   const c = claims(grant.receipt);
   expect(shownReceipt && shownReceipt === (c.consentReceiptID || c.jti), `shown receipt ${shownReceipt} is not the ledger's ${JSON.stringify(c)}`);
-  await shot(page, 'widget-receipt');
+  await shot(page, name('receipt'));
 
-  step = 'withdraw by click';
+  step = `${lang}: withdraw by click`;
   const before2 = (await events(page)).length;
   await ui.sw('newsletter').click();
   const ev3 = await lastEvent(page, before2 + 1);
@@ -236,15 +298,15 @@ async function desktop(browser) {
   await page.waitForFunction((n) => window.__events.length >= n, before2 + 2);
   await clean(page, context);
 
-  step = 'a new policy version opens the widget once';
-  await admin('mutation { publishPolicy(version: "2", url: "/privacy/v2", reconsent: ["newsletter"]) { version } }');
+  step = `${lang}: a new policy version opens the widget once`;
+  await admin('mutation($v: String!) { publishPolicy(version: $v, url: "/privacy", reconsent: ["newsletter"]) { version } }', { v: next });
   await page.reload();
   await ui.panel.waitFor({ state: 'visible' });
   const ev4 = await lastEvent(page, 1);
-  expect(ev4.policyVersion === '2' && ev4.purposes.newsletter === false, `after the new policy: ${JSON.stringify(ev4)}`);
-  expect(/policy changed/i.test(await ui.row('newsletter').textContent()), 'no renewal note on the newsletter');
-  expect(/version 2/.test(await ui.panel.textContent()), 'the policy version is not shown');
-  await shot(page, 'widget-new-policy');
+  expect(ev4.policyVersion === next && ev4.purposes.newsletter === false, `after the new policy: ${JSON.stringify(ev4)}`);
+  expect(T.renewal.test(await ui.row('newsletter').textContent()), 'no renewal note on the newsletter');
+  expect(T.version(next).test(await ui.panel.textContent()), 'the policy version is not shown');
+  await shot(page, name('new-policy'));
   // Granting again renews it; then the widget no longer opens by itself.
   await ui.sw('newsletter').click();
   await page.waitForFunction(() => window.__events.some((e) => e.purposes.newsletter === true));
@@ -255,7 +317,9 @@ async function desktop(browser) {
   await context.close();
 }
 
-async function phoneWithGPC(browser) {
+async function phoneWithGPC(browser, lang) {
+  const T = L[lang];
+  const name = (state) => `widget-${lang}-390x844-${state}`;
   // Chromium has no GPC setting: the page sees the property and every
   // request carries the header, as in a browser with GPC on.
   const context = await newContext(browser, { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true,
@@ -265,27 +329,28 @@ async function phoneWithGPC(browser) {
   watch(page);
   const ui = w(page);
 
-  step = 'phone, GPC, anonymous';
-  await page.goto(`${hostURL}/`);
+  step = `${lang}: phone, GPC, anonymous`;
+  await page.goto(`${hostURL}/?lang=${lang}`);
   await ui.panel.waitFor({ state: 'visible' });
-  expect(/Global Privacy Control/.test(await ui.gpc.textContent()), 'no GPC notice');
+  expect(T.gpc.test(await ui.gpc.textContent()), `no GPC notice: ${await ui.gpc.textContent()}`);
   const ev0 = await lastEvent(page, 1);
   expect(ev0.gpc === true && ev0.purposes.aggregate_statistics === false, `GPC not reflected for a visitor who is not signed in: ${JSON.stringify(ev0)}`);
   const box = await ui.panel.boundingBox();
   expect(box.x >= 0 && box.x + box.width <= 390 && box.height <= 844, `panel outside the phone screen: ${JSON.stringify(box)}`);
-  await shot(page, 'widget-phone-anonymous');
+  await speaksAndIsBranded(page, lang);
+  await shot(page, name('anonymous-gpc'));
 
-  step = 'phone, GPC, signed in';
-  await signUpOnConsentOrigin(context, `widget_gpc_${Date.now() % 1e8}`);
+  step = `${lang}: phone, GPC, signed in`;
+  await signUpOnConsentOrigin(context, `widget_gpc_${lang}_${Date.now() % 1e8}`);
   await page.reload();
   const ev1 = await lastEvent(page, 1);
   expect(ev1.signedIn && ev1.purposes.aggregate_statistics === false, `GPC did not turn the sharing purpose off: ${JSON.stringify(ev1)}`);
   await ui.toggle.click();
   await ui.sw('aggregate_statistics').waitFor();
   expect(!(await ui.sw('aggregate_statistics').isChecked()), 'aggregate_statistics shown on under GPC');
-  expect(/Global Privacy Control/.test(await ui.row('aggregate_statistics').textContent()), 'the row does not say GPC turned it off');
+  expect(T.rowGpc.test(await ui.row('aggregate_statistics').textContent()), 'the row does not say GPC turned it off');
   expect(/stopped/.test(await page.locator('#site-stats').textContent()), 'the site kept its statistics script running');
-  await shot(page, 'widget-phone-gpc');
+  await shot(page, name('signed-in-gpc'));
   await clean(page, context);
   await context.close();
 }
@@ -308,10 +373,38 @@ async function notAllowed(browser) {
   await context.close();
 }
 
+// Where the language comes from: the tag's data-lang wins over the page's
+// <html lang>, which wins over the browser's languages.
+async function languageChoice(browser) {
+  for (const [query, locale, want] of [
+    ['?lang=en&wlang=ja', 'en-US', 'ja'],
+    ['?lang=ja-JP', 'en-US', 'ja'],
+    ['?lang=none', 'ja-JP', 'ja'],
+    ['?lang=none', 'en-US', 'en'],
+    // A language without a catalogue falls through to the next candidate.
+    ['?lang=xx', 'ja-JP', 'ja'],
+  ]) {
+    step = `language from ${query} with a ${locale} browser`;
+    const context = await newContext(browser, { locale });
+    const page = await context.newPage();
+    watch(page);
+    await page.goto(`${hostURL}/${query}`);
+    await lastEvent(page, 1);
+    const got = await page.locator('[data-consentgraph-widget]').getAttribute('lang');
+    expect(got === want, `widget language ${got}, want ${want}`);
+    expect(await w(page).toggle.textContent() === L[want].toggle || await w(page).heading.textContent() === L[want].title,
+      'the widget\'s texts are not in its language');
+    await context.close();
+  }
+}
+
 const browser = await chromium.launch({ executablePath, args: ['--no-sandbox'] });
 try {
-  await desktop(browser);
-  await phoneWithGPC(browser);
+  for (const lang of ['en', 'ja']) {
+    await desktop(browser, lang);
+    await phoneWithGPC(browser, lang);
+  }
+  await languageChoice(browser);
   await notAllowed(browser);
   console.log(`axe: ${axeStates} widget states checked at 1280×800 and 390×844`);
   expect(axeFound.length === 0, `axe found ${axeFound.length} serious or critical violations:\n${axeFound.join('\n')}`);

@@ -11,6 +11,13 @@
 //     stylesheet (adoptedStyleSheets), which CSP does not govern, so the host
 //     needs no 'unsafe-inline' and the host's CSS cannot leak in or out;
 //   - it talks only to the origin it was loaded from (connect-src).
+// Language: the script tag's data-lang, else the host page's <html lang>,
+// else the browser's languages; the strings are the `widget.*` keys of the
+// service's /locales/<lang>.json (English when none of them is there), and
+// purpose descriptions come from the API in that language (Accept-Language).
+// Branding: the operator's name and accent colour come from the API
+// (`operator`), and colour the widget inside its Shadow DOM only.
+//
 // It never sets a cookie. The session is the Consentgraph origin's own
 // HttpOnly cookie, sent with credentials: 'include'; that cookie is
 // SameSite=Lax, so it only travels when the host page and the consent service
@@ -39,9 +46,60 @@
 
   const api = window.consentgraph = { loaded: true, state: null, open: () => open(true), close: () => close(true) };
 
+  // --- language ---------------------------------------------------------
+
+  // What the widget can say before (or without) its catalogue: a site whose
+  // origin the service refuses cannot read /locales/ either.
+  const FALLBACK = {
+    'widget.toggle': 'Privacy choices',
+    'widget.title': 'Your privacy choices',
+    'widget.close': 'Close privacy choices',
+    'widget.error.network': 'The privacy service cannot be reached from this page right now.',
+    'widget.error.status': 'The privacy service answered with status {status}.',
+    'widget.error.refused': 'The privacy service refused the request.',
+    'widget.error.retry': '{message} Try again later.',
+  };
+  let strings = {};
+  let lang = 'en';
+
+  // The candidates in order of preference, reduced to the catalogues'
+  // language tags (ja-JP -> ja), English last.
+  function wantedLanguages() {
+    const out = [];
+    const add = (tag) => {
+      const base = String(tag || '').trim().toLowerCase().split(/[-_]/)[0];
+      if (/^[a-z]{2,3}$/.test(base) && !out.includes(base)) out.push(base);
+    };
+    add(data.lang);
+    add(document.documentElement.lang);
+    for (const l of navigator.languages || [navigator.language]) add(l);
+    add('en');
+    return out;
+  }
+
+  async function loadStrings() {
+    for (const tag of wantedLanguages().slice(0, 4)) {
+      try {
+        const res = await fetch(`${origin}/locales/${tag}.json`, { mode: 'cors', credentials: 'omit' });
+        if (!res.ok) continue;
+        strings = await res.json();
+        lang = tag;
+        return;
+      } catch {
+        return; // not reachable at all: the fallback strings, in English
+      }
+    }
+  }
+
+  function t(key, vars) {
+    const text = strings[key] || FALLBACK[key] || key;
+    return text.replace(/\{(\w+)\}/g, (m, k) => (vars && k in vars ? String(vars[k]) : m));
+  }
+
   // --- talking to the consent service -----------------------------------
 
   const STATE_QUERY = `query ConsentWidget {
+    operator { name accentColor }
     policy { version url }
     purposes { id mechanism description }
     me { consents { purpose { id } granted method needsRenewal } }
@@ -62,24 +120,26 @@
         mode: 'cors',
         // The consent service's own session cookie; see the comment on top.
         credentials: 'include',
-        headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+        // Purpose descriptions (and any error) in the widget's language.
+        headers: { 'Content-Type': 'application/json', Accept: 'application/json', 'Accept-Language': lang },
         body: JSON.stringify({ query, variables: variables || {} }),
       });
     } catch {
       // A network failure, or this origin is not in the service's --cors-origins.
-      throw new WidgetError('The privacy service cannot be reached from this page right now.', 'NETWORK');
+      throw new WidgetError(t('widget.error.network'), 'NETWORK');
     }
     let body;
-    try { body = await res.json(); } catch { throw new WidgetError(`The privacy service answered with status ${res.status}.`); }
+    try { body = await res.json(); } catch { throw new WidgetError(t('widget.error.status', { status: res.status })); }
     if (body.errors && body.errors.length) {
       const e = body.errors[0];
-      throw new WidgetError(e.message || 'The privacy service refused the request.', (e.extensions && e.extensions.code) || '');
+      throw new WidgetError(e.message || t('widget.error.refused'), (e.extensions && e.extensions.code) || '');
     }
     return body.data;
   }
 
   // --- state ------------------------------------------------------------
 
+  let operator = null; // {name, accentColor}
   let policy = null; // {version, url}
   let purposes = []; // [{id, mechanism, description}]
   let consents = null; // Map id -> {granted, method, needsRenewal}; null when signed out
@@ -111,6 +171,7 @@
   async function load() {
     try {
       const d = await gql(STATE_QUERY);
+      operator = d.operator;
       policy = d.policy;
       purposes = d.purposes || [];
       consents = d.me ? new Map(d.me.consents.map((c) => [c.purpose.id, c])) : null;
@@ -128,9 +189,10 @@
 *, *::before, *::after { box-sizing: border-box; }
 [hidden] { display: none !important; }
 button, a { font: inherit; }
-.toggle { background: #1f4fd1; color: #fff; border: 0; border-radius: 999px; padding: 10px 16px;
+.toggle { background: var(--cg-accent, #1f4fd1); color: #fff; border: 0; border-radius: 999px; padding: 10px 16px;
   cursor: pointer; box-shadow: 0 2px 8px rgba(0,0,0,.25); }
-.toggle:hover { background: #163c9f; }
+.toggle:hover { background: color-mix(in srgb, var(--cg-accent, #1f4fd1) 80%, #000); }
+.org { font-size: 13px; font-weight: 600; color: var(--cg-accent, #1f4fd1); margin: 0 32px 2px 0; }
 :focus-visible { outline: 3px solid #0b57d0; outline-offset: 2px; }
 .toggle:focus-visible { outline-color: #111; }
 .panel { position: absolute; right: 0; bottom: 0; width: min(400px, calc(100vw - 32px));
@@ -157,7 +219,7 @@ input[type=checkbox]:checked { background: #1f7a3d; }
 input[type=checkbox]:checked::after { left: 21px; }
 input[type=checkbox]:disabled { cursor: not-allowed; opacity: .6; }
 input[type=checkbox][aria-busy=true] { opacity: .6; }
-.state { font-size: 12px; color: #4a5360; display: block; text-align: right; margin-top: 2px; }
+.state { font-size: 12px; color: #4a5360; display: block; text-align: right; margin-top: 2px; white-space: nowrap; }
 .gpc { background: #eef4ff; border: 1px solid #b9ccf5; border-radius: 8px; padding: 8px 10px; font-size: 13px; }
 .status { font-size: 13px; margin: 0; overflow-wrap: anywhere; }
 .status:not(:empty) { margin: 0 0 10px; padding: 6px 10px; border-radius: 8px; background: #f3f5f7; }
@@ -165,9 +227,9 @@ input[type=checkbox][aria-busy=true] { opacity: .6; }
 .status.err { color: #a1260d; }
 .actions { display: flex; flex-wrap: wrap; gap: 8px; margin-top: 8px; }
 .actions a { display: inline-block; padding: 8px 14px; border-radius: 8px; text-decoration: none;
-  border: 1px solid #1f4fd1; color: #1f4fd1; }
-.actions a.primary { background: #1f4fd1; color: #fff; }
-a { color: #1f4fd1; }
+  border: 1px solid var(--cg-accent, #1f4fd1); color: var(--cg-accent, #1f4fd1); }
+.actions a.primary { background: var(--cg-accent, #1f4fd1); color: #fff; }
+a { color: var(--cg-accent, #1f4fd1); }
 `;
 
   function el(tag, props, ...children) {
@@ -185,21 +247,32 @@ a { color: #1f4fd1; }
 
   const host = el('div', { 'data-consentgraph-widget': '' });
   const root = host.attachShadow({ mode: 'open' });
+  let sheet = null;
   if ('adoptedStyleSheets' in root && typeof CSSStyleSheet === 'function') {
-    const sheet = new CSSStyleSheet();
+    sheet = new CSSStyleSheet();
     sheet.replaceSync(CSS);
     root.adoptedStyleSheets = [sheet];
+  }
+
+  // The operator's accent, as a custom property of the shadow root only.
+  // The server checked its contrast on white; the pattern keeps anything
+  // else out of the stylesheet.
+  function applyAccent() {
+    const c = operator && operator.accentColor;
+    if (!sheet || !c || !/^#[0-9a-fA-F]{6}$/.test(c)) return;
+    sheet.insertRule(`:host { --cg-accent: ${c}; }`, sheet.cssRules.length);
   }
   // Without constructed stylesheets (very old browsers) the widget still
   // works, unstyled; a <style> element would need 'unsafe-inline' on the host.
 
-  const toggle = el('button', { type: 'button', class: 'toggle', text: 'Privacy choices', 'aria-expanded': 'false', 'aria-controls': 'cg-panel' });
-  const heading = el('h2', { id: 'cg-title', tabIndex: -1, text: 'Your privacy choices' });
-  const closeBtn = el('button', { type: 'button', class: 'close', 'aria-label': 'Close privacy choices', text: '×' });
+  const toggle = el('button', { type: 'button', class: 'toggle', 'aria-expanded': 'false', 'aria-controls': 'cg-panel' });
+  const org = el('p', { class: 'org', 'data-cg': 'operator', hidden: true });
+  const heading = el('h2', { id: 'cg-title', tabIndex: -1 });
+  const closeBtn = el('button', { type: 'button', class: 'close', text: '×' });
   const body = el('div');
   const status = el('p', { class: 'status', role: 'status', 'aria-live': 'polite' });
   const panel = el('section', { id: 'cg-panel', class: 'panel', role: 'dialog', 'aria-modal': 'false', 'aria-labelledby': 'cg-title', hidden: true },
-    closeBtn, heading, status, body);
+    closeBtn, org, heading, status, body);
   root.append(toggle, panel);
 
   function open(focus) {
@@ -222,19 +295,30 @@ a { color: #1f4fd1; }
     if (e.key === 'Escape') { e.stopPropagation(); close(true); }
   });
 
-  const title = (id) => id.replace(/[_-]+/g, ' ').replace(/^./, (c) => c.toUpperCase());
-  const mechanismText = { OPT_IN: 'Off until you turn it on.', OPT_OUT: 'On until you turn it off.', NOTICE_ONLY: 'Needed to run your account; always on.' };
+  // The texts that exist before any answer, in the widget's language.
+  function applyStrings() {
+    host.lang = lang;
+    toggle.textContent = t('widget.toggle');
+    heading.textContent = t('widget.title');
+    closeBtn.setAttribute('aria-label', t('widget.close'));
+    org.textContent = operator ? operator.name : '';
+    org.hidden = !operator;
+  }
+
+  // A purpose's name: the catalogue's for the shipped purposes, else made
+  // from its id (an operator's own purpose has no translation here).
+  const title = (id) => (strings[`widget.purpose.${id}`] || id.replace(/[_-]+/g, ' ').replace(/^./, (c) => c.toUpperCase()));
+  const operatorName = () => (operator ? operator.name : new URL(origin).hostname);
 
   function gpcNotice() {
     if (!gpc) return null;
-    return el('p', { class: 'gpc', 'data-cg': 'gpc' },
-      'Your browser sends the Global Privacy Control signal. We honour it: uses that share your data with others stay off unless you turn them on yourself.');
+    return el('p', { class: 'gpc', 'data-cg': 'gpc' }, t('widget.gpc'));
   }
 
   function policyLine() {
     if (!policy) return null;
-    const p = el('p', { class: 'small' }, `Privacy policy version ${policy.version}. `);
-    if (policy.url) p.append(el('a', { href: new URL(policy.url, origin).href, text: 'Read the policy', target: '_blank', rel: 'noopener' }));
+    const p = el('p', { class: 'small' }, `${t('widget.policyVersion', { version: policy.version })} `);
+    if (policy.url) p.append(el('a', { href: new URL(policy.url, origin).href, text: t('widget.readPolicy'), target: '_blank', rel: 'noopener' }));
     return p;
   }
 
@@ -244,20 +328,20 @@ a { color: #1f4fd1; }
       list.append(el('li', { 'data-purpose': p.id },
         el('span', { class: 'name', text: title(p.id) }),
         el('p', { class: 'desc', text: p.description }),
-        el('p', { class: 'desc', text: mechanismText[p.mechanism] || '' })));
+        el('p', { class: 'desc', text: t(`widget.mechanism.${p.mechanism}`) })));
     }
     fill(
-      el('p', { text: 'This site asks what your data may be used for. Sign in to see and change your choices; every change gets a signed receipt.' }),
+      el('p', { text: t('widget.intro.signedOut', { name: operatorName() }) }),
       gpcNotice(), list, policyLine(),
       el('div', { class: 'actions' },
-        el('a', { class: 'primary', href: `${center}#login-form`, text: 'Sign in', 'data-cg': 'sign-in' }),
-        el('a', { href: `${center}#signup-form`, text: 'Create an account', 'data-cg': 'sign-up' })));
+        el('a', { class: 'primary', href: `${center}#login-form`, text: t('widget.signIn'), 'data-cg': 'sign-in' }),
+        el('a', { href: `${center}#signup-form`, text: t('widget.signUp'), 'data-cg': 'sign-up' })));
   }
 
   function stateText(c) {
-    if (c.needsRenewal) return 'Off: the policy changed';
-    if (c.granted) return 'On';
-    return c.method === 'GPC' ? 'Off (Global Privacy Control)' : 'Off';
+    if (c.needsRenewal) return t('widget.state.renewal');
+    if (c.granted) return t('widget.state.on');
+    return c.method === 'GPC' ? t('widget.state.gpc') : t('widget.state.off');
   }
 
   function renderSignedIn() {
@@ -273,19 +357,21 @@ a { color: #1f4fd1; }
       input.dataset.purpose = p.id;
       input.addEventListener('change', () => change(p.id, input));
       const notes = [];
-      if (c.needsRenewal) notes.push(el('p', { class: 'note', text: `The policy changed what "${title(p.id)}" does. It stays off until you turn it on again.` }));
-      if (!c.granted && c.method === 'GPC') notes.push(el('p', { class: 'note', text: 'Turned off by your browser\u2019s Global Privacy Control signal.' }));
+      if (c.needsRenewal) notes.push(el('p', { class: 'note', text: t('widget.note.renewal', { purpose: title(p.id) }) }));
+      if (!c.granted && c.method === 'GPC') notes.push(el('p', { class: 'note', text: t('widget.note.gpc') }));
       list.append(el('li', { 'data-purpose': p.id },
         el('div', { class: 'row' },
           el('div', null,
             el('label', { class: 'name', id: nameId, htmlFor: input.id, text: title(p.id) }),
             el('p', { class: 'desc', id: descId, text: p.description })),
-          el('div', null, input, el('span', { class: 'state', 'data-cg': 'state', text: p.mechanism === 'NOTICE_ONLY' ? 'Always on' : stateText(c) }))),
+          el('div', null, input, el('span', { class: 'state', 'data-cg': 'state', text: p.mechanism === 'NOTICE_ONLY' ? t('widget.state.always') : stateText(c) }))),
         ...notes));
     }
-    const manage = el('p', { class: 'small' }, 'Your history, receipts and data are in the ',
-      el('a', { href: center, target: '_blank', rel: 'noopener', text: 'Privacy Center' }), '.');
-    fill(el('p', { text: 'Choose what your data may be used for. Changes apply at once, and each one gets a signed receipt.' }),
+    // The link sits where the language puts {link} in the sentence.
+    const [before, after] = t('widget.manage').split('{link}');
+    const manage = el('p', { class: 'small' }, before,
+      el('a', { href: center, target: '_blank', rel: 'noopener', text: t('widget.manage.link') }), after || '');
+    fill(el('p', { text: t('widget.intro.signedIn', { name: operatorName() }) }),
       gpcNotice(), list, policyLine(), manage);
   }
 
@@ -296,7 +382,7 @@ a { color: #1f4fd1; }
 
   function render() {
     if (failed && !purposes.length) {
-      fill(el('p', { class: 'status err', 'data-cg': 'error', text: `${failed} Try again later.` }));
+      fill(el('p', { class: 'status err', 'data-cg': 'error', text: t('widget.error.retry', { message: failed }) }));
       return;
     }
     if (consents) renderSignedIn(); else renderSignedOut();
@@ -317,7 +403,7 @@ a { color: #1f4fd1; }
     input.setAttribute('aria-busy', 'true');
     input.disabled = true;
     status.className = 'status';
-    status.textContent = 'Saving\u2026';
+    status.textContent = t('widget.saving');
     try {
       const d = await gql(CHANGE(grant ? 'grantConsent' : 'withdrawConsent'), { p: id });
       const r = d[grant ? 'grantConsent' : 'withdrawConsent'];
@@ -325,9 +411,10 @@ a { color: #1f4fd1; }
       render();
       const rid = receiptID(r.receipt);
       status.className = 'status ok';
+      const onOff = r.consent.granted ? 'on' : 'off';
       status.textContent = r.changed
-        ? `Saved: "${title(id)}" is ${r.consent.granted ? 'on' : 'off'}. Signed receipt ${rid || ''} issued.`.replace('  ', ' ')
-        : `"${title(id)}" was already ${r.consent.granted ? 'on' : 'off'}; nothing changed.`;
+        ? t(`widget.saved.${onOff}`, { purpose: title(id), receipt: rid }).replace(/ {2,}/g, ' ')
+        : t(`widget.unchanged.${onOff}`, { purpose: title(id) });
       status.dataset.receipt = rid;
       emit();
       // Keep the keyboard where it was: render() replaced the switch.
@@ -343,9 +430,9 @@ a { color: #1f4fd1; }
         consents = null;
         render();
         emit();
-        status.textContent = 'Your session has ended. Sign in again to change your choices.';
+        status.textContent = t('widget.sessionEnded');
       } else {
-        status.textContent = `Not saved: ${e.message}`;
+        status.textContent = t('widget.notSaved', { message: e.message });
       }
     }
   }
@@ -369,13 +456,22 @@ a { color: #1f4fd1; }
 
   async function refresh() {
     await load();
+    applyStrings();
     render();
     emit();
   }
 
   async function start() {
+    // Added once its strings are known, so the button does not change
+    // language under the visitor's eyes.
+    await loadStrings();
+    applyStrings();
     document.body.append(host);
-    await refresh();
+    await load();
+    applyStrings();
+    applyAccent();
+    render();
+    emit();
     if (shouldOpen()) open(false);
     // The visitor may sign in in another tab (the Privacy Center) and come
     // back: pick the new state up then.
