@@ -58,6 +58,20 @@ try {
   expect(cookies.some((c) => c.name === 'cg_session' && c.httpOnly), `no HttpOnly session cookie for the API: ${JSON.stringify(cookies)}`);
   expect(await page.evaluate(() => document.cookie) === '', 'the app can read a cookie');
 
+  // The same app served from localhost is another site than 127.0.0.1:
+  // sign-up works, but the SameSite=Lax session cookie does not come back
+  // with the next request (README, "Development mode").
+  step = 'from localhost: another site, no session';
+  const other = await context.newPage();
+  other.on('console', (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
+  const localApp = app.replace('//127.0.0.1:', '//localhost:');
+  await other.goto(localApp);
+  await other.locator('#state', { hasText: 'ready' }).waitFor();
+  const l = await other.evaluate(([a, u]) => window.corsApp.signUpAndUse(a, u), [api, `${username}l`]);
+  expect(!l.reg.error, `register from localhost: ${JSON.stringify(l.reg)}`);
+  expect(!l.me.error && l.me.data.me === null, `from localhost the API's session cookie was sent: ${JSON.stringify(l.me)}`);
+  console.log(`from ${new URL(localApp).origin}: signed up, then me = null (cookie not sent cross-site)`);
+
   step = 'rate limited: Retry-After readable';
   const rl = await page.evaluate(([a, u]) => window.corsApp.hitRateLimit(a, u, 12), [api, username]);
   expect(rl.codes?.includes('RATE_LIMITED'), `never rate limited: ${JSON.stringify(rl)}`);
@@ -80,6 +94,7 @@ try {
   console.log(`blocked: ${b.withHeader.error}`);
   await page.screenshot({ path: join(outDir, 'cors-urql-blocked.png') });
   console.log(`screenshot ${join(outDir, 'cors-urql-blocked.png')}`);
+
 } catch (e) {
   console.log(consoleLines.join('\n'));
   throw e;
