@@ -215,6 +215,8 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		store = "MongoDB"
 	}
 	log.Info("Consentgraph is running", "privacy_center", base+"/", "partner_console", base+"/partners", "graphql", base+"/graphql", "jwks", base+"/.well-known/jwks.json", "store", store)
+	log.Info("open this address in a browser, with this exact host: the session cookie belongs to it, so 127.0.0.1 and localhost do not share a sign-in",
+		"url", browserURL(cfg.PublicURL, ln.Addr()))
 	errc := make(chan error, 1)
 	go func() {
 		if srv.TLSConfig != nil {

@@ -28,6 +28,9 @@ if [ ! -f web/e2e/node_modules/.package-lock.json ] || [ web/e2e/package-lock.js
 	(cd web/e2e && npm ci --no-audit --no-fund)
 fi
 
+echo "== GraphiQL for --dev (scripts/build-graphiql.sh: npm ci + esbuild into the embedded web/graphiql/dist)"
+scripts/build-graphiql.sh
+
 echo "== gofmt"
 unformatted="$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"
 if [ -n "$unformatted" ]; then

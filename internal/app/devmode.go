@@ -11,8 +11,9 @@ import (
 	"github.com/consentgraph/consentgraph/web"
 )
 
-// devRoutes adds what --dev offers tools and people exploring the API: the
-// explorer page at GET /graphql for a browser, and the schema as SDL at
+// devRoutes adds what --dev offers tools and people exploring the API:
+// GraphiQL (or, in a binary built without it, the explorer) at GET /graphql
+// for a browser, and the schema as SDL at
 // GET /schema.graphql. Outside --dev neither is registered.
 func (a *App) devRoutes(mux *http.ServeMux, api http.Handler) http.Handler {
 	sdl := SchemaSDL()
@@ -21,8 +22,8 @@ func (a *App) devRoutes(mux *http.ServeMux, api http.Handler) http.Handler {
 		w.Header().Set("Cache-Control", "no-cache")
 		_, _ = w.Write(sdl)
 	})
-	web.ExplorerRoutes(mux)
-	page := web.ExplorerPage()
+	web.GraphiQLRoutes(mux)
+	page := web.GraphiQLPage()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if web.WantsHTML(r) {
 			page.ServeHTTP(w, r)

@@ -18,7 +18,7 @@ import (
 
 	"github.com/consentgraph/consentgraph/internal/app/apptest"
 	"github.com/consentgraph/consentgraph/internal/config"
-	"github.com/consentgraph/consentgraph/internal/httpsec"
+	"github.com/consentgraph/consentgraph/web"
 )
 
 func devMode(c *config.Config) { c.Dev = true }
@@ -108,10 +108,14 @@ func TestDevIntrospectionHasItsOwnBound(t *testing.T) {
 	}
 }
 
-// TestDevExplorerAndSchemaOnlyInDev: a browser asking for /graphql gets the
-// explorer page in --dev, under the pages' CSP, with its assets from this
-// origin; outside --dev the existing answer and no /schema.graphql.
-func TestDevExplorerAndSchemaOnlyInDev(t *testing.T) {
+// TestDevGraphiQLAndSchemaOnlyInDev: a browser asking for /graphql gets
+// GraphiQL in --dev, under its dev CSP (nothing from another origin), with
+// its assets from this origin; outside --dev the existing answer, and no
+// /schema.graphql or assets.
+func TestDevGraphiQLAndSchemaOnlyInDev(t *testing.T) {
+	if !web.HasGraphiQL() {
+		t.Fatal("this build has no GraphiQL assets: run scripts/build-graphiql.sh (scripts/test.sh does)")
+	}
 	get := func(u, accept string) (*http.Response, string) {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodGet, u, nil)
@@ -130,19 +134,31 @@ func TestDevExplorerAndSchemaOnlyInDev(t *testing.T) {
 	s := apptest.Start(t, devMode)
 	res, body := get(s.URL+"/graphql", browser)
 	if res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/html") ||
-		res.Header.Get("Content-Security-Policy") != httpsec.PageCSP || res.Header.Get("X-Frame-Options") != "DENY" {
-		t.Fatalf("explorer page: %d %v", res.StatusCode, res.Header)
+		res.Header.Get("Content-Security-Policy") != web.GraphiQLCSP || res.Header.Get("X-Frame-Options") != "DENY" {
+		t.Fatalf("GraphiQL page: %d %v", res.StatusCode, res.Header)
+	}
+	for _, d := range strings.Split(web.GraphiQLCSP, ";") {
+		if strings.Contains(d, "*") || strings.Contains(d, "http") || strings.Contains(d, "unsafe-eval") ||
+			(strings.Contains(d, "unsafe-inline") && !strings.HasPrefix(strings.TrimSpace(d), "style-src")) {
+			t.Errorf("the GraphiQL CSP allows more than this origin and inline styles: %q", d)
+		}
 	}
 	if strings.Contains(body, "<style") || strings.Contains(body, " style=") || strings.Contains(body, "https://") {
-		t.Errorf("the explorer page has inline style or a remote asset:\n%s", body)
+		t.Errorf("the GraphiQL page has inline style or a remote asset:\n%s", body)
 	}
-	for _, asset := range []string{"/_dev/explorer.js", "/_dev/explorer.css"} {
+	for _, asset := range []string{"/_dev/graphiql/graphiql.js", "/_dev/graphiql/graphiql.css", "/_dev/graphiql/page.css"} {
 		if !strings.Contains(body, `"`+asset+`"`) {
 			t.Errorf("the page does not load %s", asset)
 		}
-		if r, b := get(s.URL+asset, ""); r.StatusCode != 200 || len(b) < 100 || r.Header.Get("Content-Security-Policy") != httpsec.PageCSP {
-			t.Errorf("%s: %d, %d bytes", asset, r.StatusCode, len(b))
+	}
+	for _, asset := range []string{"/_dev/graphiql/graphiql.js", "/_dev/graphiql/graphiql.css", "/_dev/graphiql/page.css",
+		"/_dev/graphiql/editor.worker.js", "/_dev/graphiql/json.worker.js", "/_dev/graphiql/graphql.worker.js"} {
+		if r, b := get(s.URL+asset, ""); r.StatusCode != 200 || len(b) < 20 || r.Header.Get("Content-Security-Policy") != web.GraphiQLCSP {
+			t.Errorf("%s: %d, %d bytes, CSP %q", asset, r.StatusCode, len(b), r.Header.Get("Content-Security-Policy"))
 		}
+	}
+	if r, _ := get(s.URL+"/_dev/graphiql/nothing.js", ""); r.StatusCode != http.StatusNotFound {
+		t.Errorf("a missing asset: %d; want 404", r.StatusCode)
 	}
 	// GraphQL clients using GET still get GraphQL.
 	if r, b := get(s.URL+"/graphql?query=%7Bpolicy%7Bversion%7D%7D", "application/json"); r.StatusCode != 200 || !strings.Contains(b, `"policy"`) {
@@ -151,11 +167,44 @@ func TestDevExplorerAndSchemaOnlyInDev(t *testing.T) {
 
 	off := apptest.Start(t)
 	if r, b := get(off.URL+"/graphql", browser); r.StatusCode == 200 || strings.Contains(b, "<html") {
-		t.Errorf("outside --dev a browser got the explorer: %d %s", r.StatusCode, b)
+		t.Errorf("outside --dev a browser got a page: %d %s", r.StatusCode, b)
 	}
-	for _, p := range []string{"/schema.graphql", "/_dev/explorer.js"} {
+	for _, p := range []string{"/schema.graphql", "/_dev/explorer.js", "/_dev/graphiql/graphiql.js"} {
 		if r, _ := get(off.URL+p, ""); r.StatusCode != http.StatusNotFound {
 			t.Errorf("outside --dev %s: %d; want 404", p, r.StatusCode)
+		}
+	}
+}
+
+// TestBrowserGraphiQL opens GraphiQL in headless chromium
+// (web/e2e/graphiql.mjs): it renders, runs { policy purposes } and shows
+// the server's purposes, builds its docs from introspection, starts its
+// editor workers from this origin, with no CSP violation or console error;
+// outside --dev the same URL is not GraphiQL.
+func TestBrowserGraphiQL(t *testing.T) {
+	root, node, chromium := browserTools(t)
+	if !web.HasGraphiQL() {
+		t.Fatal("this build has no GraphiQL assets: run scripts/build-graphiql.sh (scripts/test.sh does)")
+	}
+	s := apptest.Start(t, devMode)
+	off := apptest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out := filepath.Join(root, "test-output")
+	cmd := exec.CommandContext(ctx, node, filepath.Join(root, "web", "e2e", "graphiql.mjs"))
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "BASE_URL="+s.URL, "OFF_URL="+off.URL, "OUT_DIR="+out, "CHROMIUM_PATH="+chromium)
+	output, err := cmd.CombinedOutput()
+	t.Logf("browser test output:\n%s", output)
+	if err != nil {
+		t.Fatalf("GraphiQL browser test failed: %v", err)
+	}
+	if !strings.Contains(string(output), "graphiql: ok") {
+		t.Errorf("browser test output lacks %q", "graphiql: ok")
+	}
+	for _, name := range []string{"graphiql-result", "graphiql-docs"} {
+		if fi, err := os.Stat(filepath.Join(out, name+".png")); err != nil || fi.Size() == 0 {
+			t.Errorf("screenshot %s.png missing: %v", name, err)
 		}
 	}
 }
