@@ -239,7 +239,8 @@ function purposeItem(c) {
         sw,
         h('label', { for: `${id}-switch` }, notice ? t('center.consent.alwaysOn') : t('center.consent.allow', { purpose: purposeName(p.id) })),
         h('span', { class: 'saving-label', hidden: true }, h('span', { class: 'spinner', 'aria-hidden': 'true' }), t('center.consent.saving')))),
-    h('p', { id: `${id}-desc` }, p.description, ' ', h('span', { class: 'muted' }, t('center.consent.mechanismSentence', { text: mechText }))),
+    // the description is the server's, in the language it could answer in
+    h('p', { id: `${id}-desc` }, h('span', { class: 'purpose-description' }, p.description), ' ', h('span', { class: 'muted' }, t('center.consent.mechanismSentence', { text: mechText }))),
     h('dl', { class: 'facts' },
       h('dt', {}, t('center.consent.uses')), h('dd', {}, uses),
       thirdParties !== null ? [h('dt', {}, t('center.consent.thirdParties')), h('dd', { class: 'third-parties' }, thirdParties)] : null,
