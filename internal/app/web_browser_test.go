@@ -192,7 +192,8 @@ func TestBrowserPrivacyCenterAndPartnerConsole(t *testing.T) {
 		}
 	}
 	// Each language at each size, for every state of the language walk.
-	for _, state := range []string{"center-signed-out", "center-signed-in", "center-exported", "partners-result"} {
+	for _, state := range []string{"center-signed-out", "center-forgot", "center-signed-in", "center-exported",
+		"center-receipt", "center-deleted", "partners-signin-error", "partners-result", "partners-over-budget"} {
 		for _, lang := range []string{"en", "ja"} {
 			for _, size := range []string{"1280x800", "390x844"} {
 				name := "lang-" + state + "-" + lang + "-" + size + ".png"

@@ -896,6 +896,21 @@ async function languageWalk(browser, lang) {
   check((await page.inputValue('#lang-select')) === lang, 'the switcher does not show the language');
   check((await page.getAttribute('label[for="lang-select"]', 'for')) === 'lang-select' && (await text(page, 'label[for="lang-select"]')) === T['common.language'], 'the switcher has no label');
   await state(page, 'center-signed-out');
+  if (lang === 'en') {
+    // the leak check has teeth: on the English page it finds the English
+    const texts = await visibleTexts(page);
+    const found = englishPieces.filter((x) => texts.some((t) => t.includes(x))).length;
+    check(found >= 10, `the leak check finds only ${found} English strings on the English page`);
+  }
+
+  where = 'forgot password';
+  await page.click('#forgot-open');
+  await page.fill('#fg-email', `nobody.${lang}@example.org`);
+  await page.press('#fg-email', 'Enter');
+  const fsent = page.locator('#forgot-form .form-status.ok');
+  await fsent.waitFor();
+  check((await fsent.textContent()) === T['center.forgot.sent'], `the forgot answer reads "${await fsent.textContent()}"`);
+  await state(page, 'center-forgot');
 
   where = 'an API error in the page\'s language';
   await page.fill('#su-username', 'ab');
@@ -972,6 +987,28 @@ async function languageWalk(browser, lang) {
   await page.selectOption('#lang-select', lang);
   await page.waitForFunction((l) => document.documentElement.lang === l, lang);
 
+  where = 'verify the receipt';
+  await page.locator('#purpose-surveys-switch').waitFor();
+  await page.focus('#purpose-surveys-switch');
+  await page.keyboard.press('Space');
+  await page.locator('#receipt-summary').filter({ hasText: T['center.purpose.surveys'] }).waitFor();
+  await page.click('#receipt-verify');
+  await page.locator('#receipt-check.good').waitFor();
+  const valid = await text(page, '#receipt-check');
+  check(valid.startsWith(T['center.receipt.validWithdraw'].split('{kid}')[0]), `the receipt check reads "${valid}"`);
+  await state(page, 'center-receipt');
+
+  where = 'delete the account';
+  await page.fill('#del-password', 'not my password at all');
+  await page.click('#delete-form button[type=submit]');
+  const derr = page.locator('#delete-form .field-error');
+  await derr.waitFor();
+  check((await derr.textContent()) === T['error.BAD_USER_INPUT.password'], `the wrong password reads "${await derr.textContent()}"`);
+  await page.fill('#del-password', 'correct horse battery');
+  await page.press('#del-password', 'Enter');
+  await page.locator('#deleted').waitFor();
+  await state(page, 'center-deleted');
+
   where = 'partner console in the language';
   const pp = await ctx.newPage();
   watch(pp);
@@ -980,6 +1017,12 @@ async function languageWalk(browser, lang) {
   // the choice made on the Privacy Center holds here too
   await pp.waitForFunction((l) => document.documentElement.lang === l, lang);
   check((await text(pp, '#signin-title')) === T['partners.intro.title'], 'the partner console is not in the language');
+  await pp.fill('#api-key', 'cgp_not_a_key');
+  await pp.press('#api-key', 'Enter');
+  const kerr = pp.locator('#key-form .field-error');
+  await kerr.waitFor();
+  check((await kerr.textContent()) === T['partners.signin.badKey'], `the key error reads "${await kerr.textContent()}"`);
+  await state(pp, 'partners-signin-error');
   await pp.fill('#api-key', partnerKey);
   await pp.press('#api-key', 'Enter');
   await pp.locator('#console').waitFor();
@@ -997,6 +1040,10 @@ async function languageWalk(browser, lang) {
   const count = await text(pp, '.result-table tbody td.num');
   check(/^\d{1,3}(,\d{3})*$/.test(count), `a count reads "${count}"`);
   await state(pp, 'partners-result');
+  await pp.fill('#epsilon', '1000');
+  await pp.locator('#cost.error').waitFor();
+  check(await pp.isDisabled('#ask-form button[type=submit]'), 'a query above the budget can be run');
+  await state(pp, 'partners-over-budget');
   await ctx.close();
   return shots;
 }
