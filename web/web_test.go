@@ -161,3 +161,36 @@ func TestCataloguesHaveTheSameKeys(t *testing.T) {
 		}
 	}
 }
+
+// A Japanese page text that is the English one was not translated: every
+// page key (common., center., partners., error.) with words in English
+// must read differently in ja.json.
+func TestPageTextsAreTranslated(t *testing.T) {
+	read := func(name string) map[string]string {
+		b, err := fs.ReadFile(Locales(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]string{}
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	en, ja := read("en.json"), read("ja.json")
+	words := regexp.MustCompile(`[A-Za-z]{3,}`)
+	placeholders := regexp.MustCompile(`\{[a-zA-Z]+\}`)
+	n := 0
+	for k, v := range en {
+		if !strings.HasPrefix(k, "common.") && !strings.HasPrefix(k, "center.") && !strings.HasPrefix(k, "partners.") && !strings.HasPrefix(k, "error.") {
+			continue
+		}
+		n++
+		if words.MatchString(placeholders.ReplaceAllString(v, "")) && ja[k] == v {
+			t.Errorf("ja.json %q is the English text %q", k, v)
+		}
+	}
+	if n < 200 {
+		t.Fatalf("only %d page keys in en.json", n)
+	}
+}
