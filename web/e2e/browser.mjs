@@ -960,6 +960,7 @@ async function languageWalk(browser, lang) {
   const cell = await text(page, '.history-table tbody tr td');
   check(cell === wantDate, `the history date reads "${cell}", want "${wantDate}" (${lang})`);
   if (lang === 'ja') check(/^\d{4}\/\d{1,2}\/\d{1,2} \d{1,2}:\d{2}$/.test(cell), `a Japanese date reads "${cell}"`);
+  await labelled(page);
   await state(page, 'center-signed-in');
 
   where = 'the export file and its message';
@@ -1039,6 +1040,8 @@ async function languageWalk(browser, lang) {
   check(monthRe.test(month), `a sign-up month reads "${month}"`);
   const count = await text(pp, '.result-table tbody td.num');
   check(/^\d{1,3}(,\d{3})*$/.test(count), `a count reads "${count}"`);
+  await labelled(pp);
+  await labelsInside(pp);
   await state(pp, 'partners-result');
   await pp.fill('#epsilon', '1000');
   await pp.locator('#cost.error').waitFor();
