@@ -33,6 +33,10 @@ func TestPagesAndAssetsAreServed(t *testing.T) {
 		"/assets/app.css":     "text/css",
 		"/locales/en.json":    "application/json",
 		"/locales/ja.json":    "application/json",
+		"/locales/index.json": "application/json",
+		"/assets/i18n.js":     "javascript",
+		"/assets/names.js":    "javascript",
+		"/assets/codes.js":    "javascript",
 	} {
 		res := serve(t, path)
 		body, _ := io.ReadAll(res.Body)

@@ -863,8 +863,11 @@ async function capture(p, base, lang, check, shots) {
     shots.push(file);
     for (const v of await axeViolations(p)) axeFound.push(`${file}: ${v}`);
     axeStates++;
+    const texts = await visibleTexts(p);
+    // a key shown as itself has no text in the catalogue
+    const keys = texts.filter((x) => /^(common|center|partners|error)\.[\w.]+$/.test(x));
+    check(keys.length === 0, `catalogue keys shown as text on ${base}: ${keys.join(', ')}`);
     if (lang === 'ja') {
-      const texts = await visibleTexts(p);
       const leaks = englishPieces.filter((x) => texts.some((t) => t.includes(x)));
       check(leaks.length === 0, `English on the Japanese page ${base}: ${leaks.slice(0, 6).map((x) => `"${x}"`).join(', ')}`);
     }
@@ -1014,6 +1017,8 @@ async function languageWalk(browser, lang) {
   const pp = await ctx.newPage();
   watch(pp);
   pp.setDefaultTimeout(STEP_TIMEOUT);
+  const sentP = [];
+  pp.on('request', (r) => { if (r.url().endsWith('/graphql')) sentP.push(r.headers()['accept-language'] || ''); });
   await pp.goto(`${base}/partners`);
   // the choice made on the Privacy Center holds here too
   await pp.waitForFunction((l) => document.documentElement.lang === l, lang);
@@ -1042,6 +1047,18 @@ async function languageWalk(browser, lang) {
   check(/^\d{1,3}(,\d{3})*$/.test(count), `a count reads "${count}"`);
   await labelled(pp);
   await labelsInside(pp);
+  check(sentP.length >= 3 && sentP.every((x) => x === lang), `Accept-Language of the console's requests: ${[...new Set(sentP)].join(', ')}`);
+
+  where = 'the console redraws its answer in the other language';
+  await pp.selectOption('#lang-select', other);
+  await pp.waitForFunction((l) => document.documentElement.lang === l, other);
+  const head = await text(pp, '.result-table thead');
+  check(head.includes(O['partners.dim.SIGNUP_MONTH']) && head.includes(O['partners.table.count']), `after the switch the table head reads "${head}"`);
+  const resetOther = new Intl.DateTimeFormat(other, { dateStyle: 'medium', timeStyle: 'short', timeZone: tz }).format(new Date(me.budgetResetsAt));
+  check((await text(pp, '#budget-reset')) === resetOther, `after the switch the budget resets "${await text(pp, '#budget-reset')}", want "${resetOther}"`);
+  check((await text(pp, '#cost')).includes(resetOther), 'the cost line keeps the old language');
+  await pp.selectOption('#lang-select', lang);
+  await pp.waitForFunction((l) => document.documentElement.lang === l, lang);
   await state(pp, 'partners-result');
   await pp.fill('#epsilon', '1000');
   await pp.locator('#cost.error').waitFor();
