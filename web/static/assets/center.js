@@ -1,7 +1,7 @@
 // The Privacy Center: sign up and in, my data, consents with signed
 // receipts, activity, export and erasure. Talks to /graphql with the
 // HttpOnly session cookie.
-import { gql as request, isSchemaMismatch, submitting, setStatus, showError, plain, h, when, localError as fieldError } from './gql.js';
+import { gql as request, isSchemaMismatch, submitting, setStatus, showError, clearErrors, plain, h, when, localError as fieldError } from './gql.js';
 import { init as initI18n, switcher, t, plural, day, number } from './i18n.js';
 import { fillNames, countryField, languageField, showCountry, showLanguage } from './names.js';
 
@@ -785,7 +785,9 @@ function relabel() {
     if (country !== null) showCountry(profile.country, country || '');
     if (language !== null) showLanguage(profile.language, language || '');
   }
-  for (const el of document.querySelectorAll('.form-status, #export-status, #log-proofs-status, #receipt-check')) el.textContent = '';
+  // messages already shown stay in the language they were written in: clear them
+  for (const form of document.querySelectorAll('form')) clearErrors(form);
+  for (const el of document.querySelectorAll('#export-status, #log-proofs-status, #receipt-check, .field-error-slot')) el.textContent = '';
   banner('');
   if (!$('#receipt').hidden) $('#receipt').hidden = true;
 }

@@ -11,6 +11,7 @@ const STORE = 'consentgraph.lang';
 const FALLBACK = 'en';
 
 let current = FALLBACK;
+let englishLoading = null;
 let messages = {};
 let english = {};
 let languages = [{ tag: FALLBACK, name: 'English' }];
@@ -53,6 +54,8 @@ function remembered() {
 
 /** Picks the language, loads its catalogue and translates the document. */
 export async function init() {
+  // English is the fallback of every key: fetched beside the index, not after it
+  englishLoading = catalogue(FALLBACK).catch(() => ({}));
   try {
     const res = await fetch('/locales/index.json', { credentials: 'same-origin' });
     if (res.ok) languages = await res.json();
@@ -74,7 +77,7 @@ export async function setLang(tag, remember = true) {
 
 async function use(tag) {
   try {
-    if (!Object.keys(english).length) english = await catalogue(FALLBACK);
+    if (!Object.keys(english).length) english = await (englishLoading || catalogue(FALLBACK));
     messages = tag === FALLBACK ? english : await catalogue(tag);
     current = tag;
   } catch {

@@ -314,7 +314,8 @@ function relabel() {
     state.page = page;
     renderTable();
   }
-  for (const el of document.querySelectorAll('.form-status, .field-error')) el.textContent = '';
+  // messages already shown stay in the language they were written in: clear them
+  for (const form of document.querySelectorAll('form')) clearErrors(form);
 }
 
 // Handlers are bound above, before this wait, so no form can be sent
