@@ -906,6 +906,20 @@ async function languageWalk(browser, lang) {
     check(found >= 10, `the leak check finds only ${found} English strings on the English page`);
   }
 
+  where = 'a typed country follows a language switch';
+  const other = lang === 'ja' ? 'en' : 'ja';
+  const O = CATALOGUE[other];
+  const germany = { en: 'Germany', ja: 'ドイツ' };
+  await page.fill('#su-country', germany[lang]);
+  await page.selectOption('#lang-select', other);
+  await page.waitForFunction((l) => document.documentElement.lang === l, other);
+  check((await page.inputValue('#su-country')) === germany[other], `after the switch the typed country reads "${await page.inputValue('#su-country')}"`);
+  check((await text(page, '#welcome-title')) === O['center.welcome.title'], 'the switch did not translate the page');
+  await page.selectOption('#lang-select', lang);
+  await page.waitForFunction((l) => document.documentElement.lang === l, lang);
+  check((await page.inputValue('#su-country')) === germany[lang], 'switching back lost the typed country');
+  await page.fill('#su-country', '');
+
   where = 'forgot password';
   await page.click('#forgot-open');
   await page.fill('#fg-email', `nobody.${lang}@example.org`);
@@ -974,13 +988,11 @@ async function languageWalk(browser, lang) {
   check(sent.length >= 4 && sent.every((h) => h === lang), `Accept-Language of the page's requests: ${[...new Set(sent)].join(', ')}`);
 
   where = 'the switcher changes the language and is remembered';
-  const other = lang === 'ja' ? 'en' : 'ja';
   await page.selectOption('#lang-select', other);
   await page.waitForFunction((l) => document.documentElement.lang === l, other);
-  const O = CATALOGUE[other];
   check((await text(page, '#signed-in-title')) === O['center.signedIn.welcome'].replace('{name}', user), 'the switcher did not translate the welcome');
   check((await text(page, '#data-title')) === O['center.data.title'], 'the switcher did not translate the headings');
-  check(await page.inputValue('#pf-country') === { en: 'Germany', ja: 'ドイツ' }[other], `after the switch the country reads "${await page.inputValue('#pf-country')}"`);
+  check(await page.inputValue('#pf-country') === germany[other], `after the switch the country reads "${await page.inputValue('#pf-country')}"`);
   sent.length = 0;
   await page.reload();
   await page.locator('#signed-in').waitFor();

@@ -339,7 +339,7 @@ async function downloadLogProofs() {
     setTimeout(() => URL.revokeObjectURL(url), 10000);
     const waiting = events.length - proven.length;
     status.textContent = plural('center.proofs.saved', proven.length) +
-      (waiting ? plural('center.proofs.waiting', waiting) : '');
+      (waiting ? plural('center.proofs.waiting', waiting) : t('center.proofs.end'));
   } catch (err) {
     status.textContent = plain(err);
   }
@@ -774,16 +774,18 @@ async function downloadExport(e) {
 
 // After a language change, everything scripts wrote is written again.
 function relabel() {
+  // what the reader typed (saved or not) is kept by its code, read before
+  // the lists change language, and shown again in the new one
+  const fields = [...document.querySelectorAll('input[list="country-names"], input[list="language-names"]')].map((input) => {
+    const isCountry = input.getAttribute('list') === 'country-names';
+    return { input, isCountry, code: isCountry ? countryField(input) : languageField(input) };
+  });
   fillNames();
   renderPolicyLink();
-  if (me) {
-    const profile = $('#profile-form');
-    // keep what the reader typed but has not saved yet, by its code
-    const country = countryField(profile.country);
-    const language = languageField(profile.language);
-    render(me);
-    if (country !== null) showCountry(profile.country, country || '');
-    if (language !== null) showLanguage(profile.language, language || '');
+  if (me) render(me);
+  for (const { input, isCountry, code } of fields) {
+    if (code === null) continue; // not a name on the list: left as typed
+    (isCountry ? showCountry : showLanguage)(input, code);
   }
   // messages already shown stay in the language they were written in: clear them
   for (const form of document.querySelectorAll('form')) clearErrors(form);
