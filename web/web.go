@@ -7,9 +7,12 @@ package web
 
 import (
 	"embed"
+	"encoding/json"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"path"
+	"sort"
 	"strings"
 
 	"github.com/consentgraph/consentgraph/internal/httpsec"
@@ -63,7 +66,63 @@ func Routes(mux *http.ServeMux) {
 		assets.ServeHTTP(w, r)
 	})
 	mux.Handle("GET /assets/", serveAsset)
+	mux.Handle("GET /locales/index.json", http.HandlerFunc(serveLocaleIndex))
 	mux.Handle("GET /locales/", serveAsset)
+}
+
+// Language is one entry of /locales/index.json: a catalogue's tag and its
+// name in its own language (for the switcher).
+type Language struct {
+	Tag  string `json:"tag"`
+	Name string `json:"name"`
+}
+
+// Languages lists the catalogues under static/locales, sorted by tag. It is
+// read from the files themselves, so adding a language is adding its file.
+func Languages() ([]Language, error) {
+	entries, err := fs.ReadDir(Locales(), ".")
+	if err != nil {
+		return nil, fmt.Errorf("read locales: %w", err)
+	}
+	var out []Language
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || !strings.HasSuffix(name, ".json") || name == "index.json" {
+			continue
+		}
+		b, err := fs.ReadFile(Locales(), name)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", name, err)
+		}
+		var meta struct {
+			Tag  string `json:"_meta.tag"`
+			Name string `json:"_meta.name"`
+		}
+		if err := json.Unmarshal(b, &meta); err != nil {
+			return nil, fmt.Errorf("locale %s: %w", name, err)
+		}
+		if meta.Tag != strings.TrimSuffix(name, ".json") || meta.Name == "" {
+			return nil, fmt.Errorf("locale %s: _meta.tag %q and _meta.name %q must name the file's language", name, meta.Tag, meta.Name)
+		}
+		out = append(out, Language{Tag: meta.Tag, Name: meta.Name})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Tag < out[j].Tag })
+	return out, nil
+}
+
+// serveLocaleIndex is GET /locales/index.json: the languages the pages can
+// offer, computed from the embedded catalogues.
+func serveLocaleIndex(w http.ResponseWriter, _ *http.Request) {
+	langs, err := Languages()
+	if err != nil {
+		http.Error(w, "locales unreadable", http.StatusInternalServerError)
+		return
+	}
+	httpsec.SetPageHeaders(w)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	_ = json.NewEncoder(w).Encode(langs)
 }
 
 func page(root fs.FS, name string) http.Handler {

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -59,9 +60,33 @@ func (a *App) serveExport(w http.ResponseWriter, r *http.Request) {
 		writeGraphQLError(w, http.StatusInternalServerError, "INTERNAL", "export failed; quote request id "+RequestID(r.Context()))
 		return
 	}
-	w.Header().Set("Content-Disposition", `attachment; filename="consentgraph-export.json"`)
+	name := "consentgraph-export-" + time.Now().UTC().Format("2006-01-02") + ".json"
+	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
 	w.Header().Set("Cache-Control", "no-store")
-	body, _ := json.MarshalIndent(map[string]string{"document": string(e.Document), "signature": e.Signature}, "", "  ")
 	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(body)
+	_, _ = w.Write(exportFile(e))
+}
+
+// exportHowToVerify is written into every export file, so whoever holds one
+// can check it without this README.
+const exportHowToVerify = "signature is a detached JWS (RFC 7515 appendix F, EdDSA) over the bytes of document " +
+	"exactly as they stand in this file: from the { after \"document\": up to and including the } before the " +
+	"file's last line. The public keys are at /.well-known/jwks.json."
+
+// exportFile lays out the download: one JSON object whose document member
+// is the signed document itself (an object, not a string), written byte
+// for byte as signed and placed last, so a verifier can cut it out of the
+// file without re-encoding anything.
+func exportFile(e *export.Export) []byte {
+	sig, _ := json.Marshal(e.Signature)
+	how, _ := json.Marshal(exportHowToVerify)
+	var b bytes.Buffer
+	b.WriteString("{\n  \"signature\": ")
+	b.Write(sig)
+	b.WriteString(",\n  \"verify\": ")
+	b.Write(how)
+	b.WriteString(",\n  \"document\": ")
+	b.Write(e.Document)
+	b.WriteString("\n}\n")
+	return b.Bytes()
 }

@@ -1,12 +1,14 @@
 package app_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-jose/go-jose/v4"
 
@@ -80,12 +82,31 @@ func TestExportIsCompleteAndSigned(t *testing.T) {
 	}
 	body, _ := io.ReadAll(res.Body)
 	res.Body.Close()
-	if res.StatusCode != 200 || !strings.Contains(res.Header.Get("Content-Disposition"), "attachment") {
+	wantName := `attachment; filename="consentgraph-export-` + time.Now().UTC().Format("2006-01-02") + `.json"`
+	if res.StatusCode != 200 || res.Header.Get("Content-Disposition") != wantName {
 		t.Fatalf("GET /export = %d %v", res.StatusCode, res.Header)
 	}
-	var file struct{ Document, Signature string }
-	if err := json.Unmarshal(body, &file); err != nil || verifyDetached(t, s, file.Signature, []byte(file.Document)) != nil {
-		t.Fatalf("downloaded export does not verify: %v", err)
+	// The file is one JSON object whose document is an object, not a
+	// string holding escaped JSON.
+	var file struct {
+		Signature string
+		Document  map[string]any
+	}
+	if err := json.Unmarshal(body, &file); err != nil {
+		t.Fatalf("the export file is not one JSON object: %v\n%s", err, body)
+	}
+	if acct, _ := file.Document["account"].(map[string]any); acct["username"] != "exporter" {
+		t.Fatalf("the file's document is not the export object: %v", file.Document)
+	}
+	// An outside verifier cuts the document out of the file as the README
+	// says, byte for byte, and checks it against the JWKS alone.
+	signed := signedDocument(t, body)
+	if err := verifyDetached(t, s, file.Signature, signed); err != nil {
+		t.Fatalf("the downloaded export does not verify: %v", err)
+	}
+	forged := bytes.Replace(body, []byte(`"PT"`), []byte(`"ES"`), 1)
+	if err := verifyDetached(t, s, file.Signature, signedDocument(t, forged)); err == nil {
+		t.Fatal("an altered export file still verifies")
 	}
 	anon, err := http.Get(s.URL + "/export")
 	if err != nil {
@@ -95,4 +116,17 @@ func TestExportIsCompleteAndSigned(t *testing.T) {
 	if anon.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("anonymous GET /export = %d", anon.StatusCode)
 	}
+}
+
+// signedDocument cuts the signed bytes out of an export file by the rule in
+// the README (and in the file's "verify" member): from the { after
+// "document": to the } before the file's last line.
+func signedDocument(t *testing.T, file []byte) []byte {
+	t.Helper()
+	start := bytes.Index(file, []byte(`"document": `))
+	end := bytes.LastIndex(bytes.TrimRight(file, "\n"), []byte("\n}"))
+	if start < 0 || end < start {
+		t.Fatalf("no document member in the export file:\n%s", file)
+	}
+	return file[start+len(`"document": `) : end]
 }

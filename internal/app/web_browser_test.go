@@ -179,7 +179,7 @@ func TestBrowserPrivacyCenterAndPartnerConsole(t *testing.T) {
 		}
 		t.Fatalf("browser test failed: %v", err)
 	}
-	for _, want := range []string{"privacy center: ok", "password pages: ok", "partner console: ok"} {
+	for _, want := range []string{"privacy center: ok", "password pages: ok", "partner console: ok", "languages: ok"} {
 		if !strings.Contains(string(output), want) {
 			t.Errorf("browser test output lacks %q", want)
 		}
@@ -189,6 +189,18 @@ func TestBrowserPrivacyCenterAndPartnerConsole(t *testing.T) {
 		"partners-paged", "partners-3d", "partners-over-budget", "partners-over-budget-phone"} {
 		if fi, err := os.Stat(filepath.Join(out, name+".png")); err != nil || fi.Size() == 0 {
 			t.Errorf("screenshot %s.png missing: %v", name, err)
+		}
+	}
+	// Each language at each size, for every state of the language walk.
+	for _, state := range []string{"center-signed-out", "center-forgot", "center-signed-in", "center-exported",
+		"center-receipt", "center-deleted", "partners-signin-error", "partners-result", "partners-over-budget"} {
+		for _, lang := range []string{"en", "ja"} {
+			for _, size := range []string{"1280x800", "390x844"} {
+				name := "lang-" + state + "-" + lang + "-" + size + ".png"
+				if fi, err := os.Stat(filepath.Join(out, name)); err != nil || fi.Size() == 0 {
+					t.Errorf("screenshot %s missing: %v", name, err)
+				}
+			}
 		}
 	}
 	// The page showed the delivery; the receiver has it, with only the

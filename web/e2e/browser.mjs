@@ -11,7 +11,11 @@ import { chromium } from 'playwright-core';
 import { mkdtempSync, rmSync, mkdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { axeBothSizes } from './axe.mjs';
+import { axeBothSizes, axeViolations } from './axe.mjs';
+
+// The catalogues, read as the pages read them, for the language checks.
+const CATALOGUE = Object.fromEntries(['en', 'ja'].map((l) => [l,
+  JSON.parse(readFileSync(new URL(`../static/locales/${l}.json`, import.meta.url), 'utf8'))]));
 
 const base = process.env.BASE_URL;
 const partnerKey = process.env.PARTNER_KEY;
@@ -172,7 +176,9 @@ async function privacyCenter(context) {
   const username = `ada_${Date.now().toString(36)}`;
   await page.fill('#su-username', username);
   await page.fill('#su-birthYear', '1990');
-  await page.fill('#su-country', 'de');
+  // a name, not a code: "Germany" must save DE (the webhook test below
+  // checks DE reached the processor)
+  await page.fill('#su-country', 'Germany');
   // sent from below, where the end of the sign-up form is on a phone
   const sentFrom = await page.evaluate(() => { window.scrollTo(0, document.body.scrollHeight); document.querySelector('#signup-form').requestSubmit(); return window.scrollY; });
   expect(sentFrom > 100, `the page could not be scrolled (${sentFrom}): the next check proves nothing`);
@@ -180,7 +186,7 @@ async function privacyCenter(context) {
   await atTop(page);
   expect((await text(page, '#session-name')) === username, 'signed-in name is wrong');
   expect((await text(page, '#email-state')) === 'none', 'email state should be "none"');
-  expect((await page.inputValue('#pf-country')) === 'DE', 'country not saved');
+  expect((await page.inputValue('#pf-country')) === 'Germany', `country shows as "${await page.inputValue('#pf-country')}"`);
   expect(!(await page.isChecked('#purpose-surveys-switch')), 'surveys is opt-in and must start off');
   expect(await page.isDisabled('#purpose-essential-switch'), 'a notice-only purpose cannot be switched off');
   await labelled(page);
@@ -193,19 +199,28 @@ async function privacyCenter(context) {
   await focusRing(page, 'a secondary button');
   await page.focus('.brand');
   await page.keyboard.press('Tab');
-  expect(await page.evaluate(() => document.activeElement.id) === 'logout', 'Tab from the brand does not reach Sign out');
+  expect(await page.evaluate(() => document.activeElement.id) === 'lang-select', 'Tab from the brand does not reach the language switcher');
+  await focusRing(page, 'the language switcher');
+  await page.keyboard.press('Tab');
+  expect(await page.evaluate(() => document.activeElement.id) === 'logout', 'Tab from the switcher does not reach Sign out');
   await focusRing(page, 'the top bar\'s button');
   await page.evaluate(() => document.activeElement.blur());
   await shot(page, 'center-signed-in');
 
   step = 'profile error next to the field';
-  await page.fill('#pf-country', 'ZZ');
+  // a name that is no country is refused in the page and nothing is saved
+  const saves = [];
+  const onRequest = (r) => { if ((r.postData() || '').includes('updateProfile')) saves.push(r); };
+  page.on('request', onRequest);
+  await page.fill('#pf-country', 'Germny');
   await page.click('#profile-form button[type=submit]');
   const perr = page.locator('#profile-form .field-error');
   await perr.waitFor();
-  expect(/ISO 3166/.test(await perr.textContent()), `country error reads "${await perr.textContent()}"`);
+  expect(/“Germny” is not a country on the list/.test(await perr.textContent()), `country error reads "${await perr.textContent()}"`);
   expect(await page.getAttribute('#pf-country', 'aria-invalid') === 'true', 'country not marked aria-invalid');
-  await page.fill('#pf-country', 'DE');
+  page.off('request', onRequest);
+  expect(saves.length === 0, 'an unknown country name was sent to the server');
+  await page.fill('#pf-country', 'Germany');
   await page.click('#profile-form button[type=submit]');
   await page.locator('#profile-form .form-status.ok', { hasText: 'Profile saved.' }).waitFor();
   // an old "saved" must not stand next to a later change
@@ -327,9 +342,7 @@ async function privacyCenter(context) {
 
   step = 'download the export';
   const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#export-link')]);
-  expect(dl.suggestedFilename() === 'consentgraph-export.json', `export file is named ${dl.suggestedFilename()}`);
-  const exp = JSON.parse(readFileSync(await dl.path(), 'utf8'));
-  expect(typeof exp.signature === 'string' && exp.document.includes(username), 'export lacks the signature or the account');
+  await exportFile(page, username, 'en');
 
   step = 'download the consent log proofs';
   let bundle;
@@ -429,6 +442,25 @@ async function privacyCenter(context) {
   await page.locator('#signed-out').waitFor();
   await page.close();
   return username;
+}
+
+// The export downloads as a dated JSON file whose document is an object
+// (not a string of escaped JSON), and the page says what was saved.
+async function exportFile(page, username, lang, check = expect) {
+  const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#export-link')]);
+  const name = dl.suggestedFilename();
+  check(/^consentgraph-export-\d{4}-\d{2}-\d{2}\.json$/.test(name), `export file is named ${name}`);
+  const exp = JSON.parse(readFileSync(await dl.path(), 'utf8'));
+  check(typeof exp.signature === 'string' && exp.signature.split('.').length === 3, 'the export file lacks the signature');
+  check(exp.document && typeof exp.document === 'object' && exp.document.account.username === username,
+    `the export's document is ${typeof exp.document}, not the account's object`);
+  const status = page.locator('#export-status');
+  await status.filter({ hasText: name }).waitFor();
+  const said = await status.textContent();
+  const esc = (x) => x.replace(/[.*+?^$()|[\]\\]/g, '\\$&');
+  const want = new RegExp(`^${esc(CATALOGUE[lang]['center.export.saved']).replace('{file}', esc(name)).replace('{size}', '[\\d,]+')}$`);
+  check(want.test(said), `the export message reads "${said}", want ${want}`);
+  return name;
 }
 
 // A GraphQL call made by the test itself, as another person or device
@@ -779,6 +811,275 @@ async function partnerDates() {
   }
 }
 
+// ---------- languages ----------
+
+const SIZES_BOTH = [{ width: 1280, height: 800 }, { width: 390, height: 844 }];
+
+// The page keys' English texts long enough to be recognised: a Japanese
+// page that shows one of them (whole, or a fixed part of a template
+// around its {placeholders}) leaks an untranslated string.
+const englishPieces = (() => {
+  const pieces = new Set();
+  for (const [key, value] of Object.entries(CATALOGUE.en)) {
+    if (!/^(common|center|partners|error)\./.test(key) || value === CATALOGUE.ja[key]) continue;
+    for (const part of value.split(/\{\w+\}/)) {
+      const p = part.trim();
+      if (p.length >= 12 || (p.length >= 4 && /^[A-Z][a-z]+( [a-z]+)*$/.test(p))) pieces.add(p);
+    }
+  }
+  return [...pieces];
+})();
+
+// The text a person sees or hears on the page: visible text nodes (not the
+// server's purpose descriptions, which another change translates, nor
+// code samples) and the accessible names in attributes.
+async function visibleTexts(page) {
+  return page.evaluate(() => {
+    const out = [];
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+      const el = n.parentElement;
+      if (!n.textContent.trim() || el.closest('.purpose-description, code, pre, script, datalist, option:not(:checked)')) continue;
+      if (!el.checkVisibility({ visibilityProperty: true }) && !el.closest('.sr-only, caption, title')) continue;
+      out.push(n.textContent.trim());
+    }
+    for (const el of document.querySelectorAll('[aria-label], [placeholder], [title]')) {
+      for (const a of ['aria-label', 'placeholder', 'title']) if (el.getAttribute(a)) out.push(el.getAttribute(a));
+    }
+    out.push(document.title);
+    return out;
+  });
+}
+
+// A page state at both sizes: a screenshot each (named with the language
+// and size), axe-core each, the width fits a phone, and on the Japanese
+// pages no English string of the catalogue shows.
+async function capture(p, base, lang, check, shots) {
+  for (const size of SIZES_BOTH) {
+    await p.setViewportSize(size);
+    if (size.width < 500) await fitsWidth(p);
+    const file = `${base}-${size.width}x${size.height}`;
+    await p.screenshot({ path: join(outDir, `${file}.png`), fullPage: true });
+    shots.push(file);
+    for (const v of await axeViolations(p)) axeFound.push(`${file}: ${v}`);
+    axeStates++;
+    const texts = await visibleTexts(p);
+    // a key shown as itself has no text in the catalogue
+    const keys = texts.filter((x) => /^(common|center|partners|error)\.[\w.]+$/.test(x));
+    check(keys.length === 0, `catalogue keys shown as text on ${base}: ${keys.join(', ')}`);
+    if (lang === 'ja') {
+      const leaks = englishPieces.filter((x) => texts.some((t) => t.includes(x)));
+      check(leaks.length === 0, `English on the Japanese page ${base}: ${leaks.slice(0, 6).map((x) => `"${x}"`).join(', ')}`);
+    }
+  }
+  await p.setViewportSize(SIZES_BOTH[0]);
+}
+
+// One language, both pages, both sizes, in a browser context whose
+// locale (navigator.languages and Accept-Language) is the language's.
+async function languageWalk(browser, lang) {
+  const T = CATALOGUE[lang];
+  let where = 'start';
+  const check = (cond, msg) => { if (!cond) throw new Error(`${lang}: ${where}: ${msg}`); };
+  const ctx = await browser.newContext({ locale: lang === 'ja' ? 'ja-JP' : 'en-US', acceptDownloads: true, viewport: SIZES_BOTH[0] });
+  const page = await ctx.newPage();
+  watch(page);
+  page.setDefaultTimeout(STEP_TIMEOUT);
+  const sent = [];
+  // the page's own requests (the test's reads carry X-Test)
+  page.on('request', (r) => { if (r.url().endsWith('/graphql') && !r.headers()['x-test']) sent.push(r.headers()['accept-language'] || ''); });
+  const shots = [];
+  const state = (p, name) => capture(p, `lang-${name}-${lang}`, lang, check, shots);
+
+  where = 'the page comes in the browser\'s language untouched';
+  await page.goto(`${base}/`);
+  await page.locator('#signed-out').waitFor();
+  await page.waitForFunction((l) => document.documentElement.lang === l, lang);
+  check((await text(page, '#welcome-title')) === T['center.welcome.title'], `the heading reads "${await text(page, '#welcome-title')}"`);
+  check((await page.inputValue('#lang-select')) === lang, 'the switcher does not show the language');
+  check((await page.getAttribute('label[for="lang-select"]', 'for')) === 'lang-select' && (await text(page, 'label[for="lang-select"]')) === T['common.language'], 'the switcher has no label');
+  await state(page, 'center-signed-out');
+  if (lang === 'en') {
+    // the leak check has teeth: on the English page it finds the English
+    const texts = await visibleTexts(page);
+    const found = englishPieces.filter((x) => texts.some((t) => t.includes(x))).length;
+    check(found >= 10, `the leak check finds only ${found} English strings on the English page`);
+  }
+
+  where = 'a typed country follows a language switch';
+  const other = lang === 'ja' ? 'en' : 'ja';
+  const O = CATALOGUE[other];
+  const germany = { en: 'Germany', ja: 'ドイツ' };
+  await page.fill('#su-country', germany[lang]);
+  await page.selectOption('#lang-select', other);
+  await page.waitForFunction((l) => document.documentElement.lang === l, other);
+  check((await page.inputValue('#su-country')) === germany[other], `after the switch the typed country reads "${await page.inputValue('#su-country')}"`);
+  check((await text(page, '#welcome-title')) === O['center.welcome.title'], 'the switch did not translate the page');
+  await page.selectOption('#lang-select', lang);
+  await page.waitForFunction((l) => document.documentElement.lang === l, lang);
+  check((await page.inputValue('#su-country')) === germany[lang], 'switching back lost the typed country');
+  await page.fill('#su-country', '');
+
+  where = 'forgot password';
+  await page.click('#forgot-open');
+  await page.fill('#fg-email', `nobody.${lang}@example.org`);
+  await page.press('#fg-email', 'Enter');
+  const fsent = page.locator('#forgot-form .form-status.ok');
+  await fsent.waitFor();
+  check((await fsent.textContent()) === T['center.forgot.sent'], `the forgot answer reads "${await fsent.textContent()}"`);
+  await state(page, 'center-forgot');
+
+  where = 'an API error in the page\'s language';
+  await page.fill('#su-username', 'ab');
+  await page.fill('#su-password', 'correct horse battery');
+  await page.press('#su-password', 'Enter');
+  const uerr = page.locator('#signup-form .field-error');
+  await uerr.waitFor();
+  check((await uerr.textContent()) === T['error.BAD_USER_INPUT.username'], `the username error reads "${await uerr.textContent()}"`);
+
+  where = 'sign up with a country and a language typed as names';
+  const user = `lang_${lang}_${Date.now().toString(36)}`;
+  const names = { en: ['Germany', 'English'], ja: ['ドイツ', '英語'] }[lang];
+  await page.fill('#su-username', user);
+  await page.fill('#su-country', names[0]);
+  await page.fill('#su-language', names[1]);
+  check(await page.getAttribute('#su-country', 'list') === 'country-names' &&
+    await page.locator(`#country-names option[value="${names[0]}"]`).count() === 1, `"${names[0]}" is not offered in the country list`);
+  await page.evaluate(() => document.querySelector('#signup-form').requestSubmit());
+  await page.locator('#signed-in').waitFor();
+  const profile = async () => (await page.evaluate(async () => (await (await fetch('/graphql', { method: 'POST',
+    headers: { 'Content-Type': 'application/json', 'X-Test': '1' }, body: JSON.stringify({ query: '{ me { profile { country language } } }' }) })).json()).data.me.profile));
+  let saved = await profile();
+  check(saved.country === 'DE' && saved.language === 'en', `saved ${JSON.stringify(saved)}, want DE and en`);
+  check((await page.inputValue('#pf-country')) === names[0] && (await page.inputValue('#pf-language')) === names[1],
+    `the profile shows "${await page.inputValue('#pf-country')}" and "${await page.inputValue('#pf-language')}"`);
+  check((await text(page, '#signed-in-title')) === T['center.signedIn.welcome'].replace('{name}', user), 'the welcome is not translated');
+
+  where = 'an unknown country name is refused and nothing is saved';
+  await page.fill('#pf-country', 'Atlantis');
+  await page.click('#profile-form button[type=submit]');
+  const cerr = page.locator('#pf-country').locator('xpath=ancestor::div[contains(@class,"field")]').locator('.field-error');
+  await cerr.waitFor();
+  check((await cerr.textContent()) === T['center.profile.unknownCountry'].replace('{name}', 'Atlantis'), `the country error reads "${await cerr.textContent()}"`);
+  check(await page.getAttribute('#pf-country', 'aria-invalid') === 'true', 'the country field is not marked invalid');
+  saved = await profile();
+  check(saved.country === 'DE', `an unknown name changed the country to ${saved.country}`);
+  await page.fill('#pf-country', names[0]);
+
+  where = 'grant a purpose: receipt, history and dates in the language';
+  await page.focus('#purpose-surveys-switch');
+  await page.keyboard.press('Space');
+  await page.locator('#receipt-summary').filter({ hasText: T['center.purpose.surveys'] }).waitFor();
+  await page.locator('.history-table tbody tr').first().waitFor();
+  const first = await page.evaluate(async () => (await (await fetch('/graphql', { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-Test': '1' },
+    body: JSON.stringify({ query: '{ me { consentHistory(first: 1) { edges { node { at } } } } }' }) })).json()).data.me.consentHistory.edges[0].node.at);
+  const wantDate = new Intl.DateTimeFormat(lang, { dateStyle: 'medium', timeStyle: 'short', timeZone: await page.evaluate(() => Intl.DateTimeFormat().resolvedOptions().timeZone) }).format(new Date(first));
+  const cell = await text(page, '.history-table tbody tr td');
+  check(cell === wantDate, `the history date reads "${cell}", want "${wantDate}" (${lang})`);
+  if (lang === 'ja') check(/^\d{4}\/\d{1,2}\/\d{1,2} \d{1,2}:\d{2}$/.test(cell), `a Japanese date reads "${cell}"`);
+  await labelled(page);
+  await state(page, 'center-signed-in');
+
+  where = 'the export file and its message';
+  await exportFile(page, user, lang, check);
+  await state(page, 'center-exported');
+
+  where = 'every GraphQL request carries the page\'s language';
+  check(sent.length >= 4 && sent.every((h) => h === lang), `Accept-Language of the page's requests: ${[...new Set(sent)].join(', ')}`);
+
+  where = 'the switcher changes the language and is remembered';
+  await page.selectOption('#lang-select', other);
+  await page.waitForFunction((l) => document.documentElement.lang === l, other);
+  check((await text(page, '#signed-in-title')) === O['center.signedIn.welcome'].replace('{name}', user), 'the switcher did not translate the welcome');
+  check((await text(page, '#data-title')) === O['center.data.title'], 'the switcher did not translate the headings');
+  check(await page.inputValue('#pf-country') === germany[other], `after the switch the country reads "${await page.inputValue('#pf-country')}"`);
+  sent.length = 0;
+  await page.reload();
+  await page.locator('#signed-in').waitFor();
+  await page.waitForFunction((l) => document.documentElement.lang === l, other);
+  check((await page.inputValue('#lang-select')) === other, 'the choice was not remembered across a reload');
+  check(await page.evaluate(() => localStorage.getItem('consentgraph.lang')) === other, 'the choice is not stored under consentgraph.lang');
+  check(sent.length > 0 && sent.every((h) => h === other), `after the switch the requests say ${[...new Set(sent)].join(', ')}`);
+  await page.selectOption('#lang-select', lang);
+  await page.waitForFunction((l) => document.documentElement.lang === l, lang);
+
+  where = 'verify the receipt';
+  await page.locator('#purpose-surveys-switch').waitFor();
+  await page.focus('#purpose-surveys-switch');
+  await page.keyboard.press('Space');
+  await page.locator('#receipt-summary').filter({ hasText: T['center.purpose.surveys'] }).waitFor();
+  await page.click('#receipt-verify');
+  await page.locator('#receipt-check.good').waitFor();
+  const valid = await text(page, '#receipt-check');
+  check(valid.startsWith(T['center.receipt.validWithdraw'].split('{kid}')[0]), `the receipt check reads "${valid}"`);
+  await state(page, 'center-receipt');
+
+  where = 'delete the account';
+  await page.fill('#del-password', 'not my password at all');
+  await page.click('#delete-form button[type=submit]');
+  const derr = page.locator('#delete-form .field-error');
+  await derr.waitFor();
+  check((await derr.textContent()) === T['error.BAD_USER_INPUT.password'], `the wrong password reads "${await derr.textContent()}"`);
+  await page.fill('#del-password', 'correct horse battery');
+  await page.press('#del-password', 'Enter');
+  await page.locator('#deleted').waitFor();
+  await state(page, 'center-deleted');
+
+  where = 'partner console in the language';
+  const pp = await ctx.newPage();
+  watch(pp);
+  pp.setDefaultTimeout(STEP_TIMEOUT);
+  const sentP = [];
+  pp.on('request', (r) => { if (r.url().endsWith('/graphql')) sentP.push(r.headers()['accept-language'] || ''); });
+  await pp.goto(`${base}/partners`);
+  // the choice made on the Privacy Center holds here too
+  await pp.waitForFunction((l) => document.documentElement.lang === l, lang);
+  check((await text(pp, '#signin-title')) === T['partners.intro.title'], 'the partner console is not in the language');
+  await pp.fill('#api-key', 'cgp_not_a_key');
+  await pp.press('#api-key', 'Enter');
+  const kerr = pp.locator('#key-form .field-error');
+  await kerr.waitFor();
+  check((await kerr.textContent()) === T['partners.signin.badKey'], `the key error reads "${await kerr.textContent()}"`);
+  await state(pp, 'partners-signin-error');
+  await pp.fill('#api-key', partnerKey);
+  await pp.press('#api-key', 'Enter');
+  await pp.locator('#console').waitFor();
+  const me = (await api('{ partnerMe { budgetResetsAt } }', {}, partnerKey)).data.partnerMe;
+  const tz = await pp.evaluate(() => Intl.DateTimeFormat().resolvedOptions().timeZone);
+  const reset = new Intl.DateTimeFormat(lang, { dateStyle: 'medium', timeStyle: 'short', timeZone: tz }).format(new Date(me.budgetResetsAt));
+  check((await text(pp, '#budget-reset')) === reset, `the budget resets "${await text(pp, '#budget-reset')}", want "${reset}"`);
+  await pp.check('input[value=SIGNUP_MONTH]');
+  await pp.fill('#epsilon', '1');
+  await pp.click('#ask-form button[type=submit]');
+  await pp.locator('.result-table tbody tr').first().waitFor();
+  const month = await text(pp, '.result-table tbody td');
+  const monthRe = lang === 'ja' ? /^\d{4}年\d{1,2}月$/ : /^[A-Z][a-z]{2} \d{4}$/;
+  check(monthRe.test(month), `a sign-up month reads "${month}"`);
+  const count = await text(pp, '.result-table tbody td.num');
+  check(/^\d{1,3}(,\d{3})*$/.test(count), `a count reads "${count}"`);
+  await labelled(pp);
+  await labelsInside(pp);
+  check(sentP.length >= 3 && sentP.every((x) => x === lang), `Accept-Language of the console's requests: ${[...new Set(sentP)].join(', ')}`);
+
+  where = 'the console redraws its answer in the other language';
+  await pp.selectOption('#lang-select', other);
+  await pp.waitForFunction((l) => document.documentElement.lang === l, other);
+  const head = await text(pp, '.result-table thead');
+  check(head.includes(O['partners.dim.SIGNUP_MONTH']) && head.includes(O['partners.table.count']), `after the switch the table head reads "${head}"`);
+  const resetOther = new Intl.DateTimeFormat(other, { dateStyle: 'medium', timeStyle: 'short', timeZone: tz }).format(new Date(me.budgetResetsAt));
+  check((await text(pp, '#budget-reset')) === resetOther, `after the switch the budget resets "${await text(pp, '#budget-reset')}", want "${resetOther}"`);
+  check((await text(pp, '#cost')).includes(resetOther), 'the cost line keeps the old language');
+  await pp.selectOption('#lang-select', lang);
+  await pp.waitForFunction((l) => document.documentElement.lang === l, lang);
+  await state(pp, 'partners-result');
+  await pp.fill('#epsilon', '1000');
+  await pp.locator('#cost.error').waitFor();
+  check(await pp.isDisabled('#ask-form button[type=submit]'), 'a query above the budget can be run');
+  await state(pp, 'partners-over-budget');
+  await ctx.close();
+  return shots;
+}
+
 const userDataDir = mkdtempSync(join(tmpdir(), 'cg-chromium-'));
 let context;
 try {
@@ -796,6 +1097,17 @@ try {
   const p = await partnerConsole(context);
   await partnerDates();
   console.log(`partner console: ok (${p.bars} bars, threshold ${p.threshold})`);
+  step = 'languages';
+  {
+    // English and Japanese side by side, each in a context of its own locale.
+    const browser = await chromium.launch({ executablePath, headless: true, args: ['--no-sandbox', '--disable-gpu'] });
+    try {
+      const shots = (await Promise.all(['en', 'ja'].map((l) => languageWalk(browser, l)))).flat();
+      console.log(`languages: ok (${shots.length} screenshots: ${shots.join(' ')})`);
+    } finally {
+      await browser.close();
+    }
+  }
   step = 'axe-core';
   console.log(`axe: ${axeStates} page states checked at 1280×800 and 390×844`);
   expect(axeFound.length === 0, `axe found ${axeFound.length} serious or critical violations:\n${axeFound.join('\n')}`);

@@ -1,31 +1,14 @@
 // The Privacy Center: sign up and in, my data, consents with signed
 // receipts, activity, export and erasure. Talks to /graphql with the
 // HttpOnly session cookie.
-import { gql as request, isSchemaMismatch, submitting, setStatus, showError, plain, h, when, localError as fieldError } from './gql.js';
+import { gql as request, isSchemaMismatch, submitting, setStatus, showError, clearErrors, plain, h, when, localError as fieldError } from './gql.js';
+import { init as initI18n, switcher, t, plural, day, number } from './i18n.js';
+import { fillNames, countryField, languageField, showCountry, showLanguage } from './names.js';
 
 const $ = (sel) => document.querySelector(sel);
 
-// Every text of the password pages and notices, in one place so a
-// translation replaces one object.
-const MSG = {
-  forgotSent: 'If this address is the confirmed email of an account, we have sent it a link to choose a new password. ' +
-    'The link works for 30 minutes. Nothing arrived? Check the spelling, or your spam folder.',
-  forgotEmpty: 'Enter the email address of your account.',
-  resetEmpty: 'Enter a new password.',
-  resetDone: 'Your password was changed and every device was signed out. Sign in with your new password.',
-  resetBadLink: 'This link has expired or was already used. Use “Ask for a new link” to get a fresh one.',
-  changeEmptyCurrent: 'Enter your current password.',
-  changeEmptyNew: 'Enter a new password.',
-  changeDone: 'Your password was changed. Your other devices were signed out; this one stays signed in.',
-  notice: {
-    EMAIL_CLAIMED_BY_ANOTHER_ACCOUNT: (at) => `On ${at}, another account confirmed the email address you had not confirmed yet, ` +
-      'so it was removed from your account. Add an address you can confirm under “My data”.',
-  },
-  sessionEnded: 'Your session has ended, so you are signed out. Sign in again to go on.',
-  profileSaved: 'Profile saved.',
-  noticeOther: (kind, at) => `A message for you from ${at} (${kind.toLowerCase().replaceAll('_', ' ')}).`,
-};
-
+// Every text a person reads comes from the catalogue (/locales/<tag>.json)
+// through t(); the keys of this page start with center. or common.
 // Every API call of the page. A session that ends while the page shows
 // the user signed in (expired, revoked, signed out elsewhere) takes the
 // page back to the signed-out state with a word why, instead of leaving
@@ -43,32 +26,26 @@ function sessionEnded() {
   me = null;
   polling++;
   show('#signed-out');
-  banner(MSG.sessionEnded, 'error');
+  banner(t('center.sessionEnded'), 'error');
   $('#li-username').focus();
 }
 
 // How long a success message stays before it clears.
 const STATUS_MS = 6000;
 
-const CATEGORY = {
-  'user.contact.email': 'email address',
-  'user.demographic.age_band': 'age band',
-  'user.demographic.country': 'country',
-  'user.demographic.gender': 'gender',
-  'user.demographic.language': 'language',
-};
-const MECHANISM = {
-  OPT_IN: ['Off until you allow it', 'opt-in'],
-  OPT_OUT: ['On unless you refuse it', 'opt-out'],
-  NOTICE_ONLY: ['Needed to run your account', 'notice'],
-};
-const METHOD = { EXPLICIT: 'by you', GPC: 'by your browser’s Global Privacy Control', DEFAULT: 'default' };
-
-const category = (c) => CATEGORY[c] || c.split('.').pop().replaceAll('_', ' ');
+// Data categories, mechanisms and methods are named in the catalogue; an
+// unknown one (a newer server) shows its own id rather than nothing.
+const named = (key, fallback) => { const v = t(key); return v === key ? fallback : v; };
+const category = (c) => named(`common.category.${c}`, c.split('.').pop().replaceAll('_', ' '));
+const method = (m) => named(`center.method.${m}`, m || '');
+// Purpose ids are the operator's; their names come from the catalogue when
+// it has them (the built-in ones), else from the id.
 const purposeName = (id) => {
   const s = id.replaceAll('_', ' ');
-  return s.charAt(0).toUpperCase() + s.slice(1);
+  return named(`center.purpose.${id}`, s.charAt(0).toUpperCase() + s.slice(1));
 };
+const quoted = (s) => t('common.quoted', { text: s });
+const list = (xs) => new Intl.ListFormat(document.documentElement.lang, { type: 'conjunction' }).format(xs);
 
 // Third parties and disclosures come with the processors feature; older
 // servers answer GRAPHQL_VALIDATION_FAILED for them and the page goes on
@@ -130,7 +107,7 @@ let me = null;
 function render(user) {
   me = user;
   $('#session-name').textContent = user.username;
-  $('#signed-in-title').textContent = `Welcome, ${user.username}`;
+  $('#signed-in-title').textContent = t('center.signedIn.welcome', { name: user.username });
   renderNotices(user);
   renderData(user);
   renderConsents(user);
@@ -144,7 +121,7 @@ function renderPolicyLink() {
   $('#policy-link-wrap').hidden = !url;
   if (url) {
     $('#policy-link').href = url;
-    $('#policy-version').textContent = `(version ${policy.version})`;
+    $('#policy-version').textContent = t('center.policy.version', { version: policy.version });
   }
 }
 
@@ -157,18 +134,19 @@ function renderPolicyNotice(user) {
   if (!off.length) return box.replaceChildren();
   const url = policy && safeURL(policy.url);
   box.replaceChildren(h('p', {},
-    `Our privacy policy changed${policy ? ` on ${when(policy.publishedAt)} (version ${policy.version})` : ''}. `,
-    `${off.map((c) => `“${purposeName(c.purpose.id)}”`).join(', ')} ${off.length === 1 ? 'is' : 'are'} off until you allow ${off.length === 1 ? 'it' : 'them'} again. `,
-    url ? h('a', { href: url, target: '_blank', rel: 'noopener noreferrer' }, 'Read the new policy') : null,
+    policy ? t('center.policy.changedOn', { date: day(policy.publishedAt), version: policy.version }) : t('center.policy.changed'), ' ',
+    plural('center.policy.off', off.length, { purposes: list(off.map((c) => quoted(purposeName(c.purpose.id)))) }), ' ',
+    url ? h('a', { href: url, target: '_blank', rel: 'noopener noreferrer' }, t('center.policy.read')) : null,
     url ? ' · ' : null,
-    h('a', { href: '#consents' }, 'Review your consents')));
+    h('a', { href: '#consents' }, t('center.policy.review'))));
 }
 
 function renderNotices(user) {
   renderPolicyNotice(user);
   const notices = user.notices || [];
   $('#notice-list').replaceChildren(...notices.map((n) => h('li', { 'data-kind': n.kind },
-    (MSG.notice[n.kind] || ((at) => MSG.noticeOther(n.kind, at)))(when(n.at)))));
+    named(`center.notice.${n.kind}`, '') ? t(`center.notice.${n.kind}`, { date: when(n.at) })
+      : t('center.notice.other', { date: when(n.at), kind: n.kind.toLowerCase().replaceAll('_', ' ') }))));
   $('#notices').hidden = notices.length === 0;
 }
 
@@ -203,19 +181,19 @@ function renderData(user) {
   const form = $('#profile-form');
   const p = user.profile || {};
   form.birthYear.value = p.birthYear ?? '';
-  form.country.value = p.country ?? '';
+  showCountry(form.country, p.country);
   form.gender.value = p.gender ?? '';
-  form.language.value = p.language ?? '';
+  showLanguage(form.language, p.language);
   $('#em-email').value = user.email ?? '';
   const state = $('#email-state');
   if (!user.email) {
-    state.textContent = 'none';
+    state.textContent = t('center.email.none');
     state.className = 'badge';
   } else if (user.emailVerified) {
-    state.textContent = 'confirmed';
+    state.textContent = t('center.email.confirmed');
     state.className = 'badge good';
   } else {
-    state.textContent = 'not confirmed yet';
+    state.textContent = t('center.email.unconfirmed');
     state.className = 'badge warn';
   }
   $('#verify-form').hidden = !user.email || user.emailVerified;
@@ -228,7 +206,9 @@ function renderConsents(user) {
 
 function purposeItem(c) {
   const p = c.purpose;
-  const [mechText, mechShort] = MECHANISM[p.mechanism] || [p.mechanism, p.mechanism];
+  const mechShort = named(`center.mechanism.${p.mechanism}.short`, p.mechanism);
+  const mechText = named(`center.mechanism.${p.mechanism}`, p.mechanism);
+  const mechClass = { OPT_IN: 'opt-in', OPT_OUT: 'opt-out', NOTICE_ONLY: 'notice' }[p.mechanism] || 'other';
   const id = `purpose-${p.id}`;
   const notice = p.mechanism === 'NOTICE_ONLY';
   const sw = h('input', {
@@ -238,35 +218,38 @@ function purposeItem(c) {
   sw.checked = c.granted;
   sw.disabled = notice;
   sw.addEventListener('change', () => toggle(p.id, sw));
-  const uses = p.dataCategories.length ? p.dataCategories.map(category).join(', ') : 'no personal data beyond your account';
+  const uses = p.dataCategories.length ? list(p.dataCategories.map(category)) : t('center.consent.noData');
   const thirdParties = p.processors
     ? (p.processors.length
-      ? p.processors.map((x) => `${x.name} (${x.dataCategories.length ? x.dataCategories.map(category).join(', ') : 'no personal data'})`).join('; ')
-      : 'none receives your personal data')
+      ? p.processors.map((x) => t('center.consent.recipient', { name: x.name,
+        data: x.dataCategories.length ? list(x.dataCategories.map(category)) : t('center.consent.noPersonalData') })).join(t('common.separator'))
+      : t('center.consent.noRecipient'))
     : null;
-  let state = c.granted ? 'Allowed' : 'Not allowed';
+  let state = c.granted ? t('center.consent.allowed') : t('center.consent.notAllowed');
   // Turned off by a policy change, not by the user: say so.
-  if (c.needsRenewal) state += ` — off since the privacy policy changed${policy ? ` on ${when(policy.publishedAt)}` : ''}` +
-    (c.updatedAt ? `; you had allowed it on ${when(c.updatedAt)}` : '');
-  else if (c.updatedAt) state += ` — changed ${METHOD[c.method] || ''} on ${when(c.updatedAt)}`;
-  else state += ' — default';
+  if (c.needsRenewal) {
+    state = t('center.consent.offByPolicy', { state, date: policy ? day(policy.publishedAt) : '' }) +
+      (c.updatedAt ? t('center.consent.hadAllowed', { date: when(c.updatedAt) }) : '');
+  } else if (c.updatedAt) state = t('center.consent.changed', { state, how: method(c.method), date: when(c.updatedAt) });
+  else state = t('center.consent.default', { state });
   return h('li', { class: 'purpose', id },
     h('div', { class: 'purpose-head' },
-      h('h3', { id: `${id}-name` }, purposeName(p.id), ' ', h('span', { class: `badge mech-${mechShort}` }, mechShort)),
+      h('h3', { id: `${id}-name` }, purposeName(p.id), ' ', h('span', { class: `badge mech-${mechClass}` }, mechShort)),
       h('div', { class: 'switch-wrap' },
         sw,
-        h('label', { for: `${id}-switch` }, notice ? 'Always on' : `Allow ${purposeName(p.id).toLowerCase()}`),
-        h('span', { class: 'saving-label', hidden: true }, h('span', { class: 'spinner', 'aria-hidden': 'true' }), 'Saving…'))),
-    h('p', { id: `${id}-desc` }, p.description, ' ', h('span', { class: 'muted' }, mechText + '.')),
+        h('label', { for: `${id}-switch` }, notice ? t('center.consent.alwaysOn') : t('center.consent.allow', { purpose: purposeName(p.id) })),
+        h('span', { class: 'saving-label', hidden: true }, h('span', { class: 'spinner', 'aria-hidden': 'true' }), t('center.consent.saving')))),
+    // the description is the server's, in the language it could answer in
+    h('p', { id: `${id}-desc` }, h('span', { class: 'purpose-description' }, p.description), ' ', h('span', { class: 'muted' }, t('center.consent.mechanismSentence', { text: mechText }))),
     h('dl', { class: 'facts' },
-      h('dt', {}, 'Data it uses'), h('dd', {}, uses),
-      thirdParties !== null ? [h('dt', {}, 'Third parties'), h('dd', { class: 'third-parties' }, thirdParties)] : null,
-      h('dt', {}, 'Your choice'), h('dd', { class: 'consent-state' }, state)),
+      h('dt', {}, t('center.consent.uses')), h('dd', {}, uses),
+      thirdParties !== null ? [h('dt', {}, t('center.consent.thirdParties')), h('dd', { class: 'third-parties' }, thirdParties)] : null,
+      h('dt', {}, t('center.consent.choice')), h('dd', { class: 'consent-state' }, state)),
     c.needsRenewal
-      ? h('p', { class: 'notice warn' }, 'The policy for this purpose changed. It stays off until you allow it again.')
+      ? h('p', { class: 'notice warn' }, t('center.consent.renew'))
       : null,
     (c.notes || []).includes('NEEDS_EMAIL')
-      ? h('p', { class: 'notice warn' }, 'A third party of this purpose needs your email address: add one under “My data” and it will be sent.')
+      ? h('p', { class: 'notice warn' }, t('center.consent.needsEmail'))
       : null,
     h('p', { class: 'field-error-slot', id: `${id}-error`, role: 'alert' }));
 }
@@ -284,7 +267,7 @@ async function toggle(purpose, sw) {
   sw.disabled = true;
   sw.classList.add('saving');
   item.querySelector('.saving-label').hidden = false;
-  stateEl.textContent = `Saving: ${grant ? 'allowing' : 'withdrawing'}…`;
+  stateEl.textContent = t(grant ? 'center.consent.savingGrant' : 'center.consent.savingWithdraw');
   try {
     const m = grant ? 'grantConsent' : 'withdrawConsent';
     const data = await gql(`mutation($p: ID!) { r: ${m}(purpose: $p) { receipt changed consent { granted updatedAt policyVersion purpose { id } } } }`, { p: purpose });
@@ -311,9 +294,9 @@ let receiptURL = '';
 function showReceipt(r, grant) {
   const c = r.consent;
   $('#receipt').hidden = false;
-  $('#receipt-summary').textContent = `${grant ? 'You allowed' : 'You withdrew'} “${purposeName(c.purpose.id)}”` +
-    (c.updatedAt ? ` on ${when(c.updatedAt)}` : '') + ` under policy version ${c.policyVersion}.` +
-    (r.changed ? '' : ' (It already was so; nothing new was recorded.)');
+  $('#receipt-summary').textContent = t(grant ? 'center.receipt.allowed' : 'center.receipt.withdrew',
+    { purpose: quoted(purposeName(c.purpose.id)), date: when(c.updatedAt), version: c.policyVersion }) +
+    (r.changed ? '' : t('center.receipt.unchanged'));
   $('#receipt-text').textContent = r.receipt;
   if (receiptURL) URL.revokeObjectURL(receiptURL);
   receiptURL = URL.createObjectURL(new Blob([r.receipt], { type: 'application/jose' }));
@@ -330,7 +313,7 @@ function showReceipt(r, grant) {
 // is what `consentgraph verify-log --checkpoint FILE` reads.
 async function downloadLogProofs() {
   const status = $('#log-proofs-status');
-  status.textContent = 'Preparing…';
+  status.textContent = t('common.preparing');
   try {
     const { me: user } = await gql(`query { me { consentHistory(first: 100) { edges { node {
       sequence purpose action at hash receipt logProof { leafIndex treeSize leafHash leafData hashes checkpoint } } } } } }`);
@@ -355,8 +338,8 @@ async function downloadLogProofs() {
     a.remove();
     setTimeout(() => URL.revokeObjectURL(url), 10000);
     const waiting = events.length - proven.length;
-    status.textContent = `${proven.length} proof${proven.length === 1 ? '' : 's'} saved` +
-      (waiting ? `; ${waiting} recent change${waiting === 1 ? ' is' : 's are'} not in the log yet — try again in a moment.` : '.');
+    status.textContent = plural('center.proofs.saved', proven.length) +
+      (waiting ? plural('center.proofs.waiting', waiting) : t('center.proofs.end'));
   } catch (err) {
     status.textContent = plain(err);
   }
@@ -365,17 +348,17 @@ async function downloadLogProofs() {
 async function verifyReceipt() {
   const out = $('#receipt-check');
   out.className = 'check';
-  out.textContent = 'Checking…';
+  out.textContent = t('center.receipt.checking');
   try {
     const { verifyReceipt: v } = await gql(`query($r: String!) { verifyReceipt(receipt: $r) {
       valid reason purpose action issuedAt receiptId policyVersion kid } }`, { r: $('#receipt-text').textContent });
     if (v.valid) {
       out.className = 'check good';
-      out.textContent = `Valid: signed by us (key ${v.kid}). It records that you ${v.action === 'GRANT' ? 'allowed' : 'withdrew'} ` +
-        `“${purposeName(v.purpose)}” on ${when(v.issuedAt)} under policy version ${v.policyVersion}. Receipt ${v.receiptId}.`;
+      out.textContent = t(v.action === 'GRANT' ? 'center.receipt.validGrant' : 'center.receipt.validWithdraw', {
+        kid: v.kid, purpose: quoted(purposeName(v.purpose)), date: when(v.issuedAt), version: v.policyVersion, id: v.receiptId });
     } else {
       out.className = 'check bad';
-      out.textContent = `Not valid: ${v.reason}.`;
+      out.textContent = t('center.receipt.invalid', { reason: v.reason });
     }
   } catch (err) {
     out.className = 'check bad';
@@ -392,12 +375,7 @@ function table(caption, head, rows, cls) {
     h('tbody', {}, rows.map((r) => h('tr', {}, r.map((x, i) => h('td', { 'data-label': head[i] }, x)))))));
 }
 
-const LINK_STATE = {
-  PENDING_CONFIRMATION: ['waiting for your confirmation', 'warn'],
-  ACTIVE: ['active', 'good'],
-  UNSUBSCRIBED: ['unsubscribed', ''],
-  FAILED: ['could not be updated — we are looking into it', 'bad'],
-};
+const LINK_CLASS = { PENDING_CONFIRMATION: 'warn', ACTIVE: 'good', UNSUBSCRIBED: '', FAILED: 'bad' };
 
 // Only web links open: an item's URL comes from a third party.
 const safeURL = (u) => {
@@ -411,7 +389,7 @@ async function requestAction(processor, action, title, button) {
   button.disabled = true;
   try {
     await gql('mutation Act($p: String!, $a: ID!) { requestProcessorAction(processor: $p, action: $a) }', { p: processor, a: action });
-    banner(`Requested: ${title}. It will happen in a moment.`);
+    banner(t('center.links.requested', { title }));
     pollActivity();
   } catch (err) {
     banner(plain(err), 'error');
@@ -425,19 +403,20 @@ function renderLinks(user) {
   if (!user.processorLinks) {
     d.replaceChildren();
   } else if (!links.length) {
-    d.replaceChildren(h('p', { class: 'muted', id: 'no-processor-links' }, 'No third party has reported anything about you.'));
+    d.replaceChildren(h('p', { class: 'muted', id: 'no-processor-links' }, t('center.links.none')));
   } else {
     d.replaceChildren(h('ul', { class: 'link-list' }, links.map((l) => {
-      const [label, cls] = LINK_STATE[l.state] || [l.state.toLowerCase(), ''];
+      const label = named(`center.links.state.${l.state}`, l.state.toLowerCase());
+      const cls = LINK_CLASS[l.state] || '';
       return h('li', { 'data-processor': l.processor.name, 'data-state': l.state },
         h('strong', {}, l.processor.name), ' ',
         h('span', { class: `badge link-state ${cls}` }, label),
-        l.updatedAt ? h('span', { class: 'muted' }, ` since ${when(l.updatedAt)}`) : null,
+        l.updatedAt ? h('span', { class: 'muted' }, ' ', t('center.links.since', { date: when(l.updatedAt) })) : null,
         l.items.length ? h('ul', { class: 'link-items' }, l.items.map((it) => {
           const url = it.url && safeURL(it.url);
           return h('li', { 'data-kind': it.kind },
             url ? h('a', { href: url, target: '_blank', rel: 'noopener noreferrer' }, it.title) : it.title,
-            it.expiresAt ? h('span', { class: 'muted' }, ` (until ${when(it.expiresAt)})`) : null);
+            it.expiresAt ? h('span', { class: 'muted' }, ' ', t('center.links.until', { date: when(it.expiresAt) })) : null);
         })) : null,
         l.actions.length ? h('div', { class: 'actions' }, l.actions.map((a) => h('button', {
           type: 'button', class: 'btn secondary', 'data-action': a.id,
@@ -451,32 +430,33 @@ function renderActivity(user) {
   renderLinks(user);
   const d = $('#disclosures');
   if (!user.disclosures) {
-    d.replaceChildren(h('p', { class: 'muted' }, 'This server does not report deliveries to third parties yet.'));
+    d.replaceChildren(h('p', { class: 'muted' }, t('center.disclosures.unsupported')));
   } else if (!user.disclosures.edges.length) {
-    d.replaceChildren(h('p', { class: 'muted', id: 'no-disclosures' }, 'Nothing of yours has been sent to a third party.'));
+    d.replaceChildren(h('p', { class: 'muted', id: 'no-disclosures' }, t('center.disclosures.none')));
   } else {
     // newest first, as the API answers
     const rows = user.disclosures.edges.map(({ node: n }) => [
-      when(n.at), n.processor, purposeName(n.purpose), n.fields.length ? n.fields.map(category).join(', ') : '—',
-      n.action === 'DELIVERED' ? 'received' : n.action === 'FORGOTTEN' ? 'told to forget you' : n.action.toLowerCase(),
+      when(n.at), n.processor, purposeName(n.purpose), n.fields.length ? list(n.fields.map(category)) : '—',
+      named(`center.disclosures.action.${n.action}`, n.action.toLowerCase()),
     ]);
-    d.replaceChildren(table('Deliveries to third parties', ['When', 'Recipient', 'Purpose', 'Data', 'What happened'], rows, 'disclosure-table'));
+    d.replaceChildren(table(t('center.disclosures.caption'), ['when', 'recipient', 'purpose', 'data', 'what'].map((k) => t(`center.disclosures.head.${k}`)), rows, 'disclosure-table'));
   }
   const ledger = $('#ledger-state');
-  ledger.textContent = user.ledgerIntact ? 'ledger intact' : 'ledger altered!';
+  ledger.textContent = t(user.ledgerIntact ? 'center.history.intact' : 'center.history.altered');
   ledger.className = `badge ${user.ledgerIntact ? 'good' : 'bad'}`;
   const hist = user.consentHistory.edges;
   if (!hist.length) {
-    $('#history').replaceChildren(h('p', { class: 'muted' }, 'You have not changed any consent yet: the defaults above apply.'));
+    $('#history').replaceChildren(h('p', { class: 'muted' }, t('center.history.none')));
     return;
   }
   const rows = [...hist].reverse().map(({ node: n }) => [
-    when(n.at), purposeName(n.purpose), n.action === 'GRANT' ? 'allowed' : 'withdrawn', METHOD[n.method] || n.method, n.policyVersion,
+    when(n.at), purposeName(n.purpose), named(`center.history.action.${n.action}`, n.action.toLowerCase()),
+    named(`center.history.method.${n.method}`, n.method), n.policyVersion,
   ]);
   const total = user.consentHistory.totalCount;
-  const parts = [table('Consent history, newest first', ['When', 'Purpose', 'Choice', 'Made', 'Policy'], rows, 'history-table')];
+  const parts = [table(t('center.history.caption'), ['when', 'purpose', 'choice', 'made', 'policy'].map((k) => t(`center.history.head.${k}`)), rows, 'history-table')];
   if (total > hist.length) {
-    parts.push(h('p', { class: 'muted' }, `Showing your first ${hist.length} of ${total} changes; “Download my data” has them all.`));
+    parts.push(h('p', { class: 'muted' }, t('center.history.partial', { shown: number(hist.length), total: number(total) })));
   }
   $('#history').replaceChildren(...parts);
 }
@@ -519,14 +499,18 @@ function optional(v) {
 }
 
 function profileInput(form, { dropEmpty }) {
-  const by = optional(form.birthYear.value);
+  const by = optional(form.birthYear.value.normalize('NFKC'));
+  const country = countryField(form.country);
+  const language = languageField(form.language);
   const input = {
     birthYear: by === null ? null : (/^\d+$/.test(by) ? Number(by) : by),
-    country: optional(form.country.value)?.toUpperCase() ?? null,
+    country: country || null,
     gender: optional(form.gender.value),
-    language: optional(form.language.value)?.toLowerCase() ?? null,
+    language: language || null,
   };
-  if (typeof input.birthYear === 'string') return { error: ['birthYear', 'Birth year must be a year such as 1990.'] };
+  if (typeof input.birthYear === 'string') return { error: ['birthYear', t('center.profile.badBirthYear')] };
+  if (country === null) return { error: ['country', t('center.profile.unknownCountry', { name: form.country.value.trim() })] };
+  if (language === null) return { error: ['language', t('center.profile.unknownLanguage', { name: form.language.value.trim() })] };
   if (dropEmpty) for (const k of Object.keys(input)) if (input[k] === null) delete input[k];
   return { input };
 }
@@ -559,7 +543,7 @@ function bind() {
       if (Object.keys(profile).length) input.profile = profile;
       await gql(`mutation($i: RegisterInput!) { register(input: $i) { user { id } } }`, { i: input });
       form.reset();
-      banner(`Welcome, ${input.username}. Your account is ready.`);
+      banner(t('center.signup.done', { name: input.username }));
       await refresh();
       toTop();
     });
@@ -569,8 +553,14 @@ function bind() {
     e.preventDefault();
     const form = e.currentTarget;
     submitting(form, async () => {
-      await gql(`mutation($u: String!, $p: String!) { login(username: $u, password: $p) { user { id } } }`,
-        { u: form.username.value.trim(), p: form.password.value });
+      try {
+        await gql(`mutation($u: String!, $p: String!) { login(username: $u, password: $p) { user { id } } }`,
+          { u: form.username.value.trim(), p: form.password.value });
+      } catch (err) {
+        // here UNAUTHENTICATED means the name or password is wrong, not an ended session
+        if (err.code === 'UNAUTHENTICATED') err.text = t('center.login.failed');
+        throw err;
+      }
       form.reset();
       banner('');
       await refresh();
@@ -586,7 +576,7 @@ function bind() {
       return;
     }
     me = null;
-    banner('You are signed out.');
+    banner(t('center.signedOut'));
     show('#signed-out');
   });
 
@@ -598,7 +588,7 @@ function bind() {
       if (error) return localError(form, error);
       await gql(`mutation($i: ProfileInput!) { updateProfile(input: $i) { id } }`, { i: input });
       await refresh();
-      okStatus(form, MSG.profileSaved);
+      okStatus(form, t('center.profile.saved'));
     });
   });
 
@@ -609,7 +599,7 @@ function bind() {
       const email = optional(form.email.value);
       await gql(`mutation($e: String) { setEmail(email: $e) { id } }`, { e: email });
       await refresh();
-      setStatus(form, email ? 'Saved. Confirm it with the link in the mail this service sends to it; nothing arrived? Check the spelling or your spam folder.' : 'Email address removed.');
+      setStatus(form, t(email ? 'center.email.saved' : 'center.email.removed'));
     });
   });
 
@@ -620,7 +610,7 @@ function bind() {
       await gql(`mutation($t: String!) { verifyEmail(token: $t) }`, { t: form.token.value.trim() });
       form.reset();
       await refresh();
-      setStatus($('#email-form'), 'Your email address is confirmed.');
+      setStatus($('#email-form'), t('center.email.verified'));
     });
   });
 
@@ -628,12 +618,13 @@ function bind() {
   $('#notices-dismiss').addEventListener('click', dismissNotices);
   $('#receipt-verify').addEventListener('click', verifyReceipt);
   $('#log-proofs').addEventListener('click', downloadLogProofs);
+  $('#export-link').addEventListener('click', downloadExport);
 
   $('#delete-form').addEventListener('submit', (e) => {
     e.preventDefault();
     const form = e.currentTarget;
     submitting(form, async () => {
-      if (!form.password.value) return localError(form, ['password', 'Enter your password to confirm.']);
+      if (!form.password.value) return localError(form, ['password', t('center.delete.empty')]);
       await gql(`mutation($p: String!) { deleteMyAccount(password: $p) }`, { p: form.password.value });
       form.reset();
       me = null;
@@ -663,11 +654,11 @@ function bindPasswords() {
     const form = e.currentTarget;
     submitting(form, async () => {
       const email = form.email.value.trim();
-      if (!email) return localError(form, ['email', MSG.forgotEmpty]);
+      if (!email) return localError(form, ['email', t('center.forgot.empty')]);
       await gql('mutation($e: String!) { requestPasswordReset(email: $e) }', { e: email });
       // The answer is the same whether or not the address has an account,
       // and so is this message.
-      setStatus(form, MSG.forgotSent);
+      setStatus(form, t('center.forgot.sent'));
     });
   });
 
@@ -675,7 +666,7 @@ function bindPasswords() {
     e.preventDefault();
     const form = e.currentTarget;
     submitting(form, async () => {
-      if (!form.newPassword.value) return localError(form, ['newPassword', MSG.resetEmpty]);
+      if (!form.newPassword.value) return localError(form, ['newPassword', t('center.reset.empty')]);
       try {
         await gql('mutation($t: String!, $p: String!) { resetPassword(token: $t, newPassword: $p) }',
           { t: resetToken, p: form.newPassword.value });
@@ -684,14 +675,14 @@ function bindPasswords() {
           // No field holds the token: say it plainly and offer a new link.
           $('#reset-again').hidden = false;
           err.field = '';
-          err.message = MSG.resetBadLink;
+          err.text = t('center.reset.badLink');
         }
         throw err;
       }
       resetToken = '';
       form.reset();
       me = null;
-      banner(MSG.resetDone);
+      banner(t('center.reset.done'));
       show('#signed-out');
       $('#li-username').focus();
     });
@@ -708,12 +699,12 @@ function bindPasswords() {
     e.preventDefault();
     const form = e.currentTarget;
     submitting(form, async () => {
-      if (!form.currentPassword.value) return localError(form, ['currentPassword', MSG.changeEmptyCurrent]);
-      if (!form.newPassword.value) return localError(form, ['newPassword', MSG.changeEmptyNew]);
+      if (!form.currentPassword.value) return localError(form, ['currentPassword', t('center.password.emptyCurrent')]);
+      if (!form.newPassword.value) return localError(form, ['newPassword', t('center.password.emptyNew')]);
       await gql('mutation($c: String!, $n: String!) { changePassword(currentPassword: $c, newPassword: $n) }',
         { c: form.currentPassword.value, n: form.newPassword.value });
       form.reset();
-      okStatus(form, MSG.changeDone);
+      okStatus(form, t('center.password.done'));
     });
   });
 }
@@ -741,14 +732,75 @@ async function verifyFromLink() {
   history.replaceState(null, '', location.pathname + location.hash);
   try {
     await gql(`mutation($t: String!) { verifyEmail(token: $t) }`, { t: token });
-    banner('Thank you: your email address is confirmed.');
+    banner(t('center.email.verifiedLink'));
   } catch (err) {
-    banner(`We could not confirm your email address: ${plain(err)} Sign in and save your address again to get a new link.`, 'error');
+    banner(t('center.email.verifyFailed', { reason: plain(err) }), 'error');
   }
 }
 
+// The export is fetched here rather than followed as a link, so the page
+// can say what was saved (or why nothing was).
+async function downloadExport(e) {
+  e.preventDefault();
+  const link = e.currentTarget;
+  const status = $('#export-status');
+  status.className = 'muted';
+  status.textContent = t('common.preparing');
+  link.setAttribute('aria-disabled', 'true');
+  try {
+    const res = await fetch('/export', { credentials: 'same-origin', headers: { 'Accept-Language': document.documentElement.lang } });
+    if (res.status === 401) {
+      if (me) sessionEnded();
+      throw Object.assign(new Error(t('error.UNAUTHENTICATED')), { local: true });
+    }
+    if (!res.ok) throw Object.assign(new Error(t('center.export.failed', { status: res.status })), { local: true });
+    const blob = await res.blob();
+    const name = (res.headers.get('Content-Disposition') || '').match(/filename="([^"]+)"/)?.[1] || 'consentgraph-export.json';
+    const url = URL.createObjectURL(blob);
+    const a = h('a', { href: url, download: name, hidden: true });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+    status.className = 'muted export-done';
+    status.textContent = t('center.export.saved', { file: name, size: number(Math.max(1, Math.round(blob.size / 1024))) });
+  } catch (err) {
+    status.className = 'form-status error';
+    status.textContent = plain(err);
+  } finally {
+    link.removeAttribute('aria-disabled');
+  }
+}
+
+// After a language change, everything scripts wrote is written again.
+function relabel() {
+  // what the reader typed (saved or not) is kept by its code, read before
+  // the lists change language, and shown again in the new one
+  const fields = [...document.querySelectorAll('input[list="country-names"], input[list="language-names"]')].map((input) => {
+    const isCountry = input.getAttribute('list') === 'country-names';
+    return { input, isCountry, code: isCountry ? countryField(input) : languageField(input) };
+  });
+  fillNames();
+  renderPolicyLink();
+  if (me) render(me);
+  for (const { input, isCountry, code } of fields) {
+    if (code === null) continue; // not a name on the list: left as typed
+    (isCountry ? showCountry : showLanguage)(input, code);
+  }
+  // messages already shown stay in the language they were written in: clear them
+  for (const form of document.querySelectorAll('form')) clearErrors(form);
+  for (const el of document.querySelectorAll('#export-status, #log-proofs-status, #receipt-check, .field-error-slot')) el.textContent = '';
+  banner('');
+  if (!$('#receipt').hidden) $('#receipt').hidden = true;
+}
+
 async function start() {
+  // Handlers first: a form sent before them would go out as a GET with its
+  // fields (a password) in the address.
   bind();
+  await initI18n();
+  fillNames();
+  switcher($('#lang-select'), relabel);
   if (resetFromLink()) return;
   await verifyFromLink();
   try {

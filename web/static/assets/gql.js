@@ -1,10 +1,11 @@
 // A small GraphQL client and form helpers shared by both pages.
+import { t, has, lang, when as whenIn } from './i18n.js';
 
 /** An error answered by the API; code and field come from extensions. */
 export class ApiError extends Error {
   constructor(errors, status) {
     const first = errors[0] || {};
-    super(first.message || `The server answered with status ${status}.`);
+    super(first.message || '');
     this.errors = errors;
     this.code = (first.extensions && first.extensions.code) || '';
     this.field = (first.extensions && first.extensions.field) || '';
@@ -17,7 +18,8 @@ export class ApiError extends Error {
  * it is sent as Authorization; otherwise the session cookie is used.
  */
 export async function gql(query, variables = {}, bearer = '') {
-  const headers = { 'Content-Type': 'application/json', Accept: 'application/json' };
+  // The server answers texts (purpose descriptions …) in the page's language.
+  const headers = { 'Content-Type': 'application/json', Accept: 'application/json', 'Accept-Language': lang() };
   if (bearer) headers.Authorization = `Bearer ${bearer}`;
   let res;
   try {
@@ -28,13 +30,13 @@ export async function gql(query, variables = {}, bearer = '') {
       body: JSON.stringify({ query, variables }),
     });
   } catch {
-    throw new ApiError([{ message: 'The server cannot be reached. Check your connection and try again.' }], 0);
+    throw new ApiError([{ extensions: { code: 'NETWORK' } }], 0);
   }
   let body;
   try {
     body = await res.json();
   } catch {
-    throw new ApiError([{ message: `The server answered with status ${res.status}. Try again in a moment.` }], res.status);
+    throw new ApiError([{ extensions: { code: 'HTTP_STATUS' } }], res.status);
   }
   if (body.errors && body.errors.length) throw new ApiError(body.errors, res.status);
   return body.data;
@@ -45,23 +47,25 @@ export function isSchemaMismatch(err) {
   return err instanceof ApiError && err.code === 'GRAPHQL_VALIDATION_FAILED';
 }
 
-const friendly = {
-  UNAUTHENTICATED: 'Please sign in again: your session has ended.',
-  FORBIDDEN: 'You are not allowed to do that.',
-  RATE_LIMITED: 'Too many attempts. Wait a moment and try again.',
-  INTERNAL: 'Something went wrong on our side. Try again; if it keeps happening, contact support.',
-};
-
-/** The plain-words message of an error. */
+/**
+ * The plain-words message of an error, in the page's language: from
+ * error.<CODE>.<field path>, error.<CODE>.<last field segment> or
+ * error.<CODE>; the server's own message only for a code the catalogue
+ * does not know. A page may set err.text to say it better for its context.
+ */
 export function plain(err) {
   if (err && err.local) return err.message;
-  if (!(err instanceof ApiError)) return 'Something went wrong in this page. Reload it and try again.';
+  if (err && err.text) return err.text;
+  if (!(err instanceof ApiError)) return t('error.PAGE');
+  const field = String(err.field || '');
+  const keys = [];
+  if (field) keys.push(`error.${err.code}.${field}`, `error.${err.code}.${field.split('.').pop()}`);
+  keys.push(`error.${err.code}`);
+  const key = keys.find((k) => err.code && has(k));
+  if (key) return t(key, { status: err.status });
   const m = err.message || '';
-  if (err.code === 'INTERNAL') return friendly.INTERNAL;
-  if (m && err.code !== 'GRAPHQL_VALIDATION_FAILED' && err.code !== 'GRAPHQL_PARSE_FAILED') {
-    return m.charAt(0).toUpperCase() + m.slice(1) + (/[.!?]$/.test(m) ? '' : '.');
-  }
-  return friendly[err.code] || 'Something went wrong. Try again.';
+  if (m) return m.charAt(0).toUpperCase() + m.slice(1) + (/[.!?。]$/.test(m) ? '' : '.');
+  return t('error.UNKNOWN');
 }
 
 /** Removes the error messages a previous submit left in form. */
@@ -158,9 +162,5 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
-/** A date and time in the reader's locale. */
-export function when(iso) {
-  if (!iso) return '';
-  const d = new Date(iso);
-  return d.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
-}
+/** A date and time in the page's language. */
+export const when = whenIn;

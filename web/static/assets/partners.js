@@ -2,64 +2,38 @@
 // demographics as an SVG bar chart and a paged table, the budget as a meter
 // and the cost of the next answer before it is asked.
 import { gql, submitting, setStatus, clearErrors, h, localError } from './gql.js';
+import { init as initI18n, switcher, t, plural, when as date, number as fmt, countryName, languageName } from './i18n.js';
 
 const $ = (sel) => document.querySelector(sel);
 const SVG = 'http://www.w3.org/2000/svg';
 
-// Every text a person reads on this page, in one place so a translation
-// replaces one object.
-const MSG = {
-  dims: { AGE_BAND: 'Age band', COUNTRY: 'Country', GENDER: 'Gender', LANGUAGE: 'Language', SIGNUP_MONTH: 'Sign-up month' },
-  age: {
-    UNDER_18: 'under 18', AGE_18_24: '18–24', AGE_25_34: '25–34', AGE_35_44: '35–44', AGE_45_54: '45–54',
-    AGE_55_64: '55–64', AGE_65_PLUS: '65+', UNKNOWN: 'unknown',
-  },
-  unknown: 'unknown',
-  everyone: 'Everyone',
-  group: 'Group',
-  count: 'Count',
-  countsCaption: 'Counts per group',
-  enterKey: 'Enter your API key.',
-  badKey: 'This API key is not valid or has been revoked.',
-  badEpsilon: 'Epsilon must be a number such as 0.5.',
-  budgetLeft: (left, total) => `${left} of ${total} ε left`,
-  cost: (eps, left, date) => `This query costs ε ${eps}; ${left} left until ${date}.`,
-  costTooHigh: (eps, left, date) => `This query costs ε ${eps} but only ${left} is left until ${date}. Lower epsilon or wait until then.`,
-  costUnknown: 'Enter an epsilon to see what this query costs.',
-  grouped: (by, made, left) => `Grouped by ${by}. Made ${made}; ${left} ε left after it.`,
-  total: 'no dimension (the total)',
-  noise: (sd, eps, threshold, delta) => `Counts have random noise of about ±${sd} (ε ${eps}); groups whose noisy count is ` +
-    `below ${threshold} are not shown, and one that should not be shown slips through with a probability of at most δ = ${delta}.`,
-  nothing: 'No group\'s noisy count reached the threshold, so nothing is shown. Try fewer dimensions or more epsilon.',
-  chartTitle: (n, all) => `Bar chart of ${n} groups by count` + (all > n ? ` (the ${n} largest; all are in the table)` : ''),
-  rows: (from, to, total) => `Rows ${from}–${to} of ${total}`,
-  prev: 'Previous 50',
-  next: 'Next 50',
-  pager: 'Table pages',
-};
-
+// Every text a person reads comes from the catalogue through t(); the keys
+// of this page start with partners. or common.
 const PAGE_ROWS = 50;
 const DIM_FIELD = { AGE_BAND: 'ageBand', COUNTRY: 'country', GENDER: 'gender', LANGUAGE: 'language', SIGNUP_MONTH: 'signupMonth' };
 
-// One language for every date and number on the page: the document's, not
-// the browser's, so a German browser does not put German dates into
+// One language for every date and number on the page: the page's (i18n.js),
+// not the browser's, so a German browser does not put German dates into
 // English sentences.
-const lang = document.documentElement.lang || 'en';
-const dateFmt = new Intl.DateTimeFormat(lang, { dateStyle: 'medium', timeStyle: 'short' });
-const date = (iso) => dateFmt.format(new Date(iso));
-const fmt = (x, d = 2) => new Intl.NumberFormat(lang, { maximumFractionDigits: d }).format(Number(x));
 
 const value = (dim, cell) => {
   const v = cell[DIM_FIELD[dim]];
   if (v == null) return '—';
-  if (dim === 'AGE_BAND') return MSG.age[v] || v;
-  if (v === 'UNKNOWN') return MSG.unknown;
-  return dim === 'GENDER' ? v.toLowerCase().replaceAll('_', '-') : v;
+  if (v === 'UNKNOWN') return t('partners.unknown');
+  if (dim === 'AGE_BAND') return t(`partners.age.${v}`) === `partners.age.${v}` ? v : t(`partners.age.${v}`);
+  if (dim === 'GENDER') return t(`common.gender.${v}`);
+  // names in the page's language, with the code so groups stay tellable apart
+  if (dim === 'COUNTRY') return countryName(v) ? t('partners.named', { name: countryName(v), code: v }) : v;
+  if (dim === 'LANGUAGE') return languageName(v) ? t('partners.named', { name: languageName(v), code: v }) : v;
+  if (dim === 'SIGNUP_MONTH' && /^\d{4}-\d{2}$/.test(v)) {
+    return new Intl.DateTimeFormat(document.documentElement.lang, { year: 'numeric', month: 'short', timeZone: 'UTC' }).format(new Date(`${v}-01T00:00:00Z`));
+  }
+  return v;
 };
 
 // Everything this tab knows about the signed-in partner; sign-out resets
 // it to this, so the next partner inherits nothing.
-const blank = () => ({ apiKey: '', partner: null, last: null, page: 0 });
+const blank = () => ({ apiKey: '', partner: null, last: null, answer: null, page: 0 });
 let state = blank();
 
 function showBudget(p) {
@@ -71,7 +45,7 @@ function showBudget(p) {
   m.low = p.epsilonBudget * 0.2;
   m.high = p.epsilonBudget * 0.5;
   m.optimum = p.epsilonBudget;
-  $('#budget-text').textContent = MSG.budgetLeft(fmt(p.budgetRemaining, 3), fmt(p.epsilonBudget, 3));
+  $('#budget-text').textContent = t('partners.budget.left', { left: fmt(p.budgetRemaining, 3), total: fmt(p.epsilonBudget, 3) });
   $('#budget-reset').textContent = date(p.budgetResetsAt);
   showCost();
 }
@@ -98,8 +72,8 @@ function showCost() {
   const left = p.budgetRemaining;
   const when = date(p.budgetResetsAt);
   const tooMuch = eps !== null && eps > left + 1e-9;
-  if (eps === null) out.textContent = MSG.costUnknown;
-  else out.textContent = (tooMuch ? MSG.costTooHigh : MSG.cost)(fmt(eps, 6), fmt(left, 3), when);
+  if (eps === null) out.textContent = t('partners.cost.unknown');
+  else out.textContent = t(tooMuch ? 'partners.cost.tooHigh' : 'partners.cost.ok', { eps: fmt(eps, 6), left: fmt(left, 3), date: when });
   out.className = tooMuch ? 'cost error' : 'cost';
   run.disabled = tooMuch;
   if (tooMuch) run.setAttribute('aria-describedby', 'cost');
@@ -114,7 +88,7 @@ $('#key-form').addEventListener('submit', (e) => {
   submitting(form, async () => {
     const key = form.apiKey.value.trim();
     if (!key) {
-      setStatus(form, MSG.enterKey, 'error');
+      setStatus(form, t('partners.signin.empty'), 'error');
       return;
     }
     try {
@@ -126,7 +100,7 @@ $('#key-form').addEventListener('submit', (e) => {
     } catch (err) {
       if (err.code === 'UNAUTHENTICATED' || err.code === 'FORBIDDEN') {
         err.field = 'apiKey';
-        err.message = MSG.badKey;
+        err.text = t('partners.signin.badKey');
       }
       throw err;
     }
@@ -166,7 +140,7 @@ $('#ask-form').addEventListener('submit', (e) => {
   submitting(form, async () => {
     const dims = [...form.querySelectorAll('input[name=groupBy]:checked')].map((x) => x.value);
     const eps = epsilonOf(form);
-    if (eps === null) throw localError('epsilon', MSG.badEpsilon);
+    if (eps === null) throw localError('epsilon', t('partners.ask.badEpsilon'));
     const key = state.apiKey;
     const { demographics: r } = await gql(`query($g: [Dimension!]!, $e: Float) { demographics(groupBy: $g, epsilon: $e) {
       cells { ageBand country gender language signupMonth count } k threshold epsilon delta budgetRemaining generatedAt } }`,
@@ -180,7 +154,7 @@ $('#ask-form').addEventListener('submit', (e) => {
 });
 
 function labelOf(dims, cell) {
-  return dims.length ? dims.map((d) => value(d, cell)).join(' · ') : MSG.everyone;
+  return dims.length ? dims.map((d) => value(d, cell)).join(' · ') : t('partners.everyone');
 }
 
 // The standard deviation of the discrete Laplace noise P(z) ∝ exp(-ε|z|/2)
@@ -190,20 +164,21 @@ function noiseSD(eps) {
   return Math.sqrt(2 * p) / (1 - p);
 }
 
-function showResult(dims, r) {
+function showResult(dims, r, focus = true) {
+  state.answer = { dims, r };
   $('#result').hidden = false;
-  const by = dims.length ? dims.map((d) => MSG.dims[d]).join(' × ') : MSG.total;
-  $('#result-desc').textContent = MSG.grouped(by, date(r.generatedAt), fmt(r.budgetRemaining, 3));
+  const by = dims.length ? dims.map((d) => t(`partners.dim.${d}`)).join(' × ') : t('partners.result.total');
+  $('#result-desc').textContent = t('partners.result.grouped', { by, date: date(r.generatedAt), left: fmt(r.budgetRemaining, 3) });
   $('#stat-cells').textContent = fmt(r.cells.length, 0);
-  $('#stat-threshold').textContent = r.threshold;
+  $('#stat-threshold').textContent = fmt(r.threshold, 0);
   $('#stat-epsilon').textContent = fmt(r.epsilon, 6);
-  $('#noise-note').textContent = MSG.noise(fmt(noiseSD(r.epsilon), 1), fmt(r.epsilon, 6), fmt(r.threshold, 0), r.delta);
+  $('#noise-note').textContent = t('partners.result.noise', { sd: fmt(noiseSD(r.epsilon), 1), eps: fmt(r.epsilon, 6), threshold: fmt(r.threshold, 0), delta: r.delta });
   const cells = [...r.cells].sort((a, b) => b.count - a.count);
   state.last = cells.length ? { dims, cells } : null;
   state.page = 0;
-  $('#chart').replaceChildren(cells.length ? chart(dims, cells) : h('p', { class: 'muted' }, MSG.nothing));
+  $('#chart').replaceChildren(cells.length ? chart(dims, cells) : h('p', { class: 'muted' }, t('partners.result.nothing')));
   renderTable();
-  $('#result').focus();
+  if (focus) $('#result').focus();
 }
 
 function svg(tag, attrs = {}, text) {
@@ -273,7 +248,8 @@ function chart(dims, cells) {
   const rows = shown.map((c) => ({ c, lines: wrap(labelOf(dims, c), labelW - 10) }));
   let y = 4;
   const root = svg('svg', { class: 'chart', role: 'img', 'aria-labelledby': 'chart-title', preserveAspectRatio: 'xMinYMin meet' });
-  root.append(svg('title', { id: 'chart-title' }, MSG.chartTitle(shown.length, cells.length)));
+  root.append(svg('title', { id: 'chart-title' }, plural('partners.chart.title', shown.length) +
+    (cells.length > shown.length ? t('partners.chart.largest', { n: fmt(shown.length, 0) }) : '')));
   for (const { c, lines } of rows) {
     const rowH = Math.max(24, lines.length * lineH + 10);
     const mid = y + rowH / 2;
@@ -304,13 +280,13 @@ function renderTable() {
   const pages = Math.ceil(cells.length / PAGE_ROWS);
   const from = state.page * PAGE_ROWS;
   const slice = cells.slice(from, from + PAGE_ROWS);
-  const head = [...(dims.length ? dims.map((d) => MSG.dims[d]) : [MSG.group]), MSG.count];
-  const parts = [h('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': MSG.countsCaption },
+  const head = [...(dims.length ? dims.map((d) => t(`partners.dim.${d}`)) : [t('partners.table.group')]), t('partners.table.count')];
+  const parts = [h('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': t('partners.table.caption') },
     h('table', { class: 'result-table' },
-      h('caption', { class: 'sr-only' }, MSG.countsCaption),
+      h('caption', { class: 'sr-only' }, t('partners.table.caption')),
       h('thead', {}, h('tr', {}, head.map((x, i) => h('th', { scope: 'col', class: i === head.length - 1 ? 'num' : '' }, x)))),
       h('tbody', {}, slice.map((c) => h('tr', {},
-        (dims.length ? dims.map((d) => h('td', {}, value(d, c))) : [h('td', {}, MSG.everyone)]),
+        (dims.length ? dims.map((d) => h('td', {}, value(d, c))) : [h('td', {}, t('partners.everyone'))]),
         h('td', { class: 'num' }, fmt(c.count, 0)))))))];
   if (pages > 1) {
     const turn = (by, focusSel) => () => {
@@ -319,10 +295,30 @@ function renderTable() {
       const b = $(focusSel);
       (b && !b.disabled ? b : $('#table-rows')).focus();
     };
-    parts.push(h('nav', { class: 'pager actions', 'aria-label': MSG.pager },
-      h('button', { type: 'button', class: 'btn secondary', id: 'page-prev', disabled: state.page === 0, onclick: turn(-1, '#page-prev') }, MSG.prev),
-      h('span', { id: 'table-rows', role: 'status', tabindex: '-1' }, MSG.rows(fmt(from + 1, 0), fmt(from + slice.length, 0), fmt(cells.length, 0))),
-      h('button', { type: 'button', class: 'btn secondary', id: 'page-next', disabled: state.page >= pages - 1, onclick: turn(1, '#page-next') }, MSG.next)));
+    parts.push(h('nav', { class: 'pager actions', 'aria-label': t('partners.table.pager') },
+      h('button', { type: 'button', class: 'btn secondary', id: 'page-prev', disabled: state.page === 0, onclick: turn(-1, '#page-prev') }, t('partners.table.prev')),
+      h('span', { id: 'table-rows', role: 'status', tabindex: '-1' }, t('partners.table.rows', { from: fmt(from + 1, 0), to: fmt(from + slice.length, 0), total: fmt(cells.length, 0) })),
+      h('button', { type: 'button', class: 'btn secondary', id: 'page-next', disabled: state.page >= pages - 1, onclick: turn(1, '#page-next') }, t('partners.table.next'))));
   }
   $('#table').replaceChildren(...parts);
 }
+
+// After a language change, everything this script wrote is written again
+// (the static text is translated by i18n.js).
+function relabel() {
+  if (state.partner) showBudget(state.partner);
+  else showCost();
+  if (state.answer) {
+    const { page } = state;
+    showResult(state.answer.dims, state.answer.r, false);
+    state.page = page;
+    renderTable();
+  }
+  // messages already shown stay in the language they were written in: clear them
+  for (const form of document.querySelectorAll('form')) clearErrors(form);
+}
+
+// Handlers are bound above, before this wait, so no form can be sent
+// natively (with the key in the address) while the catalogue loads.
+await initI18n();
+switcher($('#lang-select'), relabel);
