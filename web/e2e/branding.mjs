@@ -60,13 +60,9 @@ function recorder() {
   });
 }
 
-// Switches the page's language the way the pages do (the shared contract):
-// <html lang>, then the consentgraph:langchange event.
+// Switches the page's language with its own switcher, as a reader would.
 async function setLanguage(page, lang) {
-  await page.evaluate((l) => {
-    document.documentElement.lang = l;
-    document.dispatchEvent(new CustomEvent('consentgraph:langchange', { detail: { lang: l } }));
-  }, lang);
+  await page.selectOption('#lang-select', lang);
 }
 
 async function check(page, lang) {

@@ -8,43 +8,16 @@
 //   data-brand-logo        an <img>, shown only when a logo is configured
 //   data-brand-controller  "<controller> is responsible for your personal data."
 //   data-brand-policy      a link to the privacy policy
-// It renders in the language of <html lang> and again on
-// `consentgraph:langchange`, with the `brand.*` strings of /locales/<lang>.json.
+// It renders each time the page's language is applied (the
+// `consentgraph:langchange` event of i18n.js, which the page script starts),
+// with the `brand.*` strings of the shared catalogue.
+
+import { gql } from './gql.js';
+import { t } from './i18n.js';
 
 const QUERY = '{ operator { name logoUrl policyUrl controller { name email } } }';
 
 let operator = null;
-const catalogues = new Map();
-
-// The page's language, reduced to the catalogue files' tags (ja-JP -> ja).
-function pageLang() {
-  return (document.documentElement.lang || 'en').toLowerCase().split('-')[0] || 'en';
-}
-
-async function catalogue(lang) {
-  if (!catalogues.has(lang)) {
-    catalogues.set(lang, fetch(`/locales/${encodeURIComponent(lang)}.json`)
-      .then((r) => (r.ok ? r.json() : null))
-      .catch(() => null));
-  }
-  return (await catalogues.get(lang)) || (lang === 'en' ? {} : catalogue('en'));
-}
-
-function format(text, vars) {
-  return text.replace(/\{(\w+)\}/g, (m, k) => (k in vars ? vars[k] : m));
-}
-
-async function loadOperator(lang) {
-  const res = await fetch('/graphql', {
-    method: 'POST',
-    credentials: 'same-origin',
-    headers: { 'Content-Type': 'application/json', Accept: 'application/json', 'Accept-Language': lang },
-    body: JSON.stringify({ query: QUERY }),
-  });
-  const body = await res.json();
-  if (!body.data || !body.data.operator) throw new Error('the operator could not be read');
-  return body.data.operator;
-}
 
 // Only web links and paths on this server become hrefs or image sources
 // (the server validates them too; this keeps a bad answer inert).
@@ -57,8 +30,7 @@ function safe(url) {
   }
 }
 
-function render(strings) {
-  const t = (key, vars = {}) => format(strings[key] || key, vars);
+function render(lang) {
   for (const el of document.querySelectorAll('[data-brand-name]')) el.textContent = operator.name;
   const logo = safe(operator.logoUrl || '');
   for (const img of document.querySelectorAll('img[data-brand-logo]')) {
@@ -84,17 +56,15 @@ function render(strings) {
     a.href = policy;
     a.textContent = t('brand.policy');
   }
-  document.documentElement.dataset.brandLang = strings['_meta.tag'] || '';
+  document.documentElement.dataset.brandLang = lang;
 }
 
-let pending = 0;
-async function update() {
-  const lang = pageLang();
-  const run = ++pending;
+async function update(event) {
+  const lang = event.detail.lang;
   try {
-    if (!operator) operator = await loadOperator(lang);
-    const strings = await catalogue(lang);
-    if (run === pending) render(strings); // a later language change wins
+    // The operator does not depend on the language: read once.
+    if (!operator) operator = (await gql(QUERY)).operator;
+    if (document.documentElement.lang === lang) render(lang); // a later change wins
   } catch (e) {
     // The stock name and links in the page stay as they are.
     console.warn(`branding: ${e.message}`);
@@ -102,4 +72,3 @@ async function update() {
 }
 
 document.addEventListener('consentgraph:langchange', update);
-update();
