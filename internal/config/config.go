@@ -184,7 +184,7 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 	var cors, corsHeaders, prevKeys string
 	str(&cors, "cors-origins", "", "comma-separated origins allowed to call the API from a browser")
 	str(&corsHeaders, "cors-headers", "", "comma-separated request headers browser apps may send besides Authorization, Content-Type and Accept")
-	str(&c.PublicURL, "public-url", "", "URL users reach the server at, for links in mail (default http://ADDR)")
+	str(&c.PublicURL, "public-url", "", "URL users reach the server at, for links in mail (default http://ADDR, with 127.0.0.1 for an address on every interface)")
 	str(&c.AdminUsername, "admin-username", "", "username of the admin account created at start-up")
 	// Secrets come only from the environment: flags are visible in ps.
 	c.AdminPassword = getenv(EnvName("admin-password"))
@@ -250,11 +250,12 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 			problems = append(problems, fmt.Errorf("trusted-proxies: %q is not a CIDR like 10.0.0.0/8", cidr))
 		}
 	}
-	if c.PublicURL == "" && (c.TLSCert != "" || c.DevTLS) {
-		c.PublicURL = "https://" + c.Addr
-	}
 	if c.PublicURL == "" {
-		c.PublicURL = "http://" + c.Addr
+		scheme := "http://"
+		if c.TLSCert != "" || c.DevTLS {
+			scheme = "https://"
+		}
+		c.PublicURL = scheme + reachableAddr(c.Addr)
 	}
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
 	c.PreviousMasterKeys = splitList(prevKeys)
@@ -396,4 +397,19 @@ func (c Config) Logger(w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// reachableAddr is addr with a host a browser can open: listening on every
+// interface (":8080", "0.0.0.0:8080", "[::]:8080") names no host, and a link
+// to "http://:8080" in a mail goes nowhere, so this machine's loopback
+// stands in until --public-url says better.
+func reachableAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return net.JoinHostPort("127.0.0.1", port)
+	}
+	return addr
 }

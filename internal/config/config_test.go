@@ -20,6 +20,30 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+// Links in mail use the public URL: an address on every interface must not
+// turn into "http://:8080".
+func TestPublicURLDefaultsToAnAddressABrowserCanOpen(t *testing.T) {
+	for addr, want := range map[string]string{
+		"127.0.0.1:8080": "http://127.0.0.1:8080",
+		":8080":          "http://127.0.0.1:8080",
+		"0.0.0.0:9000":   "http://127.0.0.1:9000",
+		"[::]:9000":      "http://127.0.0.1:9000",
+		"example.org:80": "http://example.org:80",
+	} {
+		c, err := Load([]string{"--addr", addr}, env(nil), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.PublicURL != want {
+			t.Errorf("--addr %s: public URL %q, want %q", addr, c.PublicURL, want)
+		}
+	}
+	c, err := Load([]string{"--addr", ":8080", "--public-url", "https://privacy.example.org/"}, env(nil), io.Discard)
+	if err != nil || c.PublicURL != "https://privacy.example.org" {
+		t.Errorf("--public-url: %q, %v", c.PublicURL, err)
+	}
+}
+
 func TestFlagBeatsEnvironment(t *testing.T) {
 	c, err := Load([]string{"--addr", "127.0.0.1:9999"}, env(map[string]string{
 		"CONSENTGRAPH_ADDR": "127.0.0.1:7777", "CONSENTGRAPH_SESSION_TTL": "2h",
