@@ -7,10 +7,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/goccy/go-yaml"
 
+	"github.com/consentgraph/consentgraph/internal/i18n"
 	"github.com/consentgraph/consentgraph/internal/policy"
+	"github.com/consentgraph/consentgraph/web"
 )
 
 // File is the content of the --config YAML file, merged with the defaults.
@@ -31,10 +34,12 @@ import (
 //	  url: https://example.org/privacy
 //	purposes:              # change a shipped purpose or add one
 //	  newsletter:
-//	    description: Our monthly newsletter.
+//	    description: Our monthly newsletter.   # the same text in every language
 //	  research:
 //	    mechanism: OPT_IN  # OPT_IN, OPT_OUT or NOTICE_ONLY
-//	    description: Research studies by our partner university.
+//	    description:       # or one text per language (en required)
+//	      en: Research studies by our partner university.
+//	      ja: 提携大学による研究調査。
 //	    dataCategories: [user.contact.email, user.demographic.age_band]
 //	    thirdParties: [Example University]
 type File struct {
@@ -51,7 +56,15 @@ type File struct {
 	Catalog *policy.Catalog
 	// Processors are the configured processor instances (processors.go).
 	Processors []Processor
+	// Texts are the message catalogues (web/static/locales), the same the
+	// pages read; their files decide which languages a description may
+	// be given in.
+	Texts *i18n.Bundle
 }
+
+// texts loads the catalogues embedded in the binary once; a broken one is
+// an error of every LoadFile, so the server refuses to start.
+var texts = sync.OnceValues(func() (*i18n.Bundle, error) { return i18n.Load(web.Locales()) })
 
 // fileSections parses each known top-level key. Adding a section (e.g.
 // "processors") means adding an entry here and a field to File.
@@ -62,18 +75,59 @@ var fileSections = map[string]func(f *File, path string, v any) error{
 	"processors": parseProcessors,
 }
 
-// DefaultFile is the configuration without a file.
+// DefaultFile is the configuration without a file. It panics if the
+// embedded catalogues are broken (a test keeps them whole; LoadFile
+// reports it as an error).
 func DefaultFile() *File {
-	f := &File{Controller: policy.DefaultController(), Policy: policy.DefaultDocument(), Purposes: policy.DefaultPurposes()}
-	f.Catalog = policy.MustDefaultCatalog()
+	b, err := texts()
+	if err != nil {
+		panic(err)
+	}
+	return defaultFile(b)
+}
+
+func defaultFile(b *i18n.Bundle) *File {
+	f := &File{Controller: policy.DefaultController(), Policy: policy.DefaultDocument(), Purposes: policy.DefaultPurposes(), Texts: b}
+	for i := range f.Purposes {
+		f.Purposes[i].Descriptions = shippedDescriptions(b, f.Purposes[i].ID)
+	}
+	cat, err := policy.NewCatalog(f.Purposes)
+	if err != nil {
+		panic(err) // the shipped purposes and their translations are valid (tested)
+	}
+	f.Catalog = cat
 	return f
+}
+
+// ShippedDescriptionKey is the catalogue key of a shipped purpose's
+// description: its translations live with every other text, so a new
+// language file translates them too.
+func ShippedDescriptionKey(purpose string) string {
+	return "server.purpose." + purpose + ".description"
+}
+
+func shippedDescriptions(b *i18n.Bundle, purpose string) map[string]string {
+	out := map[string]string{}
+	for _, lang := range b.Languages() {
+		if s, ok := b.Lookup(lang, ShippedDescriptionKey(purpose)); ok {
+			out[lang] = s
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // LoadFile reads and validates the configuration file at path; an empty
 // path gives the defaults.
 func LoadFile(path string) (*File, error) {
+	b, err := texts()
+	if err != nil {
+		return nil, err
+	}
 	if path == "" {
-		return DefaultFile(), nil
+		return defaultFile(b), nil
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -84,7 +138,11 @@ func LoadFile(path string) (*File, error) {
 
 // ParseFile validates the YAML configuration data read from name.
 func ParseFile(name string, data []byte) (*File, error) {
-	f, err := parseFile(data)
+	b, err := texts()
+	if err != nil {
+		return nil, err
+	}
+	f, err := parseFile(data, b)
 	if err != nil {
 		return nil, fmt.Errorf("config file %s: %w", name, err)
 	}
@@ -92,8 +150,8 @@ func ParseFile(name string, data []byte) (*File, error) {
 	return f, nil
 }
 
-func parseFile(data []byte) (*File, error) {
-	f := DefaultFile()
+func parseFile(data []byte, b *i18n.Bundle) (*File, error) {
+	f := defaultFile(b)
 	var root any
 	if err := yaml.UnmarshalWithOptions(data, &root, yaml.UseOrderedMap()); err != nil {
 		return nil, fmt.Errorf("not valid YAML: %w", err)
@@ -260,6 +318,35 @@ func parsePolicy(f *File, path string, v any) error {
 	return policy.ValidateDocument(path+".", *d)
 }
 
+// parseDescription reads a purpose's description: one string for every
+// language, or a mapping of language tag to text. The mapping may name
+// only languages that have a catalogue, and must give English, the
+// fallback of the others.
+func parseDescription(path string, v any, b *i18n.Bundle) (string, map[string]string, error) {
+	if _, ok := v.(yaml.MapSlice); !ok {
+		s, err := scalarString(path, v)
+		return strings.TrimSpace(s), nil, err
+	}
+	langs := b.Languages()
+	out := map[string]string{}
+	err := walkMapping(path, v, nil, func(lang, langPath string, v any) error {
+		if !b.Has(lang) {
+			return fieldErr(langPath, "%q is not a language with a message catalogue (available: %s)", lang, strings.Join(langs, ", "))
+		}
+		s, err := scalarString(langPath, v)
+		out[lang] = strings.TrimSpace(s)
+		return err
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	en, ok := out[i18n.Fallback]
+	if !ok {
+		return "", nil, fieldErr(path+"."+i18n.Fallback, "is required: English is shown to readers of every language without a text of its own")
+	}
+	return en, out, nil
+}
+
 var purposeKeys = []string{"dataCategories", "description", "mechanism", "thirdParties"}
 
 func parsePurposes(f *File, path string, v any) error {
@@ -286,8 +373,7 @@ func parsePurposes(f *File, path string, v any) error {
 				s, err = scalarString(fieldPath, v)
 				p.Mechanism = policy.Mechanism(s)
 			case "description":
-				p.Description, err = scalarString(fieldPath, v)
-				p.Description = strings.TrimSpace(p.Description)
+				p.Description, p.Descriptions, err = parseDescription(fieldPath, v, f.Texts)
 			case "dataCategories":
 				p.DataCategories, err = stringList(fieldPath, v)
 			case "thirdParties":

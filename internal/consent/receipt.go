@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/consentgraph/consentgraph/internal/i18n"
 	"github.com/consentgraph/consentgraph/internal/policy"
 	"github.com/consentgraph/consentgraph/internal/signing"
 )
@@ -130,6 +131,28 @@ type receiptInput struct {
 	policy    PolicyVersion
 	receiptID string
 	ledger    *LedgerClaim
+	// lang is the language of the receipt's human text (see language).
+	lang string
+}
+
+// language is the one a receipt issued in ctx is written in: the request's
+// (Accept-Language), else the controller's, else English, among those with
+// a catalogue. The signed claims say which ("language"), and only the
+// human text changes with it; the machine-readable claims (purpose id,
+// mechanism, action, ledger) are the same in every language.
+func (s *Service) language(ctx context.Context) string {
+	if s.opts.Texts == nil {
+		return s.opts.Controller.Language
+	}
+	return s.opts.Texts.Pick(i18n.FromContext(ctx), s.opts.Controller.Language)
+}
+
+// text is a receipt phrase in lang; English without catalogues.
+func (s *Service) text(lang, key, english string) string {
+	if s.opts.Texts == nil {
+		return english
+	}
+	return s.opts.Texts.T(lang, key, nil)
 }
 
 func (s *Service) claims(in receiptInput) *Claims {
@@ -139,9 +162,9 @@ func (s *Service) claims(in receiptInput) *Claims {
 		issuer = c.Name
 	}
 	third := s.thirdParties(in.purpose)
-	termination := "until withdrawn or the account is deleted"
+	termination := s.text(in.lang, "receipt.termination.withdrawable", "until withdrawn or the account is deleted")
 	if in.purpose.Mechanism == policy.NoticeOnly {
-		termination = "when the account is deleted"
+		termination = s.text(in.lang, "receipt.termination.essential", "when the account is deleted")
 	}
 	cats := append([]string{}, in.purpose.DataCategories...)
 	return &Claims{
@@ -154,7 +177,7 @@ func (s *Service) claims(in receiptInput) *Claims {
 		ConsentTimestamp: in.at.Unix(),
 		CollectionMethod: string(in.method),
 		ConsentReceiptID: in.receiptID,
-		Language:         c.Language,
+		Language:         in.lang,
 		PIIPrincipalID:   in.subject,
 		PIIControllers: []ControllerClaim{{
 			PIIController: c.Name, Contact: c.Contact, Address: c.Address, Email: c.Email, Phone: c.Phone, URL: c.URL,
@@ -163,7 +186,7 @@ func (s *Service) claims(in receiptInput) *Claims {
 		Services: []ServiceClaim{{
 			Service: c.Name,
 			Purposes: []PurposeClaim{{
-				Purpose:              in.purpose.Description,
+				Purpose:              in.purpose.DescriptionIn(in.lang),
 				PurposeCategory:      []string{in.purpose.ID},
 				ConsentType:          string(in.purpose.Mechanism),
 				PIICategory:          cats,

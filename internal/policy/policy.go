@@ -8,6 +8,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -69,9 +70,14 @@ type Purpose struct {
 	// ID is a short stable name: a lower-case letter followed by up to 63
 	// lower-case letters, digits or underscores. It is used as a key in
 	// stored documents, so it cannot hold dots or dollar signs.
-	ID          string
-	Mechanism   Mechanism
+	ID        string
+	Mechanism Mechanism
+	// Description is the text in English, the fallback language.
 	Description string
+	// Descriptions are the description per language tag ("en", "ja"),
+	// English included, when the configuration or the shipped catalogues
+	// give one per language; nil means Description for every language.
+	Descriptions map[string]string
 	// DataCategories are the only personal data the purpose may use.
 	DataCategories []string
 	// ThirdParties names who, besides the controller, receives data for
@@ -85,7 +91,19 @@ type Purpose struct {
 func (p Purpose) Clone() Purpose {
 	p.DataCategories = slices.Clone(p.DataCategories)
 	p.ThirdParties = slices.Clone(p.ThirdParties)
+	p.Descriptions = maps.Clone(p.Descriptions)
 	return p
+}
+
+// DescriptionIn is the description in lang, else in English.
+func (p Purpose) DescriptionIn(lang string) string {
+	if s, ok := p.Descriptions[lang]; ok {
+		return s
+	}
+	if s, ok := p.Descriptions["en"]; ok {
+		return s
+	}
+	return p.Description
 }
 
 var idPattern = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
@@ -114,10 +132,18 @@ func (p Purpose) Validate(prefix string) error {
 	if !p.Mechanism.Valid() {
 		bad("mechanism", "%q is not one of %s", p.Mechanism, joinMechanisms())
 	}
-	if strings.TrimSpace(p.Description) == "" {
-		bad("description", "must not be empty")
-	} else if len(p.Description) > 1000 {
-		bad("description", "must be at most 1000 characters")
+	checkDescription := func(field, d string) {
+		if strings.TrimSpace(d) == "" {
+			bad(field, "must not be empty")
+		} else if len(d) > 1000 {
+			bad(field, "must be at most 1000 characters")
+		}
+	}
+	if _, ok := p.Descriptions["en"]; !ok {
+		checkDescription("description", p.Description)
+	}
+	for _, lang := range slices.Sorted(maps.Keys(p.Descriptions)) {
+		checkDescription("description."+lang, p.Descriptions[lang])
 	}
 	seen := map[string]bool{}
 	for i, c := range p.DataCategories {

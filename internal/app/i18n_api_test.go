@@ -1,0 +1,162 @@
+package app_test
+
+import (
+	"testing"
+
+	"github.com/consentgraph/consentgraph/internal/app/apptest"
+)
+
+// i18nConfig gives one shipped purpose a text per language, another one
+// text for all, adds a purpose with English only, and leaves the rest to
+// the shipped translations.
+const i18nConfig = `
+purposes:
+  newsletter:
+    description:
+      en: Our monthly letter about new features.
+      ja: 新機能をお知らせする月刊のお便りです。
+  surveys:
+    description: Surveys in English for everyone.
+  research:
+    mechanism: OPT_IN
+    description: {en: Research with a partner university.}
+`
+
+// inLanguage returns a client that sends Accept-Language: lang (none for "").
+func inLanguage(c *apptest.Client, lang string) *apptest.Client {
+	if lang != "" {
+		c.Header.Set("Accept-Language", lang)
+	}
+	return c
+}
+
+func TestPurposeDescriptionsFollowAcceptLanguage(t *testing.T) {
+	s := startWithProcessors(t, i18nConfig)
+	const q = `{ purposes { id description } }`
+	descriptions := func(lang string) map[string]string {
+		var out struct {
+			Purposes []struct{ ID, Description string }
+		}
+		inLanguage(s.Client(), lang).Do(t, q, nil).Decode(t, &out)
+		m := map[string]string{}
+		for _, p := range out.Purposes {
+			m[p.ID] = p.Description
+		}
+		return m
+	}
+	en := map[string]string{
+		"newsletter":           "Our monthly letter about new features.",
+		"surveys":              "Surveys in English for everyone.",
+		"research":             "Research with a partner university.",
+		"aggregate_statistics": "Counting you in generic aggregated demographics (never linked to you, small groups suppressed, noise added) that partners and advertisers may see.",
+		"essential":            "Running your account: signing you in, keeping it secure and answering your requests.",
+	}
+	ja := map[string]string{
+		"newsletter":           "新機能をお知らせする月刊のお便りです。",
+		"surveys":              "Surveys in English for everyone.",    // one text for every language
+		"research":             "Research with a partner university.", // no Japanese given: English
+		"aggregate_statistics": "提携先や広告主が閲覧できる、一般的な属性別の集計にあなたを含めます（あなた個人と結び付けられることはなく、少人数のグループは表示されず、数値にはノイズが加えられます）。",
+		"essential":            "アカウントの運用に利用します（サインイン、アカウントの安全の確保、お問い合わせへの対応）。",
+	}
+	for header, want := range map[string]map[string]string{
+		"":                        en,
+		"en-GB":                   en,
+		"de-DE,de;q=0.9":          en, // no German catalogue: the fallback
+		"ja":                      ja,
+		"ja-JP,ja;q=0.9,en;q=0.8": ja,
+		"de,ja;q=0.5":             ja, // the best language that exists
+	} {
+		got := descriptions(header)
+		for id, text := range want {
+			if got[id] != text {
+				t.Errorf("Accept-Language %q: %s = %q, want %q", header, id, got[id], text)
+			}
+		}
+	}
+
+	// The Privacy Center and the consent widget read purposes through the
+	// user's consents: the same texts.
+	c := inLanguage(s.Register(t, "hanako"), "ja")
+	var me struct {
+		Me struct {
+			Consents []struct {
+				Purpose struct{ ID, Description string }
+			}
+		}
+	}
+	c.Do(t, `{ me { consents { purpose { id description } } } }`, nil).Decode(t, &me)
+	if len(me.Me.Consents) != len(ja) {
+		t.Fatalf("%d consents", len(me.Me.Consents))
+	}
+	for _, cs := range me.Me.Consents {
+		if cs.Purpose.Description != ja[cs.Purpose.ID] {
+			t.Errorf("me.consents %s = %q, want %q", cs.Purpose.ID, cs.Purpose.Description, ja[cs.Purpose.ID])
+		}
+	}
+	var granted struct {
+		GrantConsent struct {
+			Consent struct{ Purpose struct{ Description string } }
+		}
+	}
+	c.Do(t, `mutation { grantConsent(purpose: "newsletter") { consent { purpose { description } } } }`, nil).Decode(t, &granted)
+	if got := granted.GrantConsent.Consent.Purpose.Description; got != ja["newsletter"] {
+		t.Errorf("grantConsent's purpose: %q", got)
+	}
+}
+
+// TestReceiptsInTheReadersLanguage: a receipt's human text (purpose,
+// termination) and its language claim follow the request's language, the
+// machine-readable claims do not, and an outside verifier with only the
+// JWKS accepts receipts in either language.
+func TestReceiptsInTheReadersLanguage(t *testing.T) {
+	s := startWithProcessors(t, i18nConfig)
+	set := jwksFromServer(t, s)
+	cases := []struct {
+		header, lang, purpose, termination string
+	}{
+		{"ja-JP", "ja", "新機能をお知らせする月刊のお便りです。", "撤回されるか、アカウントが削除されるまで"},
+		{"en-US", "en", "Our monthly letter about new features.", "until withdrawn or the account is deleted"},
+		{"", "en", "Our monthly letter about new features.", "until withdrawn or the account is deleted"},
+		{"fr", "en", "Our monthly letter about new features.", "until withdrawn or the account is deleted"},
+	}
+	for i, tc := range cases {
+		c := inLanguage(s.Register(t, "reader"+string(rune('a'+i))), tc.header)
+		var out struct{ GrantConsent struct{ Receipt string } }
+		c.Do(t, `mutation { grantConsent(purpose: "newsletter") { receipt } }`, nil).Decode(t, &out)
+		claims, _, err := verifyWithJWKS(t, set, out.GrantConsent.Receipt)
+		if err != nil {
+			t.Fatalf("%q: go-jose with the JWKS rejects the receipt: %v", tc.header, err)
+		}
+		p := claims["services"].([]any)[0].(map[string]any)["purposes"].([]any)[0].(map[string]any)
+		if claims["language"] != tc.lang || p["purpose"] != tc.purpose || p["termination"] != tc.termination {
+			t.Errorf("Accept-Language %q: language %v, purpose %q, termination %q; want %s, %q, %q",
+				tc.header, claims["language"], p["purpose"], p["termination"], tc.lang, tc.purpose, tc.termination)
+		}
+		if claims["purpose"] != "newsletter" || claims["action"] != "GRANT" || claims["mechanism"] != "OPT_IN" || p["purposeCategory"].([]any)[0] != "newsletter" {
+			t.Errorf("%q: machine-readable claims changed with the language: %v", tc.header, claims)
+		}
+		var check struct {
+			VerifyReceipt struct {
+				Valid   bool
+				Purpose *string
+			}
+		}
+		s.Client().Do(t, `query($r: String!) { verifyReceipt(receipt: $r) { valid purpose } }`, map[string]any{"r": out.GrantConsent.Receipt}).Decode(t, &check)
+		if !check.VerifyReceipt.Valid || check.VerifyReceipt.Purpose == nil || *check.VerifyReceipt.Purpose != "newsletter" {
+			t.Errorf("%q: verifyReceipt %+v", tc.header, check.VerifyReceipt)
+		}
+	}
+
+	// The essential purpose's default receipt ends with the account.
+	c := inLanguage(s.Register(t, "essential-reader"), "ja")
+	var out struct{ GrantConsent struct{ Receipt string } }
+	c.Do(t, `mutation { grantConsent(purpose: "essential") { receipt } }`, nil).Decode(t, &out)
+	claims, _, err := verifyWithJWKS(t, set, out.GrantConsent.Receipt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := claims["services"].([]any)[0].(map[string]any)["purposes"].([]any)[0].(map[string]any)
+	if p["termination"] != "アカウントが削除されるまで" || p["purpose"] != "アカウントの運用に利用します（サインイン、アカウントの安全の確保、お問い合わせへの対応）。" {
+		t.Errorf("essential receipt in Japanese: %v", p)
+	}
+}
