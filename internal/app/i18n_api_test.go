@@ -1,9 +1,12 @@
 package app_test
 
 import (
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/consentgraph/consentgraph/internal/app/apptest"
+	"github.com/consentgraph/consentgraph/internal/mail/mailpittest"
 )
 
 // i18nConfig gives one shipped purpose a text per language, another one
@@ -159,4 +162,66 @@ func TestReceiptsInTheReadersLanguage(t *testing.T) {
 	if p["termination"] != "アカウントが削除されるまで" || p["purpose"] != "アカウントの運用に利用します（サインイン、アカウントの安全の確保、お問い合わせへの対応）。" {
 		t.Errorf("essential receipt in Japanese: %v", p)
 	}
+}
+
+// TestMailInTheRecipientsLanguage sends every account mail through a real
+// Mailpit: the profile's language wins when it has a catalogue, else the
+// request's, else English; Japanese subjects arrive MIME-encoded (7-bit
+// headers) and decode to the exact text.
+func TestMailInTheRecipientsLanguage(t *testing.T) {
+	s, mp := startWithMail(t)
+	register := func(user, addr, profileLang, header string) {
+		t.Helper()
+		in := map[string]any{"username": user, "password": "correct horse battery", "email": addr}
+		if profileLang != "" {
+			in["profile"] = map[string]any{"language": profileLang}
+		}
+		inLanguage(s.Client(), header).Do(t, registerMutation, map[string]any{"in": in}).Decode(t, &struct{}{})
+	}
+	expect := func(addr, subject, lang string, phrases ...string) mailpittest.Message {
+		t.Helper()
+		m := mp.WaitFor(t, addr, 15*time.Second)
+		if m.Subject != subject || m.Header("Content-Language") != lang {
+			t.Errorf("mail to %s: subject %q (%s), want %q (%s)", addr, m.Subject, m.Header("Content-Language"), subject, lang)
+		}
+		for _, p := range phrases {
+			if !strings.Contains(m.Text, p) {
+				t.Errorf("mail to %s lacks %q:\n%s", addr, p, m.Text)
+			}
+		}
+		head, _, _ := strings.Cut(string(m.Raw), "\r\n\r\n")
+		for _, line := range strings.Split(head, "\r\n") {
+			if len(line) > 998 || strings.ContainsFunc(line, func(r rune) bool { return r > 127 }) {
+				t.Errorf("mail to %s: header line not 7-bit clean or too long: %q", addr, line)
+			}
+		}
+		if lang == "ja" && !strings.Contains(strings.ToLower(m.Headers["Subject"][0]), "=?utf-8?b?") {
+			t.Errorf("mail to %s: raw Subject %q is not an encoded-word", addr, m.Headers["Subject"])
+		}
+		return m
+	}
+	const jaVerify, enVerify = "メールアドレスの確認", "Confirm your email address"
+
+	register("hanako", "hanako@example.jp", "ja", "")
+	m := expect("hanako@example.jp", jaVerify, "ja", "確認するには、次のリンクを開いてください。", "cgv_", "— Consentgraph")
+	register("taro", "taro@example.jp", "", "ja-JP,ja;q=0.9")
+	expect("taro@example.jp", jaVerify, "ja", "プライバシーセンターで次のコードを入力してください。")
+	register("klaus", "klaus@example.de", "de", "ja") // no German catalogue: the request's language
+	expect("klaus@example.de", jaVerify, "ja")
+	register("emma", "emma@example.org", "en", "ja") // the profile wins
+	expect("emma@example.org", enVerify, "en", "To confirm it, open:")
+	register("nobody", "nobody@example.org", "", "")
+	expect("nobody@example.org", enVerify, "en")
+
+	// A reset asked for without any language: the profile's.
+	var ok struct{ VerifyEmail bool }
+	s.Client().Do(t, `mutation($t: String!) { verifyEmail(token: $t) }`, map[string]any{"t": tokenIn(t, m, "cgv_")}).Decode(t, &ok)
+	s.Client().Do(t, `mutation { requestPasswordReset(email: "hanako@example.jp") }`, nil).Decode(t, &struct{}{})
+	expect("hanako@example.jp", "パスワードの再設定", "ja", "このコードは一度だけ、30 分以内に限り使えます。", "cgr_")
+
+	// Someone adds Hanako's verified address in English: the note goes to
+	// Hanako, in her language.
+	other := inLanguage(s.Register(t, "intruder"), "en")
+	other.Do(t, `mutation { setEmail(email: "hanako@example.jp") { email } }`, nil).Decode(t, &struct{}{})
+	expect("hanako@example.jp", "お使いのメールアドレスを別のアカウントに登録しようとする操作がありました", "ja", "おそらくあなたのアカウント")
 }
