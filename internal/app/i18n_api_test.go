@@ -159,6 +159,17 @@ func TestReceiptsInTheReadersLanguage(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := claims["services"].([]any)[0].(map[string]any)["purposes"].([]any)[0].(map[string]any)
+	c.Do(t, `mutation { withdrawConsent(purpose: "aggregate_statistics") { receipt } }`, nil).Decode(t, &struct{}{})
+	var agg struct{ GrantConsent struct{ Receipt string } }
+	c.Do(t, `mutation { grantConsent(purpose: "aggregate_statistics") { receipt } }`, nil).Decode(t, &agg)
+	aggClaims, _, err := verifyWithJWKS(t, set, agg.GrantConsent.Receipt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ap := aggClaims["services"].([]any)[0].(map[string]any)["purposes"].([]any)[0].(map[string]any)
+	if ap["thirdPartyName"] != "提携先および広告主（匿名の集計値のみ）" || ap["thirdPartyDisclosure"] != true {
+		t.Errorf("aggregate_statistics receipt in Japanese names its third party %v", ap["thirdPartyName"])
+	}
 	if p["termination"] != "アカウントが削除されるまで" || p["purpose"] != "アカウントの運用に利用します（サインイン、アカウントの安全の確保、お問い合わせへの対応）。" {
 		t.Errorf("essential receipt in Japanese: %v", p)
 	}

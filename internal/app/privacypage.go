@@ -8,6 +8,7 @@ import (
 
 	"github.com/consentgraph/consentgraph/internal/httpsec"
 	"github.com/consentgraph/consentgraph/internal/i18n"
+	"github.com/consentgraph/consentgraph/internal/policy"
 	"github.com/consentgraph/consentgraph/web"
 )
 
@@ -52,7 +53,7 @@ func (a *App) servePrivacy(w http.ResponseWriter, r *http.Request) {
 				cats[i] = c
 			}
 		}
-		recipients := append(append([]string(nil), p.ThirdParties...), a.processorNames(p.ID)...)
+		recipients := append(p.ThirdPartiesIn(lang), a.processorNames(p.ID)...)
 		purposes = append(purposes, privacyPurpose{
 			Name: p.ID, Description: p.DescriptionIn(lang), Basis: t("privacy.basis." + string(p.Mechanism)),
 			Data: strings.Join(cats, sep), Recipients: strings.Join(recipients, sep),
@@ -62,13 +63,17 @@ func (a *App) servePrivacy(w http.ResponseWriter, r *http.Request) {
 	for _, l := range texts.Languages() {
 		langs = append(langs, privacyLanguage{Tag: l, Name: texts.Name(l), Current: l == lang})
 	}
+	controller := a.File.Controller
+	if controller.Contact == policy.DefaultController().Contact {
+		controller.Contact = "" // "see the privacy policy" says nothing on the policy itself
+	}
 	var buf bytes.Buffer
 	err := privacyPage.Execute(&buf, map[string]any{
 		"Lang":       lang,
 		"Languages":  langs,
 		"T":          t,
 		"Link":       func(key, href, labelKey string) template.HTML { return linked(t(key), href, t(labelKey)) },
-		"Controller": a.File.Controller,
+		"Controller": controller,
 		"Policy":     current,
 		"Published":  current.PublishedAt.UTC().Format(t("server.dateLayout")),
 		"Purposes":   purposes,

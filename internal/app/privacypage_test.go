@@ -113,7 +113,7 @@ controller:
 	_, ja := getPrivacy(t, s.URL, "?lang=ja", "")
 	for _, want := range []string{
 		"<title>プライバシーポリシー · Example 株式会社</title>",
-		"<h1>Example 株式会社 のプライバシーポリシー</h1>",
+		"<h1>Example 株式会社のプライバシーポリシー</h1>",
 		"新機能をお知らせする月刊のお便りです。",              // configured Japanese text
 		"Surveys in English for everyone.", // one text for every language
 		"Research with a partner university.",
@@ -121,6 +121,7 @@ controller:
 		"同意をいただいた場合にのみ利用します。",
 		"利用するデータ：メールアドレス、年齢層、国",
 		"<dt>所在地</dt><dd>東京都千代田区1-1</dd>",
+		"提供先：提携先および広告主（匿名の集計値のみ）",
 		`<a href="/">プライバシーセンター</a>で、保有しているデータを確認・訂正し`,
 		`公開ログ（<a href="/.well-known/consent-log">同意ログ</a>）に記録されます。`,
 		`<a href="/privacy?lang=en" hreflang="en" lang="en">English</a>`,
@@ -139,6 +140,9 @@ controller:
 	}
 
 	_, en := getPrivacy(t, s.URL, "", "")
+	if strings.Contains(en, "see the privacy policy") {
+		t.Error("the policy page refers readers to the privacy policy (the default contact)")
+	}
 	for _, want := range []string{
 		"<h1>Privacy policy of Example 株式会社</h1>",
 		"Our monthly letter about new features.",

@@ -89,7 +89,9 @@ func DefaultFile() *File {
 func defaultFile(b *i18n.Bundle) *File {
 	f := &File{Controller: policy.DefaultController(), Policy: policy.DefaultDocument(), Purposes: policy.DefaultPurposes(), Texts: b}
 	for i := range f.Purposes {
-		f.Purposes[i].Descriptions = shippedDescriptions(b, f.Purposes[i].ID)
+		p := &f.Purposes[i]
+		p.Descriptions = shippedDescriptions(b, p.ID)
+		p.ThirdPartiesByLanguage = shippedThirdParties(b, p.ID, len(p.ThirdParties))
 	}
 	cat, err := policy.NewCatalog(f.Purposes)
 	if err != nil {
@@ -115,6 +117,33 @@ func shippedDescriptions(b *i18n.Bundle, purpose string) map[string]string {
 	}
 	if len(out) == 0 {
 		return nil
+	}
+	return out
+}
+
+// ShippedThirdPartyKey is the catalogue key of the i-th third party of a
+// shipped purpose (e.g. "partners and advertisers" of aggregate_statistics).
+func ShippedThirdPartyKey(purpose string, i int) string {
+	return "server.purpose." + purpose + ".thirdParties." + strconv.Itoa(i)
+}
+
+// shippedThirdParties reads the translations of a shipped purpose's n
+// third parties; a language must translate all of them to count.
+func shippedThirdParties(b *i18n.Bundle, purpose string, n int) map[string][]string {
+	if n == 0 {
+		return nil
+	}
+	out := map[string][]string{}
+	for _, lang := range b.Languages() {
+		names := make([]string, 0, n)
+		for i := range n {
+			if s, ok := b.Lookup(lang, ShippedThirdPartyKey(purpose, i)); ok {
+				names = append(names, s)
+			}
+		}
+		if len(names) == n {
+			out[lang] = names
+		}
 	}
 	return out
 }
@@ -377,7 +406,9 @@ func parsePurposes(f *File, path string, v any) error {
 			case "dataCategories":
 				p.DataCategories, err = stringList(fieldPath, v)
 			case "thirdParties":
+				// Configured names replace the shipped ones and their translations.
 				p.ThirdParties, err = stringList(fieldPath, v)
+				p.ThirdPartiesByLanguage = nil
 			}
 			return err
 		})

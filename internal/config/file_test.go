@@ -156,6 +156,7 @@ purposes:
   research:
     mechanism: OPT_IN
     description: {en: Research with a university.}
+    thirdParties: [Example University]
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -180,6 +181,12 @@ purposes:
 			}
 		}
 	}
+	if p, _ := f.Catalog.Get("aggregate_statistics"); len(p.ThirdPartiesIn("ja")) != 1 || p.ThirdPartiesIn("ja")[0] == p.ThirdParties[0] {
+		t.Errorf("the shipped third party is not translated: %v", p.ThirdPartiesIn("ja"))
+	}
+	if p, _ := f.Catalog.Get("research"); len(p.ThirdPartiesIn("ja")) != 1 || p.ThirdPartiesIn("ja")[0] != "Example University" {
+		t.Errorf("configured third parties in ja: %v", p.ThirdPartiesIn("ja"))
+	}
 	if p, _ := f.Catalog.Get("surveys"); p.Description != "Studies, by mail." {
 		t.Errorf("Description (the English fallback) = %q", p.Description)
 	}
@@ -200,8 +207,17 @@ func TestShippedDescriptionsMatchTheCatalogue(t *testing.T) {
 				t.Errorf("%s.json has no %s", lang, config.ShippedDescriptionKey(p.ID))
 			}
 		}
-		if c, _ := f.Catalog.Get(p.ID); c.DescriptionIn("ja") == p.Description {
+		c, _ := f.Catalog.Get(p.ID)
+		if c.DescriptionIn("ja") == p.Description {
 			t.Errorf("%s is not translated into Japanese", p.ID)
+		}
+		for i, name := range p.ThirdParties {
+			if got, _ := f.Texts.Lookup("en", config.ShippedThirdPartyKey(p.ID, i)); got != name {
+				t.Errorf("en.json %s = %q, want the shipped %q", config.ShippedThirdPartyKey(p.ID, i), got, name)
+			}
+			if ja := c.ThirdPartiesIn("ja"); len(ja) != len(p.ThirdParties) || ja[i] == name {
+				t.Errorf("%s's third parties are not translated into Japanese: %v", p.ID, ja)
+			}
 		}
 	}
 }

@@ -441,7 +441,7 @@ func (s *Service) SignUp(ctx context.Context, userID string, gpc bool) (Initial,
 // gpcApplies: Global Privacy Control withdraws OPT_OUT purposes that share
 // data with third parties (opt-in purposes are off unless granted anyway).
 func (s *Service) gpcApplies(p policy.Purpose) bool {
-	return p.Mechanism == policy.OptOut && len(s.thirdParties(p)) > 0
+	return p.Mechanism == policy.OptOut && len(s.thirdParties(p, "")) > 0
 }
 
 // ApplyGPC honours a Global Privacy Control signal from a signed-in user:

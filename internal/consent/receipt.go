@@ -161,7 +161,7 @@ func (s *Service) claims(in receiptInput) *Claims {
 	if issuer == "" {
 		issuer = c.Name
 	}
-	third := s.thirdParties(in.purpose)
+	third := s.thirdParties(in.purpose, in.lang)
 	termination := s.text(in.lang, "receipt.termination.withdrawable", "until withdrawn or the account is deleted")
 	if in.purpose.Mechanism == policy.NoticeOnly {
 		termination = s.text(in.lang, "receipt.termination.essential", "when the account is deleted")
@@ -219,10 +219,10 @@ func (s *Service) sign(ctx context.Context, c *Claims) (string, error) {
 	return jws, nil
 }
 
-// thirdParties are the purpose's configured third parties plus the
-// processors bound to it.
-func (s *Service) thirdParties(p policy.Purpose) []string {
-	out := append([]string{}, p.ThirdParties...)
+// thirdParties are the purpose's configured third parties, named in lang,
+// plus the processors bound to it.
+func (s *Service) thirdParties(p policy.Purpose, lang string) []string {
+	out := p.ThirdPartiesIn(lang)
 	if s.opts.ThirdParties != nil {
 		out = append(out, s.opts.ThirdParties(p.ID)...)
 	}

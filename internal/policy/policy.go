@@ -85,6 +85,10 @@ type Purpose struct {
 	// added at run time). A purpose with third parties "shares" data in the
 	// sense of Global Privacy Control.
 	ThirdParties []string
+	// ThirdPartiesByLanguage are ThirdParties written in other languages
+	// (the shipped purposes' come from the catalogues); a language without
+	// an entry reads ThirdParties.
+	ThirdPartiesByLanguage map[string][]string
 }
 
 // Clone returns a deep copy of p.
@@ -92,7 +96,22 @@ func (p Purpose) Clone() Purpose {
 	p.DataCategories = slices.Clone(p.DataCategories)
 	p.ThirdParties = slices.Clone(p.ThirdParties)
 	p.Descriptions = maps.Clone(p.Descriptions)
+	if p.ThirdPartiesByLanguage != nil {
+		byLang := make(map[string][]string, len(p.ThirdPartiesByLanguage))
+		for lang, names := range p.ThirdPartiesByLanguage {
+			byLang[lang] = slices.Clone(names)
+		}
+		p.ThirdPartiesByLanguage = byLang
+	}
 	return p
+}
+
+// ThirdPartiesIn names the third parties in lang, else as configured.
+func (p Purpose) ThirdPartiesIn(lang string) []string {
+	if names, ok := p.ThirdPartiesByLanguage[lang]; ok {
+		return slices.Clone(names)
+	}
+	return slices.Clone(p.ThirdParties)
 }
 
 // DescriptionIn is the description in lang, else in English.
