@@ -366,12 +366,12 @@ func parseDescription(path string, v any, b *i18n.Bundle) (string, map[string]st
 		out[lang] = strings.TrimSpace(s)
 		return err
 	})
-	if err != nil {
-		return "", nil, err
-	}
 	en, ok := out[i18n.Fallback]
 	if !ok {
-		return "", nil, fieldErr(path+"."+i18n.Fallback, "is required: English is shown to readers of every language without a text of its own")
+		err = errors.Join(err, fieldErr(path+"."+i18n.Fallback, "is required: English is shown to readers of every language without a text of its own"))
+	}
+	if err != nil {
+		return "", nil, err
 	}
 	return en, out, nil
 }
