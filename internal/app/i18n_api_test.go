@@ -150,6 +150,36 @@ func TestReceiptsInTheReadersLanguage(t *testing.T) {
 		}
 	}
 
+	// Why a receipt is not valid is said in the asker's language too.
+	c0 := inLanguage(s.Register(t, "forger"), "")
+	var orig struct{ GrantConsent struct{ Receipt string } }
+	c0.Do(t, `mutation { grantConsent(purpose: "newsletter") { receipt } }`, nil).Decode(t, &orig)
+	parts := strings.Split(orig.GrantConsent.Receipt, ".")
+	sig := []byte(parts[2])
+	if sig[5] == 'A' { // another base64url letter, early enough to change a byte
+		sig[5] = 'B'
+	} else {
+		sig[5] = 'A'
+	}
+	forged := parts[0] + "." + parts[1] + "." + string(sig)
+	for _, tc := range []struct{ header, receipt, reason string }{
+		{"ja", forged, "署名が内容と一致しません。このレシートは改ざんされたか、偽造されたものです"},
+		{"en", forged, "the signature does not match the content: the receipt was altered or forged"},
+		{"ja-JP", "hello", "コンパクト形式の JWS による同意レシートではありません："},
+	} {
+		var bad struct {
+			VerifyReceipt struct {
+				Valid  bool
+				Reason *string
+			}
+		}
+		inLanguage(s.Client(), tc.header).Do(t, `query($r: String!) { verifyReceipt(receipt: $r) { valid reason } }`,
+			map[string]any{"r": tc.receipt}).Decode(t, &bad)
+		if bad.VerifyReceipt.Valid || bad.VerifyReceipt.Reason == nil || !strings.HasPrefix(*bad.VerifyReceipt.Reason, tc.reason) {
+			t.Errorf("verifyReceipt in %q: %+v, want a reason starting %q", tc.header, bad.VerifyReceipt, tc.reason)
+		}
+	}
+
 	// The essential purpose's default receipt ends with the account.
 	c := inLanguage(s.Register(t, "essential-reader"), "ja")
 	var out struct{ GrantConsent struct{ Receipt string } }

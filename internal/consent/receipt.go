@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -253,38 +254,57 @@ func (c Check) IssuedAt() time.Time {
 
 // VerifyReceipt checks a receipt's signature against the published keys
 // and that it is a consent receipt. It needs no account: anyone may ask.
+// Why a receipt is not valid is said in the request's language.
 func (s *Service) VerifyReceipt(ctx context.Context, receipt string) Check {
 	c, err := s.verifyReceipt(ctx, strings.TrimSpace(receipt))
-	if err != nil {
-		return Check{Reason: err.Error(), Kid: c.Kid}
+	if err == nil {
+		return c
 	}
-	return c
+	reason := err.Error()
+	var r *invalidReceipt
+	if errors.As(err, &r) && s.opts.Texts != nil {
+		reason = s.opts.Texts.T(s.opts.Texts.Pick(i18n.FromContext(ctx)), "receipt.invalid."+r.key, r.params)
+	}
+	return Check{Reason: reason, Kid: c.Kid}
+}
+
+// invalidReceipt says why a receipt is not valid: a catalogue key
+// ("receipt.invalid.<key>") and its English text, both with {params}.
+type invalidReceipt struct {
+	key, english string
+	params       i18n.Params
+}
+
+func (e *invalidReceipt) Error() string { return i18n.Fill(e.english, e.params) }
+
+func invalid(key, english string, params i18n.Params) error {
+	return &invalidReceipt{key: key, english: english, params: params}
 }
 
 func (s *Service) verifyReceipt(ctx context.Context, receipt string) (Check, error) {
 	if len(receipt) > MaxReceiptLength {
-		return Check{}, fmt.Errorf("not a consent receipt: longer than %d bytes", MaxReceiptLength)
+		return Check{}, invalid("tooLong", "not a consent receipt: longer than {max} bytes", i18n.Params{"max": MaxReceiptLength})
 	}
 	payload, hdr, err := s.opts.Signer.Verify(ctx, receipt)
 	switch {
 	case errors.Is(err, signing.ErrBadSignature):
-		return Check{}, errors.New("the signature does not match the content: the receipt was altered or forged")
+		return Check{}, invalid("altered", "the signature does not match the content: the receipt was altered or forged", nil)
 	case errors.Is(err, signing.ErrUnknownKey):
-		return Check{}, errors.New("signed by a key this service does not publish (forged, or signed with a key that has expired)")
+		return Check{}, invalid("unknownKey", "signed by a key this service does not publish (forged, or signed with a key that has expired)", nil)
 	case errors.Is(err, signing.ErrWrongAlg):
-		return Check{}, fmt.Errorf("not a receipt of this service: %w", err)
+		return Check{}, invalid("wrongAlgorithm", "not a receipt of this service: {detail}", i18n.Params{"detail": err.Error()})
 	case errors.Is(err, signing.ErrMalformed):
-		return Check{}, fmt.Errorf("not a compact JWS consent receipt: %w", err)
+		return Check{}, invalid("malformed", "not a compact JWS consent receipt: {detail}", i18n.Params{"detail": err.Error()})
 	case err != nil:
 		return Check{}, fmt.Errorf("could not check the signature: %w", err)
 	}
 	check := Check{Kid: hdr.Kid}
 	if hdr.Typ != ReceiptType {
-		return check, fmt.Errorf("signed by this service, but not a consent receipt (typ %q)", hdr.Typ)
+		return check, invalid("otherType", "signed by this service, but not a consent receipt (typ {type})", i18n.Params{"type": strconv.Quote(hdr.Typ)})
 	}
 	var c Claims
 	if err := json.Unmarshal(payload, &c); err != nil || c.Version != KantaraVersion || c.Purpose == "" || (c.Action != Grant && c.Action != Withdraw) {
-		return check, errors.New("signed by this service, but its claims are not a consent receipt")
+		return check, invalid("otherClaims", "signed by this service, but its claims are not a consent receipt", nil)
 	}
 	check.Valid, check.Claims = true, &c
 	return check, nil

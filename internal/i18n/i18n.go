@@ -184,7 +184,7 @@ func (b *Bundle) T(lang, key string, params Params) string {
 	if !ok {
 		return key
 	}
-	return fill(msg, params)
+	return Fill(msg, params)
 }
 
 // Lookup returns the message key of lang exactly as written (no fallback,
@@ -241,9 +241,9 @@ func count(p Params) (int, bool) {
 	}
 }
 
-// fill replaces each {name} that params has; others stay as written, so a
-// forgotten parameter shows instead of vanishing.
-func fill(msg string, params Params) string {
+// Fill replaces each {name} of msg that params has; others stay as
+// written, so a forgotten parameter shows instead of vanishing.
+func Fill(msg string, params Params) string {
 	if len(params) == 0 || !strings.Contains(msg, "{") {
 		return msg
 	}
