@@ -23,6 +23,13 @@ purposes:
   research:
     mechanism: OPT_IN
     description: {en: Research with a partner university.}
+processors:
+  - name: letters
+    type: webhook
+    purpose: newsletter
+    settings:
+      url: https://hooks.example.org/letters
+      description: {en: Our mailing list service., ja: 自社のメーリングリストサービスです。}
 `
 
 // inLanguage returns a client that sends Accept-Language: lang (none for "").
@@ -74,6 +81,29 @@ func TestPurposeDescriptionsFollowAcceptLanguage(t *testing.T) {
 			if got[id] != text {
 				t.Errorf("Accept-Language %q: %s = %q, want %q", header, id, got[id], text)
 			}
+		}
+	}
+
+	// A processor's description per language, where the Privacy Center
+	// shows it: beside its purpose.
+	for header, want := range map[string]string{"ja": "自社のメーリングリストサービスです。", "en": "Our mailing list service.", "": "Our mailing list service."} {
+		var out struct {
+			Purposes []struct {
+				ID         string
+				Processors []struct{ Name, Description string }
+			}
+		}
+		inLanguage(s.Register(t, "proc-"+header), header).Do(t, `{ purposes { id processors { name description } } }`, nil).Decode(t, &out)
+		found := false
+		for _, p := range out.Purposes {
+			for _, pr := range p.Processors {
+				if p.ID == "newsletter" && pr.Name == "letters" {
+					found = pr.Description == want
+				}
+			}
+		}
+		if !found {
+			t.Errorf("Accept-Language %q: the letters processor is not described as %q: %+v", header, want, out.Purposes)
 		}
 	}
 
