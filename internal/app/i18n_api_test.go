@@ -1,6 +1,9 @@
 package app_test
 
 import (
+	"io"
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -82,6 +85,19 @@ func TestPurposeDescriptionsFollowAcceptLanguage(t *testing.T) {
 				t.Errorf("Accept-Language %q: %s = %q, want %q", header, id, got[id], text)
 			}
 		}
+	}
+
+	// Anonymous GET answers may be cached; they differ by language now.
+	req, _ := http.NewRequest(http.MethodGet, s.URL+"/graphql?query="+url.QueryEscape(q), nil)
+	req.Header.Set("Accept-Language", "ja")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if !strings.Contains(string(body), "アカウントの運用") || !strings.Contains(res.Header.Get("Vary"), "Accept-Language") {
+		t.Errorf("cacheable GET in Japanese: Vary %q, body %s", res.Header.Get("Vary"), body)
 	}
 
 	// A processor's description per language, where the Privacy Center
