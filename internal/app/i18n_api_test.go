@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/consentgraph/consentgraph/internal/app/apptest"
+	"github.com/consentgraph/consentgraph/internal/config"
 	"github.com/consentgraph/consentgraph/internal/mail/mailpittest"
 )
 
@@ -311,4 +312,35 @@ func TestMailInTheRecipientsLanguage(t *testing.T) {
 	other := inLanguage(s.Register(t, "intruder"), "en")
 	other.Do(t, `mutation { setEmail(email: "hanako@example.jp") { email } }`, nil).Decode(t, &struct{}{})
 	expect("hanako@example.jp", "お使いのメールアドレスを別のアカウントに登録しようとする操作がありました", "ja", "おそらくあなたのアカウント")
+}
+
+// TestCrossOriginPagesMaySendTheirLanguage: the consent widget on an
+// allowed origin sends Accept-Language with its requests. Browsers skip
+// the preflight for it only while its value is short and plain, so a
+// preflight that names it must be allowed.
+func TestCrossOriginPagesMaySendTheirLanguage(t *testing.T) {
+	const origin = "https://shop.example.org"
+	s := apptest.Start(t, func(c *config.Config) { c.CORSOrigins = []string{origin} })
+	req, _ := http.NewRequest(http.MethodOptions, s.URL+"/graphql", nil)
+	req.Header.Set("Origin", origin)
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	req.Header.Set("Access-Control-Request-Headers", "accept-language,content-type")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.Header.Get("Access-Control-Allow-Origin") != origin ||
+		!strings.Contains(strings.ToLower(res.Header.Get("Access-Control-Allow-Headers")), "accept-language") {
+		t.Fatalf("a preflight naming Accept-Language was refused: %v", res.Header)
+	}
+	var out struct {
+		Purposes []struct{ Description string }
+	}
+	c := inLanguage(s.Client(), "ja")
+	c.Header.Set("Origin", origin)
+	c.Do(t, `{ purposes { description } }`, nil).Decode(t, &out)
+	if len(out.Purposes) == 0 || out.Purposes[0].Description != "ニュースレターをメールでお送りします。" {
+		t.Fatalf("cross-origin request in Japanese: %+v", out.Purposes)
+	}
 }
