@@ -293,7 +293,7 @@ func TestMailInTheRecipientsLanguage(t *testing.T) {
 	register("hanako", "hanako@example.jp", "ja", "")
 	m := expect("hanako@example.jp", jaVerify, "ja", "確認するには、次のリンクを開いてください。", "cgv_", "— Consentgraph")
 	register("taro", "taro@example.jp", "", "ja-JP,ja;q=0.9")
-	expect("taro@example.jp", jaVerify, "ja", "プライバシーセンターで次のコードを入力してください。")
+	tm := expect("taro@example.jp", jaVerify, "ja", "プライバシーセンターで次のコードを入力してください。")
 	register("klaus", "klaus@example.de", "de", "ja") // no German catalogue: the request's language
 	expect("klaus@example.de", jaVerify, "ja")
 	register("emma", "emma@example.org", "en", "ja") // the profile wins
@@ -306,6 +306,14 @@ func TestMailInTheRecipientsLanguage(t *testing.T) {
 	s.Client().Do(t, `mutation($t: String!) { verifyEmail(token: $t) }`, map[string]any{"t": tokenIn(t, m, "cgv_")}).Decode(t, &ok)
 	s.Client().Do(t, `mutation { requestPasswordReset(email: "hanako@example.jp") }`, nil).Decode(t, &struct{}{})
 	expect("hanako@example.jp", "パスワードの再設定", "ja", "このコードは一度だけ、30 分以内に限り使えます。", "cgr_")
+
+	// Without a profile language, a reset (mailed after the request has
+	// answered) follows the language of the request that asked for it.
+	s.Client().Do(t, `mutation($t: String!) { verifyEmail(token: $t) }`, map[string]any{"t": tokenIn(t, tm, "cgv_")}).Decode(t, &ok)
+	inLanguage(s.Client(), "ja").Do(t, `mutation { requestPasswordReset(email: "taro@example.jp") }`, nil).Decode(t, &struct{}{})
+	expect("taro@example.jp", "パスワードの再設定", "ja", "30 分以内")
+	inLanguage(s.Client(), "en").Do(t, `mutation { requestPasswordReset(email: "taro@example.jp") }`, nil).Decode(t, &struct{}{})
+	expect("taro@example.jp", "Reset your password", "en", "The code works once, within 30 minutes.")
 
 	// Someone adds Hanako's verified address in English: the note goes to
 	// Hanako, in her language.
