@@ -83,10 +83,16 @@ func DefaultFile() *File {
 	if err != nil {
 		panic(err)
 	}
-	return defaultFile(b)
+	f, err := defaultFile(b)
+	if err != nil {
+		panic(err)
+	}
+	return f
 }
 
-func defaultFile(b *i18n.Bundle) *File {
+// defaultFile fails when a catalogue's text of a shipped purpose is not a
+// valid description (e.g. left empty by a translator).
+func defaultFile(b *i18n.Bundle) (*File, error) {
 	f := &File{Controller: policy.DefaultController(), Policy: policy.DefaultDocument(), Purposes: policy.DefaultPurposes(), Texts: b}
 	for i := range f.Purposes {
 		p := &f.Purposes[i]
@@ -95,10 +101,10 @@ func defaultFile(b *i18n.Bundle) *File {
 	}
 	cat, err := policy.NewCatalog(f.Purposes)
 	if err != nil {
-		panic(err) // the shipped purposes and their translations are valid (tested)
+		return nil, fmt.Errorf("message catalogues: a shipped purpose's text: %w", err)
 	}
 	f.Catalog = cat
-	return f
+	return f, nil
 }
 
 // ShippedDescriptionKey is the catalogue key of a shipped purpose's
@@ -156,7 +162,7 @@ func LoadFile(path string) (*File, error) {
 		return nil, err
 	}
 	if path == "" {
-		return defaultFile(b), nil
+		return defaultFile(b)
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -180,7 +186,10 @@ func ParseFile(name string, data []byte) (*File, error) {
 }
 
 func parseFile(data []byte, b *i18n.Bundle) (*File, error) {
-	f := defaultFile(b)
+	f, err := defaultFile(b)
+	if err != nil {
+		return nil, err
+	}
 	var root any
 	if err := yaml.UnmarshalWithOptions(data, &root, yaml.UseOrderedMap()); err != nil {
 		return nil, fmt.Errorf("not valid YAML: %w", err)
