@@ -2176,6 +2176,7 @@ enum ConsentMethod {
 type Purpose {
   id: ID!
   mechanism: ConsentMechanism!
+  "What it is for, in the request's language (Accept-Language; English when none of its languages fits)."
   description: String!
   "The only personal data this purpose may use, e.g. user.contact.email."
   dataCategories: [String!]!
@@ -2283,7 +2284,7 @@ type ConsentEventConnection {
 "The result of checking a consent receipt."
 type ReceiptCheck {
   valid: Boolean!
-  "Why the receipt is not valid; null when it is."
+  "Why the receipt is not valid, in the request's language (Accept-Language); null when it is."
   reason: String
   purpose: ID
   action: ConsentAction
@@ -2562,6 +2563,7 @@ type Processor {
   purpose: ID!
   "The only personal data it receives."
   dataCategories: [String!]!
+  "What it does, in the request's language (Accept-Language), as Purpose.description."
   description: String!
   "Disabled processors receive nothing until enabled again (work waits)."
   enabled: Boolean!
