@@ -15,7 +15,8 @@ func purposeModel(lang string, p policy.Purpose) *model.Purpose {
 	if cats == nil {
 		cats = []string{}
 	}
-	return &model.Purpose{ID: p.ID, Mechanism: model.ConsentMechanism(p.Mechanism), Description: p.DescriptionIn(lang), DataCategories: cats}
+	return &model.Purpose{ID: p.ID, Mechanism: model.ConsentMechanism(p.Mechanism), Name: p.NameIn(lang), Description: p.DescriptionIn(lang),
+		DataCategories: cats}
 }
 
 func policyModel(v consent.PolicyVersion) *model.Policy {

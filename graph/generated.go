@@ -316,6 +316,7 @@ type ComplexityRoot struct {
 		Description    func(childComplexity int) int
 		ID             func(childComplexity int) int
 		Mechanism      func(childComplexity int) int
+		Name           func(childComplexity int) int
 		Processors     func(childComplexity int) int
 	}
 
@@ -1595,6 +1596,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Purpose.Mechanism(childComplexity), true
+	case "Purpose.name":
+		if e.ComplexityRoot.Purpose.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Purpose.Name(childComplexity), true
 	case "Purpose.processors":
 		if e.ComplexityRoot.Purpose.Processors == nil {
 			break
@@ -2176,6 +2183,11 @@ enum ConsentMethod {
 type Purpose {
   id: ID!
   mechanism: ConsentMechanism!
+  """
+  A short name, in the request's language (Accept-Language): configured, or
+  made from the id ("aggregate_statistics" gives "Aggregate statistics").
+  """
+  name: String!
   "What it is for, in the request's language (Accept-Language; English when none of its languages fits)."
   description: String!
   "The only personal data this purpose may use, e.g. user.contact.email."
@@ -3244,6 +3256,8 @@ func (ec *executionContext) childFields_Purpose(ctx context.Context, field graph
 		return ec.fieldContext_Purpose_id(ctx, field)
 	case "mechanism":
 		return ec.fieldContext_Purpose_mechanism(ctx, field)
+	case "name":
+		return ec.fieldContext_Purpose_name(ctx, field)
 	case "description":
 		return ec.fieldContext_Purpose_description(ctx, field)
 	case "dataCategories":
@@ -8961,6 +8975,29 @@ func (ec *executionContext) fieldContext_Purpose_mechanism(_ context.Context, fi
 	return graphql.NewScalarFieldContext("Purpose", field, false, false, "ConsentMechanism")
 }
 
+func (ec *executionContext) _Purpose_name(ctx context.Context, field graphql.CollectedField, obj *model.Purpose) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Purpose_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Purpose_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Purpose", field, false, false, "String")
+}
+
 func (ec *executionContext) _Purpose_description(ctx context.Context, field graphql.CollectedField, obj *model.Purpose) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -13549,6 +13586,11 @@ func (ec *executionContext) _Purpose(ctx context.Context, sel ast.SelectionSet, 
 			}
 		case "mechanism":
 			out.Values[i] = ec._Purpose_mechanism(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "name":
+			out.Values[i] = ec._Purpose_name(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}

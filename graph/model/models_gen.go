@@ -316,6 +316,9 @@ type ProfileInput struct {
 type Purpose struct {
 	ID        string           `json:"id"`
 	Mechanism ConsentMechanism `json:"mechanism"`
+	// A short name, in the request's language (Accept-Language): configured, or
+	// made from the id ("aggregate_statistics" gives "Aggregate statistics").
+	Name string `json:"name"`
 	// What it is for, in the request's language (Accept-Language; English when none of its languages fits).
 	Description string `json:"description"`
 	// The only personal data this purpose may use, e.g. user.contact.email.

@@ -46,31 +46,38 @@ func inLanguage(c *apptest.Client, lang string) *apptest.Client {
 
 func TestPurposeDescriptionsFollowAcceptLanguage(t *testing.T) {
 	s := startWithProcessors(t, i18nConfig)
-	const q = `{ purposes { id description } }`
+	const q = `{ purposes { id name description } }`
 	descriptions := func(lang string) map[string]string {
 		var out struct {
-			Purposes []struct{ ID, Description string }
+			Purposes []struct{ ID, Name, Description string }
 		}
 		inLanguage(s.Client(), lang).Do(t, q, nil).Decode(t, &out)
 		m := map[string]string{}
 		for _, p := range out.Purposes {
 			m[p.ID] = p.Description
+			m[p.ID+".name"] = p.Name
 		}
 		return m
 	}
 	en := map[string]string{
-		"newsletter":           "Our monthly letter about new features.",
-		"surveys":              "Surveys in English for everyone.",
-		"research":             "Research with a partner university.",
-		"aggregate_statistics": "Counting you in generic aggregated demographics (never linked to you, small groups suppressed, noise added) that partners and advertisers may see.",
-		"essential":            "Running your account: signing you in, keeping it secure and answering your requests.",
+		"newsletter":                "Our monthly letter about new features.",
+		"surveys":                   "Surveys in English for everyone.",
+		"research":                  "Research with a partner university.",
+		"aggregate_statistics":      "Counting you in generic aggregated demographics (never linked to you, small groups suppressed, noise added) that partners and advertisers may see.",
+		"essential":                 "Running your account: signing you in, keeping it secure and answering your requests.",
+		"newsletter.name":           "Newsletter",
+		"research.name":             "Research", // made from the id
+		"aggregate_statistics.name": "Aggregate statistics",
 	}
 	ja := map[string]string{
-		"newsletter":           "新機能をお知らせする月刊のお便りです。",
-		"surveys":              "Surveys in English for everyone.",    // one text for every language
-		"research":             "Research with a partner university.", // no Japanese given: English
-		"aggregate_statistics": "提携先や広告主が閲覧できる、一般的な属性別の集計にあなたを含めます（あなた個人と結び付けられることはなく、少人数のグループは表示されず、数値にはノイズが加えられます）。",
-		"essential":            "アカウントの運用に利用します（サインイン、アカウントの安全の確保、お問い合わせへの対応）。",
+		"newsletter":                "新機能をお知らせする月刊のお便りです。",
+		"surveys":                   "Surveys in English for everyone.",    // one text for every language
+		"research":                  "Research with a partner university.", // no Japanese given: English
+		"aggregate_statistics":      "提携先や広告主が閲覧できる、一般的な属性別の集計にあなたを含めます（あなた個人と結び付けられることはなく、少人数のグループは表示されず、数値にはノイズが加えられます）。",
+		"essential":                 "アカウントの運用に利用します（サインイン、アカウントの安全の確保、お問い合わせへの対応）。",
+		"newsletter.name":           "ニュースレター",
+		"research.name":             "Research",
+		"aggregate_statistics.name": "集計統計",
 	}
 	for header, want := range map[string]map[string]string{
 		"":                        en,
@@ -135,7 +142,7 @@ func TestPurposeDescriptionsFollowAcceptLanguage(t *testing.T) {
 		}
 	}
 	c.Do(t, `{ me { consents { purpose { id description } } } }`, nil).Decode(t, &me)
-	if len(me.Me.Consents) != len(ja) {
+	if len(me.Me.Consents) != len(descriptions(""))/2 { // one description and one name per purpose
 		t.Fatalf("%d consents", len(me.Me.Consents))
 	}
 	for _, cs := range me.Me.Consents {

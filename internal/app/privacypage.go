@@ -15,7 +15,7 @@ import (
 var privacyPage = template.Must(template.New("privacy").Parse(web.PrivacyTemplate()))
 
 type privacyPurpose struct {
-	Name, Description, Basis, Data, Recipients string
+	ID, Name, Description, Basis, Data, Recipients string
 }
 
 type privacyLanguage struct {
@@ -55,7 +55,7 @@ func (a *App) servePrivacy(w http.ResponseWriter, r *http.Request) {
 		}
 		recipients := append(p.ThirdPartiesIn(lang), a.processorNames(p.ID)...)
 		purposes = append(purposes, privacyPurpose{
-			Name: p.ID, Description: p.DescriptionIn(lang), Basis: t("privacy.basis." + string(p.Mechanism)),
+			ID: p.ID, Name: p.NameIn(lang), Description: p.DescriptionIn(lang), Basis: t("privacy.basis." + string(p.Mechanism)),
 			Data: strings.Join(cats, sep), Recipients: strings.Join(recipients, sep),
 		})
 	}

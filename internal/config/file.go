@@ -36,6 +36,7 @@ import (
 //	  newsletter:
 //	    description: Our monthly newsletter.   # the same text in every language
 //	  research:
+//	    name: {en: Research, ja: 研究}   # optional; else made from the id
 //	    mechanism: OPT_IN  # OPT_IN, OPT_OUT or NOTICE_ONLY
 //	    description:       # or one text per language (en required)
 //	      en: Research studies by our partner university.
@@ -96,7 +97,8 @@ func defaultFile(b *i18n.Bundle) (*File, error) {
 	f := &File{Controller: policy.DefaultController(), Policy: policy.DefaultDocument(), Purposes: policy.DefaultPurposes(), Texts: b}
 	for i := range f.Purposes {
 		p := &f.Purposes[i]
-		p.Descriptions = shippedDescriptions(b, p.ID)
+		p.Descriptions = shippedTexts(b, ShippedDescriptionKey(p.ID))
+		p.Names = shippedTexts(b, ShippedNameKey(p.ID))
 		p.ThirdPartiesByLanguage = shippedThirdParties(b, p.ID, len(p.ThirdParties))
 	}
 	cat, err := policy.NewCatalog(f.Purposes)
@@ -114,10 +116,16 @@ func ShippedDescriptionKey(purpose string) string {
 	return "server.purpose." + purpose + ".description"
 }
 
-func shippedDescriptions(b *i18n.Bundle, purpose string) map[string]string {
+// ShippedNameKey is the catalogue key of a shipped purpose's name.
+func ShippedNameKey(purpose string) string {
+	return "server.purpose." + purpose + ".name"
+}
+
+// shippedTexts collects key from every catalogue that has it.
+func shippedTexts(b *i18n.Bundle, key string) map[string]string {
 	out := map[string]string{}
 	for _, lang := range b.Languages() {
-		if s, ok := b.Lookup(lang, ShippedDescriptionKey(purpose)); ok {
+		if s, ok := b.Lookup(lang, key); ok {
 			out[lang] = s
 		}
 	}
@@ -356,8 +364,8 @@ func parsePolicy(f *File, path string, v any) error {
 	return policy.ValidateDocument(path+".", *d)
 }
 
-// parseDescription reads a purpose's description: one string for every
-// language, or a mapping of language tag to text. The mapping may name
+// parseDescription reads a purpose's description (or name): one string for
+// every language, or a mapping of language tag to text. The mapping may name
 // only languages that have a catalogue, and must give English, the
 // fallback of the others.
 func parseDescription(path string, v any, b *i18n.Bundle) (string, map[string]string, error) {
@@ -385,7 +393,7 @@ func parseDescription(path string, v any, b *i18n.Bundle) (string, map[string]st
 	return en, out, nil
 }
 
-var purposeKeys = []string{"dataCategories", "description", "mechanism", "thirdParties"}
+var purposeKeys = []string{"dataCategories", "description", "mechanism", "name", "thirdParties"}
 
 func parsePurposes(f *File, path string, v any) error {
 	return walkMapping(path, v, nil, func(id, keyPath string, v any) error {
@@ -412,6 +420,8 @@ func parsePurposes(f *File, path string, v any) error {
 				p.Mechanism = policy.Mechanism(s)
 			case "description":
 				p.Description, p.Descriptions, err = parseDescription(fieldPath, v, f.Texts)
+			case "name":
+				p.Name, p.Names, err = parseDescription(fieldPath, v, f.Texts)
 			case "dataCategories":
 				p.DataCategories, err = stringList(fieldPath, v)
 			case "thirdParties":

@@ -118,8 +118,10 @@ func TestInvalidConfigFileNamesTheBadKey(t *testing.T) {
 			`purposes.newsletter.description.de: "de" is not a language with a message catalogue (available: en, ja`},
 		"description without English": {"purposes:\n  newsletter:\n    description: {ja: ニュースレター}\n",
 			`purposes.newsletter.description.en: is required`},
-		"empty translation":        {"purposes:\n  newsletter:\n    description: {en: Letters, ja: \"  \"}\n", `purposes.newsletter.description.ja: must not be empty`},
-		"translation not a string": {"purposes:\n  newsletter:\n    description: {en: Letters, ja: [a]}\n", `purposes.newsletter.description.ja: want a string`},
+		"empty translation":               {"purposes:\n  newsletter:\n    description: {en: Letters, ja: \"  \"}\n", `purposes.newsletter.description.ja: must not be empty`},
+		"name language without catalogue": {"purposes:\n  newsletter:\n    name: {en: Letters, xx: y}\n", `purposes.newsletter.name.xx: "xx" is not a language`},
+		"empty name":                      {"purposes:\n  newsletter:\n    name: {en: \"\", ja: レター}\n", `purposes.newsletter.name.en: must not be empty`},
+		"translation not a string":        {"purposes:\n  newsletter:\n    description: {en: Letters, ja: [a]}\n", `purposes.newsletter.description.ja: want a string`},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -155,8 +157,13 @@ purposes:
       ja: メールでの調査。
   research:
     mechanism: OPT_IN
+    name: {en: Research, ja: 研究}
     description: {en: Research with a university.}
     thirdParties: [Example University]
+  panel:
+    mechanism: OPT_IN
+    name: Panel
+    description: A panel.
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -187,6 +194,19 @@ purposes:
 	if p, _ := f.Catalog.Get("research"); len(p.ThirdPartiesIn("ja")) != 1 || p.ThirdPartiesIn("ja")[0] != "Example University" {
 		t.Errorf("configured third parties in ja: %v", p.ThirdPartiesIn("ja"))
 	}
+	names := map[string]map[string]string{
+		"research":   {"en": "Research", "ja": "研究", "ko": "Research"},
+		"panel":      {"en": "Panel", "ja": "Panel"},
+		"newsletter": {"en": "Newsletter", "ja": "ニュースレター"}, // shipped names stay when only the description changes
+	}
+	for id, byLang := range names {
+		p, _ := f.Catalog.Get(id)
+		for lang, want := range byLang {
+			if got := p.NameIn(lang); got != want {
+				t.Errorf("%s name in %s: %q, want %q", id, lang, got, want)
+			}
+		}
+	}
 	if p, _ := f.Catalog.Get("surveys"); p.Description != "Studies, by mail." {
 		t.Errorf("Description (the English fallback) = %q", p.Description)
 	}
@@ -203,8 +223,10 @@ func TestShippedDescriptionsMatchTheCatalogue(t *testing.T) {
 			t.Errorf("en.json %s = %q, want the shipped %q", config.ShippedDescriptionKey(p.ID), got, p.Description)
 		}
 		for _, lang := range f.Texts.Languages() {
-			if _, ok := f.Texts.Lookup(lang, config.ShippedDescriptionKey(p.ID)); !ok {
-				t.Errorf("%s.json has no %s", lang, config.ShippedDescriptionKey(p.ID))
+			for _, key := range []string{config.ShippedDescriptionKey(p.ID), config.ShippedNameKey(p.ID)} {
+				if _, ok := f.Texts.Lookup(lang, key); !ok {
+					t.Errorf("%s.json has no %s", lang, key)
+				}
 			}
 		}
 		c, _ := f.Catalog.Get(p.ID)

@@ -72,6 +72,11 @@ type Purpose struct {
 	// stored documents, so it cannot hold dots or dollar signs.
 	ID        string
 	Mechanism Mechanism
+	// Name is a short name in English, the fallback language; empty means
+	// one made from the ID ("aggregate_statistics" → "Aggregate statistics").
+	Name string
+	// Names are the name per language, as Descriptions.
+	Names map[string]string
 	// Description is the text in English, the fallback language.
 	Description string
 	// Descriptions are the description per language tag ("en", "ja"),
@@ -96,6 +101,7 @@ func (p Purpose) Clone() Purpose {
 	p.DataCategories = slices.Clone(p.DataCategories)
 	p.ThirdParties = slices.Clone(p.ThirdParties)
 	p.Descriptions = maps.Clone(p.Descriptions)
+	p.Names = maps.Clone(p.Names)
 	if p.ThirdPartiesByLanguage != nil {
 		byLang := make(map[string][]string, len(p.ThirdPartiesByLanguage))
 		for lang, names := range p.ThirdPartiesByLanguage {
@@ -112,6 +118,24 @@ func (p Purpose) ThirdPartiesIn(lang string) []string {
 		return slices.Clone(names)
 	}
 	return slices.Clone(p.ThirdParties)
+}
+
+// NameIn is the name in lang, else in English, else made from the ID.
+func (p Purpose) NameIn(lang string) string {
+	if s, ok := p.Names[lang]; ok {
+		return s
+	}
+	if s, ok := p.Names["en"]; ok {
+		return s
+	}
+	if p.Name != "" {
+		return p.Name
+	}
+	s := strings.ReplaceAll(p.ID, "_", " ")
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
 }
 
 // DescriptionIn is the description in lang, else in English.
@@ -163,6 +187,19 @@ func (p Purpose) Validate(prefix string) error {
 	}
 	for _, lang := range slices.Sorted(maps.Keys(p.Descriptions)) {
 		checkDescription("description."+lang, p.Descriptions[lang])
+	}
+	checkName := func(field, n string) {
+		if strings.TrimSpace(n) == "" {
+			bad(field, "must not be empty")
+		} else if len(n) > 100 {
+			bad(field, "must be at most 100 characters")
+		}
+	}
+	if _, ok := p.Names["en"]; !ok && p.Name != "" {
+		checkName("name", p.Name)
+	}
+	for _, lang := range slices.Sorted(maps.Keys(p.Names)) {
+		checkName("name."+lang, p.Names[lang])
 	}
 	seen := map[string]bool{}
 	for i, c := range p.DataCategories {
