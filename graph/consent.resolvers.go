@@ -11,6 +11,7 @@ import (
 
 	"github.com/consentgraph/consentgraph/graph/model"
 	"github.com/consentgraph/consentgraph/internal/auth"
+	"github.com/consentgraph/consentgraph/internal/i18n"
 )
 
 func (r *consentEventResolver) LogProof(ctx context.Context, obj *model.ConsentEvent) (*model.LogInclusionProof, error) {
@@ -26,7 +27,7 @@ func (r *mutationResolver) GrantConsent(ctx context.Context, purpose string) (*m
 	if err != nil {
 		return nil, err
 	}
-	m := receiptModel(res, r.Consent.Policy())
+	m := receiptModel(i18n.FromContext(ctx), res, r.Consent.Policy())
 	return m, r.addConsentNotes(ctx, auth.From(ctx).UserID, m.Consent)
 }
 
@@ -35,7 +36,7 @@ func (r *mutationResolver) WithdrawConsent(ctx context.Context, purpose string) 
 	if err != nil {
 		return nil, err
 	}
-	return receiptModel(res, r.Consent.Policy()), nil
+	return receiptModel(i18n.FromContext(ctx), res, r.Consent.Policy()), nil
 }
 
 func (r *mutationResolver) PublishPolicy(ctx context.Context, version string, url string, reconsent []string) (*model.Policy, error) {
@@ -59,9 +60,10 @@ func (r *mutationResolver) RotateSigningKey(ctx context.Context) (string, error)
 
 func (r *queryResolver) Purposes(ctx context.Context) ([]*model.Purpose, error) {
 	ps := r.Consent.Purposes()
+	lang := i18n.FromContext(ctx)
 	out := make([]*model.Purpose, len(ps))
 	for i, p := range ps {
-		out[i] = purposeModel(p)
+		out[i] = purposeModel(lang, p)
 	}
 	return out, nil
 }
@@ -79,10 +81,10 @@ func (r *userResolver) Consents(ctx context.Context, obj *model.User) ([]*model.
 	if err != nil {
 		return nil, err
 	}
-	current := r.Consent.Policy()
+	current, lang := r.Consent.Policy(), i18n.FromContext(ctx)
 	out := make([]*model.Consent, len(statuses))
 	for i, s := range statuses {
-		out[i] = consentModel(s, current)
+		out[i] = consentModel(lang, s, current)
 	}
 	return out, r.addConsentNotes(ctx, obj.ID, out...)
 }

@@ -9,12 +9,14 @@ import (
 	"github.com/consentgraph/consentgraph/internal/translog"
 )
 
-func purposeModel(p policy.Purpose) *model.Purpose {
+// purposeModel shows p in lang, the request's language (i18n.FromContext).
+func purposeModel(lang string, p policy.Purpose) *model.Purpose {
 	cats := p.DataCategories
 	if cats == nil {
 		cats = []string{}
 	}
-	return &model.Purpose{ID: p.ID, Mechanism: model.ConsentMechanism(p.Mechanism), Description: p.Description, DataCategories: cats}
+	return &model.Purpose{ID: p.ID, Mechanism: model.ConsentMechanism(p.Mechanism), Name: p.NameIn(lang), Description: p.DescriptionIn(lang),
+		DataCategories: cats}
 }
 
 func policyModel(v consent.PolicyVersion) *model.Policy {
@@ -27,9 +29,9 @@ func policyModel(v consent.PolicyVersion) *model.Policy {
 
 // consentModel shows a status; the policy version of a default state is the
 // one in force.
-func consentModel(s consent.Status, current consent.PolicyVersion) *model.Consent {
+func consentModel(lang string, s consent.Status, current consent.PolicyVersion) *model.Consent {
 	c := &model.Consent{
-		Purpose: purposeModel(s.Purpose), Granted: s.Granted, NeedsRenewal: s.NeedsRenewal,
+		Purpose: purposeModel(lang, s.Purpose), Granted: s.Granted, NeedsRenewal: s.NeedsRenewal,
 		PolicyVersion: current.Version, Notes: []model.ConsentNote{},
 	}
 	if s.Last != nil && (s.Explicit || s.NeedsRenewal) {
@@ -80,8 +82,8 @@ func receiptCheckModel(ch consent.Check) *model.ReceiptCheck {
 	return out
 }
 
-func receiptModel(r *consent.Result, current consent.PolicyVersion) *model.ConsentReceipt {
-	return &model.ConsentReceipt{Receipt: r.Receipt, Consent: consentModel(r.Status, current), Changed: r.Changed}
+func receiptModel(lang string, r *consent.Result, current consent.PolicyVersion) *model.ConsentReceipt {
+	return &model.ConsentReceipt{Receipt: r.Receipt, Consent: consentModel(lang, r.Status, current), Changed: r.Changed}
 }
 
 func logProofModel(p *translog.Inclusion) *model.LogInclusionProof {

@@ -330,6 +330,7 @@ type ComplexityRoot struct {
 		Description    func(childComplexity int) int
 		ID             func(childComplexity int) int
 		Mechanism      func(childComplexity int) int
+		Name           func(childComplexity int) int
 		Processors     func(childComplexity int) int
 	}
 
@@ -1661,6 +1662,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Purpose.Mechanism(childComplexity), true
+	case "Purpose.name":
+		if e.ComplexityRoot.Purpose.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Purpose.Name(childComplexity), true
 	case "Purpose.processors":
 		if e.ComplexityRoot.Purpose.Processors == nil {
 			break
@@ -2248,6 +2255,12 @@ enum ConsentMethod {
 type Purpose {
   id: ID!
   mechanism: ConsentMechanism!
+  """
+  A short name, in the request's language (Accept-Language): configured, or
+  made from the id ("aggregate_statistics" gives "Aggregate statistics").
+  """
+  name: String!
+  "What it is for, in the request's language (Accept-Language; English when none of its languages fits)."
   description: String!
   "The only personal data this purpose may use, e.g. user.contact.email."
   dataCategories: [String!]!
@@ -2355,7 +2368,7 @@ type ConsentEventConnection {
 "The result of checking a consent receipt."
 type ReceiptCheck {
   valid: Boolean!
-  "Why the receipt is not valid; null when it is."
+  "Why the receipt is not valid, in the request's language (Accept-Language); null when it is."
   reason: String
   purpose: ID
   action: ConsentAction
@@ -2665,6 +2678,7 @@ type Processor {
   purpose: ID!
   "The only personal data it receives."
   dataCategories: [String!]!
+  "What it does, in the request's language (Accept-Language), as Purpose.description."
   description: String!
   "Disabled processors receive nothing until enabled again (work waits)."
   enabled: Boolean!
@@ -3373,6 +3387,8 @@ func (ec *executionContext) childFields_Purpose(ctx context.Context, field graph
 		return ec.fieldContext_Purpose_id(ctx, field)
 	case "mechanism":
 		return ec.fieldContext_Purpose_mechanism(ctx, field)
+	case "name":
+		return ec.fieldContext_Purpose_name(ctx, field)
 	case "description":
 		return ec.fieldContext_Purpose_description(ctx, field)
 	case "dataCategories":
@@ -9283,6 +9299,29 @@ func (ec *executionContext) fieldContext_Purpose_mechanism(_ context.Context, fi
 	return graphql.NewScalarFieldContext("Purpose", field, false, false, "ConsentMechanism")
 }
 
+func (ec *executionContext) _Purpose_name(ctx context.Context, field graphql.CollectedField, obj *model.Purpose) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Purpose_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Purpose_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Purpose", field, false, false, "String")
+}
+
 func (ec *executionContext) _Purpose_description(ctx context.Context, field graphql.CollectedField, obj *model.Purpose) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -13999,6 +14038,11 @@ func (ec *executionContext) _Purpose(ctx context.Context, sel ast.SelectionSet, 
 			}
 		case "mechanism":
 			out.Values[i] = ec._Purpose_mechanism(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "name":
+			out.Values[i] = ec._Purpose_name(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}

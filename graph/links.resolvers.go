@@ -10,6 +10,7 @@ import (
 
 	"github.com/consentgraph/consentgraph/graph/model"
 	"github.com/consentgraph/consentgraph/internal/auth"
+	"github.com/consentgraph/consentgraph/internal/i18n"
 )
 
 func (r *mutationResolver) RequestProcessorAction(ctx context.Context, processor string, action string) (bool, error) {
@@ -24,5 +25,5 @@ func (r *userResolver) ProcessorLinks(ctx context.Context, obj *model.User) ([]*
 	if err != nil {
 		return nil, err
 	}
-	return processorLinkModels(obj.ID, links), nil
+	return processorLinkModels(i18n.FromContext(ctx), obj.ID, links), nil
 }

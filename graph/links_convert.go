@@ -7,10 +7,10 @@ import (
 	"github.com/consentgraph/consentgraph/internal/outbox"
 )
 
-func processorLinkModels(owner string, links []outbox.UserLink) []*model.ProcessorLink {
+func processorLinkModels(lang, owner string, links []outbox.UserLink) []*model.ProcessorLink {
 	out := make([]*model.ProcessorLink, 0, len(links))
 	for _, l := range links {
-		m := &model.ProcessorLink{Owner: owner, Processor: processorModel(l.Processor), State: model.ProcessorLinkState(l.Status.State),
+		m := &model.ProcessorLink{Owner: owner, Processor: processorModel(lang, l.Processor), State: model.ProcessorLinkState(l.Status.State),
 			Items: []*model.ProcessorItem{}, Details: l.Status.Details, Actions: []*model.ProcessorAction{}}
 		if !l.UpdatedAt.IsZero() {
 			at := l.UpdatedAt

@@ -11,6 +11,7 @@ import (
 
 	"github.com/consentgraph/consentgraph/graph/model"
 	"github.com/consentgraph/consentgraph/internal/auth"
+	"github.com/consentgraph/consentgraph/internal/i18n"
 	"github.com/consentgraph/consentgraph/internal/outbox"
 )
 
@@ -24,7 +25,7 @@ func (r *mutationResolver) SetProcessorEnabled(ctx context.Context, name string,
 	if err != nil {
 		return nil, err
 	}
-	return processorModel(p), nil
+	return processorModel(i18n.FromContext(ctx), p), nil
 }
 
 func (r *mutationResolver) RetryDelivery(ctx context.Context, id string) (*model.OutboxItem, error) {
@@ -39,11 +40,11 @@ func (r *mutationResolver) RetryDelivery(ctx context.Context, id string) (*model
 }
 
 func (r *purposeResolver) Processors(ctx context.Context, obj *model.Purpose) ([]*model.Processor, error) {
-	return processorModels(r.Processing.ForPurpose(obj.ID)), nil
+	return processorModels(i18n.FromContext(ctx), r.Processing.ForPurpose(obj.ID)), nil
 }
 
 func (r *queryResolver) Processors(ctx context.Context) ([]*model.Processor, error) {
-	return processorModels(r.Processing.Processors()), nil
+	return processorModels(i18n.FromContext(ctx), r.Processing.Processors()), nil
 }
 
 func (r *queryResolver) Outbox(ctx context.Context, state *model.DeliveryState, first *int, after *string) (*model.OutboxConnection, error) {

@@ -7,9 +7,10 @@ import (
 	"github.com/consentgraph/consentgraph/internal/outbox"
 )
 
-func processorModel(p *outbox.Processor) *model.Processor {
+// processorModel shows p in lang, the request's language.
+func processorModel(lang string, p *outbox.Processor) *model.Processor {
 	m := &model.Processor{Name: p.Name, Type: p.Type, Purpose: p.Purpose, DataCategories: append([]string{}, p.Fields...),
-		Description: p.Description, Enabled: p.Enabled()}
+		Description: p.DescriptionIn(lang), Enabled: p.Enabled()}
 	if h := p.Health(); h != nil { // cached: the provider is never asked here
 		m.Health = &model.ProcessorHealth{Ok: h.OK, CheckedAt: h.CheckedAt}
 		if !h.OK {
@@ -19,10 +20,10 @@ func processorModel(p *outbox.Processor) *model.Processor {
 	return m
 }
 
-func processorModels(ps []*outbox.Processor) []*model.Processor {
+func processorModels(lang string, ps []*outbox.Processor) []*model.Processor {
 	out := make([]*model.Processor, 0, len(ps))
 	for _, p := range ps {
-		out = append(out, processorModel(p))
+		out = append(out, processorModel(lang, p))
 	}
 	return out
 }

@@ -291,7 +291,8 @@ type Processor struct {
 	Purpose string `json:"purpose"`
 	// The only personal data it receives.
 	DataCategories []string `json:"dataCategories"`
-	Description    string   `json:"description"`
+	// What it does, in the request's language (Accept-Language), as Purpose.description.
+	Description string `json:"description"`
 	// Disabled processors receive nothing until enabled again (work waits).
 	Enabled bool `json:"enabled"`
 	// The provider's health as its plugin last checked it, in the background (at
@@ -336,9 +337,13 @@ type ProfileInput struct {
 
 // Something your data may be used for.
 type Purpose struct {
-	ID          string           `json:"id"`
-	Mechanism   ConsentMechanism `json:"mechanism"`
-	Description string           `json:"description"`
+	ID        string           `json:"id"`
+	Mechanism ConsentMechanism `json:"mechanism"`
+	// A short name, in the request's language (Accept-Language): configured, or
+	// made from the id ("aggregate_statistics" gives "Aggregate statistics").
+	Name string `json:"name"`
+	// What it is for, in the request's language (Accept-Language; English when none of its languages fits).
+	Description string `json:"description"`
 	// The only personal data this purpose may use, e.g. user.contact.email.
 	DataCategories []string `json:"dataCategories"`
 	// The processors bound to this purpose.
@@ -351,7 +356,7 @@ type Query struct {
 // The result of checking a consent receipt.
 type ReceiptCheck struct {
 	Valid bool `json:"valid"`
-	// Why the receipt is not valid; null when it is.
+	// Why the receipt is not valid, in the request's language (Accept-Language); null when it is.
 	Reason        *string        `json:"reason,omitempty"`
 	Purpose       *string        `json:"purpose,omitempty"`
 	Action        *ConsentAction `json:"action,omitempty"`

@@ -77,13 +77,28 @@ type Service struct {
 // the flows go on without them (a mail can be asked for again).
 type Mailer interface {
 	// SendVerification mails a link that verifies the address.
-	SendVerification(ctx context.Context, to, token string)
+	SendVerification(ctx context.Context, to Recipient, token string)
 	// SendAddressInUse tells the owner of an address verified on another
 	// account that someone tried to add it, instead of a verification link:
 	// the one who tried learns nothing.
-	SendAddressInUse(ctx context.Context, to string)
+	SendAddressInUse(ctx context.Context, to Recipient)
 	// SendPasswordReset mails a password reset token.
-	SendPasswordReset(ctx context.Context, to, token string)
+	SendPasswordReset(ctx context.Context, to Recipient, token string)
+}
+
+// Recipient is who an account mail goes to.
+type Recipient struct {
+	Email string
+	// Language is the profile language of the account the mail is about
+	// ("" when the profile gives none), for the mailer to write in.
+	Language string
+}
+
+func profileLanguage(p Profile) string {
+	if p.Language == nil {
+		return ""
+	}
+	return *p.Language
 }
 
 // New opens the service on its store.
@@ -180,7 +195,7 @@ func (s *Service) Register(ctx context.Context, in RegisterInput) (*User, *Sessi
 	}
 	_ = s.announce(ctx, Change{UserID: u.ID, Kind: Registered})
 	if token != "" {
-		s.mailVerification(ctx, u.ID, email, rec.EmailIndex, token)
+		s.mailVerification(ctx, u.ID, Recipient{Email: email, Language: profileLanguage(u.Profile)}, rec.EmailIndex, token)
 	}
 	sess, err := s.newSession(ctx, u.ID, u.Role)
 	if err != nil {

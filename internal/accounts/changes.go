@@ -139,7 +139,7 @@ const emailVerificationTTL = 48 * time.Hour
 // use or not. The verification mail goes out here (see mailVerification).
 func (s *Service) SetEmail(ctx context.Context, userID string, email *string) (*User, error) {
 	emailUpd := &EmailUpdate{}
-	var norm, token string
+	var norm, token, lang string
 	if email != nil {
 		var err error
 		if norm, err = NormalizeEmail("email", *email); err != nil {
@@ -152,6 +152,7 @@ func (s *Service) SetEmail(ctx context.Context, userID string, email *string) (*
 		if current.Email != nil && *current.Email == norm && current.EmailVerified {
 			return current, nil // nothing changes; no new mail
 		}
+		lang = profileLanguage(current.Profile)
 		dk, err := s.dataKey(ctx, userID)
 		if err != nil {
 			return nil, err
@@ -172,7 +173,7 @@ func (s *Service) SetEmail(ctx context.Context, userID string, email *string) (*
 	}
 	_ = s.announce(ctx, Change{UserID: userID, Kind: EmailChanged, Fields: []string{"email"}})
 	if token != "" {
-		s.mailVerification(ctx, userID, norm, emailUpd.Index, token)
+		s.mailVerification(ctx, userID, Recipient{Email: norm, Language: lang}, emailUpd.Index, token)
 	}
 	return s.Get(ctx, userID)
 }
@@ -200,7 +201,10 @@ func (s *Service) verification(token string) *Verification {
 // instead: the link could not work (the first to verify wins), and one
 // mail either way keeps the answer and its timing the same for whoever
 // set the address.
-func (s *Service) mailVerification(ctx context.Context, userID, to, idx, token string) {
+//
+// The note goes in its owner's profile language: it is their mail, not the
+// setter's.
+func (s *Service) mailVerification(ctx context.Context, userID string, to Recipient, idx, token string) {
 	if s.opts.Mailer == nil {
 		return
 	}
@@ -210,7 +214,12 @@ func (s *Service) mailVerification(ctx context.Context, userID, to, idx, token s
 		return
 	}
 	if owner != nil && owner.ID != userID {
-		s.opts.Mailer.SendAddressInUse(ctx, to)
+		u, err := s.decode(ctx, owner)
+		if err != nil {
+			s.log.ErrorContext(ctx, "reading the owner of an address failed; no mail sent", "err", err)
+			return
+		}
+		s.opts.Mailer.SendAddressInUse(ctx, Recipient{Email: to.Email, Language: profileLanguage(u.Profile)})
 		return
 	}
 	s.opts.Mailer.SendVerification(ctx, to, token)

@@ -111,7 +111,7 @@ func (s *Service) sendReset(ctx context.Context, email string) error {
 	if err != nil || u.Email == nil {
 		return err
 	}
-	s.opts.Mailer.SendPasswordReset(ctx, *u.Email, token)
+	s.opts.Mailer.SendPasswordReset(ctx, Recipient{Email: *u.Email, Language: profileLanguage(u.Profile)}, token)
 	return nil
 }
 

@@ -304,12 +304,13 @@ func (w *specWriter) WriteHeader(code int) {
 	case code == http.StatusUnprocessableEntity && strings.HasPrefix(w.Header().Get("Content-Type"), "application/json"):
 		code = http.StatusOK
 	}
-	// Anonymous GET queries (policy, purposes) are the same for everyone and
-	// may be cached; anything tied to a caller must not be.
+	// Anonymous GET queries (policy, purposes) are the same for everyone
+	// who reads the same language, and may be cached; anything tied to a
+	// caller must not be.
 	h := w.Header()
 	if w.get && code == http.StatusOK && w.anonymous {
 		h.Set("Cache-Control", "public, max-age=60")
-		h.Add("Vary", "Accept, Authorization, Cookie")
+		h.Add("Vary", "Accept, Accept-Language, Authorization, Cookie")
 	} else if h.Get("Cache-Control") == "" {
 		h.Set("Cache-Control", "no-store")
 	}

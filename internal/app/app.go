@@ -163,7 +163,8 @@ func (a *App) init(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("password hashing: %w", err)
 	}
-	if a.verifier, err = newVerificationMailer(a.cfg.SMTPURL, a.cfg.PublicURL, a.cfg.Dev, a.log); err != nil {
+	if a.verifier, err = newVerificationMailer(a.cfg.SMTPURL, a.cfg.PublicURL, a.cfg.Dev, a.log,
+		a.File.Texts, a.File.Controller.Name, a.cfg.PasswordResetTTL); err != nil {
 		return err
 	}
 	a.Accounts, err = accounts.New(a.Store.Accounts(), accounts.Options{
@@ -186,7 +187,7 @@ func (a *App) init(ctx context.Context) error {
 	if a.Consent, err = consent.New(ctx, consent.Options{
 		Store: a.Store.Consent(), Purposes: a.File.Catalog, Controller: a.File.Controller,
 		InitialPolicy: initial, Signer: a.Signing, Secrets: a.Secrets, Logger: a.log,
-		ThirdParties: a.processorNames, Log: a.ConsentLog, LogURL: logURL,
+		ThirdParties: a.processorNames, Log: a.ConsentLog, LogURL: logURL, Texts: a.File.Texts,
 	}); err != nil {
 		return fmt.Errorf("consent: %w", err)
 	}

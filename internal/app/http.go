@@ -61,13 +61,16 @@ func (a *App) routes() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
+	// Every handler knows the reader's language (Accept-Language): the
+	// API's texts, receipts, mails and the policy page.
+	var h http.Handler = a.File.Texts.Middleware(mux)
 	// An external logo: the pages' CSP allows its origin for images only.
-	var h http.Handler = httpsec.AllowPageImages(a.File.Branding.LogoOrigin(), mux)
+	h = httpsec.AllowPageImages(a.File.Branding.LogoOrigin(), h)
 	if len(a.cfg.CORSOrigins) > 0 {
 		h = cors.New(cors.Options{
 			AllowedOrigins: a.cfg.CORSOrigins,
 			AllowedMethods: []string{http.MethodGet, http.MethodPost},
-			AllowedHeaders: append([]string{"Authorization", "Content-Type", "Accept"}, a.cfg.CORSHeaders...),
+			AllowedHeaders: append([]string{"Authorization", "Content-Type", "Accept", "Accept-Language"}, a.cfg.CORSHeaders...),
 			// Scripts on allowed origins may read what users are told to
 			// quote (the request id) and when to try again.
 			ExposedHeaders:   []string{"X-Request-Id", "Retry-After"},

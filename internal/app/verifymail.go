@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/consentgraph/consentgraph/internal/accounts"
+	"github.com/consentgraph/consentgraph/internal/i18n"
 	"github.com/consentgraph/consentgraph/internal/mail"
 )
 
@@ -14,15 +16,23 @@ import (
 // in use, password resets) through the configured SMTP server. Without one,
 // the address stays unverified and no reset is possible; in --dev the
 // links are logged so local developers can still follow them.
+//
+// Each mail is written in the recipient's language: their profile's
+// language if it has a catalogue, else the language of the request that
+// caused the mail (Accept-Language), else English.
 type verificationMailer struct {
 	sender    *mail.Sender
 	publicURL string
 	dev       bool
 	log       *slog.Logger
+	texts     *i18n.Bundle
+	// service names the operator in the mails (the controller's name).
+	service  string
+	resetTTL time.Duration
 }
 
-func newVerificationMailer(smtpURL, publicURL string, dev bool, log *slog.Logger) (*verificationMailer, error) {
-	m := &verificationMailer{publicURL: publicURL, dev: dev, log: log}
+func newVerificationMailer(smtpURL, publicURL string, dev bool, log *slog.Logger, texts *i18n.Bundle, service string, resetTTL time.Duration) (*verificationMailer, error) {
+	m := &verificationMailer{publicURL: publicURL, dev: dev, log: log, texts: texts, service: service, resetTTL: resetTTL}
 	if smtpURL == "" {
 		return m, nil
 	}
@@ -34,39 +44,34 @@ func newVerificationMailer(smtpURL, publicURL string, dev bool, log *slog.Logger
 	return m, nil
 }
 
-func (m *verificationMailer) SendVerification(ctx context.Context, to, token string) {
+// compose writes the mail kind ("mail.<kind>.subject" and ".body") to
+// the recipient in their language.
+func (m *verificationMailer) compose(ctx context.Context, to accounts.Recipient, kind string, params i18n.Params) mail.Message {
+	lang := m.texts.Pick(to.Language, i18n.FromContext(ctx))
+	params["service"] = m.service
+	return mail.Message{
+		To:      to.Email,
+		Subject: m.texts.T(lang, "mail."+kind+".subject", params),
+		Text:    m.texts.T(lang, "mail."+kind+".body", params) + "\n" + m.texts.T(lang, "mail.signature", params) + "\n",
+		// Tells mail clients (and tests) the language of the text.
+		Headers: map[string]string{"Content-Language": lang},
+	}
+}
+
+func (m *verificationMailer) SendVerification(ctx context.Context, to accounts.Recipient, token string) {
 	link := m.publicURL + "/?verify=" + url.QueryEscape(token)
-	m.send(ctx, "verification", link, mail.Message{
-		To:      to,
-		Subject: "Confirm your email address",
-		Text: "Someone — hopefully you — added this address to a Consentgraph account.\n\n" +
-			"To confirm it, open:\n" + link + "\n\nor enter this code in the Privacy Center:\n" + token + "\n\n" +
-			"If this was not you, ignore this mail; the address stays unconfirmed and receives nothing.\n",
-	})
+	m.send(ctx, "verification", link, m.compose(ctx, to, "verify", i18n.Params{"link": link, "code": token}))
 }
 
-func (m *verificationMailer) SendAddressInUse(ctx context.Context, to string) {
-	m.send(ctx, "address in use", "", mail.Message{
-		To:      to,
-		Subject: "Someone tried to add your email address to an account",
-		Text: "Someone added this address to a Consentgraph account, but it is already confirmed on another\n" +
-			"account — probably yours. Nothing changed: the address stays yours, and the other account cannot\n" +
-			"confirm it or receive anything at it.\n\n" +
-			"If this was you, sign in to the account that has the address, or remove it there first.\n" +
-			"If you have forgotten that account's password, use \"Forgot password\" in the Privacy Center.\n",
-	})
+func (m *verificationMailer) SendAddressInUse(ctx context.Context, to accounts.Recipient) {
+	m.send(ctx, "address in use", "", m.compose(ctx, to, "addressInUse", i18n.Params{}))
 }
 
-func (m *verificationMailer) SendPasswordReset(ctx context.Context, to, token string) {
+func (m *verificationMailer) SendPasswordReset(ctx context.Context, to accounts.Recipient, token string) {
 	link := m.publicURL + "/?reset=" + url.QueryEscape(token)
-	m.send(ctx, "password reset", link, mail.Message{
-		To:      to,
-		Subject: "Reset your password",
-		Text: "Someone — hopefully you — asked to reset the password of the Consentgraph account with this address.\n\n" +
-			"To choose a new password, open:\n" + link + "\n\nor enter this code in the Privacy Center:\n" + token + "\n\n" +
-			"The code works once, for a short while. Every session of the account ends when it is used.\n" +
-			"If this was not you, ignore this mail; your password stays as it is.\n",
-	})
+	lang := m.texts.Pick(to.Language, i18n.FromContext(ctx))
+	expiry := m.texts.T(lang, "mail.reset.expiry", i18n.Params{"count": int(m.resetTTL.Round(time.Minute) / time.Minute)})
+	m.send(ctx, "password reset", link, m.compose(ctx, to, "reset", i18n.Params{"link": link, "code": token, "expiry": expiry}))
 }
 
 // send delivers msg, or logs the link (if any) when there is no SMTP

@@ -7,10 +7,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/goccy/go-yaml"
 
+	"github.com/consentgraph/consentgraph/internal/i18n"
 	"github.com/consentgraph/consentgraph/internal/policy"
+	"github.com/consentgraph/consentgraph/web"
 )
 
 // File is the content of the --config YAML file, merged with the defaults.
@@ -31,10 +34,13 @@ import (
 //	  url: https://example.org/privacy
 //	purposes:              # change a shipped purpose or add one
 //	  newsletter:
-//	    description: Our monthly newsletter.
+//	    description: Our monthly newsletter.   # the same text in every language
 //	  research:
+//	    name: {en: Research, ja: 研究}   # optional; else made from the id
 //	    mechanism: OPT_IN  # OPT_IN, OPT_OUT or NOTICE_ONLY
-//	    description: Research studies by our partner university.
+//	    description:       # or one text per language (en required)
+//	      en: Research studies by our partner university.
+//	      ja: 提携大学による研究調査。
 //	    dataCategories: [user.contact.email, user.demographic.age_band]
 //	    thirdParties: [Example University]
 type File struct {
@@ -54,7 +60,15 @@ type File struct {
 	// Branding is how the pages and the widget present the operator
 	// (branding.go).
 	Branding Branding
+	// Texts are the message catalogues (web/static/locales), the same the
+	// pages read; their files decide which languages a description may
+	// be given in.
+	Texts *i18n.Bundle
 }
+
+// texts loads the catalogues embedded in the binary once; a broken one is
+// an error of every LoadFile, so the server refuses to start.
+var texts = sync.OnceValues(func() (*i18n.Bundle, error) { return i18n.Load(web.Locales()) })
 
 // fileSections parses each known top-level key. Adding a section (e.g.
 // "processors") means adding an entry here and a field to File.
@@ -66,20 +80,103 @@ var fileSections = map[string]func(f *File, path string, v any) error{
 	"branding":   parseBranding,
 }
 
-// DefaultFile is the configuration without a file.
+// DefaultFile is the configuration without a file. It panics if the
+// embedded catalogues are broken (a test keeps them whole; LoadFile
+// reports it as an error).
 func DefaultFile() *File {
-	f := &File{Controller: policy.DefaultController(), Policy: policy.DefaultDocument(), Purposes: policy.DefaultPurposes(),
-		Branding: defaultBranding()}
-	f.Catalog = policy.MustDefaultCatalog()
-	finishBranding(f)
+	b, err := texts()
+	if err != nil {
+		panic(err)
+	}
+	f, err := defaultFile(b)
+	if err != nil {
+		panic(err)
+	}
 	return f
+}
+
+// defaultFile fails when a catalogue's text of a shipped purpose is not a
+// valid description (e.g. left empty by a translator).
+func defaultFile(b *i18n.Bundle) (*File, error) {
+	f := &File{Controller: policy.DefaultController(), Policy: policy.DefaultDocument(), Purposes: policy.DefaultPurposes(),
+		Branding: defaultBranding(), Texts: b}
+	for i := range f.Purposes {
+		p := &f.Purposes[i]
+		p.Descriptions = shippedTexts(b, ShippedDescriptionKey(p.ID))
+		p.Names = shippedTexts(b, ShippedNameKey(p.ID))
+		p.ThirdPartiesByLanguage = shippedThirdParties(b, p.ID, len(p.ThirdParties))
+	}
+	cat, err := policy.NewCatalog(f.Purposes)
+	if err != nil {
+		return nil, fmt.Errorf("message catalogues: a shipped purpose's text: %w", err)
+	}
+	f.Catalog = cat
+	finishBranding(f)
+	return f, nil
+}
+
+// ShippedDescriptionKey is the catalogue key of a shipped purpose's
+// description: its translations live with every other text, so a new
+// language file translates them too.
+func ShippedDescriptionKey(purpose string) string {
+	return "server.purpose." + purpose + ".description"
+}
+
+// ShippedNameKey is the catalogue key of a shipped purpose's name.
+func ShippedNameKey(purpose string) string {
+	return "server.purpose." + purpose + ".name"
+}
+
+// shippedTexts collects key from every catalogue that has it.
+func shippedTexts(b *i18n.Bundle, key string) map[string]string {
+	out := map[string]string{}
+	for _, lang := range b.Languages() {
+		if s, ok := b.Lookup(lang, key); ok {
+			out[lang] = s
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// ShippedThirdPartyKey is the catalogue key of the i-th third party of a
+// shipped purpose (e.g. "partners and advertisers" of aggregate_statistics).
+func ShippedThirdPartyKey(purpose string, i int) string {
+	return "server.purpose." + purpose + ".thirdParties." + strconv.Itoa(i)
+}
+
+// shippedThirdParties reads the translations of a shipped purpose's n
+// third parties; a language must translate all of them to count.
+func shippedThirdParties(b *i18n.Bundle, purpose string, n int) map[string][]string {
+	if n == 0 {
+		return nil
+	}
+	out := map[string][]string{}
+	for _, lang := range b.Languages() {
+		names := make([]string, 0, n)
+		for i := range n {
+			if s, ok := b.Lookup(lang, ShippedThirdPartyKey(purpose, i)); ok {
+				names = append(names, s)
+			}
+		}
+		if len(names) == n {
+			out[lang] = names
+		}
+	}
+	return out
 }
 
 // LoadFile reads and validates the configuration file at path; an empty
 // path gives the defaults.
 func LoadFile(path string) (*File, error) {
+	b, err := texts()
+	if err != nil {
+		return nil, err
+	}
 	if path == "" {
-		return DefaultFile(), nil
+		return defaultFile(b)
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -90,7 +187,11 @@ func LoadFile(path string) (*File, error) {
 
 // ParseFile validates the YAML configuration data read from name.
 func ParseFile(name string, data []byte) (*File, error) {
-	f, err := parseFile(data)
+	b, err := texts()
+	if err != nil {
+		return nil, err
+	}
+	f, err := parseFile(data, b)
 	if err != nil {
 		return nil, fmt.Errorf("config file %s: %w", name, err)
 	}
@@ -98,10 +199,13 @@ func ParseFile(name string, data []byte) (*File, error) {
 	return f, nil
 }
 
-func parseFile(data []byte) (*File, error) {
-	f := DefaultFile()
+func parseFile(data []byte, b *i18n.Bundle) (*File, error) {
 	// The branding name defaults to the controller's name, which the file
-	// may set after it (finishBranding).
+	// may set after it: finishBranding runs once the whole file is read.
+	f, err := defaultFile(b)
+	if err != nil {
+		return nil, err
+	}
 	f.Branding.Name = ""
 	var root any
 	if err := yaml.UnmarshalWithOptions(data, &root, yaml.UseOrderedMap()); err != nil {
@@ -271,7 +375,36 @@ func parsePolicy(f *File, path string, v any) error {
 	return policy.ValidateDocument(path+".", *d)
 }
 
-var purposeKeys = []string{"dataCategories", "description", "mechanism", "thirdParties"}
+// parseDescription reads a purpose's description (or name): one string for
+// every language, or a mapping of language tag to text. The mapping may name
+// only languages that have a catalogue, and must give English, the
+// fallback of the others.
+func parseDescription(path string, v any, b *i18n.Bundle) (string, map[string]string, error) {
+	if _, ok := v.(yaml.MapSlice); !ok {
+		s, err := scalarString(path, v)
+		return strings.TrimSpace(s), nil, err
+	}
+	langs := b.Languages()
+	out := map[string]string{}
+	err := walkMapping(path, v, nil, func(lang, langPath string, v any) error {
+		if !b.Has(lang) {
+			return fieldErr(langPath, "%q is not a language with a message catalogue (available: %s)", lang, strings.Join(langs, ", "))
+		}
+		s, err := scalarString(langPath, v)
+		out[lang] = strings.TrimSpace(s)
+		return err
+	})
+	en, ok := out[i18n.Fallback]
+	if !ok {
+		err = errors.Join(err, fieldErr(path+"."+i18n.Fallback, "is required: English is shown to readers of every language without a text of its own"))
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	return en, out, nil
+}
+
+var purposeKeys = []string{"dataCategories", "description", "mechanism", "name", "thirdParties"}
 
 func parsePurposes(f *File, path string, v any) error {
 	return walkMapping(path, v, nil, func(id, keyPath string, v any) error {
@@ -297,12 +430,15 @@ func parsePurposes(f *File, path string, v any) error {
 				s, err = scalarString(fieldPath, v)
 				p.Mechanism = policy.Mechanism(s)
 			case "description":
-				p.Description, err = scalarString(fieldPath, v)
-				p.Description = strings.TrimSpace(p.Description)
+				p.Description, p.Descriptions, err = parseDescription(fieldPath, v, f.Texts)
+			case "name":
+				p.Name, p.Names, err = parseDescription(fieldPath, v, f.Texts)
 			case "dataCategories":
 				p.DataCategories, err = stringList(fieldPath, v)
 			case "thirdParties":
+				// Configured names replace the shipped ones and their translations.
 				p.ThirdParties, err = stringList(fieldPath, v)
+				p.ThirdPartiesByLanguage = nil
 			}
 			return err
 		})

@@ -114,6 +114,14 @@ func TestInvalidConfigFileNamesTheBadKey(t *testing.T) {
 		"not a mapping":          {"- a\n- b\n", `must be a mapping`},
 		"not YAML":               {"purposes: [\n", `not valid YAML`},
 		"duplicate purpose":      {"purposes:\n  research: {mechanism: OPT_IN, description: a}\n  research: {mechanism: OPT_IN, description: b}\n", `mapping key "research" already defined`},
+		"description language without catalogue": {"purposes:\n  newsletter:\n    description: {en: Letters, de: Briefe}\n",
+			`purposes.newsletter.description.de: "de" is not a language with a message catalogue (available: en, ja`},
+		"description without English": {"purposes:\n  newsletter:\n    description: {ja: ニュースレター}\n",
+			`purposes.newsletter.description.en: is required`},
+		"empty translation":               {"purposes:\n  newsletter:\n    description: {en: Letters, ja: \"  \"}\n", `purposes.newsletter.description.ja: must not be empty`},
+		"name language without catalogue": {"purposes:\n  newsletter:\n    name: {en: Letters, xx: y}\n", `purposes.newsletter.name.xx: "xx" is not a language`},
+		"empty name":                      {"purposes:\n  newsletter:\n    name: {en: \"\", ja: レター}\n", `purposes.newsletter.name.en: must not be empty`},
+		"translation not a string":        {"purposes:\n  newsletter:\n    description: {en: Letters, ja: [a]}\n", `purposes.newsletter.description.ja: want a string`},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -135,5 +143,103 @@ func TestEmptyConfigFileAndMissingFile(t *testing.T) {
 	}
 	if _, err := config.LoadFile(filepath.Join(t.TempDir(), "missing.yaml")); err == nil || !strings.Contains(err.Error(), "missing.yaml") {
 		t.Fatalf("missing file: %v", err)
+	}
+}
+
+func TestPurposeDescriptionPerLanguage(t *testing.T) {
+	f, err := config.ParseFile("c.yaml", []byte(`
+purposes:
+  newsletter:
+    description: Our monthly letter.
+  surveys:
+    description:
+      en: Studies, by mail.
+      ja: メールでの調査。
+  research:
+    mechanism: OPT_IN
+    name: {en: Research, ja: 研究}
+    description: {en: Research with a university.}
+    thirdParties: [Example University]
+  panel:
+    mechanism: OPT_IN
+    name: Panel
+    description: A panel.
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]map[string]string{
+		// A plain string is every language's text, also over a shipped translation.
+		"newsletter": {"en": "Our monthly letter.", "ja": "Our monthly letter.", "xx": "Our monthly letter."},
+		"surveys":    {"en": "Studies, by mail.", "ja": "メールでの調査。", "": "Studies, by mail."},
+		// A language the mapping leaves out reads English.
+		"research": {"en": "Research with a university.", "ja": "Research with a university."},
+		// Unconfigured shipped purposes keep the catalogues' translations.
+		"aggregate_statistics": {"ja": "提携先や広告主が閲覧できる、一般的な属性別の集計にあなたを含めます（あなた個人と結び付けられることはなく、少人数のグループは表示されず、数値にはノイズが加えられます）。"},
+	}
+	for id, byLang := range want {
+		p, ok := f.Catalog.Get(id)
+		if !ok {
+			t.Fatalf("no purpose %s", id)
+		}
+		for lang, text := range byLang {
+			if got := p.DescriptionIn(lang); got != text {
+				t.Errorf("%s in %q: %q, want %q", id, lang, got, text)
+			}
+		}
+	}
+	if p, _ := f.Catalog.Get("aggregate_statistics"); len(p.ThirdPartiesIn("ja")) != 1 || p.ThirdPartiesIn("ja")[0] == p.ThirdParties[0] {
+		t.Errorf("the shipped third party is not translated: %v", p.ThirdPartiesIn("ja"))
+	}
+	if p, _ := f.Catalog.Get("research"); len(p.ThirdPartiesIn("ja")) != 1 || p.ThirdPartiesIn("ja")[0] != "Example University" {
+		t.Errorf("configured third parties in ja: %v", p.ThirdPartiesIn("ja"))
+	}
+	names := map[string]map[string]string{
+		"research":   {"en": "Research", "ja": "研究", "ko": "Research"},
+		"panel":      {"en": "Panel", "ja": "Panel"},
+		"newsletter": {"en": "Newsletter", "ja": "ニュースレター"}, // shipped names stay when only the description changes
+	}
+	for id, byLang := range names {
+		p, _ := f.Catalog.Get(id)
+		for lang, want := range byLang {
+			if got := p.NameIn(lang); got != want {
+				t.Errorf("%s name in %s: %q, want %q", id, lang, got, want)
+			}
+		}
+	}
+	if p, _ := f.Catalog.Get("surveys"); p.Description != "Studies, by mail." {
+		t.Errorf("Description (the English fallback) = %q", p.Description)
+	}
+}
+
+// TestShippedDescriptionsMatchTheCatalogue: the English catalogue text of
+// a shipped purpose is the one the policy package defines, so the two
+// sources cannot drift apart, and every shipped purpose is translated.
+func TestShippedDescriptionsMatchTheCatalogue(t *testing.T) {
+	f := config.DefaultFile()
+	for _, p := range policy.DefaultPurposes() {
+		got, ok := f.Texts.Lookup("en", config.ShippedDescriptionKey(p.ID))
+		if !ok || got != p.Description {
+			t.Errorf("en.json %s = %q, want the shipped %q", config.ShippedDescriptionKey(p.ID), got, p.Description)
+		}
+		for _, lang := range f.Texts.Languages() {
+			for _, key := range []string{config.ShippedDescriptionKey(p.ID), config.ShippedNameKey(p.ID)} {
+				if _, ok := f.Texts.Lookup(lang, key); !ok {
+					t.Errorf("%s.json has no %s", lang, key)
+				}
+			}
+		}
+		c, _ := f.Catalog.Get(p.ID)
+		if c.DescriptionIn("ja") == p.Description {
+			t.Errorf("%s is not translated into Japanese", p.ID)
+		}
+		for i, name := range p.ThirdParties {
+			if got, _ := f.Texts.Lookup("en", config.ShippedThirdPartyKey(p.ID, i)); got != name {
+				t.Errorf("en.json %s = %q, want the shipped %q", config.ShippedThirdPartyKey(p.ID, i), got, name)
+			}
+			if ja := c.ThirdPartiesIn("ja"); len(ja) != len(p.ThirdParties) || ja[i] == name {
+				t.Errorf("%s's third parties are not translated into Japanese: %v", p.ID, ja)
+			}
+		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"slices"
 
 	"github.com/goccy/go-yaml"
+
+	"github.com/consentgraph/consentgraph/plugins"
 )
 
 // Processor is one processor instance from the config file:
@@ -30,6 +32,29 @@ type Processor struct {
 	// generic type such as http, whose manifest cannot know).
 	Requires []string
 	Settings map[string]any
+	// Descriptions are settings.description per language when it is given
+	// as {en: ..., ja: ...}; Settings then holds the English text, so
+	// plugins and the core read one string as before.
+	Descriptions map[string]string
+}
+
+// parseDescription reads settings.description given per language.
+func (p *Processor) parseDescription(path string, settings any, f *File) error {
+	ms, _ := settings.(yaml.MapSlice)
+	for _, it := range ms {
+		if it.Key != plugins.DescriptionSetting {
+			continue
+		}
+		if _, perLanguage := it.Value.(yaml.MapSlice); !perLanguage {
+			return nil
+		}
+		en, byLang, err := parseDescription(path+"."+plugins.DescriptionSetting, it.Value, f.Texts)
+		if err != nil {
+			return err
+		}
+		p.Settings[plugins.DescriptionSetting], p.Descriptions = en, byLang
+	}
+	return nil
 }
 
 var processorName = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
@@ -68,6 +93,7 @@ func parseProcessors(f *File, path string, v any) error {
 				}
 				if ok {
 					p.Settings = m
+					err = p.parseDescription(kp, v, f)
 				}
 			}
 			return err

@@ -34,11 +34,40 @@ processors: [{name: a, type: webhook}, {name: a, type: webhook}]`,
 processors: [{name: a, type: webhook, colour: red}]`,
 		"processors[0].type: is required": `
 processors: [{name: a}]`,
+		`processors[0].settings.description.ko: "ko" is not a language with a message catalogue`: `
+processors: [{name: a, type: webhook, settings: {description: {en: Hook, ko: 훅}}}]`,
+		"processors[0].settings.description.en: is required": `
+processors: [{name: a, type: webhook, settings: {description: {ja: フック}}}]`,
 	}
 	for want, y := range bad {
 		_, err := ParseFile("c.yaml", []byte(y))
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("want %q, got %v", want, err)
 		}
+	}
+}
+
+func TestProcessorDescriptionPerLanguage(t *testing.T) {
+	f, err := ParseFile("c.yaml", []byte(`
+processors:
+  - name: news
+    type: webhook
+    settings:
+      url: https://example.org/hook
+      description: {en: Our own mailing list., ja: 自社のメーリングリスト。}
+  - name: plain
+    type: webhook
+    settings: {url: "https://example.org/b", description: One text.}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	news, plain := f.Processors[0], f.Processors[1]
+	// Plugins and the core keep reading one string: the English one.
+	if news.Settings["description"] != "Our own mailing list." || news.Descriptions["ja"] != "自社のメーリングリスト。" {
+		t.Errorf("news: %v %v", news.Settings["description"], news.Descriptions)
+	}
+	if plain.Settings["description"] != "One text." || plain.Descriptions != nil {
+		t.Errorf("plain: %v %v", plain.Settings["description"], plain.Descriptions)
 	}
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/consentgraph/consentgraph/internal/apperr"
 	"github.com/consentgraph/consentgraph/internal/envelope"
+	"github.com/consentgraph/consentgraph/internal/i18n"
 	"github.com/consentgraph/consentgraph/internal/policy"
 	"github.com/consentgraph/consentgraph/internal/signing"
 	"github.com/consentgraph/consentgraph/internal/translog"
@@ -60,6 +61,9 @@ type Options struct {
 	LogURL string
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
+	// Texts, if set, translate the receipts' human text into the
+	// request's language; without them receipts are in English.
+	Texts *i18n.Bundle
 }
 
 // Service manages consent. It is safe for concurrent use; register hooks
@@ -321,7 +325,7 @@ func (s *Service) newEvent(ctx context.Context, userID string, st *Stored, p pol
 	}
 	ev.Receipt, err = s.sign(ctx, s.claims(receiptInput{
 		subject: subject, purpose: p, action: ev.Action, method: method, at: ev.At, policy: pv,
-		receiptID: ev.ReceiptID, ledger: &LedgerClaim{Sequence: ev.Seq, PreviousHash: ev.PrevHash},
+		receiptID: ev.ReceiptID, ledger: &LedgerClaim{Sequence: ev.Seq, PreviousHash: ev.PrevHash}, lang: s.language(ctx),
 	}))
 	if err != nil {
 		return Event{}, err
@@ -348,7 +352,7 @@ func (s *Service) currentReceipt(ctx context.Context, userID string, res *Result
 	}
 	res.Receipt, err = s.sign(ctx, s.claims(receiptInput{
 		subject: subject, purpose: res.Status.Purpose, action: actionOf(res.Status.Granted), method: Default,
-		at: s.now(), policy: s.Policy(), receiptID: newReceiptID(),
+		at: s.now(), policy: s.Policy(), receiptID: newReceiptID(), lang: s.language(ctx),
 	}))
 	return err
 }
@@ -437,7 +441,7 @@ func (s *Service) SignUp(ctx context.Context, userID string, gpc bool) (Initial,
 // gpcApplies: Global Privacy Control withdraws OPT_OUT purposes that share
 // data with third parties (opt-in purposes are off unless granted anyway).
 func (s *Service) gpcApplies(p policy.Purpose) bool {
-	return p.Mechanism == policy.OptOut && len(s.thirdParties(p)) > 0
+	return p.Mechanism == policy.OptOut && len(s.thirdParties(p, "")) > 0
 }
 
 // ApplyGPC honours a Global Privacy Control signal from a signed-in user:

@@ -9,9 +9,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/consentgraph/consentgraph/internal/i18n"
 	"github.com/consentgraph/consentgraph/internal/policy"
 	"github.com/consentgraph/consentgraph/internal/signing"
 )
@@ -130,6 +132,28 @@ type receiptInput struct {
 	policy    PolicyVersion
 	receiptID string
 	ledger    *LedgerClaim
+	// lang is the language of the receipt's human text (see language).
+	lang string
+}
+
+// language is the one a receipt issued in ctx is written in: the request's
+// (Accept-Language), else the controller's, else English, among those with
+// a catalogue. The signed claims say which ("language"), and only the
+// human text changes with it; the machine-readable claims (purpose id,
+// mechanism, action, ledger) are the same in every language.
+func (s *Service) language(ctx context.Context) string {
+	if s.opts.Texts == nil {
+		return s.opts.Controller.Language
+	}
+	return s.opts.Texts.Pick(i18n.FromContext(ctx), s.opts.Controller.Language)
+}
+
+// text is a receipt phrase in lang; English without catalogues.
+func (s *Service) text(lang, key, english string) string {
+	if s.opts.Texts == nil {
+		return english
+	}
+	return s.opts.Texts.T(lang, key, nil)
 }
 
 func (s *Service) claims(in receiptInput) *Claims {
@@ -138,10 +162,10 @@ func (s *Service) claims(in receiptInput) *Claims {
 	if issuer == "" {
 		issuer = c.Name
 	}
-	third := s.thirdParties(in.purpose)
-	termination := "until withdrawn or the account is deleted"
+	third := s.thirdParties(in.purpose, in.lang)
+	termination := s.text(in.lang, "receipt.termination.withdrawable", "until withdrawn or the account is deleted")
 	if in.purpose.Mechanism == policy.NoticeOnly {
-		termination = "when the account is deleted"
+		termination = s.text(in.lang, "receipt.termination.essential", "when the account is deleted")
 	}
 	cats := append([]string{}, in.purpose.DataCategories...)
 	return &Claims{
@@ -154,7 +178,7 @@ func (s *Service) claims(in receiptInput) *Claims {
 		ConsentTimestamp: in.at.Unix(),
 		CollectionMethod: string(in.method),
 		ConsentReceiptID: in.receiptID,
-		Language:         c.Language,
+		Language:         in.lang,
 		PIIPrincipalID:   in.subject,
 		PIIControllers: []ControllerClaim{{
 			PIIController: c.Name, Contact: c.Contact, Address: c.Address, Email: c.Email, Phone: c.Phone, URL: c.URL,
@@ -163,7 +187,7 @@ func (s *Service) claims(in receiptInput) *Claims {
 		Services: []ServiceClaim{{
 			Service: c.Name,
 			Purposes: []PurposeClaim{{
-				Purpose:              in.purpose.Description,
+				Purpose:              in.purpose.DescriptionIn(in.lang),
 				PurposeCategory:      []string{in.purpose.ID},
 				ConsentType:          string(in.purpose.Mechanism),
 				PIICategory:          cats,
@@ -196,10 +220,10 @@ func (s *Service) sign(ctx context.Context, c *Claims) (string, error) {
 	return jws, nil
 }
 
-// thirdParties are the purpose's configured third parties plus the
-// processors bound to it.
-func (s *Service) thirdParties(p policy.Purpose) []string {
-	out := append([]string{}, p.ThirdParties...)
+// thirdParties are the purpose's configured third parties, named in lang,
+// plus the processors bound to it.
+func (s *Service) thirdParties(p policy.Purpose, lang string) []string {
+	out := p.ThirdPartiesIn(lang)
 	if s.opts.ThirdParties != nil {
 		out = append(out, s.opts.ThirdParties(p.ID)...)
 	}
@@ -230,38 +254,57 @@ func (c Check) IssuedAt() time.Time {
 
 // VerifyReceipt checks a receipt's signature against the published keys
 // and that it is a consent receipt. It needs no account: anyone may ask.
+// Why a receipt is not valid is said in the request's language.
 func (s *Service) VerifyReceipt(ctx context.Context, receipt string) Check {
 	c, err := s.verifyReceipt(ctx, strings.TrimSpace(receipt))
-	if err != nil {
-		return Check{Reason: err.Error(), Kid: c.Kid}
+	if err == nil {
+		return c
 	}
-	return c
+	reason := err.Error()
+	var r *invalidReceipt
+	if errors.As(err, &r) && s.opts.Texts != nil {
+		reason = s.opts.Texts.T(s.opts.Texts.Pick(i18n.FromContext(ctx)), "receipt.invalid."+r.key, r.params)
+	}
+	return Check{Reason: reason, Kid: c.Kid}
+}
+
+// invalidReceipt says why a receipt is not valid: a catalogue key
+// ("receipt.invalid.<key>") and its English text, both with {params}.
+type invalidReceipt struct {
+	key, english string
+	params       i18n.Params
+}
+
+func (e *invalidReceipt) Error() string { return i18n.Fill(e.english, e.params) }
+
+func invalid(key, english string, params i18n.Params) error {
+	return &invalidReceipt{key: key, english: english, params: params}
 }
 
 func (s *Service) verifyReceipt(ctx context.Context, receipt string) (Check, error) {
 	if len(receipt) > MaxReceiptLength {
-		return Check{}, fmt.Errorf("not a consent receipt: longer than %d bytes", MaxReceiptLength)
+		return Check{}, invalid("tooLong", "not a consent receipt: longer than {max} bytes", i18n.Params{"max": MaxReceiptLength})
 	}
 	payload, hdr, err := s.opts.Signer.Verify(ctx, receipt)
 	switch {
 	case errors.Is(err, signing.ErrBadSignature):
-		return Check{}, errors.New("the signature does not match the content: the receipt was altered or forged")
+		return Check{}, invalid("altered", "the signature does not match the content: the receipt was altered or forged", nil)
 	case errors.Is(err, signing.ErrUnknownKey):
-		return Check{}, errors.New("signed by a key this service does not publish (forged, or signed with a key that has expired)")
+		return Check{}, invalid("unknownKey", "signed by a key this service does not publish (forged, or signed with a key that has expired)", nil)
 	case errors.Is(err, signing.ErrWrongAlg):
-		return Check{}, fmt.Errorf("not a receipt of this service: %w", err)
+		return Check{}, invalid("wrongAlgorithm", "not a receipt of this service: {detail}", i18n.Params{"detail": err.Error()})
 	case errors.Is(err, signing.ErrMalformed):
-		return Check{}, fmt.Errorf("not a compact JWS consent receipt: %w", err)
+		return Check{}, invalid("malformed", "not a compact JWS consent receipt: {detail}", i18n.Params{"detail": err.Error()})
 	case err != nil:
 		return Check{}, fmt.Errorf("could not check the signature: %w", err)
 	}
 	check := Check{Kid: hdr.Kid}
 	if hdr.Typ != ReceiptType {
-		return check, fmt.Errorf("signed by this service, but not a consent receipt (typ %q)", hdr.Typ)
+		return check, invalid("otherType", "signed by this service, but not a consent receipt (typ {type})", i18n.Params{"type": strconv.Quote(hdr.Typ)})
 	}
 	var c Claims
 	if err := json.Unmarshal(payload, &c); err != nil || c.Version != KantaraVersion || c.Purpose == "" || (c.Action != Grant && c.Action != Withdraw) {
-		return check, errors.New("signed by this service, but its claims are not a consent receipt")
+		return check, invalid("otherClaims", "signed by this service, but its claims are not a consent receipt", nil)
 	}
 	check.Valid, check.Claims = true, &c
 	return check, nil

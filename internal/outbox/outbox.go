@@ -122,8 +122,10 @@ type Processor struct {
 	// instance's own.
 	Requires    []string
 	Description string
-	Manifest    plugins.Manifest
-	Impl        plugins.Processor
+	// Descriptions are Description per language, when configured so.
+	Descriptions map[string]string
+	Manifest     plugins.Manifest
+	Impl         plugins.Processor
 
 	mu      sync.Mutex
 	enabled bool
@@ -343,7 +345,15 @@ func (s *Service) build(c config.Processor) (*Processor, error) {
 		desc = d
 	}
 	return &Processor{Name: c.Name, Type: c.Type, Purpose: purpose, Fields: fields, Requires: requires, Description: desc,
-		Manifest: m, Impl: impl, enabled: true}, nil
+		Descriptions: c.Descriptions, Manifest: m, Impl: impl, enabled: true}, nil
+}
+
+// DescriptionIn is the processor's description in lang, else Description.
+func (p *Processor) DescriptionIn(lang string) string {
+	if d, ok := p.Descriptions[lang]; ok {
+		return d
+	}
+	return p.Description
 }
 
 // Processors lists the configured processors in config order.

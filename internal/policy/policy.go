@@ -8,6 +8,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -69,9 +70,19 @@ type Purpose struct {
 	// ID is a short stable name: a lower-case letter followed by up to 63
 	// lower-case letters, digits or underscores. It is used as a key in
 	// stored documents, so it cannot hold dots or dollar signs.
-	ID          string
-	Mechanism   Mechanism
+	ID        string
+	Mechanism Mechanism
+	// Name is a short name in English, the fallback language; empty means
+	// one made from the ID ("aggregate_statistics" → "Aggregate statistics").
+	Name string
+	// Names are the name per language, as Descriptions.
+	Names map[string]string
+	// Description is the text in English, the fallback language.
 	Description string
+	// Descriptions are the description per language tag ("en", "ja"),
+	// English included, when the configuration or the shipped catalogues
+	// give one per language; nil means Description for every language.
+	Descriptions map[string]string
 	// DataCategories are the only personal data the purpose may use.
 	DataCategories []string
 	// ThirdParties names who, besides the controller, receives data for
@@ -79,13 +90,63 @@ type Purpose struct {
 	// added at run time). A purpose with third parties "shares" data in the
 	// sense of Global Privacy Control.
 	ThirdParties []string
+	// ThirdPartiesByLanguage are ThirdParties written in other languages
+	// (the shipped purposes' come from the catalogues); a language without
+	// an entry reads ThirdParties.
+	ThirdPartiesByLanguage map[string][]string
 }
 
 // Clone returns a deep copy of p.
 func (p Purpose) Clone() Purpose {
 	p.DataCategories = slices.Clone(p.DataCategories)
 	p.ThirdParties = slices.Clone(p.ThirdParties)
+	p.Descriptions = maps.Clone(p.Descriptions)
+	p.Names = maps.Clone(p.Names)
+	if p.ThirdPartiesByLanguage != nil {
+		byLang := make(map[string][]string, len(p.ThirdPartiesByLanguage))
+		for lang, names := range p.ThirdPartiesByLanguage {
+			byLang[lang] = slices.Clone(names)
+		}
+		p.ThirdPartiesByLanguage = byLang
+	}
 	return p
+}
+
+// ThirdPartiesIn names the third parties in lang, else as configured.
+func (p Purpose) ThirdPartiesIn(lang string) []string {
+	if names, ok := p.ThirdPartiesByLanguage[lang]; ok {
+		return slices.Clone(names)
+	}
+	return slices.Clone(p.ThirdParties)
+}
+
+// NameIn is the name in lang, else in English, else made from the ID.
+func (p Purpose) NameIn(lang string) string {
+	if s, ok := p.Names[lang]; ok {
+		return s
+	}
+	if s, ok := p.Names["en"]; ok {
+		return s
+	}
+	if p.Name != "" {
+		return p.Name
+	}
+	s := strings.ReplaceAll(p.ID, "_", " ")
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// DescriptionIn is the description in lang, else in English.
+func (p Purpose) DescriptionIn(lang string) string {
+	if s, ok := p.Descriptions[lang]; ok {
+		return s
+	}
+	if s, ok := p.Descriptions["en"]; ok {
+		return s
+	}
+	return p.Description
 }
 
 var idPattern = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
@@ -114,10 +175,31 @@ func (p Purpose) Validate(prefix string) error {
 	if !p.Mechanism.Valid() {
 		bad("mechanism", "%q is not one of %s", p.Mechanism, joinMechanisms())
 	}
-	if strings.TrimSpace(p.Description) == "" {
-		bad("description", "must not be empty")
-	} else if len(p.Description) > 1000 {
-		bad("description", "must be at most 1000 characters")
+	checkDescription := func(field, d string) {
+		if strings.TrimSpace(d) == "" {
+			bad(field, "must not be empty")
+		} else if len(d) > 1000 {
+			bad(field, "must be at most 1000 characters")
+		}
+	}
+	if _, ok := p.Descriptions["en"]; !ok {
+		checkDescription("description", p.Description)
+	}
+	for _, lang := range slices.Sorted(maps.Keys(p.Descriptions)) {
+		checkDescription("description."+lang, p.Descriptions[lang])
+	}
+	checkName := func(field, n string) {
+		if strings.TrimSpace(n) == "" {
+			bad(field, "must not be empty")
+		} else if len(n) > 100 {
+			bad(field, "must be at most 100 characters")
+		}
+	}
+	if _, ok := p.Names["en"]; !ok && p.Name != "" {
+		checkName("name", p.Name)
+	}
+	for _, lang := range slices.Sorted(maps.Keys(p.Names)) {
+		checkName("name."+lang, p.Names[lang])
 	}
 	seen := map[string]bool{}
 	for i, c := range p.DataCategories {
