@@ -65,5 +65,5 @@ fuzz() { go test -run '^$' -fuzz "^$2\$" -fuzztime "${FUZZTIME:-$3}" -parallel "
 fuzz ./internal/accounts FuzzNormalizeUsername 40000x
 fuzz ./internal/accounts FuzzNormalizeEmail 40000x
 fuzz ./internal/accounts FuzzCheckPassword 20000x
-fuzz ./internal/signing FuzzVerify 8000x
-fuzz ./internal/app FuzzGraphQLRequest 3000x 1 # one worker: each starts a real server
+fuzz ./internal/signing/jws FuzzVerify 8000x
+fuzz ./graph FuzzGraphQLRequest 20000x
