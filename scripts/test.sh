@@ -29,10 +29,13 @@ trap 'rm -f "${mailpit_out}" "${mailpit_log}"' EXIT
 scripts/install-mailpit.sh >"${mailpit_out}" 2>"${mailpit_log}" &
 mailpit_pid=$!
 
-stage "browser test tools (chromium, node, playwright-core in web/e2e)"
+stage "test tools (chromium, node, playwright-core in web/e2e; curl and jq for the README test)"
 browser_pkgs=""
 if [ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ]; then browser_pkgs="chromium"; fi
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then browser_pkgs="$browser_pkgs nodejs npm"; fi
+for tool in curl jq; do
+	if ! command -v "$tool" >/dev/null; then browser_pkgs="$browser_pkgs $tool"; fi
+done
 if [ -n "$browser_pkgs" ]; then
 	sudo=""
 	if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
