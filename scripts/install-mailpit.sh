@@ -7,7 +7,8 @@
 # Where it looks, in order:
 #   1. $MAILPIT_BIN
 #   2. mailpit on $PATH
-#   3. the cache: ${CONSENTGRAPH_CACHE_DIR:-${XDG_CACHE_HOME:-~/.cache}/consentgraph}/mailpit/VERSION/mailpit
+#   3. the cache (the same one mailpittest.Binary uses and fills):
+#      ${CONSENTGRAPH_CACHE_DIR:-${XDG_CACHE_HOME:-~/.cache}/consentgraph}/mailpit/VERSION/mailpit
 # and otherwise builds it there with `go install MODULE@VERSION` from a
 # temporary directory (the project's go.mod is never touched).
 set -euo pipefail
