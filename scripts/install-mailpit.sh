@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Installs the Mailpit SMTP test server used by internal/mail/mailpittest,
-# so the first test does not pay for building it. Run it in CI before
-# `go test`. Idempotent. Prints the path of the binary on stdout.
+# Installs the Mailpit SMTP server the mail tests and the README's examples
+# use, once per version, into a cache directory that survives between runs
+# (so a second run of the test command does not build it again). Idempotent.
+# Prints the path of the binary on stdout; progress goes to stderr.
 #
-# It looks in the same places as mailpittest.Binary, in the same order:
+# Where it looks, in order:
 #   1. $MAILPIT_BIN
 #   2. mailpit on $PATH
-#   3. $(go env GOBIN), else $(go env GOPATH)/bin, if built from the pinned
-#      module version
-# and otherwise runs `go install github.com/axllent/mailpit@VERSION` from a
+#   3. the cache (the same one mailpittest.Binary uses and fills):
+#      ${CONSENTGRAPH_CACHE_DIR:-${XDG_CACHE_HOME:-~/.cache}/consentgraph}/mailpit/VERSION/mailpit
+# and otherwise builds it there with `go install MODULE@VERSION` from a
 # temporary directory (the project's go.mod is never touched).
 set -euo pipefail
 
@@ -31,12 +32,8 @@ if on_path="$(command -v mailpit 2>/dev/null)"; then
 	exit 0
 fi
 
-gobin="$(go env GOBIN)"
-if [ -z "${gobin}" ]; then
-	gopath="$(go env GOPATH)"
-	gobin="${gopath%%:*}/bin"
-fi
-target="${gobin}/mailpit"
+cache="${CONSENTGRAPH_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME}/.cache}/consentgraph}/mailpit/${VERSION}"
+target="${cache}/mailpit"
 
 # `mailpit version` says "dev" for go-installed builds and wants the
 # network; the module version recorded in the binary is reliable.
@@ -45,23 +42,28 @@ built_version() {
 }
 
 if [ -x "${target}" ] && [ "$(built_version "${target}")" = "${VERSION}" ]; then
-	echo "mailpit ${VERSION} already installed" >&2
+	echo "mailpit ${VERSION} cached in ${cache}" >&2
 	echo "${target}"
 	exit 0
 fi
 
-echo "installing ${MODULE}@${VERSION} into ${gobin} ..." >&2
+echo "building ${MODULE}@${VERSION} into ${cache} ..." >&2
+mkdir -p "${cache}"
 tmp="$(mktemp -d)"
 trap 'rm -rf "${tmp}"' EXIT
 start=$(date +%s)
 (
 	cd "${tmp}"
-	GOBIN="${gobin}" GOFLAGS=-mod=mod GOWORK=off go install "${MODULE}@${VERSION}"
+	GOBIN="${tmp}/bin" GOFLAGS="-mod=mod ${GOFLAGS:-}" GOWORK=off go install "${MODULE}@${VERSION}"
 )
-got="$(built_version "${target}")"
+got="$(built_version "${tmp}/bin/mailpit")"
 if [ "${got}" != "${VERSION}" ]; then
-	echo "installed ${target} but it reports module version '${got}', want ${VERSION}" >&2
+	echo "built mailpit but it reports module version '${got}', want ${VERSION}" >&2
 	exit 1
 fi
-echo "installed mailpit ${VERSION} in $(($(date +%s) - start))s" >&2
+# A rename within one file system: a concurrent run sees the old binary or
+# the whole new one, never half of it.
+cp "${tmp}/bin/mailpit" "${cache}/.mailpit.$$"
+mv -f "${cache}/.mailpit.$$" "${target}"
+echo "built mailpit ${VERSION} in $(($(date +%s) - start))s" >&2
 echo "${target}"

@@ -4,19 +4,42 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== go modules"
+# Each stage says how long it took, so a slow one is easy to spot.
+began=$(date +%s)
+stage_start=${began}
+stage() {
+	local now
+	now=$(date +%s)
+	if [ -n "${stage_name:-}" ]; then echo "   (${stage_name}: $((now - stage_start))s)"; fi
+	stage_name="$1"
+	stage_start=${now}
+	echo "== $1"
+}
+
+stage "go modules"
 go mod download
 
-if [ -x scripts/install-mailpit.sh ]; then
-	echo "== mailpit (real SMTP server for mail tests)"
-	MAILPIT_BIN="$(scripts/install-mailpit.sh)"
-	export MAILPIT_BIN
-fi
+# Mailpit (the real SMTP server of the mail tests and the README test) is
+# built once per version into a cache that survives between runs; on a
+# fresh machine that takes a minute, so it builds in the background while
+# the stages below run, and `go test` waits for it.
+mailpit_out="$(mktemp)"
+mailpit_log="$(mktemp)"
+trap 'rm -f "${mailpit_out}" "${mailpit_log}"' EXIT
+scripts/install-mailpit.sh >"${mailpit_out}" 2>"${mailpit_log}" &
+mailpit_pid=$!
 
-echo "== browser test tools (chromium, node, playwright-core in web/e2e)"
+stage "test tools (chromium, a CJK font, node, playwright-core in web/e2e; curl, jq and python3-cryptography for the README test)"
 browser_pkgs=""
 if [ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ]; then browser_pkgs="chromium"; fi
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then browser_pkgs="$browser_pkgs nodejs npm"; fi
+for tool in curl jq; do
+	if ! command -v "$tool" >/dev/null; then browser_pkgs="$browser_pkgs $tool"; fi
+done
+# The README's export check is a Python recipe.
+if ! python3 -c 'import cryptography' >/dev/null 2>&1; then browser_pkgs="$browser_pkgs python3-cryptography"; fi
+# Japanese text in the screenshots needs a CJK font (the assertions don't).
+if command -v dpkg >/dev/null && ! dpkg -s fonts-noto-cjk >/dev/null 2>&1; then browser_pkgs="$browser_pkgs fonts-noto-cjk"; fi
 if [ -n "$browser_pkgs" ]; then
 	sudo=""
 	if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
@@ -28,19 +51,19 @@ if [ ! -f web/e2e/node_modules/.package-lock.json ] || [ web/e2e/package-lock.js
 	(cd web/e2e && npm ci --no-audit --no-fund)
 fi
 
-echo "== GraphiQL for --dev (scripts/build-graphiql.sh: npm ci + esbuild into the embedded web/graphiql/dist)"
+stage "GraphiQL for --dev (scripts/build-graphiql.sh: npm ci + esbuild into the embedded web/graphiql/dist)"
 scripts/build-graphiql.sh
 
-echo "== gofmt"
+stage "gofmt"
 unformatted="$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"
 if [ -n "$unformatted" ]; then
 	echo "gofmt would change:"; echo "$unformatted"; exit 1
 fi
 
-echo "== go vet"
+stage "go vet"
 go vet ./...
 
-echo "== generated code is up to date"
+stage "generated code is up to date"
 if git rev-parse --git-dir >/dev/null 2>&1; then
 	go generate ./...
 	generated="graph internal/benchmarks/baregql"
@@ -50,16 +73,28 @@ if git rev-parse --git-dir >/dev/null 2>&1; then
 	fi
 fi
 
-echo "== go test"
-go test -count=1 -timeout 12m ./...
+stage "mailpit (real SMTP server for the mail tests)"
+if ! wait "${mailpit_pid}"; then
+	cat "${mailpit_log}" >&2
+	echo "scripts/install-mailpit.sh failed" >&2
+	exit 1
+fi
+cat "${mailpit_log}"
+MAILPIT_BIN="$(cat "${mailpit_out}")"
+export MAILPIT_BIN
 
-echo "== out-of-tree plugin module (examples/processor-module: own go.mod, cmd.Main, plugintest.Conformance)"
+stage "go test"
+# -vet=off: `go vet ./...` above has checked every package and its tests
+# with all analyzers; go test's own vet pass would only repeat a subset.
+go test -count=1 -vet=off -timeout 12m ./...
+
+stage "out-of-tree plugin module (examples/processor-module: own go.mod, cmd.Main, plugintest.Conformance)"
 # A module of its own: the root's ./... does not include it. GOWORK=off so
 # that a go.work elsewhere cannot change what it builds against.
 (cd examples/processor-module && GOWORK=off go mod verify >/dev/null && GOWORK=off go vet ./... &&
 	GOWORK=off go build ./... && GOWORK=off go test -count=1 ./...)
 
-echo "== fuzz (a short run of each target; seeds in testdata/fuzz)"
+stage "fuzz (a short run of each target; seeds in testdata/fuzz)"
 # A count of inputs rather than a duration: a timed run counts the gathering
 # of baseline coverage against its time and fails with "context deadline
 # exceeded" when a busy machine makes that slow. FUZZTIME (e.g. 30s or
@@ -68,5 +103,7 @@ fuzz() { go test -run '^$' -fuzz "^$2\$" -fuzztime "${FUZZTIME:-$3}" -parallel "
 fuzz ./internal/accounts FuzzNormalizeUsername 40000x
 fuzz ./internal/accounts FuzzNormalizeEmail 40000x
 fuzz ./internal/accounts FuzzCheckPassword 20000x
-fuzz ./internal/signing FuzzVerify 8000x
-fuzz ./internal/app FuzzGraphQLRequest 3000x 1 # one worker: each starts a real server
+fuzz ./internal/signing/jws FuzzVerify 8000x
+fuzz ./graph FuzzGraphQLRequest 20000x
+stage "done"
+echo "all stages passed in $(($(date +%s) - began))s"

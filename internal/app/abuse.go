@@ -15,6 +15,7 @@ import (
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
+	"github.com/consentgraph/consentgraph/graph"
 	"github.com/consentgraph/consentgraph/internal/accounts"
 	"github.com/consentgraph/consentgraph/internal/apperr"
 	"github.com/consentgraph/consentgraph/internal/auth"
@@ -252,7 +253,7 @@ func (g *abuseGuard) bind(next http.Handler) http.Handler {
 				return
 			}
 		}
-		if err := checkParams(r); err != nil {
+		if err := graph.CheckParams(r); err != nil {
 			writeGraphQLError(w, http.StatusBadRequest, "BAD_REQUEST", err.Error())
 			return
 		}

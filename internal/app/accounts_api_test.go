@@ -38,6 +38,7 @@ func countUsers(t *testing.T, s *apptest.Server) int64 {
 }
 
 func TestRegisterLoginMeLogout(t *testing.T) {
+	t.Parallel()
 	s := apptest.Start(t)
 	c := s.Client()
 	r := c.Do(t, registerMutation, map[string]any{"in": map[string]any{
@@ -114,6 +115,7 @@ func TestRegisterLoginMeLogout(t *testing.T) {
 }
 
 func TestSessionCookieAttributes(t *testing.T) {
+	t.Parallel()
 	s := apptest.Start(t)
 	c := s.Client()
 	r := c.Do(t, registerMutation, map[string]any{"in": map[string]any{"username": "cookie", "password": "correct horse battery"}})
@@ -133,6 +135,7 @@ func TestSessionCookieAttributes(t *testing.T) {
 }
 
 func TestUsernameUniqueIgnoringCase(t *testing.T) {
+	t.Parallel()
 	s := apptest.Start(t)
 	s.Register(t, "Bob")
 	r := s.Client().Do(t, registerMutation, map[string]any{"in": map[string]any{"username": "bOB", "password": "another password"}})
@@ -145,6 +148,7 @@ func TestUsernameUniqueIgnoringCase(t *testing.T) {
 }
 
 func TestConcurrentRegistrationsOfOneUsername(t *testing.T) {
+	t.Parallel()
 	s := apptest.Start(t)
 	const n = 50
 	codes := make([]string, n)
@@ -179,6 +183,7 @@ func TestConcurrentRegistrationsOfOneUsername(t *testing.T) {
 }
 
 func TestBadInputsChangeNothing(t *testing.T) {
+	t.Parallel()
 	s := apptest.Start(t)
 	reg := func(in map[string]any) []byte {
 		return []byte(fmt.Sprintf(`{"query": %q, "variables": {"in": %s}}`, registerMutation, mustJSON(in)))
@@ -230,6 +235,7 @@ func TestBadInputsChangeNothing(t *testing.T) {
 }
 
 func TestDepthLimit(t *testing.T) {
+	t.Parallel()
 	s := apptest.Start(t, func(c *config.Config) { c.MaxDepth = 3 })
 	r := s.Client().Do(t, `{ me { profile { country } } }`, nil)
 	if len(r.Errors) > 0 {
@@ -251,6 +257,7 @@ func TestDepthLimit(t *testing.T) {
 }
 
 func TestLoginDoesNotRevealUsernames(t *testing.T) {
+	t.Parallel()
 	s := apptest.Start(t)
 	s.Register(t, "carol")
 	wrongPassword := s.Client().Do(t, `mutation { login(username: "carol", password: "not her password") { token } }`, nil)
@@ -264,6 +271,7 @@ func TestLoginDoesNotRevealUsernames(t *testing.T) {
 }
 
 func TestRestartKeepsAccounts(t *testing.T) {
+	t.Parallel()
 	cfg := apptest.ConfigOn(t, apptest.Kind()) // a store of its own, kept across restarts
 	s := apptest.StartWith(t, cfg)
 	s.Register(t, "persistent")
@@ -281,6 +289,7 @@ func TestRestartKeepsAccounts(t *testing.T) {
 }
 
 func TestSecretsNeverStoredInClear(t *testing.T) {
+	t.Parallel()
 	s := apptest.Start(t)
 	c := s.Client()
 	var reg struct{ Register struct{ Token string } }
@@ -306,6 +315,7 @@ func TestSecretsNeverStoredInClear(t *testing.T) {
 }
 
 func TestFirstAdminFromConfiguration(t *testing.T) {
+	t.Parallel()
 	s := apptest.Start(t, func(c *config.Config) {
 		c.AdminUsername, c.AdminPassword = "root-admin", "admin password 123"
 	})
@@ -320,6 +330,7 @@ func TestFirstAdminFromConfiguration(t *testing.T) {
 }
 
 func TestHealthAndReadiness(t *testing.T) {
+	t.Parallel()
 	s := apptest.Start(t)
 	for _, path := range []string{"/healthz", "/readyz"} {
 		res, err := http.Get(s.URL + path)
@@ -343,6 +354,7 @@ func TestHealthAndReadiness(t *testing.T) {
 }
 
 func TestCORSAllowList(t *testing.T) {
+	t.Parallel()
 	s := apptest.Start(t, func(c *config.Config) { c.CORSOrigins = []string{"https://app.example.org"} })
 	preflight := func(origin string) string {
 		req, _ := http.NewRequest(http.MethodOptions, s.URL+"/graphql", nil)
@@ -367,6 +379,7 @@ func TestCORSAllowList(t *testing.T) {
 // A browser app on an allowed origin can send the extra headers its client
 // library adds (--cors-headers) and read the request id and Retry-After.
 func TestCORSForBrowserApps(t *testing.T) {
+	t.Parallel()
 	const origin = "https://app.example.org"
 	s := apptest.Start(t, func(c *config.Config) {
 		c.CORSOrigins = []string{origin}
@@ -408,6 +421,7 @@ func TestCORSForBrowserApps(t *testing.T) {
 }
 
 func TestGETRunsQueriesButNotMutations(t *testing.T) {
+	t.Parallel()
 	s := apptest.Start(t)
 	get := func(q string) *http.Response {
 		req, _ := http.NewRequest(http.MethodGet, s.URL+"/graphql?query="+urlQueryEscape(q), nil)

@@ -14,6 +14,7 @@ import (
 // same request both show the budget after this request's charge, in
 // either order.
 func TestBudgetFieldsAgreeInOneResponse(t *testing.T) {
+	t.Parallel()
 	s, admin := partnerAdmin(t)
 	_, pc := createPartner(t, s, admin, 10, 30)
 	for _, q := range []string{
@@ -71,6 +72,7 @@ func TestBudgetFieldsAgreeInOneResponse(t *testing.T) {
 
 // TestAuditLogPageInfo: the audit log pages with the common PageInfo.
 func TestAuditLogPageInfo(t *testing.T) {
+	t.Parallel()
 	_, admin := partnerAdmin(t)
 	for range 2 { // two audited actions: two entries, two pages
 		if r := admin.Do(t, `mutation { rotateSigningKey }`, nil); r.Code() != "" {
@@ -105,6 +107,7 @@ func TestAuditLogPageInfo(t *testing.T) {
 // TestPartnersArePaged: partners is a connection, oldest first, with the
 // common PageInfo and totalCount, and refuses pages out of range.
 func TestPartnersArePaged(t *testing.T) {
+	t.Parallel()
 	s, admin := partnerAdmin(t)
 	for range 3 {
 		createPartner(t, s, admin, 1, 30)
@@ -165,6 +168,7 @@ func TestPartnersArePaged(t *testing.T) {
 // TestTotalCountOnEveryConnection: each connection's totalCount is the
 // number of nodes paging through it yields.
 func TestTotalCountOnEveryConnection(t *testing.T) {
+	t.Parallel()
 	// Processors of its own: example instances are shared by name
 	// across the tests of this package.
 	s := startWithProcessors(t, `

@@ -13,6 +13,7 @@ import (
 )
 
 func TestAuditLogRecordsSensitiveActions(t *testing.T) {
+	t.Parallel()
 	s := apptest.Start(t, func(c *config.Config) { c.AdminUsername, c.AdminPassword = "auditor", "auditor password" })
 	u := s.Register(t, "audited")
 	var me struct{ Me struct{ ID string } }

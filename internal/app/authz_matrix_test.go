@@ -175,6 +175,7 @@ func schemaOperations(t *testing.T) []string {
 }
 
 func TestAuthorizationMatrixCoversTheSchema(t *testing.T) {
+	t.Parallel()
 	ops := schemaOperations(t)
 	seen := map[string]bool{}
 	for _, op := range ops {
@@ -192,6 +193,7 @@ func TestAuthorizationMatrixCoversTheSchema(t *testing.T) {
 }
 
 func TestAuthorizationMatrix(t *testing.T) {
+	t.Parallel()
 	s, adminClient := partnerAdmin(t)
 	ops := schemaOperations(t)
 	register := func(prefix string) (*apptest.Client, string, string) {
@@ -259,6 +261,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 // TestNoIDORAcrossUsers checks the data itself: after a second user tried
 // the victim's identifiers, the victim's account and consent are unchanged.
 func TestNoIDORAcrossUsers(t *testing.T) {
+	t.Parallel()
 	s := apptest.Start(t)
 	victim := s.Register(t, "idor-victim")
 	victim.Do(t, `mutation { grantConsent(purpose: "newsletter") { changed } }`, nil)

@@ -114,6 +114,7 @@ func consentAdmin(t *testing.T, opts ...apptest.Option) (*apptest.Server, *appte
 }
 
 func TestConsentDefaultsPerMechanismOverAPI(t *testing.T) {
+	t.Parallel()
 	s := apptest.Start(t)
 	var pub struct {
 		Purposes []struct {
@@ -151,6 +152,7 @@ func TestConsentDefaultsPerMechanismOverAPI(t *testing.T) {
 }
 
 func TestGrantWithdrawGrantOverAPI(t *testing.T) {
+	t.Parallel()
 	s := apptest.Start(t)
 	c := s.Register(t, "ledger.user")
 	r1 := changeConsent(t, c, true, "newsletter")
@@ -254,6 +256,7 @@ func verifyWithJWKS(t *testing.T, set jose.JSONWebKeySet, compact string) (map[s
 }
 
 func TestReceiptVerifiesWithOnlyTheJWKS(t *testing.T) {
+	t.Parallel()
 	s := apptest.Start(t)
 	c := s.Client()
 	c.Do(t, registerMutation, map[string]any{"in": map[string]any{
@@ -322,6 +325,7 @@ func TestReceiptVerifiesWithOnlyTheJWKS(t *testing.T) {
 }
 
 func TestHandEditedLedgerEventIsDetectedOverAPI(t *testing.T) {
+	t.Parallel()
 	s := apptest.Start(t)
 	c := s.Register(t, "tampered")
 	uid, _ := consentsOf(t, c)
@@ -346,6 +350,7 @@ func TestHandEditedLedgerEventIsDetectedOverAPI(t *testing.T) {
 }
 
 func TestConcurrentGrantWithdrawOverAPI(t *testing.T) {
+	t.Parallel()
 	s := apptest.Start(t)
 	c := s.Register(t, "busy.user")
 	var wg sync.WaitGroup
@@ -379,6 +384,7 @@ func TestConcurrentGrantWithdrawOverAPI(t *testing.T) {
 }
 
 func TestReconsentAfterPublishPolicyOverAPI(t *testing.T) {
+	t.Parallel()
 	s, admin := consentAdmin(t)
 	user := s.Register(t, "renewing")
 	changeConsent(t, user, true, "newsletter")
@@ -424,6 +430,7 @@ func TestReconsentAfterPublishPolicyOverAPI(t *testing.T) {
 }
 
 func TestGlobalPrivacyControlOverAPI(t *testing.T) {
+	t.Parallel()
 	s := apptest.Start(t)
 
 	// At sign-up.
@@ -463,6 +470,7 @@ func TestGlobalPrivacyControlOverAPI(t *testing.T) {
 }
 
 func TestRotateSigningKeyKeepsOldReceiptsValid(t *testing.T) {
+	t.Parallel()
 	s, admin := consentAdmin(t)
 	user := s.Register(t, "rotating")
 	old := changeConsent(t, user, true, "newsletter")
@@ -488,6 +496,7 @@ func TestRotateSigningKeyKeepsOldReceiptsValid(t *testing.T) {
 }
 
 func TestConfigFilePurposesOverAPI(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "purposes.yaml")
 	if err := os.WriteFile(path, []byte(`
 controller:
@@ -527,6 +536,7 @@ purposes:
 }
 
 func TestInvalidConfigFileStopsStartUp(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "bad.yaml")
 	if err := os.WriteFile(path, []byte("purposes:\n  newsletter:\n    mechanism: SOMETIMES\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -544,6 +554,7 @@ func TestInvalidConfigFileStopsStartUp(t *testing.T) {
 }
 
 func TestConsentInExportAndAdminActionsAudited(t *testing.T) {
+	t.Parallel()
 	s, admin := consentAdmin(t)
 	user := s.Register(t, "exporting.consent")
 	changeConsent(t, user, true, "newsletter")

@@ -165,6 +165,7 @@ func b64d(t *testing.T, s string) []byte {
 }
 
 func TestConsentLogProofsVerifyIndependently(t *testing.T) {
+	t.Parallel()
 	s := apptest.Start(t)
 	c := s.Register(t, "log.user")
 	roots := map[uint64][]byte{}
@@ -348,6 +349,7 @@ func tamperHistory(t *testing.T, s *apptest.Server, uid, h1 string) {
 }
 
 func TestDeletedLastLedgerEventIsDetectedByTheLog(t *testing.T) {
+	t.Parallel()
 	s := apptest.Start(t)
 	c := s.Register(t, "truncated")
 	changeConsent(t, c, true, "newsletter")
@@ -367,6 +369,7 @@ func TestDeletedLastLedgerEventIsDetectedByTheLog(t *testing.T) {
 }
 
 func TestRewrittenLogLeafIsDetected(t *testing.T) {
+	t.Parallel()
 	s := apptest.Start(t)
 	c := s.Register(t, "leafy")
 	changeConsent(t, c, true, "newsletter")
@@ -390,6 +393,7 @@ func TestRewrittenLogLeafIsDetected(t *testing.T) {
 }
 
 func TestAlteredLedgerEventIsDetectedAgainstTheLog(t *testing.T) {
+	t.Parallel()
 	s := apptest.Start(t)
 	c := s.Register(t, "altered")
 	changeConsent(t, c, true, "newsletter")
@@ -410,6 +414,7 @@ func TestAlteredLedgerEventIsDetectedAgainstTheLog(t *testing.T) {
 }
 
 func TestDeletedLastAuditEntryIsDetectedByTheLog(t *testing.T) {
+	t.Parallel()
 	s := apptest.Start(t, func(c *config.Config) { c.AdminUsername, c.AdminPassword = "auditor", "auditor password" })
 	u := s.Register(t, "audited.twice")
 	for range 2 {
@@ -448,6 +453,7 @@ func TestDeletedLastAuditEntryIsDetectedByTheLog(t *testing.T) {
 // user would, then shows verify-log accepts honest growth and rejects a
 // log rebuilt with one leaf changed, and one cut short.
 func TestOldCheckpointDetectsRewriteAndTruncation(t *testing.T) {
+	t.Parallel()
 	s := apptest.Start(t)
 	c := s.Register(t, "holder")
 	changeConsent(t, c, true, "newsletter")
@@ -551,6 +557,7 @@ func optsLast() *options.FindOneOptionsBuilder {
 // its "not yet logged" mark, the log without it — and shows the restarted
 // server's start-up sweep logs it.
 func TestUnloggedRecordsAreLoggedAfterRestart(t *testing.T) {
+	t.Parallel()
 	cfg := apptest.ConfigOn(t, apptest.Kind()) // a store of its own, kept across restarts
 	s := apptest.StartWith(t, cfg)
 	c := s.Register(t, "restarted")
@@ -578,6 +585,7 @@ func TestUnloggedRecordsAreLoggedAfterRestart(t *testing.T) {
 // is checked against the server's keys; --save turns the file into a
 // bundle, so the next check uses the keys pinned in it.
 func TestSavingABareCheckpointPinsItsKeys(t *testing.T) {
+	t.Parallel()
 	s := apptest.Start(t)
 	c := s.Register(t, "pinner")
 	changeConsent(t, c, true, "newsletter")

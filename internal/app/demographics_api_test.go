@@ -132,6 +132,7 @@ func randomProfile(r *rand.Rand) map[string]any {
 // Cells equal a from-scratch recount after a random sequence of sign-ups,
 // profile edits, withdrawals, grants and erasures, all through the API.
 func TestCellsFollowProfileConsentAndErasureOverAPI(t *testing.T) {
+	t.Parallel()
 	s := apptest.Start(t)
 	r := rand.New(rand.NewPCG(11, 12))
 	var people, all []*person
@@ -230,6 +231,7 @@ type reportView struct {
 // missing value is its own UNKNOWN group, the report states its rule and no
 // exact count, and nothing in the answer names a user.
 func TestDemographicsThresholdAndWithdrawalOverAPI(t *testing.T) {
+	t.Parallel()
 	const k = 3
 	s, admin := partnerAdmin(t, func(c *config.Config) { c.DemographicsK = k; c.DemographicsMaxEpsilon = 10 })
 	_, pc := createPartner(t, s, admin, 100, 30)
@@ -315,6 +317,7 @@ func TestDemographicsThresholdAndWithdrawalOverAPI(t *testing.T) {
 // The admin mutation finds a hand-corrupted cell, repairs it and reports
 // the drift.
 func TestReconcileDemographicsRepairsACorruptedCell(t *testing.T) {
+	t.Parallel()
 	s, admin := partnerAdmin(t)
 	var people []*person
 	for i := range 4 {
@@ -362,6 +365,7 @@ func TestReconcileDemographicsRepairsACorruptedCell(t *testing.T) {
 // the bulk import, because the threshold at epsilon 0.01 is about 4 150: a
 // smaller group would simply never be shown.)
 func TestRepeatedSmallEpsilonQueriesDoNotRevealTheCount(t *testing.T) {
+	t.Parallel()
 	s, admin := partnerAdmin(t)
 	const budget, eps, n = 0.5, 0.01, 10_000
 	_, pc := createPartner(t, s, admin, budget, 30)

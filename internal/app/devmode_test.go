@@ -54,6 +54,7 @@ func introspect(t *testing.T, base string) (string, error) {
 // passes every limit, and the schema graphql-js builds from it is the one
 // GET /schema.graphql serves. Outside --dev it is refused.
 func TestDevIntrospectionWithGraphQLJS(t *testing.T) {
+	t.Parallel()
 	s := apptest.Start(t, devMode)
 	if s.App == nil {
 		t.Fatal("no app")
@@ -92,6 +93,7 @@ func TestDevIntrospectionWithGraphQLJS(t *testing.T) {
 // limits, not from every limit; and a data field next to __schema makes the
 // operation a data operation again.
 func TestDevIntrospectionHasItsOwnBound(t *testing.T) {
+	t.Parallel()
 	s := apptest.Start(t, devMode, func(c *config.Config) { c.MaxDepth = 4 })
 	c := s.Client()
 	deep := `{ __schema { types { fields { type { ofType { ofType { name } } } } } } }` // depth 7
@@ -116,6 +118,7 @@ func TestDevGraphiQLAndSchemaOnlyInDev(t *testing.T) {
 	if !web.HasGraphiQL() {
 		t.Fatal("this build has no GraphiQL assets: run scripts/build-graphiql.sh (scripts/test.sh does)")
 	}
+	t.Parallel()
 	get := func(u, accept string) (*http.Response, string) {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodGet, u, nil)

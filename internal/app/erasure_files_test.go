@@ -17,6 +17,7 @@ import (
 // files (database, write-ahead log, shared memory) for their username and
 // password hash: neither may be readable anywhere, free pages included.
 func TestErasureLeavesNoUsernameOrHashOnDisk(t *testing.T) {
+	t.Parallel()
 	var dataDir string
 	s := apptest.StartOn(t, "embedded", func(c *config.Config) { dataDir = c.DataDir })
 	const username = "canary-erasure-q7x"

@@ -19,6 +19,7 @@ import (
 // the server stops right after the erasure, before any dispatcher ran: the
 // forget was stored with the erasure and goes out after the restart.
 func TestErasureForgetSurvivesRestart(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	var events []map[string]any
 	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -41,6 +41,7 @@ func verifyDetached(t *testing.T, s *apptest.Server, sig string, payload []byte)
 }
 
 func TestExportIsCompleteAndSigned(t *testing.T) {
+	t.Parallel()
 	s := apptest.Start(t)
 	c := s.Client()
 	r := c.Do(t, registerMutation, map[string]any{"in": map[string]any{

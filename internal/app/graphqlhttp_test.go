@@ -49,6 +49,7 @@ func send(t *testing.T, method, u, contentType, accept, body string) rawResult {
 }
 
 func TestGraphQLOverHTTPStatusCodes(t *testing.T) {
+	t.Parallel()
 	s := apptest.Start(t)
 	u := s.URL + "/graphql"
 	const gqlResp = "application/graphql-response+json"
@@ -93,6 +94,7 @@ func TestGraphQLOverHTTPStatusCodes(t *testing.T) {
 }
 
 func TestAutomaticPersistedQueriesOverGET(t *testing.T) {
+	t.Parallel()
 	s := apptest.Start(t)
 	query := `{ policy { version } }`
 	sum := sha256.Sum256([]byte(query))

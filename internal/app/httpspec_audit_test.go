@@ -48,6 +48,7 @@ func runAudit(t *testing.T, s *apptest.Server) []auditResult {
 // passes, MAY included; in the default mode every one passes except those
 // that need introspection.
 func TestGraphQLOverHTTPAudit(t *testing.T) {
+	t.Parallel()
 	for _, dev := range []bool{true, false} {
 		s := apptest.Start(t, func(c *config.Config) { c.Dev = dev })
 		var failed []string

@@ -9,6 +9,7 @@ import (
 )
 
 func TestInputLimitsReachNoResolver(t *testing.T) {
+	t.Parallel()
 	s, admin := partnerAdmin(t)
 	anon := s.Client()
 	cases := []struct {

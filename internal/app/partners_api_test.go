@@ -67,6 +67,7 @@ type partnerMeView struct {
 const partnerMeQuery = `{ partnerMe { name budgetRemaining budgetResetsAt } }`
 
 func TestCreatePartnerShowsTheKeyOnce(t *testing.T) {
+	t.Parallel()
 	s, admin := partnerAdmin(t)
 	p, pc := createPartner(t, s, admin, 3, 30)
 	if !strings.HasPrefix(pc.Token, "cgp_") || p.Name != "Acme Research" || p.EpsilonBudget != 3 || p.BudgetPeriodDays != 30 || p.BudgetRemaining != 3 {
@@ -115,6 +116,7 @@ func TestCreatePartnerShowsTheKeyOnce(t *testing.T) {
 // A partner key is confined to the partner fields: it cannot read `me`,
 // sign up, sign in or change any user, and the admin fields refuse it.
 func TestPartnerKeyCannotActAsUser(t *testing.T) {
+	t.Parallel()
 	s, admin := partnerAdmin(t)
 	_, pc := createPartner(t, s, admin, 1, 1)
 	before := countUsers(t, s)
@@ -156,6 +158,7 @@ func TestPartnerKeyCannotActAsUser(t *testing.T) {
 // allows it for this reason): it must answer null to anonymous callers and
 // partners.
 func TestMeIsNullForAnonymousAndPartners(t *testing.T) {
+	t.Parallel()
 	s, admin := partnerAdmin(t)
 	_, pc := createPartner(t, s, admin, 1, 1)
 	s.Register(t, "someone-else")
@@ -172,6 +175,7 @@ func TestMeIsNullForAnonymousAndPartners(t *testing.T) {
 }
 
 func TestRevokedKeyIsRefused(t *testing.T) {
+	t.Parallel()
 	s, admin := partnerAdmin(t)
 	p, pc := createPartner(t, s, admin, 1, 1)
 	if r := pc.Do(t, `{ demographics(groupBy: [COUNTRY]) { k } }`, nil); len(r.Errors) > 0 {
@@ -193,6 +197,7 @@ func TestRevokedKeyIsRefused(t *testing.T) {
 }
 
 func TestBudgetExhaustionAndResetOverAPI(t *testing.T) {
+	t.Parallel()
 	s, admin := partnerAdmin(t)
 	p, pc := createPartner(t, s, admin, 1, 1)
 	type report struct {
@@ -252,6 +257,7 @@ func close(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
 // request cost nothing, and fields within budget (also through fragments
 // and variables) are charged their sum once.
 func TestDemographicsChargedAllOrNothingPerRequest(t *testing.T) {
+	t.Parallel()
 	s, admin := partnerAdmin(t)
 	_, pc := createPartner(t, s, admin, 1, 30)
 	left := func() float64 {

@@ -12,6 +12,7 @@ import (
 // 404, and receipts link to it with an absolute URL and no empty
 // jurisdiction.
 func TestDefaultPrivacyPage(t *testing.T) {
+	t.Parallel()
 	s := startWithProcessors(t, `
 controller:
   name: Example Shop GmbH

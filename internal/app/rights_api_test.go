@@ -26,6 +26,7 @@ type profileOut struct {
 }
 
 func TestUpdateProfileSetsClearsAndKeeps(t *testing.T) {
+	t.Parallel()
 	s := apptest.Start(t)
 	c := s.Register(t, "rectifier")
 	r := c.Do(t, `mutation { updateProfile(input: {country: "fr", birthYear: 1985, language: "fr"}) { profile { country } } }`, nil)
@@ -57,6 +58,7 @@ func TestUpdateProfileSetsClearsAndKeeps(t *testing.T) {
 }
 
 func TestEmailVerificationThroughRealSMTP(t *testing.T) {
+	t.Parallel()
 	mp := mailpittest.Start(t)
 	s := apptest.Start(t, func(c *config.Config) { c.SMTPURL = mp.SMTPURL() })
 	c := s.Register(t, "mailer")
@@ -113,6 +115,7 @@ func TestEmailVerificationThroughRealSMTP(t *testing.T) {
 }
 
 func TestDeleteMyAccount(t *testing.T) {
+	t.Parallel()
 	s := apptest.Start(t)
 	c := s.Client()
 	var reg struct {
@@ -172,6 +175,7 @@ func TestDeleteMyAccount(t *testing.T) {
 }
 
 func TestEraseUserIsAdminOnly(t *testing.T) {
+	t.Parallel()
 	s := apptest.Start(t, func(c *config.Config) { c.AdminUsername, c.AdminPassword = "dpo", "data protection officer" })
 	victim := s.Register(t, "subject")
 	var me struct{ Me struct{ ID string } }
@@ -196,6 +200,7 @@ func TestEraseUserIsAdminOnly(t *testing.T) {
 // An erasure interrupted after its mark (a crash, a failing listener) is
 // finished on the next start.
 func TestInterruptedErasureResumesOnRestart(t *testing.T) {
+	t.Parallel()
 	cfg := apptest.ConfigOn(t, apptest.Kind())
 	s := apptest.StartWith(t, cfg)
 	c := s.Register(t, "interrupted")

@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"context"
 	"debug/buildinfo"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
 	"time"
 )
@@ -32,8 +30,10 @@ var (
 //
 //  1. $MAILPIT_BIN (an error if set but not executable),
 //  2. mailpit on $PATH,
-//  3. mailpit in $(go env GOBIN), else $(go env GOPATH)/bin, if it was
-//     built from module version Version,
+//  3. the cache scripts/install-mailpit.sh fills, kept between runs and
+//     keyed by version: $CONSENTGRAPH_CACHE_DIR, else the user cache
+//     directory's consentgraph (~/.cache/consentgraph), then
+//     mailpit/Version/mailpit, if it was built from module version Version,
 //  4. otherwise `go install github.com/axllent/mailpit@Version` into that
 //     directory, run from a temporary directory so no go.mod is touched and
 //     serialised with a file lock so parallel test binaries build it once.
@@ -86,17 +86,17 @@ func findOrInstall() (string, error) {
 		return p, nil
 	}
 
-	goBin, err := goBinDir()
+	dir, err := cacheDir()
 	if err != nil {
 		return "", err
 	}
-	target := filepath.Join(goBin, exeName())
+	target := filepath.Join(dir, exeName())
 	if isExecutable(target) == nil && moduleVersion(target) == Version {
 		return target, nil
 	}
 
-	if err := os.MkdirAll(goBin, 0o755); err != nil {
-		return "", fmt.Errorf("create %s: %w", goBin, err)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("create %s: %w", dir, err)
 	}
 	unlock, err := lockFile(filepath.Join(os.TempDir(), "consentgraph-mailpit-install.lock"))
 	if err != nil {
@@ -107,7 +107,7 @@ func findOrInstall() (string, error) {
 	if isExecutable(target) == nil && moduleVersion(target) == Version {
 		return target, nil
 	}
-	if err := goInstall(goBin); err != nil {
+	if err := goInstall(dir); err != nil {
 		return "", err
 	}
 	if err := isExecutable(target); err != nil {
@@ -116,21 +116,18 @@ func findOrInstall() (string, error) {
 	return target, nil
 }
 
-// goBinDir is where `go install` puts binaries: GOBIN, else GOPATH[0]/bin.
-func goBinDir() (string, error) {
-	out, err := exec.Command("go", "env", "GOBIN", "GOPATH").Output()
-	if err != nil {
-		return "", fmt.Errorf("mailpit not found and `go env` failed (is Go on PATH?): %w", err)
+// cacheDir is where Binary and scripts/install-mailpit.sh keep the build
+// of Version.
+func cacheDir() (string, error) {
+	base := os.Getenv("CONSENTGRAPH_CACHE_DIR")
+	if base == "" {
+		user, err := os.UserCacheDir()
+		if err != nil {
+			return "", fmt.Errorf("mailpit not found and no cache directory for it: %w", err)
+		}
+		base = filepath.Join(user, "consentgraph")
 	}
-	lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
-	if len(lines) == 2 && strings.TrimSpace(lines[0]) != "" {
-		return strings.TrimSpace(lines[0]), nil
-	}
-	if len(lines) == 2 && strings.TrimSpace(lines[1]) != "" {
-		first := filepath.SplitList(strings.TrimSpace(lines[1]))[0]
-		return filepath.Join(first, "bin"), nil
-	}
-	return "", errors.New("cannot tell where go install puts binaries: GOBIN and GOPATH are empty")
+	return filepath.Join(base, "mailpit", Version), nil
 }
 
 func goInstall(goBin string) error {
