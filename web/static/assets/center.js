@@ -38,11 +38,13 @@ const STATUS_MS = 6000;
 const named = (key, fallback) => { const v = t(key); return v === key ? fallback : v; };
 const category = (c) => named(`common.category.${c}`, c.split('.').pop().replaceAll('_', ' '));
 const method = (m) => named(`center.method.${m}`, m || '');
-// Purpose ids are the operator's; their names come from the catalogue when
-// it has them (the built-in ones), else from the id.
+// Purpose names come from the API in the page's language (the operator's
+// configuration, or the catalogue's for the built-in purposes); an id not
+// (yet) read shows as words.
+const purposeNames = new Map();
 const purposeName = (id) => {
   const s = id.replaceAll('_', ' ');
-  return named(`center.purpose.${id}`, s.charAt(0).toUpperCase() + s.slice(1));
+  return purposeNames.get(id) || s.charAt(0).toUpperCase() + s.slice(1);
 };
 const quoted = (s) => t('common.quoted', { text: s });
 const list = (xs) => new Intl.ListFormat(document.documentElement.lang, { type: 'conjunction' }).format(xs);
@@ -60,7 +62,7 @@ const PROFILE = 'profile { birthYear country gender language }';
 const HISTORY = `consentHistory(first: 100) { totalCount edges { node { sequence purpose action at method policyVersion } } } ledgerIntact`;
 const meQuery = () => `query Me { policy { version url publishedAt } me { id username email emailVerified notices { kind at } ${PROFILE}
   consents { granted needsRenewal updatedAt method policyVersion ${withProcessors ? 'notes' : ''}
-    purpose { id mechanism description dataCategories ${withProcessors ? 'processors { name description dataCategories }' : ''} } }
+    purpose { id name mechanism description dataCategories ${withProcessors ? 'processors { name description dataCategories }' : ''} } }
   ${HISTORY}
   ${withProcessors ? 'disclosures(first: 50) { edges { node { processor purpose fields action at } } }' : ''}
   ${withProcessors && withLinks ? LINKS : ''} } }`;
@@ -72,6 +74,7 @@ async function loadMe() {
   try {
     const data = await gql(meQuery());
     policy = data.policy || null;
+    for (const c of data.me?.consents || []) purposeNames.set(c.purpose.id, c.purpose.name);
     renderPolicyLink();
     return data.me;
   } catch (err) {
@@ -358,7 +361,7 @@ async function verifyReceipt() {
         kid: v.kid, purpose: quoted(purposeName(v.purpose)), date: when(v.issuedAt), version: v.policyVersion, id: v.receiptId });
     } else {
       out.className = 'check bad';
-      out.textContent = t('center.receipt.invalid', { reason: v.reason });
+      out.textContent = t('center.receipt.invalid', { reason: String(v.reason || '').replace(/[.。]\s*$/, '') });
     }
   } catch (err) {
     out.className = 'check bad';
@@ -773,7 +776,7 @@ async function downloadExport(e) {
 }
 
 // After a language change, everything scripts wrote is written again.
-function relabel() {
+async function relabel() {
   // what the reader typed (saved or not) is kept by its code, read before
   // the lists change language, and shown again in the new one
   const fields = [...document.querySelectorAll('input[list="country-names"], input[list="language-names"]')].map((input) => {
@@ -782,7 +785,14 @@ function relabel() {
   });
   fillNames();
   renderPolicyLink();
-  if (me) render(me);
+  if (me) {
+    // purpose names and descriptions are the server's: read them again in
+    // the new language (the page stays as it was if that fails)
+    try {
+      me = (await loadMe()) || me;
+    } catch { /* shown in the old language until the next refresh */ }
+    render(me);
+  }
   for (const { input, isCountry, code } of fields) {
     if (code === null) continue; // not a name on the list: left as typed
     (isCountry ? showCountry : showLanguage)(input, code);

@@ -101,7 +101,7 @@
   const STATE_QUERY = `query ConsentWidget {
     operator { name accentColor }
     policy { version url }
-    purposes { id mechanism description }
+    purposes { id name mechanism description }
     me { consents { purpose { id } granted method needsRenewal } }
   }`;
   const CHANGE = (verb) => `mutation ConsentWidgetChange($p: ID!) {
@@ -141,7 +141,7 @@
 
   let operator = null; // {name, accentColor}
   let policy = null; // {version, url}
-  let purposes = []; // [{id, mechanism, description}]
+  let purposes = []; // [{id, name, mechanism, description}]
   let consents = null; // Map id -> {granted, method, needsRenewal}; null when signed out
   let failed = '';
   let lastDetail = '';
@@ -307,7 +307,7 @@ a { color: var(--cg-accent, #1f4fd1); }
 
   // A purpose's name: the catalogue's for the shipped purposes, else made
   // from its id (an operator's own purpose has no translation here).
-  const title = (id) => (strings[`widget.purpose.${id}`] || id.replace(/[_-]+/g, ' ').replace(/^./, (c) => c.toUpperCase()));
+  const title = (id) => (purposes.find((p) => p.id === id)?.name || id.replace(/[_-]+/g, ' ').replace(/^./, (c) => c.toUpperCase()));
   const operatorName = () => (operator ? operator.name : new URL(origin).hostname);
 
   function gpcNotice() {
