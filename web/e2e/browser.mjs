@@ -993,6 +993,12 @@ async function languageWalk(browser, lang) {
   check((await text(page, '#signed-in-title')) === O['center.signedIn.welcome'].replace('{name}', user), 'the switcher did not translate the welcome');
   check((await text(page, '#data-title')) === O['center.data.title'], 'the switcher did not translate the headings');
   check(await page.inputValue('#pf-country') === germany[other], `after the switch the country reads "${await page.inputValue('#pf-country')}"`);
+  // Purpose names and descriptions are the server's: read again in the new language.
+  const purposeText = O['server.purpose.newsletter.description'];
+  const described = await page.waitForFunction((want) => [...document.querySelectorAll('.purpose-description')].some((e) => e.textContent === want),
+    purposeText, { timeout: 10000 }).then(() => true, () => false);
+  check(described, `after the switch no purpose reads "${purposeText}"`);
+  check((await page.locator('h3', { hasText: O['server.purpose.newsletter.name'] }).count()) > 0, 'after the switch the newsletter purpose is not named in the new language');
   sent.length = 0;
   await page.reload();
   await page.locator('#signed-in').waitFor();

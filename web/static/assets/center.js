@@ -783,25 +783,32 @@ async function relabel() {
     const isCountry = input.getAttribute('list') === 'country-names';
     return { input, isCountry, code: isCountry ? countryField(input) : languageField(input) };
   });
+  const retype = () => {
+    for (const { input, isCountry, code } of fields) {
+      if (code === null) continue; // not a name on the list: left as typed
+      (isCountry ? showCountry : showLanguage)(input, code);
+    }
+  };
   fillNames();
   renderPolicyLink();
-  if (me) {
-    // purpose names and descriptions are the server's: read them again in
-    // the new language (the page stays as it was if that fails)
-    try {
-      me = (await loadMe()) || me;
-    } catch { /* shown in the old language until the next refresh */ }
-    render(me);
-  }
-  for (const { input, isCountry, code } of fields) {
-    if (code === null) continue; // not a name on the list: left as typed
-    (isCountry ? showCountry : showLanguage)(input, code);
-  }
+  if (me) render(me);
+  retype();
   // messages already shown stay in the language they were written in: clear them
   for (const form of document.querySelectorAll('form')) clearErrors(form);
   for (const el of document.querySelectorAll('#export-status, #log-proofs-status, #receipt-check, .field-error-slot')) el.textContent = '';
   banner('');
   if (!$('#receipt').hidden) $('#receipt').hidden = true;
+  if (me) {
+    // purpose names and descriptions are the server's: read them again in
+    // the new language (they stay in the old one if that fails)
+    try {
+      const fresh = await loadMe();
+      if (fresh) {
+        render((me = fresh));
+        retype();
+      }
+    } catch { /* until the next refresh */ }
+  }
 }
 
 async function start() {
