@@ -484,36 +484,49 @@ func (s *Service) ApplyGPC(ctx context.Context, userID string) (int, error) {
 // no longer verify, so never expire a key that ledgers still reference;
 // rotation alone keeps old keys published.
 func (s *Service) LedgerIntact(ctx context.Context, userID string) (bool, error) {
+	// The ledger and the log are read one after the other, so a change
+	// landing in between looks like a deleted or unlogged event. Tampering
+	// stays put and a change in flight does not: only a problem that a
+	// fresh read shows again is reported.
+	const reads = 3
+	var problem error
+	for range reads {
+		var err error
+		if problem, err = s.ledgerProblem(ctx, userID); err != nil || problem == nil {
+			return err == nil, err
+		}
+	}
+	s.log.WarnContext(ctx, "consent ledger is not intact", "user", userID, "problem", problem)
+	return false, nil
+}
+
+// ledgerProblem reads the ledger and its leaves in the log once and says
+// what is wrong with them (nil: nothing); err is a failure to read.
+func (s *Service) ledgerProblem(ctx context.Context, userID string) (problem, err error) {
 	st, events, err := s.Ledger(ctx, userID)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	subject, err := s.Pseudonym(ctx, userID)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	if err := VerifyLedger(ctx, subject, st, events, s.receiptClaims); err != nil {
-		s.log.WarnContext(ctx, "consent ledger is not intact", "user", userID, "problem", err)
-		return false, nil
+	if problem := VerifyLedger(ctx, subject, st, events, s.receiptClaims); problem != nil {
+		return problem, nil
 	}
 	if s.opts.Log == nil {
-		return true, nil
+		return nil, nil
 	}
 	// The chain proves order, not completeness: the log, whose history
 	// others hold checkpoints of, shows a deleted or rewritten event.
 	leaves, err := s.opts.Log.ProvenLeaves(ctx, logPrefix(subject))
 	if errors.Is(err, translog.ErrCorrupt) || errors.Is(err, translog.ErrProof) {
-		s.log.WarnContext(ctx, "consent ledger is not intact", "user", userID, "problem", err)
-		return false, nil
+		return err, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("check the ledger against the log: %w", err)
+		return nil, fmt.Errorf("check the ledger against the log: %w", err)
 	}
-	if err := checkLogged(subject, events, leaves); err != nil {
-		s.log.WarnContext(ctx, "consent ledger is not intact", "user", userID, "problem", err)
-		return false, nil
-	}
-	return true, nil
+	return checkLogged(subject, events, leaves), nil
 }
 
 func (s *Service) receiptClaims(ctx context.Context, receipt string) (*Claims, error) {
