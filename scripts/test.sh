@@ -29,7 +29,7 @@ trap 'rm -f "${mailpit_out}" "${mailpit_log}"' EXIT
 scripts/install-mailpit.sh >"${mailpit_out}" 2>"${mailpit_log}" &
 mailpit_pid=$!
 
-stage "test tools (chromium, a CJK font, node, playwright-core in web/e2e; curl, jq and python3-cryptography for the README test)"
+stage "test tools (chromium, a CJK font, node; curl, jq and python3-cryptography for the README test)"
 browser_pkgs=""
 if [ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ]; then browser_pkgs="chromium"; fi
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then browser_pkgs="$browser_pkgs nodejs npm"; fi
@@ -47,12 +47,20 @@ if [ -n "$browser_pkgs" ]; then
 	# shellcheck disable=SC2086
 	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $browser_pkgs >/dev/null
 fi
-if [ ! -f web/e2e/node_modules/.package-lock.json ] || [ web/e2e/package-lock.json -nt web/e2e/node_modules/.package-lock.json ]; then
-	(cd web/e2e && npm ci --no-audit --no-fund)
-fi
 
-stage "GraphiQL for --dev (scripts/build-graphiql.sh: npm ci + esbuild into the embedded web/graphiql/dist)"
-scripts/build-graphiql.sh
+# The npm packages of the browser tests and GraphiQL (web/graphiql/dist,
+# embedded in --dev) mostly wait on the network: they install in the
+# background while gofmt, vet and the generated-code check use the CPU,
+# and `go test` waits for them.
+node_log="$(mktemp)"
+trap 'rm -f "${mailpit_out}" "${mailpit_log}" "${node_log}"' EXIT
+(
+	if [ ! -f web/e2e/node_modules/.package-lock.json ] || [ web/e2e/package-lock.json -nt web/e2e/node_modules/.package-lock.json ]; then
+		(cd web/e2e && npm ci --no-audit --no-fund)
+	fi
+	scripts/build-graphiql.sh
+) >"${node_log}" 2>&1 &
+node_pid=$!
 
 stage "gofmt"
 unformatted="$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"
@@ -82,6 +90,14 @@ fi
 cat "${mailpit_log}"
 MAILPIT_BIN="$(cat "${mailpit_out}")"
 export MAILPIT_BIN
+
+stage "npm packages (web/e2e) and GraphiQL (scripts/build-graphiql.sh)"
+if ! wait "${node_pid}"; then
+	cat "${node_log}" >&2
+	echo "npm ci in web/e2e or scripts/build-graphiql.sh failed" >&2
+	exit 1
+fi
+tail -n 3 "${node_log}"
 
 stage "go test"
 # -vet=off: `go vet ./...` above has checked every package and its tests

@@ -28,6 +28,7 @@ const logoSVG = `<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64" 
 // CSP), the operator's name, the policy link, the sentence naming the
 // controller and the accent colour (computed styles), with axe on each state.
 func TestBrowserBranding(t *testing.T) {
+	t.Parallel() // its own server and browser
 	root, node, chromium := browserTools(t)
 	logos := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/logo.svg" {

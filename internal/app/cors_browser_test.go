@@ -90,6 +90,7 @@ func (a *corsApp) file(w http.ResponseWriter, r *http.Request, name string) {
 // SameSite=Lax session cookie is sent. From localhost (another site than
 // 127.0.0.1) sign-up works but the cookie is not: me is null.
 func TestBrowserCORSAppWithURQL(t *testing.T) {
+	t.Parallel() // its own server and browser
 	root, node, chromium := browserTools(t)
 	e2e := filepath.Join(root, "web", "e2e")
 	if _, err := os.Stat(filepath.Join(e2e, "node_modules", corsAppModules["@urql/core"])); err != nil {

@@ -185,6 +185,7 @@ func TestDevGraphiQLAndSchemaOnlyInDev(t *testing.T) {
 // editor workers from this origin, with no CSP violation or console error;
 // outside --dev the same URL is not GraphiQL.
 func TestBrowserGraphiQL(t *testing.T) {
+	t.Parallel() // its own server and browser
 	root, node, chromium := browserTools(t)
 	if !web.HasGraphiQL() {
 		t.Fatal("this build has no GraphiQL assets: run scripts/build-graphiql.sh (scripts/test.sh does)")

@@ -77,6 +77,7 @@ func runSchemaTool(t *testing.T, node, e2e, script string, tool schemaTool, base
 // GET /schema.graphql serves, type by type and field by field. Without
 // --dev each fails and says that introspection is disabled.
 func TestDevSchemaTools(t *testing.T) {
+	t.Parallel() // its own server and browser
 	node, err := exec.LookPath("node")
 	if err != nil {
 		t.Fatalf("node is not installed: %v; run ./scripts/test.sh, which installs what is missing", err)

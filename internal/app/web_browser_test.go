@@ -125,6 +125,7 @@ func browserTools(t *testing.T) (root, node, chromium string) {
 }
 
 func TestBrowserPrivacyCenterAndPartnerConsole(t *testing.T) {
+	t.Parallel() // its own server and browser
 	root, node, chromium := browserTools(t)
 	script := filepath.Join(root, "web", "e2e", "browser.mjs")
 

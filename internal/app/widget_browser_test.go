@@ -171,6 +171,7 @@ func (h *hostSite) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // same-site, as a site and its consent service on a subdomain are, so the
 // SameSite=Lax session cookie reaches the widget's requests.
 func TestBrowserConsentWidget(t *testing.T) {
+	t.Parallel() // its own server and browser
 	root, node, chromium := browserTools(t)
 
 	site := &hostSite{}
