@@ -2,14 +2,11 @@ package app_test
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -48,22 +45,9 @@ func TestBrowserBranding(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	out := filepath.Join(root, "test-output")
-	cmd := exec.CommandContext(ctx, node, filepath.Join(root, "web", "e2e", "branding.mjs"))
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "BASE_URL="+s.URL, "OUT_DIR="+out, "CHROMIUM_PATH="+chromium,
+	runBrowserScript(t, ctx, node, root, chromium, "branding.mjs", []string{"BASE_URL=" + s.URL,
 		"OPERATOR_NAME=Example Shop", "CONTROLLER_NAME=Example KK", "CONTROLLER_EMAIL=privacy@example.jp",
-		"LOGO_URL="+logoURL, "ACCENT=#0b6e4f", "POLICY_URL=https://example.org/privacy")
-	output, err := cmd.CombinedOutput()
-	t.Logf("browser test output:\n%s", output)
-	if err != nil {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			t.Fatalf("browser test timed out")
-		}
-		t.Fatalf("browser test failed: %v", err)
-	}
-	if !strings.Contains(string(output), "branding: ok") {
-		t.Errorf("browser test output lacks %q", "branding: ok")
-	}
+		"LOGO_URL=" + logoURL, "ACCENT=#0b6e4f", "POLICY_URL=https://example.org/privacy"}, "branding: ok")
 	for _, page := range []string{"center", "partners"} {
 		for _, lang := range []string{"en", "ja"} {
 			for _, size := range []string{"1280x800", "390x844"} {

@@ -2,12 +2,10 @@ package app_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -113,19 +111,6 @@ func TestBrowserCORSAppWithURQL(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, filepath.Join(e2e, "cors.mjs"))
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "APP_URL="+appSrv.URL, "API_URL="+api.URL, "API_NO_HEADER_URL="+noHeader.URL,
-		"OUT_DIR="+filepath.Join(root, "test-output"), "CHROMIUM_PATH="+chromium)
-	output, err := cmd.CombinedOutput()
-	t.Logf("browser test output:\n%s", output)
-	if err != nil {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			t.Fatal("browser test timed out")
-		}
-		t.Fatalf("browser test failed: %v", err)
-	}
-	if !strings.Contains(string(output), "cors urql app: ok") {
-		t.Errorf("browser test output lacks %q", "cors urql app: ok")
-	}
+	runBrowserScript(t, ctx, node, root, chromium, "cors.mjs", []string{"APP_URL=" + appSrv.URL, "API_URL=" + api.URL,
+		"API_NO_HEADER_URL=" + noHeader.URL}, "cors urql app: ok")
 }

@@ -195,17 +195,7 @@ func TestBrowserGraphiQL(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	out := filepath.Join(root, "test-output")
-	cmd := exec.CommandContext(ctx, node, filepath.Join(root, "web", "e2e", "graphiql.mjs"))
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "BASE_URL="+s.URL, "OFF_URL="+off.URL, "OUT_DIR="+out, "CHROMIUM_PATH="+chromium)
-	output, err := cmd.CombinedOutput()
-	t.Logf("browser test output:\n%s", output)
-	if err != nil {
-		t.Fatalf("GraphiQL browser test failed: %v", err)
-	}
-	if !strings.Contains(string(output), "graphiql: ok") {
-		t.Errorf("browser test output lacks %q", "graphiql: ok")
-	}
+	runBrowserScript(t, ctx, node, root, chromium, "graphiql.mjs", []string{"BASE_URL=" + s.URL, "OFF_URL=" + off.URL}, "graphiql: ok")
 	for _, name := range []string{"graphiql-result", "graphiql-docs"} {
 		if fi, err := os.Stat(filepath.Join(out, name+".png")); err != nil || fi.Size() == 0 {
 			t.Errorf("screenshot %s.png missing: %v", name, err)

@@ -124,10 +124,34 @@ func browserTools(t *testing.T) (root, node, chromium string) {
 	return root, node, chromium
 }
 
+// runBrowserScript runs web/e2e/<script> with node against the servers
+// named in env (OUT_DIR and CHROMIUM_PATH are added), fails the test when
+// it fails or when its output lacks one of the wanted "…: ok" lines, and
+// returns the output.
+func runBrowserScript(t *testing.T, ctx context.Context, node, root, chromium, script string, env []string, wants ...string) string {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, node, filepath.Join(root, "web", "e2e", script))
+	cmd.Dir = root
+	cmd.Env = append(append(os.Environ(), env...), "OUT_DIR="+filepath.Join(root, "test-output"), "CHROMIUM_PATH="+chromium)
+	output, err := cmd.CombinedOutput()
+	t.Logf("%s output:\n%s", script, output)
+	if err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			t.Fatalf("%s timed out", script)
+		}
+		t.Fatalf("%s failed: %v", script, err)
+	}
+	for _, want := range wants {
+		if !strings.Contains(string(output), want) {
+			t.Errorf("%s output lacks %q", script, want)
+		}
+	}
+	return string(output)
+}
+
 func TestBrowserPrivacyCenterAndPartnerConsole(t *testing.T) {
 	t.Parallel() // its own server and browser
 	root, node, chromium := browserTools(t)
-	script := filepath.Join(root, "web", "e2e", "browser.mjs")
 
 	receiver := &webhookReceiver{}
 	hook := httptest.NewServer(receiver)
@@ -168,23 +192,10 @@ func TestBrowserPrivacyCenterAndPartnerConsole(t *testing.T) {
 	}
 
 	out := filepath.Join(root, "test-output")
-	cmd := exec.CommandContext(ctx, node, script)
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "BASE_URL="+s.URL, "PARTNER_KEY="+pc.Token, "PARTNER_KEY_2="+second.CreatePartner.APIKey, "ADMIN_TOKEN="+admin.Token, "OUT_DIR="+out, "CHROMIUM_PATH="+chromium,
-		"EXPECT_PROCESSOR=survey-hook", "EXPECT_NEWSLETTER=letters", "MAIL_LINKS="+mailLinks.URL)
-	output, err := cmd.CombinedOutput()
-	t.Logf("browser test output:\n%s", output)
-	if err != nil {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			t.Fatalf("browser test timed out")
-		}
-		t.Fatalf("browser test failed: %v", err)
-	}
-	for _, want := range []string{"privacy center: ok", "password pages: ok", "partner console: ok", "languages: ok"} {
-		if !strings.Contains(string(output), want) {
-			t.Errorf("browser test output lacks %q", want)
-		}
-	}
+	runBrowserScript(t, ctx, node, root, chromium, "browser.mjs", []string{"BASE_URL=" + s.URL, "PARTNER_KEY=" + pc.Token,
+		"PARTNER_KEY_2=" + second.CreatePartner.APIKey, "ADMIN_TOKEN=" + admin.Token,
+		"EXPECT_PROCESSOR=survey-hook", "EXPECT_NEWSLETTER=letters", "MAIL_LINKS=" + mailLinks.URL},
+		"privacy center: ok", "password pages: ok", "partner console: ok", "languages: ok")
 	for _, name := range []string{"center-signed-in", "center-consents", "center-links", "center-phone", "center-deleted",
 		"center-forgot", "center-policy-changed", "center-consent-saving", "center-reset", "center-reset-used", "center-password-changed", "center-notice", "center-reset-phone", "center-notice-phone", "partners-result", "partners-phone",
 		"partners-paged", "partners-3d", "partners-over-budget", "partners-over-budget-phone"} {

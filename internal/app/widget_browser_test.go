@@ -2,13 +2,11 @@ package app_test
 
 import (
 	"context"
-	"errors"
 	"html"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -188,21 +186,8 @@ func TestBrowserConsentWidget(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	out := filepath.Join(root, "test-output")
-	cmd := exec.CommandContext(ctx, node, filepath.Join(root, "web", "e2e", "widget.mjs"))
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "BASE_URL="+s.URL, "HOST_URL="+hostSrv.URL, "ADMIN_TOKEN="+admin.Token,
-		"OUT_DIR="+out, "CHROMIUM_PATH="+chromium, "OPERATOR_NAME=Example Shop", "ACCENT=#0b6e4f")
-	output, err := cmd.CombinedOutput()
-	t.Logf("browser test output:\n%s", output)
-	if err != nil {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			t.Fatalf("browser test timed out")
-		}
-		t.Fatalf("browser test failed: %v", err)
-	}
-	if !strings.Contains(string(output), "consent widget: ok") {
-		t.Errorf("browser test output lacks %q", "consent widget: ok")
-	}
+	runBrowserScript(t, ctx, node, root, chromium, "widget.mjs", []string{"BASE_URL=" + s.URL, "HOST_URL=" + hostSrv.URL,
+		"ADMIN_TOKEN=" + admin.Token, "OPERATOR_NAME=Example Shop", "ACCENT=#0b6e4f"}, "consent widget: ok")
 	// Every state in both languages, named by language and size.
 	for _, lang := range []string{"en", "ja"} {
 		for _, name := range []string{"1280x800-anonymous", "1280x800-collapsed", "1280x800-signed-in", "1280x800-receipt",
