@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
-	"strings"
 	"testing"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -17,6 +15,7 @@ import (
 	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/consentgraph/consentgraph/graph"
+	"github.com/consentgraph/consentgraph/internal/fuzzcorpus"
 )
 
 // The server's default limits (internal/config) and parser token cap
@@ -88,7 +87,7 @@ func requestLimits(t *testing.T) http.Handler {
 func FuzzGraphQLRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, post bool, body string) {
 		rec := httptest.NewRecorder()
-		requestLimits(t).ServeHTTP(rec, request(post, body))
+		requestLimits(t).ServeHTTP(rec, fuzzcorpus.GraphQLRequest(post, body))
 		if rec.Code >= 500 {
 			t.Fatalf("status %d for %q: %s", rec.Code, body, rec.Body)
 		}
@@ -110,28 +109,4 @@ func FuzzGraphQLRequest(f *testing.F) {
 			}
 		}
 	})
-}
-
-// request is the request FuzzGraphQLRequest sends for one input: the body
-// as a JSON POST, or (post false) its JSON object's members as GET query
-// parameters, or the whole body as the query when it is not an object.
-func request(post bool, body string) *http.Request {
-	if post {
-		req := httptest.NewRequest(http.MethodPost, "/graphql", strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		return req
-	}
-	var p map[string]any
-	q := url.Values{"query": {body}}
-	if json.Unmarshal([]byte(body), &p) == nil {
-		q = url.Values{}
-		for k, v := range p {
-			b, _ := json.Marshal(v)
-			if str, ok := v.(string); ok {
-				b = []byte(str)
-			}
-			q.Set(k, string(b))
-		}
-	}
-	return httptest.NewRequest(http.MethodGet, "/graphql?"+q.Encode(), nil)
 }

@@ -2,10 +2,7 @@ package app_test
 
 import (
 	"encoding/json"
-	"net/http"
 	"net/http/httptest"
-	"net/url"
-	"strings"
 	"testing"
 
 	"github.com/consentgraph/consentgraph/internal/app/apptest"
@@ -31,25 +28,7 @@ func TestGraphQLRequestCorpus(t *testing.T) {
 	}
 	for _, in := range corpus {
 		post, body := in[0].(bool), in[1].(string)
-		var req *http.Request
-		if post {
-			req = httptest.NewRequest(http.MethodPost, "/graphql", strings.NewReader(body))
-			req.Header.Set("Content-Type", "application/json")
-		} else {
-			var p map[string]any
-			q := url.Values{"query": {body}}
-			if json.Unmarshal([]byte(body), &p) == nil {
-				q = url.Values{}
-				for k, v := range p {
-					b, _ := json.Marshal(v)
-					if str, ok := v.(string); ok {
-						b = []byte(str)
-					}
-					q.Set(k, string(b))
-				}
-			}
-			req = httptest.NewRequest(http.MethodGet, "/graphql?"+q.Encode(), nil)
-		}
+		req := fuzzcorpus.GraphQLRequest(post, body)
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		if rec.Code >= 500 {
