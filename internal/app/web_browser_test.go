@@ -196,11 +196,21 @@ func TestBrowserPrivacyCenterAndPartnerConsole(t *testing.T) {
 		"PARTNER_KEY_2=" + second.CreatePartner.APIKey, "ADMIN_TOKEN=" + admin.Token,
 		"EXPECT_PROCESSOR=survey-hook", "EXPECT_NEWSLETTER=letters", "MAIL_LINKS=" + mailLinks.URL},
 		"privacy center: ok", "password pages: ok", "partner console: ok", "languages: ok")
-	for _, name := range []string{"center-signed-in", "center-consents", "center-links", "center-phone", "center-deleted",
-		"center-forgot", "center-policy-changed", "center-consent-saving", "center-reset", "center-reset-used", "center-password-changed", "center-notice", "center-reset-phone", "center-notice-phone", "partners-result", "partners-phone",
-		"partners-paged", "partners-3d", "partners-over-budget", "partners-over-budget-phone"} {
-		if fi, err := os.Stat(filepath.Join(out, name+".png")); err != nil || fi.Size() == 0 {
-			t.Errorf("screenshot %s.png missing: %v", name, err)
+	// The older walk runs in both languages; each of its states is
+	// screenshotted at both sizes.
+	for _, state := range []string{"center-signed-out", "center-signup-error", "center-signed-in", "center-consent-saving",
+		"center-consents", "center-email-confirmed", "center-links", "center-phone", "center-policy-changed",
+		"center-delete-error", "center-deleted", "center-notice", "center-password-error", "center-password-short",
+		"center-password-changed", "center-forgot", "center-reset", "center-reset-short", "center-session-ended",
+		"center-reset-used", "partners-signin-error", "partners-result", "partners-paged", "partners-3d",
+		"partners-phone", "partners-over-budget"} {
+		for _, lang := range []string{"en", "ja"} {
+			for _, size := range []string{"1280x800", "390x844"} {
+				name := state + "-" + lang + "-" + size + ".png"
+				if fi, err := os.Stat(filepath.Join(out, name)); err != nil || fi.Size() == 0 {
+					t.Errorf("screenshot %s missing: %v", name, err)
+				}
+			}
 		}
 	}
 	// Each language at each size, for every state of the language walk.

@@ -8,8 +8,7 @@
 // Every failed expectation throws; the process exits non-zero with the
 // reason and the page's console errors.
 import { chromium } from 'playwright-core';
-import { mkdtempSync, rmSync, mkdirSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { axeBothSizes, axeViolations } from './axe.mjs';
 
@@ -35,8 +34,49 @@ const STEP_TIMEOUT = 15000;
 const problems = [];
 let step = 'start';
 
+// The walks of both languages run side by side, so a failure names its
+// walk's own step (see walker), not the global one.
 function expect(cond, msg) {
-  if (!cond) throw new Error(`${step}: ${msg}`);
+  if (!cond) throw new Error(msg);
+}
+
+// One language's walk: its catalogue T, its step (for failure messages),
+// its screenshots and its checks.
+function walker(lang) {
+  const L = { lang, T: CATALOGUE[lang], step: 'start', shots: [] };
+  L.check = (cond, msg) => expect(cond, msg);
+  // fn(L) with a failure prefixed by the language and the walk's step
+  L.run = async (fn, ...args) => {
+    try {
+      return await fn(...args, L);
+    } catch (e) {
+      e.message = `${lang}: ${L.step}: ${e.message}`;
+      throw e;
+    }
+  };
+  return L;
+}
+
+const reEsc = (x) => x.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+// The catalogue text of key with params filled in, as the pages' t() does.
+function fill(T, key, params = {}) {
+  expect(key in T, `no catalogue key ${key}`);
+  return T[key].replace(/\{(\w+)\}/g, (m, k) => (k in params ? String(params[k]) : m));
+}
+
+// A pattern of the catalogue text of key: a param given as a string is
+// matched as it is, one given as a RegExp as that pattern, the others as
+// any text. Anchored at both ends unless whole is false.
+function pattern(T, key, params = {}, whole = true) {
+  expect(key in T, `no catalogue key ${key}`);
+  const src = T[key].split(/(\{\w+\})/).map((part) => {
+    const m = /^\{(\w+)\}$/.exec(part);
+    if (!m) return reEsc(part);
+    const v = params[m[1]];
+    return v === undefined ? '.+?' : v instanceof RegExp ? `(?:${v.source})` : reEsc(String(v));
+  }).join('');
+  return new RegExp(whole ? `^${src}$` : src);
 }
 
 async function text(page, sel) {
@@ -47,7 +87,10 @@ async function text(page, sel) {
 // Violations are collected so one run lists them all; the run fails at the end.
 const axeFound = [];
 let axeStates = 0;
-async function shot(page, name) {
+// In a language's walk, the state is captured at both sizes in that
+// language (see capture): <name>-<lang>-<width>x<height>.png.
+async function shot(page, name, L) {
+  if (L) return capture(page, `${name}-${L.lang}`, L.lang, L.check, L.shots);
   await page.screenshot({ path: join(outDir, `${name}.png`), fullPage: true });
   console.log(`screenshot ${join(outDir, name)}.png`);
   await checkA11y(page, name);
@@ -121,12 +164,29 @@ async function atTop(page) {
   expect(await page.evaluate(() => document.activeElement.id) === 'signed-in-title', 'focus is not on the welcome heading');
 }
 
-async function privacyCenter(context) {
+// The words of a language's walk: the catalogue text of a key, its
+// pattern, a quoted purpose name.
+function words(L) {
+  const T = L.T;
+  return {
+    T,
+    f: (key, params) => fill(T, key, params),
+    re: (key, params, whole) => pattern(T, key, params, whole),
+    q: (id) => fill(T, 'common.quoted', { text: T[`server.purpose.${id}.name`] }),
+    germany: { en: 'Germany', ja: 'ドイツ' }[L.lang],
+  };
+}
+
+// The Privacy Center up to the phone-sized screen, in L's language. The
+// policy change and the deletion (privacyCenterEnd) follow once every
+// language has come this far, as the change withdraws the newsletter of all.
+async function privacyCenter(context, L) {
+  const { T, f, re, q, germany } = words(L);
   const page = await context.newPage();
   watch(page);
   page.setDefaultTimeout(STEP_TIMEOUT);
 
-  step = 'phone: sign in is reachable without scrolling';
+  L.step = 'phone: sign in is reachable without scrolling';
   {
     const phone = await context.newPage();
     watch(phone);
@@ -141,13 +201,13 @@ async function privacyCenter(context) {
     await phone.close();
   }
 
-  step = 'verification link with a bad token';
+  L.step = 'verification link with a bad token';
   await page.goto(`${base}/?verify=not-a-real-token`);
   await page.locator('#banner.error').waitFor();
-  expect(/could not confirm/i.test(await text(page, '#banner')), 'no plain-words error for a bad verification link');
+  expect(re('center.email.verifyFailed').test(await text(page, '#banner')), `the bad link's error reads "${await text(page, '#banner')}"`);
   expect(!page.url().includes('verify='), 'the token stays in the address bar');
 
-  step = 'sign-in with a wrong password';
+  L.step = 'sign-in with a wrong password';
   await page.goto(`${base}/`);
   await page.fill('#li-username', 'nobody_here');
   await page.fill('#li-password', 'not the password');
@@ -157,42 +217,42 @@ async function privacyCenter(context) {
   expect(lerr.length > 10 && !/GRAPHQL|null|undefined/.test(lerr), `sign-in error reads "${lerr}"`);
   console.log(`sign-in error: ${lerr}`);
 
-  step = 'sign-up error next to the field';
+  L.step = 'sign-up error next to the field';
   await page.goto(`${base}/`);
   await page.locator('#signup-form').waitFor();
   await labelled(page);
-  await shot(page, 'center-signed-out');
+  await shot(page, 'center-signed-out', L);
   await page.fill('#su-username', 'ab');
   await page.fill('#su-password', 'correct horse battery');
   await page.press('#su-password', 'Enter');
   const err = page.locator('#su-username').locator('xpath=ancestor::div[contains(@class,"field")]').locator('.field-error');
   await err.waitFor();
-  expect(/3 to 32/.test(await err.textContent()), `username error reads "${await err.textContent()}"`);
+  expect((await err.textContent()) === T['error.BAD_USER_INPUT.username'], `username error reads "${await err.textContent()}"`);
   expect(await page.getAttribute('#su-username', 'aria-invalid') === 'true', 'username not marked aria-invalid');
   expect(await page.evaluate(() => document.activeElement.id) === 'su-username', 'focus did not move to the field in error');
-  await shot(page, 'center-signup-error');
+  await shot(page, 'center-signup-error', L);
 
-  step = 'sign up without an email';
-  const username = `ada_${Date.now().toString(36)}`;
+  L.step = 'sign up without an email';
+  const username = `ada_${L.lang}_${Date.now().toString(36)}`;
   await page.fill('#su-username', username);
   await page.fill('#su-birthYear', '1990');
   // a name, not a code: "Germany" must save DE (the webhook test below
   // checks DE reached the processor)
-  await page.fill('#su-country', 'Germany');
+  await page.fill('#su-country', germany);
   // sent from below, where the end of the sign-up form is on a phone
   const sentFrom = await page.evaluate(() => { window.scrollTo(0, document.body.scrollHeight); document.querySelector('#signup-form').requestSubmit(); return window.scrollY; });
   expect(sentFrom > 100, `the page could not be scrolled (${sentFrom}): the next check proves nothing`);
   await page.locator('#signed-in').waitFor();
   await atTop(page);
   expect((await text(page, '#session-name')) === username, 'signed-in name is wrong');
-  expect((await text(page, '#email-state')) === 'none', 'email state should be "none"');
-  expect((await page.inputValue('#pf-country')) === 'Germany', `country shows as "${await page.inputValue('#pf-country')}"`);
+  expect((await text(page, '#email-state')) === T['center.email.none'], `email state reads "${await text(page, '#email-state')}"`);
+  expect((await page.inputValue('#pf-country')) === germany, `country shows as "${await page.inputValue('#pf-country')}"`);
   expect(!(await page.isChecked('#purpose-surveys-switch')), 'surveys is opt-in and must start off');
   expect(await page.isDisabled('#purpose-essential-switch'), 'a notice-only purpose cannot be switched off');
   await labelled(page);
-  step = 'signed in: one h1, tables reachable, focus rings 3:1';
+  L.step = 'signed in: one h1, tables reachable, focus rings 3:1';
   const h1s = await page.evaluate(() => [...document.querySelectorAll('h1')].filter((x) => x.offsetParent !== null).map((x) => x.textContent));
-  expect(h1s.length === 1 && h1s[0] === `Welcome, ${username}`, `the signed-in page's h1s: ${JSON.stringify(h1s)}`);
+  expect(h1s.length === 1 && h1s[0] === f('center.signedIn.welcome', { name: username }), `the signed-in page's h1s: ${JSON.stringify(h1s)}`);
   await page.focus('#em-email');
   await focusRing(page, 'an input');
   await page.keyboard.press('Tab');
@@ -205,9 +265,9 @@ async function privacyCenter(context) {
   expect(await page.evaluate(() => document.activeElement.id) === 'logout', 'Tab from the switcher does not reach Sign out');
   await focusRing(page, 'the top bar\'s button');
   await page.evaluate(() => document.activeElement.blur());
-  await shot(page, 'center-signed-in');
+  await shot(page, 'center-signed-in', L);
 
-  step = 'profile error next to the field';
+  L.step = 'profile error next to the field';
   // a name that is no country is refused in the page and nothing is saved
   const saves = [];
   const onRequest = (r) => { if ((r.postData() || '').includes('updateProfile')) saves.push(r); };
@@ -216,17 +276,17 @@ async function privacyCenter(context) {
   await page.click('#profile-form button[type=submit]');
   const perr = page.locator('#profile-form .field-error');
   await perr.waitFor();
-  expect(/“Germny” is not a country on the list/.test(await perr.textContent()), `country error reads "${await perr.textContent()}"`);
+  expect((await perr.textContent()) === f('center.profile.unknownCountry', { name: 'Germny' }), `country error reads "${await perr.textContent()}"`);
   expect(await page.getAttribute('#pf-country', 'aria-invalid') === 'true', 'country not marked aria-invalid');
   page.off('request', onRequest);
   expect(saves.length === 0, 'an unknown country name was sent to the server');
-  await page.fill('#pf-country', 'Germany');
+  await page.fill('#pf-country', germany);
   await page.click('#profile-form button[type=submit]');
-  await page.locator('#profile-form .form-status.ok', { hasText: 'Profile saved.' }).waitFor();
+  await page.locator('#profile-form .form-status.ok', { hasText: T['center.profile.saved'] }).waitFor();
   // an old "saved" must not stand next to a later change
   await page.waitForFunction(() => document.querySelector('#profile-form .form-status').textContent === '', null, { timeout: 12000 });
 
-  step = 'grant surveys with the keyboard';
+  L.step = 'grant surveys with the keyboard';
   // The grant is held back a moment so the saving state can be seen.
   let release;
   const held = new Promise((r) => { release = r; });
@@ -237,7 +297,7 @@ async function privacyCenter(context) {
   await page.evaluate(() => window.scrollTo(0, 0));
   await page.focus('#purpose-surveys-switch');
   await page.keyboard.press('Space');
-  await page.locator('#purpose-surveys[aria-busy="true"] .saving-label', { hasText: 'Saving…' }).waitFor();
+  await page.locator('#purpose-surveys[aria-busy="true"] .saving-label', { hasText: T['center.consent.saving'] }).waitFor();
   const look = await page.evaluate(() => {
     const st = (s) => { const c = getComputedStyle(document.querySelector(s)); return `${c.opacity}/${c.borderStyle}/${c.cursor}`; };
     return { saving: st('#purpose-surveys-switch'), locked: st('#purpose-essential-switch'),
@@ -245,83 +305,85 @@ async function privacyCenter(context) {
       checked: document.querySelector('#purpose-surveys-switch').checked };
   });
   expect(look.saving !== look.locked, `a saving switch looks like the locked one (${look.saving})`);
-  expect(look.checked && /^Saving/.test(look.choice), `while saving the switch is ${look.checked ? 'on' : 'off'} and "Your choice" reads "${look.choice}"`);
-  await shot(page, 'center-consent-saving');
+  expect(look.checked && look.choice === T['center.consent.savingGrant'], `while saving the switch is ${look.checked ? 'on' : 'off'} and "Your choice" reads "${look.choice}"`);
+  await shot(page, 'center-consent-saving', L);
   release();
   await page.locator('#receipt').waitFor();
   await page.unroute('**/graphql');
   await page.waitForFunction(() => document.querySelector('#purpose-surveys-switch')?.checked === true);
-  await page.locator('#purpose-surveys .consent-state', { hasText: /^Allowed/ }).waitFor();
+  await page.locator('#purpose-surveys .consent-state', { hasText: new RegExp(`^${reEsc(T['center.consent.allowed'])}`) }).waitFor();
   expect(await page.isHidden('#purpose-surveys .saving-label') && !(await page.getAttribute('#purpose-surveys', 'aria-busy')), 'the saving state stays');
   expect(await page.getAttribute('#receipt-summary', 'aria-live') === 'polite', 'the receipt is not announced');
   const rbox = await page.evaluate(() => { const r = document.querySelector('#receipt-summary').getBoundingClientRect(); return [r.top, r.bottom, window.innerHeight]; });
   expect(rbox[0] >= 0 && rbox[1] <= rbox[2], `the receipt is out of view at ${rbox.map(Math.round).join('/')}`);
-  expect(/You allowed “Surveys”/.test(await text(page, '#receipt-summary')), 'receipt summary does not say surveys was allowed');
+  expect(re('center.receipt.allowed', { purpose: q('surveys') }, false).test(await text(page, '#receipt-summary')), `the receipt summary reads "${await text(page, '#receipt-summary')}"`);
   // the switch moves at once; the state line follows the server's answer
-  await page.locator('#purpose-surveys .consent-state', { hasText: /^Allowed — changed by you/ }).waitFor();
+  await page.locator('#purpose-surveys .consent-state', { hasText: re('center.consent.changed', { state: T['center.consent.allowed'], how: T['center.method.EXPLICIT'] }) }).waitFor();
   await page.locator('.history-table tbody tr').first().waitFor();
   const hist = await text(page, '.history-table tbody tr');
-  expect(/Surveys/.test(hist) && /allowed/.test(hist), `history row reads "${hist}"`);
-  expect((await text(page, '#ledger-state')) === 'ledger intact', 'ledger is not reported intact');
+  expect(hist.includes(T['server.purpose.surveys.name']) && hist.includes(T['center.history.action.GRANT']), `history row reads "${hist}"`);
+  expect((await text(page, '#ledger-state')) === T['center.history.intact'], 'ledger is not reported intact');
 
   if (expectProcessor) {
-    step = 'the disclosure appears';
+    L.step = 'the disclosure appears';
     expect((await text(page, '#purpose-surveys .third-parties')).includes(expectProcessor), 'surveys does not list its processor');
     await page.locator('.disclosure-table tbody tr', { hasText: expectProcessor }).first().waitFor({ timeout: 40000 });
     const row = await text(page, '.disclosure-table tbody tr');
-    expect(/Surveys/.test(row) && /country/.test(row) && /received/.test(row), `disclosure row reads "${row}"`);
+    expect(row.includes(T['server.purpose.surveys.name']) && row.includes(T['common.category.user.demographic.country']) &&
+      row.includes(T['center.disclosures.action.DELIVERED']), `disclosure row reads "${row}"`);
     console.log(`disclosure shown: ${row.replace(/\s+/g, ' ')}`);
   }
 
-  step = 'verify the receipt';
+  L.step = 'verify the receipt';
   await page.click('#receipt-verify');
   await page.locator('#receipt-check.good').waitFor();
-  expect(/^Valid/.test(await text(page, '#receipt-check')), 'receipt not reported valid');
-  expect(/allowed “Surveys”/.test(await text(page, '#receipt-check')), 'the check does not say what the receipt records');
+  expect(re('center.receipt.validGrant', { purpose: q('surveys') }).test(await text(page, '#receipt-check')), `the receipt check reads "${await text(page, '#receipt-check')}"`);
 
-  step = 'download the receipt';
+  L.step = 'download the receipt';
   const [rdl] = await Promise.all([page.waitForEvent('download'), page.click('#receipt-download')]);
   const jws = readFileSync(await rdl.path(), 'utf8');
   expect(jws.split('.').length === 3 && jws === (await text(page, '#receipt-text')), 'downloaded receipt is not the shown JWS');
-  await shot(page, 'center-consents');
+  await shot(page, 'center-consents', L);
   const visible = await page.evaluate(() => document.body.innerText);
   expect(!/\b(null|undefined|NaN|\[object Object\])\b/.test(visible), 'the page shows a raw null/undefined/NaN value');
 
   if (mailLinks) {
-    step = 'add an email and follow the mailed link';
+    L.step = 'add an email and follow the mailed link';
     const address = `${username}@example.org`;
     await page.fill('#em-email', address);
     await page.press('#em-email', 'Enter');
     await page.locator('#email-form .form-status.ok').waitFor();
     // the page cannot know whether mail goes out: it never claims it was sent
-    expect(!/we sent/i.test(await text(page, '#email-form .form-status')), 'the page claims a mail was sent');
-    expect((await text(page, '#email-state')) === 'not confirmed yet', 'a new address is not shown as unconfirmed');
+    expect((await text(page, '#email-form .form-status')) === T['center.email.saved'], `the saved address reads "${await text(page, '#email-form .form-status')}"`);
+    expect(!/we sent/i.test(CATALOGUE.en['center.email.saved']), 'the page claims a mail was sent');
+    expect((await text(page, '#email-state')) === T['center.email.unconfirmed'], 'a new address is not shown as unconfirmed');
     expect(await page.isVisible('#verify-form'), 'no way to enter the code from the mail');
     const res = await fetch(`${mailLinks}/?to=${encodeURIComponent(address)}`);
     const link = await res.text();
     expect(res.ok && link.startsWith('/?verify='), `no verification link arrived: ${link}`);
     await page.goto(`${base}${link}`);
-    await page.locator('#banner.ok', { hasText: 'confirmed' }).waitFor();
+    await page.locator('#banner.ok', { hasText: T['center.email.verifiedLink'] }).waitFor();
     expect(!page.url().includes('verify='), 'the token stays in the address bar');
-    await page.locator('#email-state', { hasText: /^confirmed$/ }).waitFor();
+    await page.locator('#email-state', { hasText: new RegExp(`^${reEsc(T['center.email.confirmed'])}$`) }).waitFor();
     expect(await page.isHidden('#verify-form'), 'the code form is still shown for a confirmed address');
-    await shot(page, 'center-email-confirmed');
+    await shot(page, 'center-email-confirmed', L);
 
     if (expectNewsletter) {
-      step = 'newsletter: the confirmation is pending';
+      L.step = 'newsletter: the confirmation is pending';
       const link = `#processor-links li[data-processor="${expectNewsletter}"]`;
       await page.focus('#purpose-newsletter-switch');
       await page.keyboard.press('Space');
-      await page.locator('#receipt-summary', { hasText: 'You allowed “Newsletter”' }).waitFor();
+      await page.locator('#receipt-summary', { hasText: re('center.receipt.allowed', { purpose: q('newsletter') }, false) }).waitFor();
       await page.locator(`${link}[data-state="PENDING_CONFIRMATION"]`).waitFor({ timeout: 40000 });
-      expect(/waiting for your confirmation/.test(await text(page, `${link} .link-state`)), 'the pending state is not said in words');
+      expect((await text(page, `${link} .link-state`)).includes(T['center.links.state.PENDING_CONFIRMATION']), 'the pending state is not said in words');
 
-      step = 'newsletter: ask for the mail again';
+      L.step = 'newsletter: ask for the mail again';
       await page.click(`${link} button[data-action="resendConfirmation"]`);
-      await page.locator('#banner.ok', { hasText: 'Requested' }).waitFor();
-      await shot(page, 'center-links');
+      // the action's title is the processor's manifest's (not yet per language): any text
+      await page.locator('#banner.ok', { hasText: re('center.links.requested') }).waitFor();
+      await shot(page, 'center-links', L);
 
-      step = 'newsletter: follow the confirmation link';
+      L.step = 'newsletter: follow the confirmation link';
       // The newest mail's link is the one that works (a resend retires
       // the earlier link): retry until the newest link confirms.
       let ok = false;
@@ -334,17 +396,17 @@ async function privacyCenter(context) {
       expect(ok, 'the newest confirmation link did not confirm');
       await page.reload();
       await page.locator(`${link}[data-state="ACTIVE"]`).waitFor();
-      expect(/active/.test(await text(page, `${link} .link-state`)), 'the active state is not said in words');
+      expect((await text(page, `${link} .link-state`)).includes(T['center.links.state.ACTIVE']), 'the active state is not said in words');
       expect(await page.locator(`${link} button[data-action]`).count() === 0, 'an active subscription still offers the resend');
       console.log('newsletter link: pending, resent, active');
     }
   }
 
-  step = 'download the export';
+  L.step = 'download the export';
   const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#export-link')]);
-  await exportFile(page, username, 'en');
+  await exportFile(page, username, L.lang);
 
-  step = 'download the consent log proofs';
+  L.step = 'download the consent log proofs';
   let bundle;
   for (let i = 0; i < 20; i++) { // the log takes the event within about a second
     const [ldl] = await Promise.all([page.waitForEvent('download'), page.click('#log-proofs')]);
@@ -357,23 +419,24 @@ async function privacyCenter(context) {
   const proof = bundle.proofs[0];
   expect(proof && proof.purpose === 'surveys' && Array.isArray(proof.hashes) && proof.checkpoint === bundle.checkpoint &&
     proof.treeSize > proof.leafIndex && typeof proof.leafHash === 'string', `the bundle holds no proof: ${JSON.stringify(bundle.proofs)}`);
-  expect(/saved/.test(await text(page, '#log-proofs-status')), 'the page does not say the proofs were saved');
+  const proofsSaid = await text(page, '#log-proofs-status');
+  expect(re('center.proofs.saved.one', {}, false).test(proofsSaid) || re('center.proofs.saved.other', {}, false).test(proofsSaid), `the proofs status reads "${proofsSaid}"`);
   console.log(`log proofs downloaded: ${bundle.proofs.length}, leaf ${proof.leafIndex} of ${proof.treeSize}`);
 
   if (expectProcessor) {
-    step = 'withdraw surveys: the processor is told to forget';
+    L.step = 'withdraw surveys: the processor is told to forget';
     await page.focus('#purpose-surveys-switch');
     await page.keyboard.press('Space');
-    await page.locator('#receipt-summary', { hasText: 'You withdrew “Surveys”' }).waitFor();
-    await page.locator('#purpose-surveys .consent-state', { hasText: /^Not allowed — changed by you/ }).waitFor();
-    await page.locator('.disclosure-table tbody tr', { hasText: 'told to forget you' }).first().waitFor({ timeout: 40000 });
-    await page.locator('.history-table tbody tr', { hasText: 'withdrawn' }).first().waitFor();
+    await page.locator('#receipt-summary', { hasText: re('center.receipt.withdrew', { purpose: q('surveys') }, false) }).waitFor();
+    await page.locator('#purpose-surveys .consent-state', { hasText: re('center.consent.changed', { state: T['center.consent.notAllowed'], how: T['center.method.EXPLICIT'] }) }).waitFor();
+    await page.locator('.disclosure-table tbody tr', { hasText: T['center.disclosures.action.FORGOTTEN'] }).first().waitFor({ timeout: 40000 });
+    await page.locator('.history-table tbody tr', { hasText: T['center.history.action.WITHDRAW'] }).first().waitFor();
   }
 
-  step = 'sign out and in again';
+  L.step = 'sign out and in again';
   await page.click('#logout');
   await page.locator('#signed-out').waitFor();
-  expect(/signed out/.test(await text(page, '#banner')), 'no word that you are signed out');
+  expect((await text(page, '#banner')) === T['center.signedOut'], `the banner reads "${await text(page, '#banner')}"`);
   await page.fill('#li-username', username);
   await page.fill('#li-password', 'correct horse battery');
   await page.evaluate(() => { window.scrollTo(0, document.body.scrollHeight); document.querySelector('#login-form').requestSubmit(); });
@@ -381,33 +444,39 @@ async function privacyCenter(context) {
   await atTop(page);
   expect((await text(page, '#session-name')) === username, 'signed in as someone else');
 
-  step = 'phone-sized screen';
+  L.step = 'phone-sized screen';
   const phone = await context.newPage();
   watch(phone);
   await phone.setViewportSize({ width: 390, height: 844 });
   await phone.goto(`${base}/`);
   await phone.locator('#signed-in').waitFor();
   await fitsWidth(phone);
-  step = 'phone-sized screen: activity tables';
+  L.step = 'phone-sized screen: activity tables';
   await phone.locator('.history-table tbody tr').first().waitFor();
   const cut = await phone.evaluate(() => [...document.querySelectorAll('.history-table td, .disclosure-table td')].map((td) => {
     const r = td.getBoundingClientRect();
     return r.right <= window.innerWidth + 0.5 && r.left >= -0.5 && td.scrollWidth <= td.clientWidth + 1 ? '' : `${td.dataset.label} "${td.textContent}" at ${Math.round(r.left)}–${Math.round(r.right)}`;
   }).filter(Boolean));
   expect(cut.length === 0, `table cells cut off at 390px: ${cut.slice(0, 4).join('; ')}`);
-  for (const label of ['What happened', 'Policy']) {
+  for (const label of [T['center.disclosures.head.what'], T['center.history.head.policy']]) {
     const n = await phone.evaluate((l) => [...document.querySelectorAll(`td[data-label="${l}"]`)].filter((td) => td.offsetParent !== null).length, label);
-    expect(n > 0 || (label === 'What happened' && !expectProcessor), `no visible "${label}" cell at 390px`);
+    expect(n > 0 || (label === T['center.disclosures.head.what'] && !expectProcessor), `no visible "${label}" cell at 390px`);
   }
   const wraps = await phone.evaluate(() => [...document.querySelectorAll('#activity .table-wrap')].map((w) => `${w.tabIndex}|${w.getAttribute('aria-label') || ''}`));
   expect(wraps.length > 0 && wraps.every((w) => /^0\|./.test(w)), `activity scroll areas not reachable by keyboard: ${wraps.join(', ')}`);
-  await shot(phone, 'center-phone');
+  await shot(phone, 'center-phone', L);
+  L.step = 'phone-sized screen: consents as cards';
   await phone.evaluate(() => document.querySelector('#purpose-surveys').scrollIntoView());
-  await phone.screenshot({ path: join(outDir, 'center-phone-consents.png') });
+  await phone.screenshot({ path: join(outDir, `center-phone-consents-${L.lang}-390x844.png`) });
   await phone.close();
+  return { page, username };
+}
+
+async function privacyCenterEnd({ page, username }, L) {
+  const { T, re, q } = words(L);
 
   if (adminToken && expectNewsletter) {
-    step = 'a policy change is said at the top of the page';
+    L.step = 'a policy change is said at the top of the page';
     const pub = await api('mutation($v: String!) { publishPolicy(version: $v, url: "https://example.org/privacy-v2", reconsent: ["newsletter"]) { version } }',
       { v: `v2-${Date.now().toString(36)}` }, adminToken);
     expect(!pub.errors, `publishPolicy: ${JSON.stringify(pub.errors)}`);
@@ -415,29 +484,31 @@ async function privacyCenter(context) {
     const notice = page.locator('#policy-notice');
     await notice.waitFor();
     const nt = await notice.textContent();
-    expect(/^Our privacy policy changed on .+“Newsletter” is off until you allow it again/.test(nt), `the policy notice reads "${nt}"`);
+    const offNews = re('center.policy.off.one', { purposes: q('newsletter') }).source.slice(1, -1);
+    const noticeRe = new RegExp(`^${re('center.policy.changedOn').source.slice(1, -1)} ${offNews}`);
+    expect(noticeRe.test(nt), `the policy notice reads "${nt}", want ${noticeRe}`);
     const nb = await notice.boundingBox();
     expect(nb && nb.y < 400, `the policy notice is ${nb && Math.round(nb.y)}px down`);
     expect(await page.getAttribute('#policy-notice a[href^="https://example.org/privacy-v2"]', 'href'), 'the notice does not link the policy');
     expect(await page.getAttribute('#policy-link', 'href') === 'https://example.org/privacy-v2', 'the footer does not link the policy');
     const st = await text(page, '#purpose-newsletter .consent-state');
-    expect(!/changed by you/.test(st) && /policy changed/.test(st), `the newsletter's state reads "${st}"`);
-    await shot(page, 'center-policy-changed');
+    expect(re('center.consent.offByPolicy', { state: T['center.consent.notAllowed'], date: /[^;（(]+/ }, false).test(st) && st.startsWith(T['center.consent.notAllowed']), `the newsletter's state reads "${st}"`);
+    await shot(page, 'center-policy-changed', L);
   }
 
-  step = 'delete the account: wrong password';
+  L.step = 'delete the account: wrong password';
   await page.fill('#del-password', 'not my password at all');
   await page.click('#delete-form button[type=submit]');
   const derr = page.locator('#delete-form .field-error');
   await derr.waitFor();
-  expect(/wrong password/i.test(await derr.textContent()), `delete error reads "${await derr.textContent()}"`);
-  await shot(page, 'center-delete-error');
+  expect((await derr.textContent()) === T['error.BAD_USER_INPUT.password'], `delete error reads "${await derr.textContent()}"`);
+  await shot(page, 'center-delete-error', L);
 
-  step = 'delete the account';
+  L.step = 'delete the account';
   await page.fill('#del-password', 'correct horse battery');
   await page.press('#del-password', 'Enter');
   await page.locator('#deleted').waitFor();
-  await shot(page, 'center-deleted');
+  await shot(page, 'center-deleted', L);
   await page.reload();
   await page.locator('#signed-out').waitFor();
   await page.close();
@@ -482,30 +553,21 @@ async function mailLink(address, kind = '', not = '') {
     if (res.ok && last !== not) return last;
     await new Promise((r) => setTimeout(r, 300));
   }
-  throw new Error(`${step}: no new ${kind || 'verification'} link mailed to ${address}: ${last}`);
-}
-
-async function atSize(page, width, height, name) {
-  const old = page.viewportSize();
-  await page.setViewportSize({ width, height });
-  await fitsWidth(page);
-  await page.screenshot({ path: join(outDir, `${name}.png`) });
-  console.log(`screenshot ${join(outDir, name)}.png`);
-  await page.setViewportSize(old);
-  await checkA11y(page, name);
+  throw new Error(`no new ${kind || 'verification'} link mailed to ${address}: ${last}`);
 }
 
 // Notices, change password, forgot password and the reset link, with a
 // user of their own so the main walk-through keeps its password.
-async function passwordPages(context) {
+async function passwordPages(context, L) {
+  const { T, re } = words(L);
   const page = await context.newPage();
   watch(page);
   page.setDefaultTimeout(STEP_TIMEOUT);
   await page.setViewportSize({ width: 1280, height: 800 });
-  const user = `pw_${Date.now().toString(36)}`;
+  const user = `pw_${L.lang}_${Date.now().toString(36)}`;
   const taken = `${user}.taken@example.org`;
 
-  step = 'password pages: sign up with an address another account will confirm';
+  L.step = 'password pages: sign up with an address another account will confirm';
   await page.goto(`${base}/`);
   await page.fill('#su-username', user);
   await page.fill('#su-password', 'correct horse battery');
@@ -521,21 +583,21 @@ async function passwordPages(context) {
   const v = await api('mutation($t: String!) { verifyEmail(token: $t) }', { t: new URL(theirs, base).searchParams.get('verify') });
   expect(v.data && v.data.verifyEmail === true, `the second account could not confirm: ${JSON.stringify(v)}`);
 
-  step = 'password pages: the notice is shown and dismissed';
+  L.step = 'password pages: the notice is shown and dismissed';
   await page.reload();
   await page.locator('#notices li[data-kind="EMAIL_CLAIMED_BY_ANOTHER_ACCOUNT"]').waitFor();
-  expect(/another account confirmed/.test(await text(page, '#notice-list')), 'the notice does not say what happened');
-  expect((await text(page, '#email-state')) === 'none', 'the taken address is still shown');
+  expect(re('center.notice.EMAIL_CLAIMED_BY_ANOTHER_ACCOUNT', {}, false).test(await text(page, '#notice-list')), `the notice reads "${await text(page, '#notice-list')}"`);
+  expect((await text(page, '#email-state')) === T['center.email.none'], 'the taken address is still shown');
+  expect((await text(page, '#notices-dismiss')) === T['center.notices.dismiss'], 'no Dismiss button in the language');
   await labelled(page);
-  await shot(page, 'center-notice');
-  await atSize(page, 390, 844, 'center-notice-phone');
+  await shot(page, 'center-notice', L);
   await page.click('#notices-dismiss');
   await page.locator('#notices').waitFor({ state: 'hidden' });
   await page.reload();
   await page.locator('#signed-in').waitFor();
   expect(await page.isHidden('#notices'), 'a dismissed notice came back');
 
-  step = 'password pages: change password with a wrong current one';
+  L.step = 'password pages: change password with a wrong current one';
   const other = await api('mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }',
     { u: user, p: 'correct horse battery' });
   const otherToken = other.data.login.token;
@@ -544,36 +606,41 @@ async function passwordPages(context) {
   await page.click('#password-form button[type=submit]');
   const cerr = page.locator('#cp-current').locator('xpath=ancestor::div[contains(@class,"field")]').locator('.field-error');
   await cerr.waitFor();
+  expect((await cerr.textContent()) === T['error.BAD_USER_INPUT.currentPassword'], `the wrong current password reads "${await cerr.textContent()}"`);
   expect(await page.getAttribute('#cp-current', 'aria-invalid') === 'true', 'current password not marked aria-invalid');
+  await shot(page, 'center-password-error', L);
 
-  step = 'password pages: a too short new password';
+  L.step = 'password pages: a too short new password';
   await page.fill('#cp-current', 'correct horse battery');
   await page.fill('#cp-new', 'short');
   await page.click('#password-form button[type=submit]');
-  await page.locator('#cp-new').locator('xpath=ancestor::div[contains(@class,"field")]').locator('.field-error').waitFor();
+  const nerr = page.locator('#cp-new').locator('xpath=ancestor::div[contains(@class,"field")]').locator('.field-error');
+  await nerr.waitFor();
+  expect((await nerr.textContent()) === T['error.BAD_USER_INPUT.newPassword'], `the short new password reads "${await nerr.textContent()}"`);
+  await shot(page, 'center-password-short', L);
   expect(await page.getAttribute('#cp-new', 'aria-invalid') === 'true', 'new password not marked aria-invalid');
 
-  step = 'password pages: change password';
+  L.step = 'password pages: change password';
   await page.fill('#cp-current', 'correct horse battery');
   await page.fill('#cp-new', 'purple tractor wandering');
   await page.press('#cp-new', 'Enter');
-  await page.locator('#password-form .form-status.ok', { hasText: 'password was changed' }).waitFor();
+  await page.locator('#password-form .form-status.ok', { hasText: T['center.password.done'] }).waitFor();
   expect((await page.inputValue('#cp-current')) === '' && (await page.inputValue('#cp-new')) === '', 'the passwords stay in the form');
-  await shot(page, 'center-password-changed');
+  await shot(page, 'center-password-changed', L);
   const ended = await api('{ me { id } }', {}, otherToken);
   // me answers null without a live session
   expect(ended.data && ended.data.me === null, `the other session still works: ${JSON.stringify(ended)}`);
   await page.waitForFunction(() => document.querySelector('#password-form .form-status').textContent === '', null, { timeout: 12000 });
 
-  step = 'password pages: confirm an address';
+  L.step = 'password pages: confirm an address';
   const address = `${user}@example.org`;
   await page.fill('#em-email', address);
   await page.press('#em-email', 'Enter');
   await page.locator('#email-form .form-status.ok').waitFor();
   await page.goto(`${base}${await mailLink(address)}`);
-  await page.locator('#email-state', { hasText: /^confirmed$/ }).waitFor();
+  await page.locator('#email-state', { hasText: new RegExp(`^${reEsc(T['center.email.confirmed'])}$`) }).waitFor();
 
-  step = 'password pages: forgot password';
+  L.step = 'password pages: forgot password';
   await page.click('#logout');
   await page.locator('#signed-out').waitFor();
   await page.click('#forgot-open');
@@ -583,15 +650,15 @@ async function passwordPages(context) {
   const sent = page.locator('#forgot-form .form-status.ok');
   await sent.waitFor();
   const unknownAnswer = await sent.textContent();
-  expect(/sent it a link/.test(unknownAnswer), `the confirmation reads "${unknownAnswer}"`);
+  expect(unknownAnswer === T['center.forgot.sent'], `the confirmation reads "${unknownAnswer}"`);
   await page.fill('#fg-email', address);
   await page.press('#fg-email', 'Enter');
   await sent.waitFor();
   expect((await sent.textContent()) === unknownAnswer, 'the answer tells a known address from an unknown one');
   await labelled(page);
-  await shot(page, 'center-forgot');
+  await shot(page, 'center-forgot', L);
 
-  step = 'password pages: follow the reset link';
+  L.step = 'password pages: follow the reset link';
   const link = await mailLink(address, 'reset');
   expect(link.startsWith('/?reset='), `no reset link arrived: ${link}`);
   await page.goto(`${base}${link}`);
@@ -599,42 +666,44 @@ async function passwordPages(context) {
   expect(!page.url().includes('reset='), 'the reset token stays in the address bar');
   expect(await page.isHidden('#signed-out') && await page.isHidden('#signed-in'), 'the reset page shows other sections');
   await labelled(page);
-  await shot(page, 'center-reset');
-  await atSize(page, 390, 844, 'center-reset-phone');
+  expect((await text(page, '#reset-title')) === T['center.reset.title'], `the reset page's heading reads "${await text(page, '#reset-title')}"`);
+  await shot(page, 'center-reset', L);
   await page.fill('#rs-password', 'short');
   await page.press('#rs-password', 'Enter');
   await page.locator('#reset-form .field-error').waitFor();
+  expect((await text(page, '#reset-form .field-error')) === T['error.BAD_USER_INPUT.newPassword'], `the short password reads "${await text(page, '#reset-form .field-error')}"`);
+  await shot(page, 'center-reset-short', L);
   expect(await page.getAttribute('#rs-password', 'aria-invalid') === 'true', 'new password not marked aria-invalid');
   await page.fill('#rs-password', 'seven blue lanterns glow');
   await page.press('#rs-password', 'Enter');
   await page.locator('#signed-out').waitFor();
-  expect(/Sign in with your new password/.test(await text(page, '#banner')), 'no prompt to sign in');
+  expect((await text(page, '#banner')) === T['center.reset.done'], `the banner reads "${await text(page, '#banner')}"`);
   expect(await page.evaluate(() => document.activeElement.id) === 'li-username', 'focus is not on sign-in');
 
-  step = 'password pages: sign in with the new password';
+  L.step = 'password pages: sign in with the new password';
   await page.fill('#li-username', user);
   await page.fill('#li-password', 'seven blue lanterns glow');
   await page.press('#li-password', 'Enter');
   await page.locator('#signed-in').waitFor();
 
-  step = 'password pages: an ended session signs the page out';
+  L.step = 'password pages: an ended session signs the page out';
   // Without its cookie the page's session is gone, as after an expiry.
   await context.clearCookies();
   await page.click('#profile-form button[type=submit]');
   await page.locator('#signed-out').waitFor();
   expect(await page.isHidden('#signed-in') && await page.isHidden('#session'), 'the page still looks signed in');
-  expect(/session has ended/.test(await text(page, '#banner')), `the banner reads "${await text(page, '#banner')}"`);
+  expect((await text(page, '#banner')) === T['center.sessionEnded'], `the banner reads "${await text(page, '#banner')}"`);
   expect(await page.evaluate(() => document.activeElement.id) === 'li-username', 'focus is not on sign-in');
-  await shot(page, 'center-session-ended');
+  await shot(page, 'center-session-ended', L);
 
-  step = 'password pages: a used link';
+  L.step = 'password pages: a used link';
   await page.goto(`${base}${link}`);
   await page.locator('#reset').waitFor();
   await page.fill('#rs-password', 'another fresh passphrase');
   await page.press('#rs-password', 'Enter');
-  await page.locator('#reset-form .form-status.error', { hasText: 'expired or was already used' }).waitFor();
+  await page.locator('#reset-form .form-status.error', { hasText: T['center.reset.badLink'] }).waitFor();
   expect(await page.isVisible('#reset-again'), 'no way to ask for a new link');
-  await shot(page, 'center-reset-used');
+  await shot(page, 'center-reset-used', L);
   await page.click('#reset-again');
   await page.locator('#forgot-form').waitFor();
   expect(await page.evaluate(() => document.activeElement.id) === 'fg-email', 'asking again does not lead to the email field');
@@ -642,22 +711,23 @@ async function passwordPages(context) {
   return user;
 }
 
-async function partnerConsole(context) {
+async function partnerConsole(context, L) {
+  const { T, f, re } = words(L);
   const page = await context.newPage();
   watch(page);
   page.setDefaultTimeout(STEP_TIMEOUT);
 
-  step = 'partner: a wrong key';
+  L.step = 'partner: a wrong key';
   await page.goto(`${base}/partners`);
   await page.fill('#api-key', 'cgp_not_a_key');
   await page.press('#api-key', 'Enter');
   const kerr = page.locator('#key-form .field-error');
   await kerr.waitFor();
-  expect(/not valid/.test(await kerr.textContent()), `key error reads "${await kerr.textContent()}"`);
-  await shot(page, 'partners-signin-error');
+  expect((await kerr.textContent()) === T['partners.signin.badKey'], `key error reads "${await kerr.textContent()}"`);
+  await shot(page, 'partners-signin-error', L);
 
-  step = 'partner: sign in';
-  await page.fill('#api-key', partnerKey);
+  L.step = 'partner: sign in';
+  await page.fill('#api-key', L.partnerKey);
   await page.press('#api-key', 'Enter');
   await page.locator('#console').waitFor();
   expect((await page.inputValue('#api-key')) === '', 'the key stays in the form');
@@ -665,14 +735,14 @@ async function partnerConsole(context) {
   expect(!stored.includes('cgp_'), 'the key was stored outside memory');
   const before = Number(await page.getAttribute('#budget-meter', 'value'));
 
-  step = 'partner: epsilon error next to the field';
+  L.step = 'partner: epsilon error next to the field';
   await page.fill('#epsilon', '50');
   await page.click('#ask-form button[type=submit]');
   const eerr = page.locator('#ask-form .field-error');
   await eerr.waitFor();
-  expect(/epsilon must be between/i.test(await eerr.textContent()), `epsilon error reads "${await eerr.textContent()}"`);
+  expect((await eerr.textContent()) === T['error.BAD_USER_INPUT.epsilon'], `epsilon error reads "${await eerr.textContent()}"`);
 
-  step = 'partner: AGE_BAND';
+  L.step = 'partner: AGE_BAND';
   await page.fill('#epsilon', '1');
   await page.focus('input[value=AGE_BAND]');
   await page.keyboard.press('Space');
@@ -687,63 +757,65 @@ async function partnerConsole(context) {
   expect((await text(page, '#stat-epsilon')) === '1', 'epsilon spent is not 1');
   const after = Number(await page.getAttribute('#budget-meter', 'value'));
   expect(Math.abs(before - after - 1) < 1e-6, `budget meter went from ${before} to ${after}`);
-  expect((await text(page, '.result-table thead')).includes('Age band'), 'table has no age band column');
+  expect((await text(page, '.result-table thead')).includes(T['partners.dim.AGE_BAND']), 'table has no age band column');
   await labelled(page);
-  await shot(page, 'partners-result');
+  await shot(page, 'partners-result', L);
   await page.setViewportSize({ width: 1280, height: 800 });
 
-  step = 'partner: the cost is shown before the run';
+  L.step = 'partner: the cost is shown before the run';
   const resetsAt = await text(page, '#budget-reset');
   await page.fill('#epsilon', '2.5');
   const cost = await text(page, '#cost');
-  const left = (await text(page, '#budget-text')).split(' of ')[0];
-  expect(cost === `This query costs ε 2.5; ${left} left until ${resetsAt}.`, `the cost line reads "${cost}"`);
+  const budgetText = await text(page, '#budget-text');
+  const left = re('partners.budget.left', { left: /(?<left>[\d.,]+)/ }).exec(budgetText)?.groups.left;
+  expect(left, `the budget reads "${budgetText}"`);
+  expect(cost === f('partners.cost.ok', { eps: '2.5', left, date: resetsAt }), `the cost line reads "${cost}"`);
   expect(await page.isEnabled('#ask-form button[type=submit]'), 'an affordable query cannot be run');
 
-  step = 'partner: more than 50 groups are paged';
+  L.step = 'partner: more than 50 groups are paged';
   await page.uncheck('input[value=AGE_BAND]');
   await page.check('input[value=SIGNUP_MONTH]');
   await page.check('input[value=GENDER]');
   await page.fill('#epsilon', '10');
   await page.click('#ask-form button[type=submit]');
-  await page.locator('#result-desc', { hasText: 'Gender × Sign-up month' }).waitFor();
+  await page.locator('#result-desc', { hasText: `${T['partners.dim.GENDER']} × ${T['partners.dim.SIGNUP_MONTH']}` }).waitFor();
   const groups = Number((await text(page, '#stat-cells')).replace(/\D/g, ''));
   expect(groups > 50, `only ${groups} groups: the paging is not exercised`);
   expect(await page.locator('.result-table tbody tr').count() === 50, 'the first page does not hold 50 rows');
-  expect((await text(page, '#table-rows')) === `Rows 1–50 of ${groups}`, `the pager reads "${await text(page, '#table-rows')}"`);
+  expect((await text(page, '#table-rows')) === f('partners.table.rows', { from: 1, to: 50, total: groups.toLocaleString('en') }), `the pager reads "${await text(page, '#table-rows')}"`);
   expect(await page.isDisabled('#page-prev'), 'the first page offers a previous page');
   await page.click('#page-next');
-  await page.locator('#table-rows', { hasText: 'Rows 51–' }).waitFor();
+  await page.locator('#table-rows', { hasText: re('partners.table.rows', { from: 51 }) }).waitFor();
   expect(await page.locator('.result-table tbody tr').count() === Math.min(50, groups - 50), 'the second page holds the wrong rows');
   const t10 = await text(page, '#stat-threshold');
   const note = await text(page, '#noise-note');
-  expect(new RegExp(`^Counts have random noise of about ±\\d+(\\.\\d)? \\(ε 10\\); groups whose noisy count is below ${t10} are not shown`).test(note),
+  expect(re('partners.result.noise', { sd: /\d+(\.\d)?/, eps: '10', threshold: t10 }).test(note),
     `the noise note reads "${note}"`);
-  await shot(page, 'partners-paged');
+  await shot(page, 'partners-paged', L);
 
-  step = 'partner: three dimensions, labels inside the chart';
+  L.step = 'partner: three dimensions, labels inside the chart';
   await page.uncheck('input[value=SIGNUP_MONTH]');
   await page.check('input[value=AGE_BAND]');
   await page.check('input[value=COUNTRY]');
   await page.click('#ask-form button[type=submit]');
-  await page.locator('#result-desc', { hasText: 'Age band × Country × Gender' }).waitFor();
+  await page.locator('#result-desc', { hasText: ['AGE_BAND', 'COUNTRY', 'GENDER'].map((d) => T[`partners.dim.${d}`]).join(' × ') }).waitFor();
   expect(await page.locator('svg.chart rect.bar').count() > 5, 'too few groups to check the labels');
   await labelsInside(page);
-  await shot(page, 'partners-3d');
+  await shot(page, 'partners-3d', L);
 
-  step = 'partner: phone-sized screen';
+  L.step = 'partner: phone-sized screen';
   await page.setViewportSize({ width: 390, height: 844 });
   // the chart is redrawn for the narrow box, so its labels stay readable
   await page.waitForFunction(() => document.querySelector('svg.chart').viewBox.baseVal.width <= 390);
   await fitsWidth(page);
   await labelsInside(page);
-  await shot(page, 'partners-phone');
+  await shot(page, 'partners-phone', L);
   await page.evaluate(() => document.querySelector('#result').scrollIntoView());
-  await page.screenshot({ path: join(outDir, 'partners-phone-result.png') });
+  await page.screenshot({ path: join(outDir, `partners-phone-result-${L.lang}-390x844.png`) });
   await page.setViewportSize({ width: 1280, height: 800 });
 
   if (partnerKey2) {
-    step = 'partner: sign out, sign in as another partner';
+    L.step = 'partner: sign out, sign in as another partner';
     const firstName = await text(page, '#partner-name');
     await page.click('#forget');
     await page.locator('#signin').waitFor();
@@ -759,17 +831,14 @@ async function partnerConsole(context) {
     const leftovers = await page.evaluate(() => ['#chart', '#table', '#noise-note', '#result-desc', '#stat-cells']
       .filter((s) => document.querySelector(s).textContent.trim() !== ''));
     expect(leftovers.length === 0, `the first partner's answer remains in ${leftovers.join(', ')}`);
-    expect(/^5 of 5 ε left/.test(await text(page, '#budget-text')), `the budget reads "${await text(page, '#budget-text')}"`);
+    expect((await text(page, '#budget-text')) === f('partners.budget.left', { left: 5, total: 5 }), `the budget reads "${await text(page, '#budget-text')}"`);
 
-    step = 'partner: a query above the budget cannot run';
+    L.step = 'partner: a query above the budget cannot run';
     await page.fill('#epsilon', '8');
-    await page.locator('#cost.error', { hasText: 'only 5 is left' }).waitFor();
+    await page.locator('#cost.error', { hasText: re('partners.cost.tooHigh', { eps: 8, left: 5 }) }).waitFor();
     expect(await page.isDisabled('#ask-form button[type=submit]'), 'a query above the budget can be run');
     await labelled(page);
-    await shot(page, 'partners-over-budget');
-    await page.setViewportSize({ width: 390, height: 844 });
-    await fitsWidth(page);
-    await shot(page, 'partners-over-budget-phone');
+    await shot(page, 'partners-over-budget', L);
     await page.fill('#epsilon', '1');
     expect(await page.isEnabled('#ask-form button[type=submit]'), 'an affordable query stays disabled');
   }
@@ -855,6 +924,7 @@ async function visibleTexts(page) {
 // and size), axe-core each, the width fits a phone, and on the Japanese
 // pages no English string of the catalogue shows.
 async function capture(p, base, lang, check, shots) {
+  const old = p.viewportSize();
   for (const size of SIZES_BOTH) {
     await p.setViewportSize(size);
     if (size.width < 500) await fitsWidth(p);
@@ -872,7 +942,7 @@ async function capture(p, base, lang, check, shots) {
       check(leaks.length === 0, `English on the Japanese page ${base}: ${leaks.slice(0, 6).map((x) => `"${x}"`).join(', ')}`);
     }
   }
-  await p.setViewportSize(SIZES_BOTH[0]);
+  await p.setViewportSize(old || SIZES_BOTH[0]);
 }
 
 // One language, both pages, both sizes, in a browser context whose
@@ -1086,33 +1156,49 @@ async function languageWalk(browser, lang) {
   return shots;
 }
 
-const userDataDir = mkdtempSync(join(tmpdir(), 'cg-chromium-'));
-let context;
+// Each language walks the old flows in a browser context of its own
+// locale, side by side; the Japanese one spends the budget of a partner of
+// its own, so each sees only its own spending.
+async function partnerFor(L) {
+  if (L.lang === 'en' || !adminToken) return partnerKey;
+  const r = await api('mutation($n: String!) { createPartner(name: $n, epsilonBudget: 100, budgetPeriodDays: 30) { apiKey } }',
+    { n: `Gamma Research ${L.lang}` }, adminToken);
+  expect(!r.errors, `createPartner: ${JSON.stringify(r.errors)}`);
+  return r.data.createPartner.apiKey;
+}
+
+let browser;
 try {
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath,
-    headless: true,
-    acceptDownloads: true,
-    viewport: { width: 1280, height: 900 },
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-  const username = await privacyCenter(context);
-  console.log(`privacy center: ok (${username})`);
-  if (mailLinks) console.log(`password pages: ok (${await passwordPages(context)})`);
-  const p = await partnerConsole(context);
+  browser = await chromium.launch({ executablePath, headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
+  const walks = await Promise.all(['en', 'ja'].map(async (lang) => {
+    const L = walker(lang);
+    L.partnerKey = await partnerFor(L);
+    L.context = await browser.newContext({ locale: lang === 'ja' ? 'ja-JP' : 'en-US', acceptDownloads: true, viewport: { width: 1280, height: 900 } });
+    return L;
+  }));
+  step = 'privacy center';
+  // the policy change of privacyCenterEnd waits for every walk's newsletter steps
+  const begun = await Promise.all(walks.map((L) => L.run(privacyCenter, L.context)));
+  const users = await Promise.all(walks.map(async (L, i) => {
+    const user = await L.run(privacyCenterEnd, begun[i]);
+    const pw = mailLinks ? await L.run(passwordPages, L.context) : '';
+    const p = await L.run(partnerConsole, L.context);
+    return `${L.lang} ${user} ${pw} ${p.bars} bars, threshold ${p.threshold}`;
+  }));
+  console.log(`privacy center: ok (${users.join('; ')})`);
+  if (mailLinks) console.log('password pages: ok');
+  step = 'partner dates';
   await partnerDates();
-  console.log(`partner console: ok (${p.bars} bars, threshold ${p.threshold})`);
+  console.log('partner console: ok');
+  console.log(`old flows in both languages: ${walks.map((L) => `${L.lang} ${L.shots.length} screenshots`).join(', ')}`);
+  await Promise.all(walks.map((L) => L.context.close()));
   step = 'languages';
   {
     // English and Japanese side by side, each in a context of its own locale.
-    const browser = await chromium.launch({ executablePath, headless: true, args: ['--no-sandbox', '--disable-gpu'] });
-    try {
-      const shots = (await Promise.all(['en', 'ja'].map((l) => languageWalk(browser, l)))).flat();
-      console.log(`languages: ok (${shots.length} screenshots: ${shots.join(' ')})`);
-    } finally {
-      await browser.close();
-    }
+    const shots = (await Promise.all(['en', 'ja'].map((l) => languageWalk(browser, l)))).flat();
+    console.log(`languages: ok (${shots.length} screenshots: ${shots.join(' ')})`);
   }
   step = 'axe-core';
   console.log(`axe: ${axeStates} page states checked at 1280×800 and 390×844`);
@@ -1121,8 +1207,8 @@ try {
 } catch (e) {
   console.error(`FAILED at step "${step}": ${e.message}`);
   if (problems.length) console.error(problems.join('\n'));
+  if (axeFound.length) console.error(`axe so far:\n${axeFound.join('\n')}`);
   process.exitCode = 1;
 } finally {
-  if (context) await context.close();
-  rmSync(userDataDir, { recursive: true, force: true });
+  if (browser) await browser.close();
 }
