@@ -164,3 +164,21 @@ func TestDecodeSettingsText(t *testing.T) {
 		}
 	}
 }
+
+// Titles come in the reader's language when the plugin gave one, else in
+// English.
+func TestTitleIn(t *testing.T) {
+	a := plugins.Action{ID: "x", Title: "Resend", Titles: map[string]string{"ja": "再送"}}
+	for lang, want := range map[string]string{"ja": "再送", "en": "Resend", "": "Resend", "fr": "Resend"} {
+		if got := a.TitleIn(lang); got != want {
+			t.Errorf("action TitleIn(%q) = %q, want %q", lang, got, want)
+		}
+	}
+	it := plugins.LinkItem{Titles: map[string]string{"en": "Survey", "ja": "アンケート"}}
+	if it.TitleIn("de") != "Survey" || it.TitleIn("ja") != "アンケート" {
+		t.Errorf("item titles: de %q, ja %q", it.TitleIn("de"), it.TitleIn("ja"))
+	}
+	if old := (plugins.LinkItem{Title: "Survey"}); old.TitleIn("ja") != "Survey" {
+		t.Errorf("an item without titles gives %q", old.TitleIn("ja"))
+	}
+}

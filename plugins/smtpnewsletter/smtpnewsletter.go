@@ -47,7 +47,8 @@ func init() {
 		DataCategories: []string{plugins.CategoryEmail},
 		Requires:       []string{plugins.CategoryEmail},
 		Description:    "Newsletter through our own mail server, with double opt-in confirmation.",
-		Actions:        []plugins.Action{{ID: ActionResend, Title: "Resend the confirmation mail"}},
+		Actions: []plugins.Action{{ID: ActionResend, Title: "Resend the confirmation mail",
+			Titles: map[string]string{"ja": "確認メールを再送する"}}},
 	}, New)
 }
 
