@@ -272,7 +272,8 @@ processors:
 }
 
 // Action and item titles answer in the request's language (Accept-Language)
-// when the processor gave one in it, else in English.
+// when the processor gave one in it, else in English; the newsletter's
+// per-language settings from the config file shape its mail.
 func TestProcessorLinkTitlesFollowTheLanguage(t *testing.T) {
 	mp := mailpittest.Start(t)
 	fake := &surveyMonkeyInvites{fakeSurveyMonkey: &fakeSurveyMonkey{contacts: map[string]map[string]any{}}, recipients: map[string]string{}, unnamed: true}
@@ -282,7 +283,10 @@ func TestProcessorLinkTitlesFollowTheLanguage(t *testing.T) {
 processors:
   - name: letters
     type: smtp_newsletter
-    settings: {smtpURL: %q}
+    settings:
+      smtpURL: %q
+      languages: [ja, en]
+      listName: {en: the Example letter, ja: Exampleレター}
   - name: surveys-sm
     type: surveymonkey
     fields: [user.contact.email]
@@ -292,7 +296,10 @@ processors:
 	changeConsent(t, c, true, "newsletter")
 	changeConsent(t, c, true, "surveys")
 	drain(t, s, s.App.Outbox.Dispatcher("t", fast), 20*time.Second)
-	mp.WaitFor(t, "ln_jun@example.org", 10*time.Second)
+	// Per-language settings reach the plugin through the config file.
+	if m := mp.WaitFor(t, "ln_jun@example.org", 10*time.Second); m.Subject != "Exampleレターの購読確認のお願い / Please confirm your subscription to the Example letter" {
+		t.Errorf("mail subject %q", m.Subject)
+	}
 	for _, tc := range []struct{ accept, action, item string }{
 		{"ja", "確認メールを再送する", "アンケート"},
 		{"ja-JP,ja;q=0.9,en;q=0.8", "確認メールを再送する", "アンケート"},
