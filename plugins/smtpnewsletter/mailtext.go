@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 
+	"golang.org/x/text/language"
+
 	"github.com/consentgraph/consentgraph/plugins"
 )
 
@@ -96,8 +98,10 @@ func resolveTexts(langs []string, list, subject, text plugins.Text) (*mailTexts,
 			return nil, errors.New("settings.languages must name at least one language")
 		}
 		for i, l := range langs {
-			if l == "" || slices.Index(langs, l) != i {
-				errs = append(errs, fmt.Errorf("settings.languages[%d]: %q is empty or named twice", i, l))
+			if tag, err := language.Parse(l); err != nil || tag.String() != l {
+				errs = append(errs, fmt.Errorf("settings.languages[%d]: %q is not a language tag such as en or ja", i, l))
+			} else if slices.Index(langs, l) != i {
+				errs = append(errs, fmt.Errorf("settings.languages[%d]: %q is named twice", i, l))
 			}
 		}
 	} else {

@@ -137,6 +137,8 @@ func TestBadTextSettings(t *testing.T) {
 		{"not a language", map[string]any{"subject": map[string]any{"English": "A"}}, `settings.subject.English: "English" is not a language tag`},
 		{"two-line subject", map[string]any{"subject": "A\nB"}, "settings.subject must be one line"},
 		{"no languages", map[string]any{"languages": []any{}}, "settings.languages must name at least one language"},
+		{"languages twice", map[string]any{"languages": []any{"en", "en"}}, `settings.languages[1]: "en" is named twice`},
+		{"languages not a tag", map[string]any{"languages": []any{"Japanese"}}, `settings.languages[0]: "Japanese" is not a language tag`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.settings["smtpURL"] = "smtp://127.0.0.1:2525?from=news@example.org"
