@@ -7,6 +7,9 @@ import (
 	"github.com/consentgraph/consentgraph/internal/outbox"
 )
 
+// processorLinkModels converts links for a reader of lang (the request's
+// language; "" reads English): item and action titles come in lang when
+// the processor gave them so.
 func processorLinkModels(lang, owner string, links []outbox.UserLink) []*model.ProcessorLink {
 	out := make([]*model.ProcessorLink, 0, len(links))
 	for _, l := range links {
@@ -17,7 +20,7 @@ func processorLinkModels(lang, owner string, links []outbox.UserLink) []*model.P
 			m.UpdatedAt = &at
 		}
 		for _, it := range l.Status.Items {
-			mi := &model.ProcessorItem{Kind: it.Kind, Title: it.Title}
+			mi := &model.ProcessorItem{Kind: it.Kind, Title: it.TitleIn(lang)}
 			if it.URL != "" {
 				mi.URL = &it.URL
 			}
@@ -30,7 +33,7 @@ func processorLinkModels(lang, owner string, links []outbox.UserLink) []*model.P
 		// earlier version may name one it dropped.
 		for _, a := range l.Processor.Actions() {
 			if slices.Contains(l.Status.Actions, a.ID) {
-				m.Actions = append(m.Actions, &model.ProcessorAction{ID: a.ID, Title: a.Title})
+				m.Actions = append(m.Actions, &model.ProcessorAction{ID: a.ID, Title: a.TitleIn(lang)})
 			}
 		}
 		out = append(out, m)

@@ -49,7 +49,8 @@ var coreSettings = []string{DescriptionSetting}
 // ("30s", "1m30s"); slices take lists (or one value, as a list of one);
 // maps with string keys take mappings; nested structs take mappings and
 // refuse unknown keys too; a type implementing encoding.TextUnmarshaler
-// takes a string. Fields absent from the settings keep the value dst held,
+// takes a string; a Text takes a string or a mapping of language tag to
+// string. Fields absent from the settings keep the value dst held,
 // so set defaults before calling. The core-owned key DescriptionSetting is
 // ignored.
 func DecodeSettings(env Env, dst any) error {
@@ -140,6 +141,14 @@ var (
 func decodeValue(path string, raw any, v reflect.Value) error {
 	if raw == nil {
 		v.SetZero()
+		return nil
+	}
+	if v.Type() == textType {
+		t, err := decodeText(path, raw)
+		if err != nil {
+			return err
+		}
+		v.Set(reflect.ValueOf(t))
 		return nil
 	}
 	if reflect.PointerTo(v.Type()).Implements(textUnmarshalerType) && v.Kind() != reflect.String {

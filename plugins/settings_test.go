@@ -108,3 +108,77 @@ func TestDeprecatedSettingHelpersAcceptDescription(t *testing.T) {
 		t.Fatal("unknown key accepted")
 	}
 }
+
+// A Text setting takes one string or a mapping of language tag to string;
+// any other shape, an empty text and a key that is no language tag stop
+// start-up with the setting named.
+func TestDecodeSettingsText(t *testing.T) {
+	type cfg struct {
+		Subject plugins.Text `setting:"subject"`
+		Title   plugins.Text `setting:"title"`
+		Unset   plugins.Text `setting:"unset"`
+	}
+	var c cfg
+	err := plugins.DecodeSettings(plugins.Env{Settings: map[string]any{
+		"subject": "Please confirm",
+		"title":   map[string]any{"ja": "確認", "en": "Confirm"},
+	}}, &c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Subject.PerLanguage() || c.Subject.Languages() != nil {
+		t.Errorf("a plain string decoded as per language: %+v", c.Subject)
+	}
+	if s, ok := c.Subject.In("ja"); !ok || s != "Please confirm" {
+		t.Errorf("plain text in ja = %q, %v", s, ok)
+	}
+	if got := c.Title.Languages(); !reflect.DeepEqual(got, []string{"en", "ja"}) {
+		t.Errorf("languages = %v", got)
+	}
+	if s, ok := c.Title.In("ja"); !ok || s != "確認" {
+		t.Errorf("title in ja = %q, %v", s, ok)
+	}
+	if s, ok := c.Title.In("fr"); ok {
+		t.Errorf("a per-language text without fr gave %q for fr", s)
+	}
+	if !c.Unset.IsZero() || c.Title.IsZero() {
+		t.Errorf("IsZero: unset %v, title %v", c.Unset.IsZero(), c.Title.IsZero())
+	}
+
+	for _, tc := range []struct {
+		value any
+		want  string
+	}{
+		{[]any{"a", "b"}, "settings.subject: want a text or a mapping of language tag to text, such as {en: ..., ja: ...}, got a list"},
+		{uint64(3), "settings.subject: want a text or a mapping"},
+		{"  ", "settings.subject must not be empty"},
+		{map[string]any{}, "settings.subject: want a text or a mapping of language tag to text, such as {en: ..., ja: ...}, got an empty mapping"},
+		{map[string]any{"en": "x", "ja": ""}, "settings.subject.ja must not be empty"},
+		{map[string]any{"en": map[string]any{"a": "b"}}, "settings.subject.en: want a text, got a mapping"},
+		{map[string]any{"english": "x"}, `settings.subject.english: "english" is not a language tag such as en or ja`},
+	} {
+		var c cfg
+		err := plugins.DecodeSettings(plugins.Env{Settings: map[string]any{"subject": tc.value}}, &c)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%#v: got %v, want %q", tc.value, err, tc.want)
+		}
+	}
+}
+
+// Titles come in the reader's language when the plugin gave one, else in
+// English.
+func TestTitleIn(t *testing.T) {
+	a := plugins.Action{ID: "x", Title: "Resend", Titles: map[string]string{"ja": "再送"}}
+	for lang, want := range map[string]string{"ja": "再送", "en": "Resend", "": "Resend", "fr": "Resend"} {
+		if got := a.TitleIn(lang); got != want {
+			t.Errorf("action TitleIn(%q) = %q, want %q", lang, got, want)
+		}
+	}
+	it := plugins.LinkItem{Titles: map[string]string{"en": "Survey", "ja": "アンケート"}}
+	if it.TitleIn("de") != "Survey" || it.TitleIn("ja") != "アンケート" {
+		t.Errorf("item titles: de %q, ja %q", it.TitleIn("de"), it.TitleIn("ja"))
+	}
+	if old := (plugins.LinkItem{Title: "Survey"}); old.TitleIn("ja") != "Survey" {
+		t.Errorf("an item without titles gives %q", old.TitleIn("ja"))
+	}
+}

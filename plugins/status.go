@@ -41,8 +41,12 @@ type LinkItem struct {
 	// Kind is a short, stable word the Privacy Center may style by
 	// ("survey", "confirmation").
 	Kind string `json:"kind"`
-	// Title is shown to the user.
+	// Title is shown to the user: in English, and to readers of every
+	// language Titles lacks.
 	Title string `json:"title"`
+	// Titles are the title per language tag ("ja": "アンケート"), for
+	// readers of that language (added in SDK 0.2).
+	Titles map[string]string `json:"titles,omitempty"`
 	// URL opens the item at the provider (https, or this server's PublicURL).
 	URL string `json:"url,omitempty"`
 	// ExpiresAt, if not zero, is when the item stops working.
@@ -78,8 +82,29 @@ type LinkStore interface {
 type Action struct {
 	// ID names the action in requestProcessorAction ("resendConfirmation").
 	ID string
-	// Title is the button text shown to the user.
+	// Title is the button text shown to the user: in English, and to
+	// readers of every language Titles lacks.
 	Title string
+	// Titles are the button text per language tag ("ja": "確認メールを再送"),
+	// for readers of that language (added in SDK 0.2).
+	Titles map[string]string
+}
+
+// TitleIn is the action's title for a reader of lang (a tag such as "ja").
+func (a Action) TitleIn(lang string) string { return titleIn(a.Title, a.Titles, lang) }
+
+// TitleIn is the item's title for a reader of lang (a tag such as "ja").
+func (it LinkItem) TitleIn(lang string) string { return titleIn(it.Title, it.Titles, lang) }
+
+// titleIn picks lang's own title, else English from titles, else title.
+func titleIn(title string, titles map[string]string, lang string) string {
+	if s := titles[lang]; s != "" {
+		return s
+	}
+	if title == "" {
+		return titles["en"]
+	}
+	return title
 }
 
 // ActionRequest is one run of an Action for one user. Like Request, the

@@ -6,4 +6,4 @@ package plugins
 // ways docs/plugins.md ("Compatibility") lists, and only those; a patch
 // version never changes it. A plugin may record the version it was built
 // against and log it; the core does not refuse plugins by version.
-const APIVersion = "0.1"
+const APIVersion = "0.2"

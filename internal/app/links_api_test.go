@@ -183,6 +183,9 @@ processors:
 type surveyMonkeyInvites struct {
 	*fakeSurveyMonkey
 	recipients map[string]string // contact id → recipient id
+	// unnamed makes the collector nameless, so the item gets the
+	// processor's own title.
+	unnamed bool
 }
 
 func (f *surveyMonkeyInvites) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -222,7 +225,11 @@ func (f *surveyMonkeyInvites) ServeHTTP(w http.ResponseWriter, r *http.Request) 
 		rid := strings.TrimPrefix(r.URL.Path, "/v3/collectors/CO/recipients/")
 		_ = json.NewEncoder(w).Encode(map[string]string{"id": rid, "survey_link": "https://www.surveymonkey.com/r/XYZ?sm=" + rid})
 	case r.Method == http.MethodGet && r.URL.Path == "/v3/collectors/CO":
-		_ = json.NewEncoder(w).Encode(map[string]string{"id": "CO", "name": "Customer survey 2026", "type": "email", "close_date": "2026-12-31T23:00:00"})
+		name := "Customer survey 2026"
+		if f.unnamed {
+			name = ""
+		}
+		_ = json.NewEncoder(w).Encode(map[string]string{"id": "CO", "name": name, "type": "email", "close_date": "2026-12-31T23:00:00"})
 	default:
 		w.WriteHeader(http.StatusNotFound)
 	}
@@ -261,6 +268,56 @@ processors:
 	drain(t, s, d, 20*time.Second)
 	if l := linkOf(t, c, "surveys-sm"); l.State != "UNSUBSCRIBED" || len(l.Items) != 0 {
 		t.Errorf("after withdrawal: %+v", l)
+	}
+}
+
+// Action and item titles answer in the request's language (Accept-Language)
+// when the processor gave one in it, else in English; the newsletter's
+// per-language settings from the config file shape its mail.
+func TestProcessorLinkTitlesFollowTheLanguage(t *testing.T) {
+	mp := mailpittest.Start(t)
+	fake := &surveyMonkeyInvites{fakeSurveyMonkey: &fakeSurveyMonkey{contacts: map[string]map[string]any{}}, recipients: map[string]string{}, unnamed: true}
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	s := startWithProcessors(t, fmt.Sprintf(`
+processors:
+  - name: letters
+    type: smtp_newsletter
+    settings:
+      smtpURL: %q
+      languages: [ja, en]
+      listName: {en: the Example letter, ja: Exampleレター}
+  - name: surveys-sm
+    type: surveymonkey
+    fields: [user.contact.email]
+    settings: {token: tok, listId: CL, baseURL: %q, collectorId: CO, messageId: MS}
+`, mp.SMTPURL(), srv.URL))
+	c, _ := userWithData(t, s, "ln_jun", true)
+	changeConsent(t, c, true, "newsletter")
+	changeConsent(t, c, true, "surveys")
+	drain(t, s, s.App.Outbox.Dispatcher("t", fast), 20*time.Second)
+	// Per-language settings reach the plugin through the config file.
+	if m := mp.WaitFor(t, "ln_jun@example.org", 10*time.Second); m.Subject != "Exampleレターの購読確認のお願い / Please confirm your subscription to the Example letter" {
+		t.Errorf("mail subject %q", m.Subject)
+	}
+	for _, tc := range []struct{ accept, action, item string }{
+		{"ja", "確認メールを再送する", "アンケート"},
+		{"ja-JP,ja;q=0.9,en;q=0.8", "確認メールを再送する", "アンケート"},
+		{"en", "Resend the confirmation mail", "Survey"},
+		{"", "Resend the confirmation mail", "Survey"},
+	} {
+		c.Header.Set("Accept-Language", tc.accept)
+		if tc.accept == "" {
+			c.Header.Del("Accept-Language")
+		}
+		l := linkOf(t, c, "letters")
+		if len(l.Actions) != 1 || l.Actions[0].ID != "resendConfirmation" || l.Actions[0].Title != tc.action {
+			t.Errorf("Accept-Language %q: actions %+v, want the title %q", tc.accept, l.Actions, tc.action)
+		}
+		sv := linkOf(t, c, "surveys-sm")
+		if len(sv.Items) != 1 || sv.Items[0].Title != tc.item {
+			t.Errorf("Accept-Language %q: items %+v, want the title %q", tc.accept, sv.Items, tc.item)
+		}
 	}
 }
 

@@ -9,8 +9,15 @@
 // went out, with a resendConfirmation action, and ACTIVE once they
 // followed the link.
 //
-// Settings: smtpURL (required, as CONSENTGRAPH_SMTP_URL, with from=),
-// subject (optional), listName (optional, shown in the mail).
+// Settings: smtpURL (required, as CONSENTGRAPH_SMTP_URL, with from=);
+// optional listName, subject and text (the body, with {list} and {link}
+// placeholders; the subject may use {list}), each a string or a mapping of
+// language tag to string (plugins.Text); optional languages, the mail's
+// languages in order. The processor never learns a user's language (its
+// purpose gives it only the address), so one mail carries every language
+// the settings give (English and Japanese by default), each text once,
+// separated by a line; the subject joins them with " / ". See resolveTexts
+// for how the languages and their order are decided.
 package smtpnewsletter
 
 import (
@@ -22,6 +29,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"time"
@@ -39,7 +47,8 @@ func init() {
 		DataCategories: []string{plugins.CategoryEmail},
 		Requires:       []string{plugins.CategoryEmail},
 		Description:    "Newsletter through our own mail server, with double opt-in confirmation.",
-		Actions:        []plugins.Action{{ID: ActionResend, Title: "Resend the confirmation mail"}},
+		Actions: []plugins.Action{{ID: ActionResend, Title: "Resend the confirmation mail",
+			Titles: map[string]string{"ja": "確認メールを再送する"}}},
 	}, New)
 }
 
@@ -56,19 +65,20 @@ type Subscriber struct {
 
 // Processor is an smtp_newsletter instance.
 type Processor struct {
-	env      plugins.Env
-	sender   *mail.Sender
-	subject  string
-	listName string
-	state    plugins.State
+	env    plugins.Env
+	sender *mail.Sender
+	texts  *mailTexts
+	state  plugins.State
 }
 
 // New builds an instance from its settings.
 func New(env plugins.Env) (plugins.Processor, error) {
 	var settings struct {
-		SMTPURL  string `setting:"smtpURL,required"`
-		Subject  string `setting:"subject"`
-		ListName string `setting:"listName"`
+		SMTPURL   string       `setting:"smtpURL,required"`
+		Subject   plugins.Text `setting:"subject"`
+		ListName  plugins.Text `setting:"listName"`
+		Text      plugins.Text `setting:"text"`
+		Languages []string     `setting:"languages"`
 	}
 	if err := plugins.DecodeSettings(env, &settings); err != nil {
 		return nil, err
@@ -77,18 +87,14 @@ func New(env plugins.Env) (plugins.Processor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("settings.smtpURL: %w", err)
 	}
-	subj, list := settings.Subject, settings.ListName
-	if list == "" {
-		list = "our newsletter"
-	}
-	if subj == "" {
-		subj = "Please confirm your subscription to " + list
+	texts, err := resolveTexts(settings.Languages, settings.ListName, settings.Subject, settings.Text)
+	if err != nil {
+		return nil, err
 	}
 	if env.State == nil {
 		return nil, errors.New("smtp_newsletter needs processor state")
 	}
-	return &Processor{env: env, sender: mail.New(cfg, env.Logger), subject: subj, listName: list,
-		state: env.State}, nil
+	return &Processor{env: env, sender: mail.New(cfg, env.Logger), texts: texts, state: env.State}, nil
 }
 
 func hashOf(parts ...string) string {
@@ -166,9 +172,8 @@ func (p *Processor) sendConfirmation(ctx context.Context, id, subject, email str
 	link := p.env.PublicURL + "/plugins/" + url.PathEscape(p.env.Name) + "/confirm?token=" + token
 	msg := mail.Message{
 		To:      email,
-		Subject: p.subject,
-		Text: "Hello,\n\nyou asked to receive " + p.listName + ". Please confirm by opening this link:\n\n" + link +
-			"\n\nIf you did not ask for it, ignore this mail: you will not be subscribed.\n",
+		Subject: p.texts.Subject(),
+		Text:    p.texts.Body(link),
 		Headers: map[string]string{"Message-ID": "<" + id + "@consentgraph.invalid>", "Auto-Submitted": "auto-generated"},
 	}
 	if err := p.sender.Send(ctx, msg); err != nil {
@@ -281,11 +286,11 @@ func (p *Processor) Handler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		switch {
 		case err != nil:
-			http.Error(w, "Something went wrong; please try again later.", http.StatusInternalServerError)
+			http.Error(w, p.texts.page(pageError), http.StatusInternalServerError)
 		case !ok:
-			http.Error(w, "This confirmation link is invalid or was already used.", http.StatusNotFound)
+			http.Error(w, p.texts.page(pageInvalid), http.StatusNotFound)
 		default:
-			_, _ = fmt.Fprintf(w, "Thank you: your subscription to %s is confirmed.\n", p.listName)
+			_, _ = io.WriteString(w, p.texts.page(pageConfirmed)+"\n")
 		}
 	})
 }

@@ -172,7 +172,9 @@ func (p *processor) invite(ctx context.Context, id, contact string) (plugins.Res
 	}
 	item := plugins.LinkItem{Kind: "survey", Title: c.Name, URL: rcp.SurveyLink}
 	if item.Title == "" {
-		item.Title = "Survey"
+		// The collector's name is the operator's, in their language; only
+		// our own word for it is translated.
+		item.Title, item.Titles = "Survey", map[string]string{"ja": "アンケート"}
 	}
 	if c.CloseDate != "" {
 		// SurveyMonkey writes close_date as 2006-01-02T15:04:05 (UTC) or RFC 3339.
