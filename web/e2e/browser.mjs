@@ -378,8 +378,12 @@ async function privacyCenter(context, L) {
       expect((await text(page, `${link} .link-state`)).includes(T['center.links.state.PENDING_CONFIRMATION']), 'the pending state is not said in words');
 
       L.step = 'newsletter: ask for the mail again';
-      await page.click(`${link} button[data-action="resendConfirmation"]`);
-      // the action's title is the processor's manifest's (not yet per language): any text
+      // The action's title is the processor's, in the page's language
+      // (smtp_newsletter's manifest gives English and Japanese).
+      const resendTitle = { en: 'Resend the confirmation mail', ja: '確認メールを再送する' }[L.lang];
+      const resend = page.locator(`${link} button[data-action="resendConfirmation"]`);
+      expect((await resend.textContent()).trim() === resendTitle, `the resend action reads "${await resend.textContent()}", want "${resendTitle}"`);
+      await resend.click();
       await page.locator('#banner.ok', { hasText: re('center.links.requested') }).waitFor();
       await shot(page, 'center-links', L);
 
