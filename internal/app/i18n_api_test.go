@@ -74,7 +74,7 @@ func TestPurposeDescriptionsFollowAcceptLanguage(t *testing.T) {
 		"surveys":                   "Surveys in English for everyone.",    // one text for every language
 		"research":                  "Research with a partner university.", // no Japanese given: English
 		"aggregate_statistics":      "提携先や広告主が閲覧できる、一般的な属性別の集計にあなたを含めます（あなた個人と結び付けられることはなく、少人数のグループは表示されず、数値にはノイズが加えられます）。",
-		"essential":                 "アカウントの運用に利用します（サインイン、アカウントの安全の確保、お問い合わせへの対応）。",
+		"essential":                 "アカウントの運用に利用します（ログイン、アカウントの安全の確保、お問い合わせへの対応）。",
 		"newsletter.name":           "ニュースレター",
 		"research.name":             "Research",
 		"aggregate_statistics.name": "集計統計",
@@ -254,7 +254,7 @@ func TestReceiptsInTheReadersLanguage(t *testing.T) {
 	if ap["thirdPartyName"] != "提携先および広告主（匿名の集計値のみ）" || ap["thirdPartyDisclosure"] != true {
 		t.Errorf("aggregate_statistics receipt in Japanese names its third party %v", ap["thirdPartyName"])
 	}
-	if p["termination"] != "アカウントが削除されるまで" || p["purpose"] != "アカウントの運用に利用します（サインイン、アカウントの安全の確保、お問い合わせへの対応）。" {
+	if p["termination"] != "アカウントが削除されるまで" || p["purpose"] != "アカウントの運用に利用します（ログイン、アカウントの安全の確保、お問い合わせへの対応）。" {
 		t.Errorf("essential receipt in Japanese: %v", p)
 	}
 }
