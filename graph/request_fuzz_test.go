@@ -10,9 +10,6 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
-	"github.com/99designs/gqlgen/graphql/handler/lru"
-	"github.com/99designs/gqlgen/graphql/handler/transport"
-	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/consentgraph/consentgraph/graph"
 	"github.com/consentgraph/consentgraph/internal/fuzzcorpus"
@@ -39,20 +36,8 @@ func requestLimits(t *testing.T) http.Handler {
 		Complexity: graph.Costs(),
 		Directives: graph.Directives(func(context.Context, string) error { return nil }),
 	}))
-	srv.AddTransport(transport.GET{})
-	srv.AddTransport(transport.POST{})
-	queries := lru.New[*ast.QueryDocument](100)
-	srv.SetQueryCache(queries)
-	srv.SetParserTokenLimit(parserTokens)
-	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](100)})
-	srv.Use(graph.FieldCap{Max: maxFields, Tokens: parserTokens, Cached: func(ctx context.Context, q string) bool {
-		_, ok := queries.Get(ctx, q)
-		return ok
-	}})
-	srv.Use(graph.NoIntrospection{})
-	srv.SetDisableSuggestion(true)
-	srv.Use(&extension.ComplexityLimit{Func: graph.ComplexityFor(maxComplexity, nil)})
-	srv.Use(graph.DepthLimit{Max: maxDepth})
+	graph.UseRequestLimits(srv, graph.RequestLimits{MaxFields: maxFields, MaxDepth: maxDepth,
+		MaxComplexity: maxComplexity, ParserTokens: parserTokens, CacheSize: 100})
 	srv.AroundOperations(func(ctx context.Context, _ graphql.OperationHandler) graphql.ResponseHandler {
 		oc := graphql.GetOperationContext(ctx)
 		if n := graph.CountFields(oc.Doc, maxFields); n > maxFields {

@@ -14,9 +14,6 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler"
-	"github.com/99designs/gqlgen/graphql/handler/extension"
-	"github.com/99designs/gqlgen/graphql/handler/lru"
-	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/rs/cors"
 	"github.com/vektah/gqlparser/v2/ast"
 
@@ -92,36 +89,8 @@ func (a *App) graphqlHandler() http.Handler {
 			return a.Audit.Append(ctx, auth.From(ctx).Actor(), "admin_read_pii", subject, "")
 		}),
 	}))
-	srv.AddTransport(transport.GET{})
-	srv.AddTransport(transport.POST{})
-	queries := lru.New[*ast.QueryDocument](1000)
-	srv.SetQueryCache(queries)
-	srv.SetParserTokenLimit(parserTokens)
-	// Automatic persisted queries: a client may send only the query's SHA-256
-	// (also with GET, so browsers and CDNs can cache anonymous queries).
-	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
-	// After APQ, which may have filled in the query; before validation.
-	// In --dev, introspection-only operations are measured by their own
-	// rule, so schema tools' standard query passes the data limits.
-	var introspection *graph.IntrospectionRule
-	if a.cfg.Dev {
-		introspection = graph.DevIntrospection
-	}
-	srv.Use(graph.FieldCap{Max: a.cfg.MaxFields, Tokens: parserTokens, Introspection: introspection,
-		Cached: func(ctx context.Context, q string) bool {
-			_, ok := queries.Get(ctx, q)
-			return ok
-		}})
-	if a.cfg.Dev {
-		srv.Use(extension.Introspection{})
-	} else {
-		srv.Use(graph.NoIntrospection{})
-	}
-	srv.SetDisableSuggestion(!a.cfg.Dev)
-	// The cost model is graph.Costs; budgets per caller are charged by the
-	// costGuard below.
-	srv.Use(&extension.ComplexityLimit{Func: graph.ComplexityFor(a.cfg.MaxComplexity, introspection)})
-	srv.Use(graph.DepthLimit{Max: a.cfg.MaxDepth, Introspection: introspection})
+	graph.UseRequestLimits(srv, graph.RequestLimits{MaxFields: a.cfg.MaxFields, MaxDepth: a.cfg.MaxDepth,
+		MaxComplexity: a.cfg.MaxComplexity, ParserTokens: parserTokens, CacheSize: 1000, Dev: a.cfg.Dev})
 	srv.Use(a.Metrics.GraphQL())
 	if a.tracer != nil { // OpenTelemetry: operation and resolver spans
 		srv.Use(telemetry.GraphQL{Tracer: a.tracer})
