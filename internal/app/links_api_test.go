@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/consentgraph/consentgraph/internal/config"
 	"github.com/consentgraph/consentgraph/internal/mail/mailpittest"
 	"github.com/consentgraph/consentgraph/internal/outbox"
+	"github.com/consentgraph/consentgraph/internal/providerfakes"
 )
 
 type linkView struct {
@@ -181,7 +183,8 @@ processors:
 // collectors, their messages and recipients, as documented for API v3) to
 // the contacts fake.
 type surveyMonkeyInvites struct {
-	*fakeSurveyMonkey
+	*providerfakes.SurveyMonkey
+	mu         sync.Mutex
 	recipients map[string]string // contact id → recipient id
 	// unnamed makes the collector nameless, so the item gets the
 	// processor's own title.
@@ -190,7 +193,7 @@ type surveyMonkeyInvites struct {
 
 func (f *surveyMonkeyInvites) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !strings.HasPrefix(r.URL.Path, "/v3/collectors/") {
-		f.fakeSurveyMonkey.ServeHTTP(w, r)
+		f.SurveyMonkey.ServeHTTP(w, r)
 		return
 	}
 	f.mu.Lock()
@@ -208,7 +211,7 @@ func (f *surveyMonkeyInvites) ServeHTTP(w http.ResponseWriter, r *http.Request) 
 		_ = json.NewDecoder(r.Body).Decode(&body)
 		out := map[string][]map[string]string{"succeeded": {}, "existing": {}, "invalid": {}, "duplicate": {}}
 		for _, cid := range body.ContactIDs {
-			if _, ok := f.contacts[cid]; !ok {
+			if !f.Has(cid) {
 				out["invalid"] = append(out["invalid"], map[string]string{"id": cid})
 				continue
 			}
@@ -237,7 +240,7 @@ func (f *surveyMonkeyInvites) ServeHTTP(w http.ResponseWriter, r *http.Request) 
 
 // SurveyMonkey reports the user's survey invitation as an item.
 func TestProcessorLinksSurveyMonkeyInvitation(t *testing.T) {
-	fake := &surveyMonkeyInvites{fakeSurveyMonkey: &fakeSurveyMonkey{contacts: map[string]map[string]any{}}, recipients: map[string]string{}}
+	fake := &surveyMonkeyInvites{SurveyMonkey: providerfakes.NewSurveyMonkey("tok", "CL"), recipients: map[string]string{}}
 	srv := httptest.NewServer(fake)
 	defer srv.Close()
 	s := startWithProcessors(t, fmt.Sprintf(`
@@ -276,7 +279,7 @@ processors:
 // per-language settings from the config file shape its mail.
 func TestProcessorLinkTitlesFollowTheLanguage(t *testing.T) {
 	mp := mailpittest.Start(t)
-	fake := &surveyMonkeyInvites{fakeSurveyMonkey: &fakeSurveyMonkey{contacts: map[string]map[string]any{}}, recipients: map[string]string{}, unnamed: true}
+	fake := &surveyMonkeyInvites{SurveyMonkey: providerfakes.NewSurveyMonkey("tok", "CL"), recipients: map[string]string{}, unnamed: true}
 	srv := httptest.NewServer(fake)
 	defer srv.Close()
 	s := startWithProcessors(t, fmt.Sprintf(`

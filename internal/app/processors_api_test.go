@@ -29,6 +29,7 @@ import (
 	"github.com/consentgraph/consentgraph/internal/config"
 	"github.com/consentgraph/consentgraph/internal/mail/mailpittest"
 	"github.com/consentgraph/consentgraph/internal/outbox"
+	"github.com/consentgraph/consentgraph/internal/providerfakes"
 	"github.com/consentgraph/consentgraph/internal/store/storetest"
 	"github.com/consentgraph/consentgraph/plugins"
 	"github.com/consentgraph/consentgraph/plugins/example"
@@ -432,48 +433,8 @@ processors:
 	}
 }
 
-// fakeSurveyMonkey follows the contacts API documentation.
-type fakeSurveyMonkey struct {
-	mu       sync.Mutex
-	contacts map[string]map[string]any
-	next     int
-}
-
-func (f *fakeSurveyMonkey) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if r.Header.Get("Authorization") != "Bearer tok" {
-		w.WriteHeader(http.StatusUnauthorized)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	switch {
-	case r.Method == http.MethodPost && r.URL.Path == "/v3/contact_lists/CL/contacts":
-		var body map[string]any
-		_ = json.NewDecoder(r.Body).Decode(&body)
-		f.next++
-		id := fmt.Sprint(1000 + f.next)
-		body["id"] = id
-		f.contacts[id] = body
-		w.WriteHeader(http.StatusCreated)
-		_ = json.NewEncoder(w).Encode(body)
-	case strings.HasPrefix(r.URL.Path, "/v3/contacts/"):
-		id := strings.TrimPrefix(r.URL.Path, "/v3/contacts/")
-		if _, ok := f.contacts[id]; !ok {
-			w.WriteHeader(http.StatusNotFound)
-			return
-		}
-		if r.Method == http.MethodDelete {
-			delete(f.contacts, id)
-		}
-		_ = json.NewEncoder(w).Encode(map[string]any{"id": id})
-	default:
-		w.WriteHeader(http.StatusNotFound)
-	}
-}
-
 func TestSurveyMonkeyContacts(t *testing.T) {
-	fake := &fakeSurveyMonkey{contacts: map[string]map[string]any{}}
+	fake := providerfakes.NewSurveyMonkey("tok", "CL")
 	srv := httptest.NewServer(fake)
 	defer srv.Close()
 	s := startWithProcessors(t, fmt.Sprintf(`
@@ -490,30 +451,25 @@ processors:
 	drain(t, s, d, 10*time.Second)
 	// The address is not verified yet: no processor receives it, so the
 	// delivery waits.
-	fake.mu.Lock()
-	waiting := len(fake.contacts)
-	fake.mu.Unlock()
+	waiting := len(fake.Contacts())
 	if waiting != 0 || len(items(t, s, outbox.Waiting)) != 1 {
 		t.Fatalf("before verification: %d contacts, %d waiting items; want 0 and 1", waiting, len(items(t, s, outbox.Waiting)))
 	}
 	verifyMailed(t, s, "sm_eve@example.org")
 	drain(t, s, d, 10*time.Second)
-	fake.mu.Lock()
-	if len(fake.contacts) != 1 {
-		t.Fatalf("contacts %v", fake.contacts)
+	contacts := fake.Contacts()
+	if len(contacts) != 1 {
+		t.Fatalf("contacts %v", contacts)
 	}
-	for _, ct := range fake.contacts {
+	for _, ct := range contacts {
 		if ct["email"] != "sm_eve@example.org" || fmt.Sprint(ct["custom_fields"]) != "map[2:DE]" {
 			t.Errorf("contact %v: want the email and the country only", ct)
 		}
 	}
-	fake.mu.Unlock()
 	changeConsent(t, c, false, "surveys")
 	drain(t, s, d, 10*time.Second)
-	fake.mu.Lock()
-	defer fake.mu.Unlock()
-	if len(fake.contacts) != 0 {
-		t.Errorf("contact not deleted: %v", fake.contacts)
+	if left := fake.Contacts(); len(left) != 0 {
+		t.Errorf("contact not deleted: %v", left)
 	}
 }
 
