@@ -8,14 +8,14 @@ package web
 import (
 	"embed"
 	"encoding/json"
-	"fmt"
 	"io/fs"
 	"net/http"
 	"path"
-	"sort"
 	"strings"
+	"sync"
 
 	"github.com/consentgraph/consentgraph/internal/httpsec"
+	"github.com/consentgraph/consentgraph/internal/i18n"
 )
 
 //go:embed static
@@ -77,43 +77,39 @@ type Language struct {
 	Name string `json:"name"`
 }
 
-// Languages lists the catalogues under static/locales, sorted by tag. It is
-// read from the files themselves, so adding a language is adding its file.
+// Texts is the message catalogues under static/locales, loaded and
+// validated once per process (internal/i18n): the server's texts and the
+// pages' language index both come from it.
+var Texts = sync.OnceValues(func() (*i18n.Bundle, error) { return i18n.Load(Locales()) })
+
+// Languages lists the catalogues, English first. It is read from the files
+// themselves, so adding a language is adding its file.
 func Languages() ([]Language, error) {
-	entries, err := fs.ReadDir(Locales(), ".")
+	b, err := Texts()
 	if err != nil {
-		return nil, fmt.Errorf("read locales: %w", err)
+		return nil, err
 	}
 	var out []Language
-	for _, e := range entries {
-		name := e.Name()
-		if e.IsDir() || !strings.HasSuffix(name, ".json") || name == "index.json" {
-			continue
-		}
-		b, err := fs.ReadFile(Locales(), name)
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", name, err)
-		}
-		var meta struct {
-			Tag  string `json:"_meta.tag"`
-			Name string `json:"_meta.name"`
-		}
-		if err := json.Unmarshal(b, &meta); err != nil {
-			return nil, fmt.Errorf("locale %s: %w", name, err)
-		}
-		if meta.Tag != strings.TrimSuffix(name, ".json") || meta.Name == "" {
-			return nil, fmt.Errorf("locale %s: _meta.tag %q and _meta.name %q must name the file's language", name, meta.Tag, meta.Name)
-		}
-		out = append(out, Language{Tag: meta.Tag, Name: meta.Name})
+	for _, tag := range b.Languages() {
+		out = append(out, Language{Tag: tag, Name: b.Name(tag)})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Tag < out[j].Tag })
 	return out, nil
 }
+
+// localeIndex is the body of /locales/index.json, encoded once: the
+// embedded catalogues never change while the process runs.
+var localeIndex = sync.OnceValues(func() ([]byte, error) {
+	langs, err := Languages()
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(langs)
+})
 
 // serveLocaleIndex is GET /locales/index.json: the languages the pages can
 // offer, computed from the embedded catalogues.
 func serveLocaleIndex(w http.ResponseWriter, _ *http.Request) {
-	langs, err := Languages()
+	body, err := localeIndex()
 	if err != nil {
 		http.Error(w, "locales unreadable", http.StatusInternalServerError)
 		return
@@ -122,7 +118,7 @@ func serveLocaleIndex(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	_ = json.NewEncoder(w).Encode(langs)
+	_, _ = w.Write(body)
 }
 
 func page(root fs.FS, name string) http.Handler {

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/goccy/go-yaml"
 
@@ -66,9 +65,10 @@ type File struct {
 	Texts *i18n.Bundle
 }
 
-// texts loads the catalogues embedded in the binary once; a broken one is
-// an error of every LoadFile, so the server refuses to start.
-var texts = sync.OnceValues(func() (*i18n.Bundle, error) { return i18n.Load(web.Locales()) })
+// texts are the catalogues embedded in the binary, loaded once (the same
+// bundle as the pages' language index); a broken one is an error of every
+// LoadFile, so the server refuses to start.
+var texts = web.Texts
 
 // fileSections parses each known top-level key. Adding a section (e.g.
 // "processors") means adding an entry here and a field to File.
