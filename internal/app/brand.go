@@ -21,13 +21,6 @@ func (a *App) serveBrandCSS(w http.ResponseWriter, _ *http.Request) {
 	h := w.Header()
 	h.Set("Content-Type", "text/css; charset=utf-8")
 	h.Set("Cache-Control", "no-cache")
-	_, _ = fmt.Fprintf(w, "/* branding.accentColor from the --config file */\n:root {\n  --brand: %s;\n  --brand-dark: %s;\n}\n%s",
-		b.AccentColor, b.DarkerAccent(), brandRules)
+	_, _ = fmt.Fprintf(w, "/* branding.accentColor from the --config file */\n:root {\n  --brand: %s;\n  --brand-dark: %s;\n}\n",
+		b.AccentColor, b.DarkerAccent())
 }
-
-// brandRules style the places brand.js fills (the logo, the controller
-// line); they live here, next to the colours, so app.css needs no change.
-const brandRules = `.brand-logo { display: block; height: 28px; width: auto; max-width: 160px; object-fit: contain; }
-.brand-logo[hidden], .brand.has-logo .logo { display: none; }
-.brand-note { margin: 0 0 0.75rem; }
-`
