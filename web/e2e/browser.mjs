@@ -482,7 +482,7 @@ async function privacyCenterEnd({ page, username }, L) {
   if (adminToken && expectNewsletter) {
     L.step = 'a policy change is said at the top of the page';
     const pub = await api('mutation($v: String!) { publishPolicy(version: $v, url: "https://example.org/privacy-v2", reconsent: ["newsletter"]) { version } }',
-      { v: `v2-${Date.now().toString(36)}` }, adminToken);
+      { v: `v2-${L.lang}-${Date.now().toString(36)}` }, adminToken);
     expect(!pub.errors, `publishPolicy: ${JSON.stringify(pub.errors)}`);
     await page.reload();
     const notice = page.locator('#policy-notice');
