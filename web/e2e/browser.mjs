@@ -1043,7 +1043,7 @@ async function languageWalk(browser, lang) {
   where = 'grant a purpose: receipt, history and dates in the language';
   await page.focus('#purpose-surveys-switch');
   await page.keyboard.press('Space');
-  await page.locator('#receipt-summary').filter({ hasText: T['server.purpose.surveys.name'] }).waitFor();
+  await page.locator('#receipt-summary').filter({ hasText: T['server.purpose.surveys.name'] }).waitFor({ timeout: 40000 });
   await page.locator('.history-table tbody tr').first().waitFor();
   const first = await page.evaluate(async () => (await (await fetch('/graphql', { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-Test': '1' },
     body: JSON.stringify({ query: '{ me { consentHistory(first: 1) { edges { node { at } } } } }' }) })).json()).data.me.consentHistory.edges[0].node.at);
@@ -1087,7 +1087,7 @@ async function languageWalk(browser, lang) {
   await page.locator('#purpose-surveys-switch').waitFor();
   await page.focus('#purpose-surveys-switch');
   await page.keyboard.press('Space');
-  await page.locator('#receipt-summary').filter({ hasText: T['server.purpose.surveys.name'] }).waitFor();
+  await page.locator('#receipt-summary').filter({ hasText: T['server.purpose.surveys.name'] }).waitFor({ timeout: 40000 });
   await page.click('#receipt-verify');
   await page.locator('#receipt-check.good').waitFor();
   const valid = await text(page, '#receipt-check');
