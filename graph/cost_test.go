@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/99designs/gqlgen/codegen/templates"
 	"github.com/99designs/gqlgen/complexity"
 	"github.com/vektah/gqlparser/v2"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -27,10 +26,10 @@ func needsCost(t *testing.T, s *ast.Schema) []string {
 		m := root.Method(i) // Query() QueryResolver …
 		iface := m.Type.Out(0)
 		for j := range iface.NumMethod() {
-			resolverFields[m.Name+"."+iface.Method(j).Name] = true
+			resolverFields[m.Name+"."+goName(iface.Method(j).Name)] = true
 		}
 	}
-	if !resolverFields["User.ConsentHistory"] || !resolverFields["Query.ExportMyData"] {
+	if !resolverFields["User."+goName("consentHistory")] || !resolverFields["Query."+goName("exportMyData")] {
 		t.Fatalf("resolver interfaces not found by reflection: %v", resolverFields)
 	}
 	var out []string
@@ -43,12 +42,19 @@ func needsCost(t *testing.T, s *ast.Schema) []string {
 			if strings.HasPrefix(f.Name, "__") {
 				continue
 			}
-			if isRoot || len(f.Arguments) > 0 || resolverFields[def.Name+"."+templates.ToGo(f.Name)] {
+			if isRoot || len(f.Arguments) > 0 || resolverFields[def.Name+"."+goName(f.Name)] {
 				out = append(out, def.Name+"."+f.Name)
 			}
 		}
 	}
 	return out
+}
+
+// goName is a GraphQL or Go field name reduced to what gqlgen keeps when it
+// names the Go side (Type.consentHistory is ConsentHistory, Partner.apiKey
+// APIKey): lower case, without underscores.
+func goName(name string) string {
+	return strings.ToLower(strings.ReplaceAll(name, "_", ""))
 }
 
 // hasCost reports whether graph.Costs sets the complexity function of
@@ -60,7 +66,7 @@ func hasCost(costs reflect.Value, key string) (set, exists bool) {
 	if !typ.IsValid() {
 		return false, false
 	}
-	fn := typ.FieldByName(templates.ToGo(field))
+	fn := typ.FieldByNameFunc(func(name string) bool { return goName(name) == goName(field) })
 	if !fn.IsValid() {
 		return false, false
 	}
