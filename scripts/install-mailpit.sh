@@ -9,12 +9,15 @@
 #   2. mailpit on $PATH
 #   3. the cache (the same one mailpittest.Binary uses and fills):
 #      ${CONSENTGRAPH_CACHE_DIR:-${XDG_CACHE_HOME:-~/.cache}/consentgraph}/mailpit/VERSION/mailpit
-# and otherwise builds it there with `go install MODULE@VERSION` from a
-# temporary directory (the project's go.mod is never touched).
+# and otherwise builds it there. Mailpit is a tool of this module (go.mod's
+# `tool` block), so it builds at the version go.mod pins, checked against
+# go.sum, with the dependencies it shares with the server (SQLite, x/net, …)
+# compiled once for both.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
-VERSION="v1.27.11" # keep in sync with mailpittest.Version
 MODULE="github.com/axllent/mailpit"
+VERSION="$(go list -m -f '{{.Version}}' "${MODULE}")" # mailpittest.Version must agree (a test checks)
 
 if [ -n "${MAILPIT_BIN:-}" ]; then
 	if [ ! -x "${MAILPIT_BIN}" ]; then
@@ -52,10 +55,7 @@ mkdir -p "${cache}"
 tmp="$(mktemp -d)"
 trap 'rm -rf "${tmp}"' EXIT
 start=$(date +%s)
-(
-	cd "${tmp}"
-	GOBIN="${tmp}/bin" GOFLAGS="-mod=mod ${GOFLAGS:-}" GOWORK=off go install "${MODULE}@${VERSION}"
-)
+GOWORK=off go build -o "${tmp}/bin/mailpit" "${MODULE}"
 got="$(built_version "${tmp}/bin/mailpit")"
 if [ "${got}" != "${VERSION}" ]; then
 	echo "built mailpit but it reports module version '${got}', want ${VERSION}" >&2

@@ -13,8 +13,9 @@ import (
 	"time"
 )
 
-// Version is the Mailpit release the tests are written against; it is what
-// Binary installs and what scripts/install-mailpit.sh installs.
+// Version is the Mailpit release the tests are written against: the version
+// go.mod's tool block pins (a test checks they agree), which Binary and
+// scripts/install-mailpit.sh build.
 const Version = "v1.27.11"
 
 const module = "github.com/axllent/mailpit"
@@ -34,8 +35,8 @@ var (
 //     keyed by version: $CONSENTGRAPH_CACHE_DIR, else the user cache
 //     directory's consentgraph (~/.cache/consentgraph), then
 //     mailpit/Version/mailpit, if it was built from module version Version,
-//  4. otherwise `go install github.com/axllent/mailpit@Version` into that
-//     directory, run from a temporary directory so no go.mod is touched and
+//  4. otherwise `go build github.com/axllent/mailpit` (a tool of this
+//     module, so at the version go.mod pins) into that directory,
 //     serialised with a file lock so parallel test binaries build it once.
 //
 // The result is cached for the life of the process.
@@ -107,11 +108,11 @@ func findOrInstall() (string, error) {
 	if isExecutable(target) == nil && moduleVersion(target) == Version {
 		return target, nil
 	}
-	if err := goInstall(dir); err != nil {
+	if err := goBuild(target); err != nil {
 		return "", err
 	}
 	if err := isExecutable(target); err != nil {
-		return "", fmt.Errorf("go install reported success but: %w", err)
+		return "", fmt.Errorf("go build reported success but: %w", err)
 	}
 	return target, nil
 }
@@ -130,29 +131,23 @@ func cacheDir() (string, error) {
 	return filepath.Join(base, "mailpit", Version), nil
 }
 
-func goInstall(goBin string) error {
-	tmp, err := os.MkdirTemp("", "mailpit-install-*")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp)
-
+// goBuild builds Mailpit into target from this module (the test's working
+// directory is inside it), sharing its compiled dependencies.
+func goBuild(target string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "install", module+"@"+Version)
-	// Outside any module: the project's go.mod and go.sum stay untouched.
-	cmd.Dir = tmp
-	cmd.Env = append(os.Environ(), "GOBIN="+goBin, "GOFLAGS=-mod=mod", "GOWORK=off")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", target, module)
+	cmd.Env = append(os.Environ(), "GOWORK=off")
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out
 	start := time.Now()
-	fmt.Fprintf(os.Stderr, "mailpittest: installing %s@%s into %s (run scripts/install-mailpit.sh to do this ahead of time)\n",
-		module, Version, goBin)
+	fmt.Fprintf(os.Stderr, "mailpittest: building %s into %s (run scripts/install-mailpit.sh to do this ahead of time)\n",
+		module, target)
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("go install %s@%s failed after %s: %w\n%s", module, Version,
+		return fmt.Errorf("go build %s failed after %s: %w\n%s", module,
 			time.Since(start).Round(time.Second), err, out.String())
 	}
-	fmt.Fprintf(os.Stderr, "mailpittest: installed mailpit in %s\n", time.Since(start).Round(time.Second))
+	fmt.Fprintf(os.Stderr, "mailpittest: built mailpit in %s\n", time.Since(start).Round(time.Second))
 	return nil
 }
