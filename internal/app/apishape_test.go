@@ -15,7 +15,7 @@ import (
 // either order.
 func TestBudgetFieldsAgreeInOneResponse(t *testing.T) {
 	t.Parallel()
-	s, admin := partnerAdmin(t)
+	s, admin := apptest.StartWithAdmin(t)
 	_, pc := createPartner(t, s, admin, 10, 30)
 	for _, q := range []string{
 		`{ partnerMe { budgetRemaining } demographics(groupBy: [COUNTRY], epsilon: 1) { budgetRemaining } }`,
@@ -73,7 +73,7 @@ func TestBudgetFieldsAgreeInOneResponse(t *testing.T) {
 // TestAuditLogPageInfo: the audit log pages with the common PageInfo.
 func TestAuditLogPageInfo(t *testing.T) {
 	t.Parallel()
-	_, admin := partnerAdmin(t)
+	_, admin := apptest.StartWithAdmin(t)
 	for range 2 { // two audited actions: two entries, two pages
 		if r := admin.Do(t, `mutation { rotateSigningKey }`, nil); r.Code() != "" {
 			t.Fatalf("rotateSigningKey: %s", r.Code())
@@ -108,7 +108,7 @@ func TestAuditLogPageInfo(t *testing.T) {
 // common PageInfo and totalCount, and refuses pages out of range.
 func TestPartnersArePaged(t *testing.T) {
 	t.Parallel()
-	s, admin := partnerAdmin(t)
+	s, admin := apptest.StartWithAdmin(t)
 	for range 3 {
 		createPartner(t, s, admin, 1, 30)
 	}

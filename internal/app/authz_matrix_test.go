@@ -194,7 +194,7 @@ func TestAuthorizationMatrixCoversTheSchema(t *testing.T) {
 
 func TestAuthorizationMatrix(t *testing.T) {
 	t.Parallel()
-	s, adminClient := partnerAdmin(t)
+	s, adminClient := apptest.StartWithAdmin(t)
 	ops := schemaOperations(t)
 	register := func(prefix string) (*apptest.Client, string, string) {
 		name := uniq(prefix)

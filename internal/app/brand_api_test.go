@@ -5,8 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -29,15 +27,6 @@ branding:
   policyUrl: https://example.org/privacy
 `
 
-func writeConfig(t *testing.T, content string) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "consentgraph.yaml")
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 type operatorAnswer struct {
 	Operator struct {
 		Name        string
@@ -57,7 +46,7 @@ const operatorQuery = `{ operator { name logoUrl accentColor policyUrl controlle
 // Anyone may ask who runs the service, over plain HTTP and without signing
 // in; what the file leaves out is null.
 func TestOperatorOverHTTP(t *testing.T) {
-	s := apptest.Start(t, func(c *config.Config) { c.ConfigFile = writeConfig(t, brandedConfig) })
+	s := apptest.Start(t, func(c *config.Config) { c.ConfigFile = apptest.WriteConfig(t, brandedConfig) })
 	var got operatorAnswer
 	s.Client().Do(t, operatorQuery, nil).Decode(t, &got)
 	o := got.Operator
@@ -86,7 +75,7 @@ func TestOperatorOverHTTP(t *testing.T) {
 // The accent reaches the pages through /brand.css, and the page CSP allows
 // the logo's origin for images, and nothing else more.
 func TestBrandStylesheetAndLogoCSP(t *testing.T) {
-	s := apptest.Start(t, func(c *config.Config) { c.ConfigFile = writeConfig(t, brandedConfig) })
+	s := apptest.Start(t, func(c *config.Config) { c.ConfigFile = apptest.WriteConfig(t, brandedConfig) })
 	get := func(path string) (*http.Response, string) {
 		t.Helper()
 		res, err := http.Get(s.URL + path)
@@ -130,7 +119,7 @@ func TestBrandStylesheetAndLogoCSP(t *testing.T) {
 // and what is needed.
 func TestLowContrastAccentRefusesToStart(t *testing.T) {
 	cfg := apptest.Config(t)
-	cfg.ConfigFile = writeConfig(t, "branding:\n  accentColor: \"#ffcc00\"\n")
+	cfg.ConfigFile = apptest.WriteConfig(t, "branding:\n  accentColor: \"#ffcc00\"\n")
 	a, err := app.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	if err == nil {
 		_ = a.Close(context.Background())
@@ -142,7 +131,7 @@ func TestLowContrastAccentRefusesToStart(t *testing.T) {
 	}
 	// A sufficient accent starts.
 	cfg = apptest.Config(t)
-	cfg.ConfigFile = writeConfig(t, "branding:\n  accentColor: \"#d14900\"\n") // 4.50:1
+	cfg.ConfigFile = apptest.WriteConfig(t, "branding:\n  accentColor: \"#d14900\"\n") // 4.50:1
 	if a, err := app.New(context.Background(), cfg, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatalf("an accent of 4.50:1 was refused: %v", err)
 	} else {

@@ -138,7 +138,7 @@ func TestAccountCostBudget(t *testing.T) {
 
 // Partner keys have a budget per key.
 func TestPartnerCostBudget(t *testing.T) {
-	s, admin := partnerAdmin(t, costLimited(1200, 2400, 100_000, 100))
+	s, admin := apptest.StartWithAdmin(t, costLimited(1200, 2400, 100_000, 100))
 	_, p1 := createPartner(t, s, admin, 10, 30)
 	_, p2 := createPartner(t, s, admin, 10, 30)
 	n, r := untilLimited(t, p1, partnerMeQuery, 300)

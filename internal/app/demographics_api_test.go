@@ -233,7 +233,7 @@ type reportView struct {
 func TestDemographicsThresholdAndWithdrawalOverAPI(t *testing.T) {
 	t.Parallel()
 	const k = 3
-	s, admin := partnerAdmin(t, func(c *config.Config) { c.DemographicsK = k; c.DemographicsMaxEpsilon = 10 })
+	s, admin := apptest.StartWithAdmin(t, func(c *config.Config) { c.DemographicsK = k; c.DemographicsMaxEpsilon = 10 })
 	_, pc := createPartner(t, s, admin, 100, 30)
 	var people []*person
 	add := func(prefix string, n int, profile map[string]any) []*person {
@@ -318,7 +318,7 @@ func TestDemographicsThresholdAndWithdrawalOverAPI(t *testing.T) {
 // the drift.
 func TestReconcileDemographicsRepairsACorruptedCell(t *testing.T) {
 	t.Parallel()
-	s, admin := partnerAdmin(t)
+	s, admin := apptest.StartWithAdmin(t)
 	var people []*person
 	for i := range 4 {
 		people = append(people, signUp(t, s, fmt.Sprintf("r-%d", i), map[string]any{"country": "DE", "birthYear": 1980 + i%2}))
@@ -366,7 +366,7 @@ func TestReconcileDemographicsRepairsACorruptedCell(t *testing.T) {
 // smaller group would simply never be shown.)
 func TestRepeatedSmallEpsilonQueriesDoNotRevealTheCount(t *testing.T) {
 	t.Parallel()
-	s, admin := partnerAdmin(t)
+	s, admin := apptest.StartWithAdmin(t)
 	const budget, eps, n = 0.5, 0.01, 10_000
 	_, pc := createPartner(t, s, admin, budget, 30)
 	ctx := context.Background()

@@ -32,7 +32,7 @@ func introspect(t *testing.T, base string) (string, error) {
 	if err != nil {
 		t.Fatalf("node is not installed (it runs graphql-js): %v; run ./scripts/test.sh, which installs what is missing", err)
 	}
-	root := repoRoot(t)
+	root := apptest.RepoRoot(t)
 	if _, err := os.Stat(filepath.Join(root, "web", "e2e", "node_modules", "graphql")); err != nil {
 		t.Fatalf("the graphql npm package is not installed: %v; run ./scripts/test.sh (npm ci in web/e2e)", err)
 	}
@@ -175,30 +175,6 @@ func TestDevGraphiQLAndSchemaOnlyInDev(t *testing.T) {
 	for _, p := range []string{"/schema.graphql", "/_dev/explorer.js", "/_dev/graphiql/graphiql.js"} {
 		if r, _ := get(off.URL+p, ""); r.StatusCode != http.StatusNotFound {
 			t.Errorf("outside --dev %s: %d; want 404", p, r.StatusCode)
-		}
-	}
-}
-
-// TestBrowserGraphiQL opens GraphiQL in headless chromium
-// (web/e2e/graphiql.mjs): it renders, runs { policy purposes } and shows
-// the server's purposes, builds its docs from introspection, starts its
-// editor workers from this origin, with no CSP violation or console error;
-// outside --dev the same URL is not GraphiQL.
-func TestBrowserGraphiQL(t *testing.T) {
-	t.Parallel() // its own server and browser
-	root, node, chromium := browserTools(t)
-	if !web.HasGraphiQL() {
-		t.Fatal("this build has no GraphiQL assets: run scripts/build-graphiql.sh (scripts/test.sh does)")
-	}
-	s := apptest.Start(t, devMode)
-	off := apptest.Start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	out := filepath.Join(root, "test-output")
-	runBrowserScript(t, ctx, node, root, chromium, "graphiql.mjs", []string{"BASE_URL=" + s.URL, "OFF_URL=" + off.URL}, "graphiql: ok")
-	for _, name := range []string{"graphiql-result", "graphiql-docs"} {
-		if fi, err := os.Stat(filepath.Join(out, name+".png")); err != nil || fi.Size() == 0 {
-			t.Errorf("screenshot %s.png missing: %v", name, err)
 		}
 	}
 }

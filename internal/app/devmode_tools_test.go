@@ -82,7 +82,7 @@ func TestDevSchemaTools(t *testing.T) {
 	if err != nil {
 		t.Fatalf("node is not installed: %v; run ./scripts/test.sh, which installs what is missing", err)
 	}
-	e2e := filepath.Join(repoRoot(t), "web", "e2e")
+	e2e := filepath.Join(apptest.RepoRoot(t), "web", "e2e")
 	for _, tool := range schemaTools {
 		if _, err := os.Stat(filepath.Join(e2e, "node_modules", tool.script)); err != nil {
 			t.Fatalf("%s is not installed: %v; run ./scripts/test.sh (npm ci in web/e2e)", tool.name, err)

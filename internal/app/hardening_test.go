@@ -205,7 +205,7 @@ func TestFailedLoginsBackOffWithoutLockingOut(t *testing.T) {
 }
 
 func TestPartnerKeysHaveTheirOwnRate(t *testing.T) {
-	s, admin := partnerAdmin(t, limited(1000, 1000, 10)) // burst 5
+	s, admin := apptest.StartWithAdmin(t, limited(1000, 1000, 10)) // burst 5
 	_, partner := createPartner(t, s, admin, 3, 30)
 	for i := range 5 {
 		if r := partner.Do(t, partnerMeQuery, nil); len(r.Errors) > 0 {

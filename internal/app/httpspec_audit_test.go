@@ -29,7 +29,7 @@ func runAudit(t *testing.T, s *apptest.Server) []auditResult {
 	if err != nil {
 		t.Fatalf("node is not installed: %v; run ./scripts/test.sh", err)
 	}
-	root := repoRoot(t)
+	root := apptest.RepoRoot(t)
 	if _, err := os.Stat(filepath.Join(root, "web", "e2e", "node_modules", "graphql-http")); err != nil {
 		t.Fatalf("graphql-http is not installed: %v; run ./scripts/test.sh (npm ci in web/e2e)", err)
 	}

@@ -10,7 +10,7 @@ import (
 
 func TestInputLimitsReachNoResolver(t *testing.T) {
 	t.Parallel()
-	s, admin := partnerAdmin(t)
+	s, admin := apptest.StartWithAdmin(t)
 	anon := s.Client()
 	cases := []struct {
 		name  string

@@ -109,7 +109,7 @@ func TestSessionCacheHonoursRevocationWithinASecond(t *testing.T) {
 }
 
 func TestEpsilonSpentPerPartnerMetric(t *testing.T) {
-	s, admin := partnerAdmin(t)
+	s, admin := apptest.StartWithAdmin(t)
 	p, pc := createPartner(t, s, admin, 3, 30)
 	if r := pc.Do(t, `{ demographics(groupBy: [COUNTRY], epsilon: 0.5) { epsilon } }`, nil); len(r.Errors) > 0 {
 		t.Fatal(string(r.Raw))
@@ -124,7 +124,7 @@ func TestEpsilonSpentPerPartnerMetric(t *testing.T) {
 // has a field that reads the store on its own, so no dataloader is needed;
 // this test is what tells a future field that it needs one.
 func TestListsCostNoReadPerElement(t *testing.T) {
-	s, admin := partnerAdmin(t)
+	s, admin := apptest.StartWithAdmin(t)
 	u := s.Register(t, "lister")
 	const userQ = `{ me { consents { purpose { id processors { name } } granted notes }
 		consentHistory(first: 50) { edges { node { sequence purpose } } }

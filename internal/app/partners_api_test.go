@@ -10,23 +10,11 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/consentgraph/consentgraph/internal/app/apptest"
-	"github.com/consentgraph/consentgraph/internal/config"
 	"github.com/consentgraph/consentgraph/internal/store/storetest"
 )
 
 // partnerAdmin starts a server with a configured admin and returns it with
 // a signed-in admin client.
-func partnerAdmin(t *testing.T, opts ...apptest.Option) (*apptest.Server, *apptest.Client) {
-	t.Helper()
-	opts = append(opts, func(c *config.Config) { c.AdminUsername, c.AdminPassword = "partner-admin", "partner admin password" })
-	s := apptest.Start(t, opts...)
-	c := s.Client()
-	var out struct{ Login struct{ Token string } }
-	c.Do(t, `mutation { login(username: "partner-admin", password: "partner admin password") { token } }`, nil).Decode(t, &out)
-	c.Token = out.Login.Token
-	return s, c
-}
-
 type partnerView struct {
 	ID               string
 	Name             string
@@ -68,7 +56,7 @@ const partnerMeQuery = `{ partnerMe { name budgetRemaining budgetResetsAt } }`
 
 func TestCreatePartnerShowsTheKeyOnce(t *testing.T) {
 	t.Parallel()
-	s, admin := partnerAdmin(t)
+	s, admin := apptest.StartWithAdmin(t)
 	p, pc := createPartner(t, s, admin, 3, 30)
 	if !strings.HasPrefix(pc.Token, "cgp_") || p.Name != "Acme Research" || p.EpsilonBudget != 3 || p.BudgetPeriodDays != 30 || p.BudgetRemaining != 3 {
 		t.Fatalf("created %+v with key %q", p, pc.Token)
@@ -117,7 +105,7 @@ func TestCreatePartnerShowsTheKeyOnce(t *testing.T) {
 // sign up, sign in or change any user, and the admin fields refuse it.
 func TestPartnerKeyCannotActAsUser(t *testing.T) {
 	t.Parallel()
-	s, admin := partnerAdmin(t)
+	s, admin := apptest.StartWithAdmin(t)
 	_, pc := createPartner(t, s, admin, 1, 1)
 	before := countUsers(t, s)
 	for name, q := range map[string]string{
@@ -159,7 +147,7 @@ func TestPartnerKeyCannotActAsUser(t *testing.T) {
 // partners.
 func TestMeIsNullForAnonymousAndPartners(t *testing.T) {
 	t.Parallel()
-	s, admin := partnerAdmin(t)
+	s, admin := apptest.StartWithAdmin(t)
 	_, pc := createPartner(t, s, admin, 1, 1)
 	s.Register(t, "someone-else")
 	anon := s.Client().Do(t, `{ me { id username email profile { country } } }`, nil)
@@ -176,7 +164,7 @@ func TestMeIsNullForAnonymousAndPartners(t *testing.T) {
 
 func TestRevokedKeyIsRefused(t *testing.T) {
 	t.Parallel()
-	s, admin := partnerAdmin(t)
+	s, admin := apptest.StartWithAdmin(t)
 	p, pc := createPartner(t, s, admin, 1, 1)
 	if r := pc.Do(t, `{ demographics(groupBy: [COUNTRY]) { k } }`, nil); len(r.Errors) > 0 {
 		t.Fatalf("before revocation: %s", r.Raw)
@@ -198,7 +186,7 @@ func TestRevokedKeyIsRefused(t *testing.T) {
 
 func TestBudgetExhaustionAndResetOverAPI(t *testing.T) {
 	t.Parallel()
-	s, admin := partnerAdmin(t)
+	s, admin := apptest.StartWithAdmin(t)
 	p, pc := createPartner(t, s, admin, 1, 1)
 	type report struct {
 		Demographics struct {
@@ -258,7 +246,7 @@ func close(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
 // and variables) are charged their sum once.
 func TestDemographicsChargedAllOrNothingPerRequest(t *testing.T) {
 	t.Parallel()
-	s, admin := partnerAdmin(t)
+	s, admin := apptest.StartWithAdmin(t)
 	_, pc := createPartner(t, s, admin, 1, 30)
 	left := func() float64 {
 		t.Helper()

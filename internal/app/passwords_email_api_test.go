@@ -375,7 +375,7 @@ func TestRefusedSignUpLeavesNoDataKey(t *testing.T) {
 // gets the other fields while the address is unverified, and the address
 // only once verified.
 func TestUnverifiedEmailReachesNoProcessor(t *testing.T) {
-	rec := &webhookReceiver{}
+	rec := &apptest.Recorder{}
 	srv := httptest.NewServer(rec)
 	defer srv.Close()
 	s := startWithProcessors(t, fmt.Sprintf(`
@@ -391,13 +391,13 @@ processors:
 	changeConsent(t, c, true, "surveys")
 	d := s.App.Outbox.Dispatcher("t", fast)
 	drain(t, s, d, 10*time.Second)
-	got := strings.Join(rec.received(), "\n")
+	got := strings.Join(rec.Bodies(), "\n")
 	if !strings.Contains(got, "DE") || strings.Contains(got, "hook_gus@example.org") {
 		t.Fatalf("deliveries before verification: %s", got)
 	}
 	verifyMailed(t, s, "hook_gus@example.org")
 	drain(t, s, d, 10*time.Second)
-	if got := strings.Join(rec.received(), "\n"); !bytes.Contains([]byte(got), []byte("hook_gus@example.org")) {
+	if got := strings.Join(rec.Bodies(), "\n"); !bytes.Contains([]byte(got), []byte("hook_gus@example.org")) {
 		t.Fatalf("no delivery of the verified address: %s", got)
 	}
 }

@@ -1,6 +1,6 @@
 // Browser test of the operator's branding on the Privacy Center (/) and the
-// partner console (/partners), driving Debian's chromium through
-// playwright-core. Run by internal/app/branding_browser_test.go:
+// partner console (/partners), driving Debian's headless Chromium through
+// playwright-core. Run by web/e2e/branding_test.go:
 //
 //   BASE_URL=http://127.0.0.1:A OUT_DIR=test-output OPERATOR_NAME='Example Shop' CONTROLLER_NAME='Example KK' \
 //   CONTROLLER_EMAIL=privacy@example.jp LOGO_URL=https://127.0.0.1:B/logo.svg ACCENT='#0b6e4f' \
@@ -28,7 +28,7 @@ const logoURL = env('LOGO_URL');
 const accent = env('ACCENT');
 const policyURL = env('POLICY_URL');
 const outDir = process.env.OUT_DIR || 'test-output';
-const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium-headless-shell';
 mkdirSync(outDir, { recursive: true });
 
 // The sentences of web/static/locales/{en,ja}.json (brand.*), filled in.

@@ -1,6 +1,6 @@
 // Browser tests of the Privacy Center and the partner console, driving
-// Debian's chromium through playwright-core. Run by
-// internal/app/web_browser_test.go against a real server:
+// Debian's headless Chromium through playwright-core. Run by
+// web/e2e/privacycenter_test.go against a real server:
 //
 //   BASE_URL=http://127.0.0.1:PORT PARTNER_KEY=cgp_... OUT_DIR=test-output \
 //   [EXPECT_PROCESSOR=name] [EXPECT_NEWSLETTER=name] [MAIL_LINKS=url] node web/e2e/browser.mjs
@@ -26,7 +26,7 @@ const expectProcessor = process.env.EXPECT_PROCESSOR || '';
 const mailLinks = process.env.MAIL_LINKS || '';
 const adminToken = process.env.ADMIN_TOKEN || '';
 const expectNewsletter = process.env.EXPECT_NEWSLETTER || '';
-const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium-headless-shell';
 if (!base || !partnerKey) throw new Error('BASE_URL and PARTNER_KEY must be set');
 mkdirSync(outDir, { recursive: true });
 
@@ -77,6 +77,22 @@ function pattern(T, key, params = {}, whole = true) {
     return v === undefined ? '.+?' : v instanceof RegExp ? `(?:${v.source})` : reEsc(String(v));
   }).join('');
   return new RegExp(whole ? `^${src}$` : src);
+}
+
+// Presses Space on a purpose's switch and makes sure the switch on the page
+// took it: a list drawn anew (after a language switch or a refresh) between
+// the focus and the key leaves the key on a detached switch, so then it is
+// pressed again on the new one; never twice on a switch that took it.
+async function pressSwitch(page, purpose, want) {
+  const sel = `#purpose-${purpose}-switch`;
+  for (let i = 0; i < 3; i++) {
+    await page.focus(sel);
+    await page.keyboard.press('Space');
+    const took = await page.waitForFunction(([s, w]) => document.querySelector(s)?.checked === w, [sel, want], { timeout: 3000 })
+      .then(() => true, () => false);
+    if (took) return;
+  }
+  throw new Error(`the ${purpose} switch did not take the key three times`);
 }
 
 async function text(page, sel) {
@@ -371,8 +387,7 @@ async function privacyCenter(context, L) {
     if (expectNewsletter) {
       L.step = 'newsletter: the confirmation is pending';
       const link = `#processor-links li[data-processor="${expectNewsletter}"]`;
-      await page.focus('#purpose-newsletter-switch');
-      await page.keyboard.press('Space');
+      await pressSwitch(page, 'newsletter', true);
       await page.locator('#receipt-summary', { hasText: re('center.receipt.allowed', { purpose: q('newsletter') }, false) }).waitFor();
       await page.locator(`${link}[data-state="PENDING_CONFIRMATION"]`).waitFor({ timeout: 40000 });
       expect((await text(page, `${link} .link-state`)).includes(T['center.links.state.PENDING_CONFIRMATION']), 'the pending state is not said in words');
@@ -429,8 +444,7 @@ async function privacyCenter(context, L) {
 
   if (expectProcessor) {
     L.step = 'withdraw surveys: the processor is told to forget';
-    await page.focus('#purpose-surveys-switch');
-    await page.keyboard.press('Space');
+    await pressSwitch(page, 'surveys', false);
     await page.locator('#receipt-summary', { hasText: re('center.receipt.withdrew', { purpose: q('surveys') }, false) }).waitFor();
     await page.locator('#purpose-surveys .consent-state', { hasText: re('center.consent.changed', { state: T['center.consent.notAllowed'], how: T['center.method.EXPLICIT'] }) }).waitFor();
     await page.locator('.disclosure-table tbody tr', { hasText: T['center.disclosures.action.FORGOTTEN'] }).first().waitFor({ timeout: 40000 });
@@ -954,210 +968,217 @@ async function capture(p, base, lang, check, shots) {
 async function languageWalk(browser, lang) {
   const T = CATALOGUE[lang];
   let where = 'start';
-  const check = (cond, msg) => { if (!cond) throw new Error(`${lang}: ${where}: ${msg}`); };
-  const ctx = await browser.newContext({ locale: lang === 'ja' ? 'ja-JP' : 'en-US', acceptDownloads: true, viewport: SIZES_BOTH[0] });
-  const page = await ctx.newPage();
-  watch(page);
-  page.setDefaultTimeout(STEP_TIMEOUT);
-  const sent = [];
-  // the page's own requests (the test's reads carry X-Test)
-  page.on('request', (r) => { if (r.url().endsWith('/graphql') && !r.headers()['x-test']) sent.push(r.headers()['accept-language'] || ''); });
-  const shots = [];
-  const state = (p, name) => capture(p, `lang-${name}-${lang}`, lang, check, shots);
+  try {
+    const check = (cond, msg) => { if (!cond) throw new Error(`${lang}: ${where}: ${msg}`); };
+    const ctx = await browser.newContext({ locale: lang === 'ja' ? 'ja-JP' : 'en-US', acceptDownloads: true, viewport: SIZES_BOTH[0] });
+    const page = await ctx.newPage();
+    watch(page);
+    page.setDefaultTimeout(STEP_TIMEOUT);
+    const sent = [];
+    // the page's own requests (the test's reads carry X-Test)
+    page.on('request', (r) => { if (r.url().endsWith('/graphql') && !r.headers()['x-test']) sent.push(r.headers()['accept-language'] || ''); });
+    const shots = [];
+    const state = (p, name) => capture(p, `lang-${name}-${lang}`, lang, check, shots);
 
-  where = 'the page comes in the browser\'s language untouched';
-  await page.goto(`${base}/`);
-  await page.locator('#signed-out').waitFor();
-  await page.waitForFunction((l) => document.documentElement.lang === l, lang);
-  check((await text(page, '#welcome-title')) === T['center.welcome.title'], `the heading reads "${await text(page, '#welcome-title')}"`);
-  check((await page.inputValue('#lang-select')) === lang, 'the switcher does not show the language');
-  check((await page.getAttribute('label[for="lang-select"]', 'for')) === 'lang-select' && (await text(page, 'label[for="lang-select"]')) === T['common.language'], 'the switcher has no label');
-  await state(page, 'center-signed-out');
-  if (lang === 'en') {
-    // the leak check has teeth: on the English page it finds the English
-    const texts = await visibleTexts(page);
-    const found = englishPieces.filter((x) => texts.some((t) => t.includes(x))).length;
-    check(found >= 10, `the leak check finds only ${found} English strings on the English page`);
+    where = 'the page comes in the browser\'s language untouched';
+    await page.goto(`${base}/`);
+    await page.locator('#signed-out').waitFor();
+    await page.waitForFunction((l) => document.documentElement.lang === l, lang);
+    check((await text(page, '#welcome-title')) === T['center.welcome.title'], `the heading reads "${await text(page, '#welcome-title')}"`);
+    check((await page.inputValue('#lang-select')) === lang, 'the switcher does not show the language');
+    check((await page.getAttribute('label[for="lang-select"]', 'for')) === 'lang-select' && (await text(page, 'label[for="lang-select"]')) === T['common.language'], 'the switcher has no label');
+    await state(page, 'center-signed-out');
+    if (lang === 'en') {
+      // the leak check has teeth: on the English page it finds the English
+      const texts = await visibleTexts(page);
+      const found = englishPieces.filter((x) => texts.some((t) => t.includes(x))).length;
+      check(found >= 10, `the leak check finds only ${found} English strings on the English page`);
+    }
+
+    where = 'a typed country follows a language switch';
+    const other = lang === 'ja' ? 'en' : 'ja';
+    const O = CATALOGUE[other];
+    const germany = { en: 'Germany', ja: 'ドイツ' };
+    await page.fill('#su-country', germany[lang]);
+    await page.selectOption('#lang-select', other);
+    await page.waitForFunction((l) => document.documentElement.lang === l, other);
+    check((await page.inputValue('#su-country')) === germany[other], `after the switch the typed country reads "${await page.inputValue('#su-country')}"`);
+    check((await text(page, '#welcome-title')) === O['center.welcome.title'], 'the switch did not translate the page');
+    await page.selectOption('#lang-select', lang);
+    await page.waitForFunction((l) => document.documentElement.lang === l, lang);
+    check((await page.inputValue('#su-country')) === germany[lang], 'switching back lost the typed country');
+    await page.fill('#su-country', '');
+
+    where = 'forgot password';
+    await page.click('#forgot-open');
+    await page.fill('#fg-email', `nobody.${lang}@example.org`);
+    await page.press('#fg-email', 'Enter');
+    const fsent = page.locator('#forgot-form .form-status.ok');
+    await fsent.waitFor();
+    check((await fsent.textContent()) === T['center.forgot.sent'], `the forgot answer reads "${await fsent.textContent()}"`);
+    await state(page, 'center-forgot');
+
+    where = 'an API error in the page\'s language';
+    await page.fill('#su-username', 'ab');
+    await page.fill('#su-password', 'correct horse battery');
+    await page.press('#su-password', 'Enter');
+    const uerr = page.locator('#signup-form .field-error');
+    await uerr.waitFor();
+    check((await uerr.textContent()) === T['error.BAD_USER_INPUT.username'], `the username error reads "${await uerr.textContent()}"`);
+
+    where = 'sign up with a country and a language typed as names';
+    const user = `lang_${lang}_${Date.now().toString(36)}`;
+    const names = { en: ['Germany', 'English'], ja: ['ドイツ', '英語'] }[lang];
+    await page.fill('#su-username', user);
+    await page.fill('#su-country', names[0]);
+    await page.fill('#su-language', names[1]);
+    check(await page.getAttribute('#su-country', 'list') === 'country-names' &&
+      await page.locator(`#country-names option[value="${names[0]}"]`).count() === 1, `"${names[0]}" is not offered in the country list`);
+    await page.evaluate(() => document.querySelector('#signup-form').requestSubmit());
+    await page.locator('#signed-in').waitFor();
+    const profile = async () => (await page.evaluate(async () => (await (await fetch('/graphql', { method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'X-Test': '1' }, body: JSON.stringify({ query: '{ me { profile { country language } } }' }) })).json()).data.me.profile));
+    let saved = await profile();
+    check(saved.country === 'DE' && saved.language === 'en', `saved ${JSON.stringify(saved)}, want DE and en`);
+    check((await page.inputValue('#pf-country')) === names[0] && (await page.inputValue('#pf-language')) === names[1],
+      `the profile shows "${await page.inputValue('#pf-country')}" and "${await page.inputValue('#pf-language')}"`);
+    check((await text(page, '#signed-in-title')) === T['center.signedIn.welcome'].replace('{name}', user), 'the welcome is not translated');
+
+    where = 'an unknown country name is refused and nothing is saved';
+    await page.fill('#pf-country', 'Atlantis');
+    await page.click('#profile-form button[type=submit]');
+    const cerr = page.locator('#pf-country').locator('xpath=ancestor::div[contains(@class,"field")]').locator('.field-error');
+    await cerr.waitFor();
+    check((await cerr.textContent()) === T['center.profile.unknownCountry'].replace('{name}', 'Atlantis'), `the country error reads "${await cerr.textContent()}"`);
+    check(await page.getAttribute('#pf-country', 'aria-invalid') === 'true', 'the country field is not marked invalid');
+    saved = await profile();
+    check(saved.country === 'DE', `an unknown name changed the country to ${saved.country}`);
+    await page.fill('#pf-country', names[0]);
+
+    where = 'grant a purpose: receipt, history and dates in the language';
+    await pressSwitch(page, 'surveys', true);
+    await page.locator('#receipt-summary').filter({ hasText: T['server.purpose.surveys.name'] }).waitFor({ timeout: 40000 });
+    await page.locator('.history-table tbody tr').first().waitFor();
+    const first = await page.evaluate(async () => (await (await fetch('/graphql', { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-Test': '1' },
+      body: JSON.stringify({ query: '{ me { consentHistory(first: 1) { edges { node { at } } } } }' }) })).json()).data.me.consentHistory.edges[0].node.at);
+    const wantDate = new Intl.DateTimeFormat(lang, { dateStyle: 'medium', timeStyle: 'short', timeZone: await page.evaluate(() => Intl.DateTimeFormat().resolvedOptions().timeZone) }).format(new Date(first));
+    const cell = await text(page, '.history-table tbody tr td');
+    check(cell === wantDate, `the history date reads "${cell}", want "${wantDate}" (${lang})`);
+    if (lang === 'ja') check(/^\d{4}\/\d{1,2}\/\d{1,2} \d{1,2}:\d{2}$/.test(cell), `a Japanese date reads "${cell}"`);
+    await labelled(page);
+    await state(page, 'center-signed-in');
+
+    where = 'the export file and its message';
+    await exportFile(page, user, lang, check);
+    await state(page, 'center-exported');
+
+    where = 'every GraphQL request carries the page\'s language';
+    check(sent.length >= 4 && sent.every((h) => h === lang), `Accept-Language of the page's requests: ${[...new Set(sent)].join(', ')}`);
+
+    where = 'the switcher changes the language and is remembered';
+    await page.selectOption('#lang-select', other);
+    await page.waitForFunction((l) => document.documentElement.lang === l, other);
+    check((await text(page, '#signed-in-title')) === O['center.signedIn.welcome'].replace('{name}', user), 'the switcher did not translate the welcome');
+    check((await text(page, '#data-title')) === O['center.data.title'], 'the switcher did not translate the headings');
+    check(await page.inputValue('#pf-country') === germany[other], `after the switch the country reads "${await page.inputValue('#pf-country')}"`);
+    // Purpose names and descriptions are the server's: read again in the new language.
+    const purposeText = O['server.purpose.newsletter.description'];
+    const described = await page.waitForFunction((want) => [...document.querySelectorAll('.purpose-description')].some((e) => e.textContent === want),
+      purposeText, { timeout: 10000 }).then(() => true, () => false);
+    check(described, `after the switch no purpose reads "${purposeText}"`);
+    check((await page.locator('h3', { hasText: O['server.purpose.newsletter.name'] }).count()) > 0, 'after the switch the newsletter purpose is not named in the new language');
+    sent.length = 0;
+    await page.reload();
+    await page.locator('#signed-in').waitFor();
+    await page.waitForFunction((l) => document.documentElement.lang === l, other);
+    check((await page.inputValue('#lang-select')) === other, 'the choice was not remembered across a reload');
+    check(await page.evaluate(() => localStorage.getItem('consentgraph.lang')) === other, 'the choice is not stored under consentgraph.lang');
+    check(sent.length > 0 && sent.every((h) => h === other), `after the switch the requests say ${[...new Set(sent)].join(', ')}`);
+    await page.selectOption('#lang-select', lang);
+    await page.waitForFunction((l) => document.documentElement.lang === l, lang);
+
+    where = 'verify the receipt';
+    // The switch back reads the purposes again and draws the list anew: a
+    // key pressed on the old switch before that would be lost.
+    const ownText = T['server.purpose.newsletter.description'];
+    await page.waitForFunction((want) => [...document.querySelectorAll('.purpose-description')].some((e) => e.textContent === want), ownText);
+    await pressSwitch(page, 'surveys', false);
+    await page.locator('#receipt-summary').filter({ hasText: T['server.purpose.surveys.name'] }).waitFor({ timeout: 40000 });
+    await page.click('#receipt-verify');
+    await page.locator('#receipt-check.good').waitFor();
+    const valid = await text(page, '#receipt-check');
+    check(valid.startsWith(T['center.receipt.validWithdraw'].split('{kid}')[0]), `the receipt check reads "${valid}"`);
+    await state(page, 'center-receipt');
+
+    where = 'delete the account';
+    await page.fill('#del-password', 'not my password at all');
+    await page.click('#delete-form button[type=submit]');
+    const derr = page.locator('#delete-form .field-error');
+    await derr.waitFor();
+    check((await derr.textContent()) === T['error.BAD_USER_INPUT.password'], `the wrong password reads "${await derr.textContent()}"`);
+    await page.fill('#del-password', 'correct horse battery');
+    await page.press('#del-password', 'Enter');
+    await page.locator('#deleted').waitFor();
+    await state(page, 'center-deleted');
+
+    where = 'partner console in the language';
+    const pp = await ctx.newPage();
+    watch(pp);
+    pp.setDefaultTimeout(STEP_TIMEOUT);
+    const sentP = [];
+    pp.on('request', (r) => { if (r.url().endsWith('/graphql')) sentP.push(r.headers()['accept-language'] || ''); });
+    await pp.goto(`${base}/partners`);
+    // the choice made on the Privacy Center holds here too
+    await pp.waitForFunction((l) => document.documentElement.lang === l, lang);
+    check((await text(pp, '#signin-title')) === T['partners.intro.title'], 'the partner console is not in the language');
+    await pp.fill('#api-key', 'cgp_not_a_key');
+    await pp.press('#api-key', 'Enter');
+    const kerr = pp.locator('#key-form .field-error');
+    await kerr.waitFor();
+    check((await kerr.textContent()) === T['partners.signin.badKey'], `the key error reads "${await kerr.textContent()}"`);
+    await state(pp, 'partners-signin-error');
+    await pp.fill('#api-key', partnerKey);
+    await pp.press('#api-key', 'Enter');
+    await pp.locator('#console').waitFor();
+    const me = (await api('{ partnerMe { budgetResetsAt } }', {}, partnerKey)).data.partnerMe;
+    const tz = await pp.evaluate(() => Intl.DateTimeFormat().resolvedOptions().timeZone);
+    const reset = new Intl.DateTimeFormat(lang, { dateStyle: 'medium', timeStyle: 'short', timeZone: tz }).format(new Date(me.budgetResetsAt));
+    check((await text(pp, '#budget-reset')) === reset, `the budget resets "${await text(pp, '#budget-reset')}", want "${reset}"`);
+    await pp.check('input[value=SIGNUP_MONTH]');
+    await pp.fill('#epsilon', '1');
+    await pp.click('#ask-form button[type=submit]');
+    await pp.locator('.result-table tbody tr').first().waitFor();
+    const month = await text(pp, '.result-table tbody td');
+    const monthRe = lang === 'ja' ? /^\d{4}年\d{1,2}月$/ : /^[A-Z][a-z]{2} \d{4}$/;
+    check(monthRe.test(month), `a sign-up month reads "${month}"`);
+    const count = await text(pp, '.result-table tbody td.num');
+    check(/^\d{1,3}(,\d{3})*$/.test(count), `a count reads "${count}"`);
+    await labelled(pp);
+    await labelsInside(pp);
+    check(sentP.length >= 3 && sentP.every((x) => x === lang), `Accept-Language of the console's requests: ${[...new Set(sentP)].join(', ')}`);
+
+    where = 'the console redraws its answer in the other language';
+    await pp.selectOption('#lang-select', other);
+    await pp.waitForFunction((l) => document.documentElement.lang === l, other);
+    const head = await text(pp, '.result-table thead');
+    check(head.includes(O['partners.dim.SIGNUP_MONTH']) && head.includes(O['partners.table.count']), `after the switch the table head reads "${head}"`);
+    const resetOther = new Intl.DateTimeFormat(other, { dateStyle: 'medium', timeStyle: 'short', timeZone: tz }).format(new Date(me.budgetResetsAt));
+    check((await text(pp, '#budget-reset')) === resetOther, `after the switch the budget resets "${await text(pp, '#budget-reset')}", want "${resetOther}"`);
+    check((await text(pp, '#cost')).includes(resetOther), 'the cost line keeps the old language');
+    await pp.selectOption('#lang-select', lang);
+    await pp.waitForFunction((l) => document.documentElement.lang === l, lang);
+    await state(pp, 'partners-result');
+    await pp.fill('#epsilon', '1000');
+    await pp.locator('#cost.error').waitFor();
+    check(await pp.isDisabled('#ask-form button[type=submit]'), 'a query above the budget can be run');
+    await state(pp, 'partners-over-budget');
+    await ctx.close();
+    return shots;
+  } catch (e) {
+    // a timeout of playwright's says what it waited for, not where
+    if (!e.message.startsWith(`${lang}: `)) e.message = `${lang}: ${where}: ${e.message}`;
+    throw e;
   }
-
-  where = 'a typed country follows a language switch';
-  const other = lang === 'ja' ? 'en' : 'ja';
-  const O = CATALOGUE[other];
-  const germany = { en: 'Germany', ja: 'ドイツ' };
-  await page.fill('#su-country', germany[lang]);
-  await page.selectOption('#lang-select', other);
-  await page.waitForFunction((l) => document.documentElement.lang === l, other);
-  check((await page.inputValue('#su-country')) === germany[other], `after the switch the typed country reads "${await page.inputValue('#su-country')}"`);
-  check((await text(page, '#welcome-title')) === O['center.welcome.title'], 'the switch did not translate the page');
-  await page.selectOption('#lang-select', lang);
-  await page.waitForFunction((l) => document.documentElement.lang === l, lang);
-  check((await page.inputValue('#su-country')) === germany[lang], 'switching back lost the typed country');
-  await page.fill('#su-country', '');
-
-  where = 'forgot password';
-  await page.click('#forgot-open');
-  await page.fill('#fg-email', `nobody.${lang}@example.org`);
-  await page.press('#fg-email', 'Enter');
-  const fsent = page.locator('#forgot-form .form-status.ok');
-  await fsent.waitFor();
-  check((await fsent.textContent()) === T['center.forgot.sent'], `the forgot answer reads "${await fsent.textContent()}"`);
-  await state(page, 'center-forgot');
-
-  where = 'an API error in the page\'s language';
-  await page.fill('#su-username', 'ab');
-  await page.fill('#su-password', 'correct horse battery');
-  await page.press('#su-password', 'Enter');
-  const uerr = page.locator('#signup-form .field-error');
-  await uerr.waitFor();
-  check((await uerr.textContent()) === T['error.BAD_USER_INPUT.username'], `the username error reads "${await uerr.textContent()}"`);
-
-  where = 'sign up with a country and a language typed as names';
-  const user = `lang_${lang}_${Date.now().toString(36)}`;
-  const names = { en: ['Germany', 'English'], ja: ['ドイツ', '英語'] }[lang];
-  await page.fill('#su-username', user);
-  await page.fill('#su-country', names[0]);
-  await page.fill('#su-language', names[1]);
-  check(await page.getAttribute('#su-country', 'list') === 'country-names' &&
-    await page.locator(`#country-names option[value="${names[0]}"]`).count() === 1, `"${names[0]}" is not offered in the country list`);
-  await page.evaluate(() => document.querySelector('#signup-form').requestSubmit());
-  await page.locator('#signed-in').waitFor();
-  const profile = async () => (await page.evaluate(async () => (await (await fetch('/graphql', { method: 'POST',
-    headers: { 'Content-Type': 'application/json', 'X-Test': '1' }, body: JSON.stringify({ query: '{ me { profile { country language } } }' }) })).json()).data.me.profile));
-  let saved = await profile();
-  check(saved.country === 'DE' && saved.language === 'en', `saved ${JSON.stringify(saved)}, want DE and en`);
-  check((await page.inputValue('#pf-country')) === names[0] && (await page.inputValue('#pf-language')) === names[1],
-    `the profile shows "${await page.inputValue('#pf-country')}" and "${await page.inputValue('#pf-language')}"`);
-  check((await text(page, '#signed-in-title')) === T['center.signedIn.welcome'].replace('{name}', user), 'the welcome is not translated');
-
-  where = 'an unknown country name is refused and nothing is saved';
-  await page.fill('#pf-country', 'Atlantis');
-  await page.click('#profile-form button[type=submit]');
-  const cerr = page.locator('#pf-country').locator('xpath=ancestor::div[contains(@class,"field")]').locator('.field-error');
-  await cerr.waitFor();
-  check((await cerr.textContent()) === T['center.profile.unknownCountry'].replace('{name}', 'Atlantis'), `the country error reads "${await cerr.textContent()}"`);
-  check(await page.getAttribute('#pf-country', 'aria-invalid') === 'true', 'the country field is not marked invalid');
-  saved = await profile();
-  check(saved.country === 'DE', `an unknown name changed the country to ${saved.country}`);
-  await page.fill('#pf-country', names[0]);
-
-  where = 'grant a purpose: receipt, history and dates in the language';
-  await page.focus('#purpose-surveys-switch');
-  await page.keyboard.press('Space');
-  await page.locator('#receipt-summary').filter({ hasText: T['server.purpose.surveys.name'] }).waitFor({ timeout: 40000 });
-  await page.locator('.history-table tbody tr').first().waitFor();
-  const first = await page.evaluate(async () => (await (await fetch('/graphql', { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-Test': '1' },
-    body: JSON.stringify({ query: '{ me { consentHistory(first: 1) { edges { node { at } } } } }' }) })).json()).data.me.consentHistory.edges[0].node.at);
-  const wantDate = new Intl.DateTimeFormat(lang, { dateStyle: 'medium', timeStyle: 'short', timeZone: await page.evaluate(() => Intl.DateTimeFormat().resolvedOptions().timeZone) }).format(new Date(first));
-  const cell = await text(page, '.history-table tbody tr td');
-  check(cell === wantDate, `the history date reads "${cell}", want "${wantDate}" (${lang})`);
-  if (lang === 'ja') check(/^\d{4}\/\d{1,2}\/\d{1,2} \d{1,2}:\d{2}$/.test(cell), `a Japanese date reads "${cell}"`);
-  await labelled(page);
-  await state(page, 'center-signed-in');
-
-  where = 'the export file and its message';
-  await exportFile(page, user, lang, check);
-  await state(page, 'center-exported');
-
-  where = 'every GraphQL request carries the page\'s language';
-  check(sent.length >= 4 && sent.every((h) => h === lang), `Accept-Language of the page's requests: ${[...new Set(sent)].join(', ')}`);
-
-  where = 'the switcher changes the language and is remembered';
-  await page.selectOption('#lang-select', other);
-  await page.waitForFunction((l) => document.documentElement.lang === l, other);
-  check((await text(page, '#signed-in-title')) === O['center.signedIn.welcome'].replace('{name}', user), 'the switcher did not translate the welcome');
-  check((await text(page, '#data-title')) === O['center.data.title'], 'the switcher did not translate the headings');
-  check(await page.inputValue('#pf-country') === germany[other], `after the switch the country reads "${await page.inputValue('#pf-country')}"`);
-  // Purpose names and descriptions are the server's: read again in the new language.
-  const purposeText = O['server.purpose.newsletter.description'];
-  const described = await page.waitForFunction((want) => [...document.querySelectorAll('.purpose-description')].some((e) => e.textContent === want),
-    purposeText, { timeout: 10000 }).then(() => true, () => false);
-  check(described, `after the switch no purpose reads "${purposeText}"`);
-  check((await page.locator('h3', { hasText: O['server.purpose.newsletter.name'] }).count()) > 0, 'after the switch the newsletter purpose is not named in the new language');
-  sent.length = 0;
-  await page.reload();
-  await page.locator('#signed-in').waitFor();
-  await page.waitForFunction((l) => document.documentElement.lang === l, other);
-  check((await page.inputValue('#lang-select')) === other, 'the choice was not remembered across a reload');
-  check(await page.evaluate(() => localStorage.getItem('consentgraph.lang')) === other, 'the choice is not stored under consentgraph.lang');
-  check(sent.length > 0 && sent.every((h) => h === other), `after the switch the requests say ${[...new Set(sent)].join(', ')}`);
-  await page.selectOption('#lang-select', lang);
-  await page.waitForFunction((l) => document.documentElement.lang === l, lang);
-
-  where = 'verify the receipt';
-  await page.locator('#purpose-surveys-switch').waitFor();
-  await page.focus('#purpose-surveys-switch');
-  await page.keyboard.press('Space');
-  await page.locator('#receipt-summary').filter({ hasText: T['server.purpose.surveys.name'] }).waitFor({ timeout: 40000 });
-  await page.click('#receipt-verify');
-  await page.locator('#receipt-check.good').waitFor();
-  const valid = await text(page, '#receipt-check');
-  check(valid.startsWith(T['center.receipt.validWithdraw'].split('{kid}')[0]), `the receipt check reads "${valid}"`);
-  await state(page, 'center-receipt');
-
-  where = 'delete the account';
-  await page.fill('#del-password', 'not my password at all');
-  await page.click('#delete-form button[type=submit]');
-  const derr = page.locator('#delete-form .field-error');
-  await derr.waitFor();
-  check((await derr.textContent()) === T['error.BAD_USER_INPUT.password'], `the wrong password reads "${await derr.textContent()}"`);
-  await page.fill('#del-password', 'correct horse battery');
-  await page.press('#del-password', 'Enter');
-  await page.locator('#deleted').waitFor();
-  await state(page, 'center-deleted');
-
-  where = 'partner console in the language';
-  const pp = await ctx.newPage();
-  watch(pp);
-  pp.setDefaultTimeout(STEP_TIMEOUT);
-  const sentP = [];
-  pp.on('request', (r) => { if (r.url().endsWith('/graphql')) sentP.push(r.headers()['accept-language'] || ''); });
-  await pp.goto(`${base}/partners`);
-  // the choice made on the Privacy Center holds here too
-  await pp.waitForFunction((l) => document.documentElement.lang === l, lang);
-  check((await text(pp, '#signin-title')) === T['partners.intro.title'], 'the partner console is not in the language');
-  await pp.fill('#api-key', 'cgp_not_a_key');
-  await pp.press('#api-key', 'Enter');
-  const kerr = pp.locator('#key-form .field-error');
-  await kerr.waitFor();
-  check((await kerr.textContent()) === T['partners.signin.badKey'], `the key error reads "${await kerr.textContent()}"`);
-  await state(pp, 'partners-signin-error');
-  await pp.fill('#api-key', partnerKey);
-  await pp.press('#api-key', 'Enter');
-  await pp.locator('#console').waitFor();
-  const me = (await api('{ partnerMe { budgetResetsAt } }', {}, partnerKey)).data.partnerMe;
-  const tz = await pp.evaluate(() => Intl.DateTimeFormat().resolvedOptions().timeZone);
-  const reset = new Intl.DateTimeFormat(lang, { dateStyle: 'medium', timeStyle: 'short', timeZone: tz }).format(new Date(me.budgetResetsAt));
-  check((await text(pp, '#budget-reset')) === reset, `the budget resets "${await text(pp, '#budget-reset')}", want "${reset}"`);
-  await pp.check('input[value=SIGNUP_MONTH]');
-  await pp.fill('#epsilon', '1');
-  await pp.click('#ask-form button[type=submit]');
-  await pp.locator('.result-table tbody tr').first().waitFor();
-  const month = await text(pp, '.result-table tbody td');
-  const monthRe = lang === 'ja' ? /^\d{4}年\d{1,2}月$/ : /^[A-Z][a-z]{2} \d{4}$/;
-  check(monthRe.test(month), `a sign-up month reads "${month}"`);
-  const count = await text(pp, '.result-table tbody td.num');
-  check(/^\d{1,3}(,\d{3})*$/.test(count), `a count reads "${count}"`);
-  await labelled(pp);
-  await labelsInside(pp);
-  check(sentP.length >= 3 && sentP.every((x) => x === lang), `Accept-Language of the console's requests: ${[...new Set(sentP)].join(', ')}`);
-
-  where = 'the console redraws its answer in the other language';
-  await pp.selectOption('#lang-select', other);
-  await pp.waitForFunction((l) => document.documentElement.lang === l, other);
-  const head = await text(pp, '.result-table thead');
-  check(head.includes(O['partners.dim.SIGNUP_MONTH']) && head.includes(O['partners.table.count']), `after the switch the table head reads "${head}"`);
-  const resetOther = new Intl.DateTimeFormat(other, { dateStyle: 'medium', timeStyle: 'short', timeZone: tz }).format(new Date(me.budgetResetsAt));
-  check((await text(pp, '#budget-reset')) === resetOther, `after the switch the budget resets "${await text(pp, '#budget-reset')}", want "${resetOther}"`);
-  check((await text(pp, '#cost')).includes(resetOther), 'the cost line keeps the old language');
-  await pp.selectOption('#lang-select', lang);
-  await pp.waitForFunction((l) => document.documentElement.lang === l, lang);
-  await state(pp, 'partners-result');
-  await pp.fill('#epsilon', '1000');
-  await pp.locator('#cost.error').waitFor();
-  check(await pp.isDisabled('#ask-form button[type=submit]'), 'a query above the budget can be run');
-  await state(pp, 'partners-over-budget');
-  await ctx.close();
-  return shots;
 }
 
 // Each language walks the old flows in a browser context of its own

@@ -3,7 +3,7 @@
 // package's own ESM files): credentialed requests, a custom client-name
 // header, and the response headers a support page needs (X-Request-Id) and
 // a retry needs (Retry-After), read from JavaScript. Loaded by the page that
-// internal/app/cors_browser_test.go serves; web/e2e/cors.mjs calls
+// web/e2e/cors_test.go serves; web/e2e/cors.mjs calls
 // window.corsApp.
 import { Client, fetchExchange, gql } from '@urql/core';
 

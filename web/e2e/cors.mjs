@@ -1,6 +1,6 @@
 // Browser test of an app on another origin using urql against the API
-// (web/e2e/cors-app.mjs in a page served by internal/app/cors_browser_test.go),
-// in Debian's chromium through playwright-core:
+// (web/e2e/cors-app.mjs in a page served by web/e2e/cors_test.go),
+// in Debian's headless Chromium through playwright-core:
 //
 //   APP_URL=http://127.0.0.1:A API_URL=http://127.0.0.1:B API_NO_HEADER_URL=http://127.0.0.1:C OUT_DIR=test-output node web/e2e/cors.mjs
 //
@@ -13,7 +13,7 @@ import { join } from 'node:path';
 
 const { APP_URL: app, API_URL: api, API_NO_HEADER_URL: apiNoHeader } = process.env;
 const outDir = process.env.OUT_DIR || 'test-output';
-const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium-headless-shell';
 if (!app || !api || !apiNoHeader) throw new Error('APP_URL, API_URL and API_NO_HEADER_URL must be set');
 mkdirSync(outDir, { recursive: true });
 

@@ -1,6 +1,6 @@
 // Browser test of GraphiQL in --dev (GET /graphql for a browser), driving
-// Debian's chromium through playwright-core. Run by
-// internal/app/devmode_test.go:
+// Debian's headless Chromium through playwright-core. Run by
+// web/e2e/graphiql_test.go:
 //
 //   BASE_URL=http://127.0.0.1:A OFF_URL=http://127.0.0.1:B OUT_DIR=test-output node web/e2e/graphiql.mjs
 //
@@ -13,7 +13,7 @@ import { join } from 'node:path';
 const base = process.env.BASE_URL;
 const offURL = process.env.OFF_URL;
 const outDir = process.env.OUT_DIR || 'test-output';
-const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium-headless-shell';
 if (!base || !offURL) throw new Error('BASE_URL and OFF_URL must be set');
 mkdirSync(outDir, { recursive: true });
 

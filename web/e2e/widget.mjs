@@ -1,6 +1,6 @@
 // Browser test of the consent widget (/embed/consent.js) on a page of
-// another origin with a strict CSP, driving Debian's chromium through
-// playwright-core. Run by internal/app/widget_browser_test.go:
+// another origin with a strict CSP, driving Debian's headless Chromium through
+// playwright-core. Run by web/e2e/widget_test.go:
 //
 //   BASE_URL=http://127.0.0.1:A HOST_URL=http://127.0.0.1:B ADMIN_TOKEN=... OUT_DIR=test-output \
 //   OPERATOR_NAME='Example Shop' ACCENT='#0b6e4f' node web/e2e/widget.mjs
@@ -19,7 +19,7 @@ const base = process.env.BASE_URL;
 const hostURL = process.env.HOST_URL;
 const adminToken = process.env.ADMIN_TOKEN;
 const outDir = process.env.OUT_DIR || 'test-output';
-const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium-headless-shell';
 const operatorName = process.env.OPERATOR_NAME;
 const accent = process.env.ACCENT;
 if (!base || !hostURL || !adminToken || !operatorName || !accent) {

@@ -15,8 +15,11 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -377,4 +380,62 @@ func rawBytes(v reflect.Value) any {
 	default:
 		return v.Interface()
 	}
+}
+
+// StartWithAdmin starts a server with an admin account and returns it with
+// a client signed in as that admin.
+func StartWithAdmin(t testing.TB, opts ...Option) (*Server, *Client) {
+	t.Helper()
+	opts = append(opts, func(c *config.Config) { c.AdminUsername, c.AdminPassword = "partner-admin", "partner admin password" })
+	s := Start(t, opts...)
+	c := s.Client()
+	var out struct{ Login struct{ Token string } }
+	c.Do(t, `mutation { login(username: "partner-admin", password: "partner admin password") { token } }`, nil).Decode(t, &out)
+	c.Token = out.Login.Token
+	return s, c
+}
+
+// WriteConfig writes content to a consentgraph.yaml in a directory of the
+// test's own and returns its path.
+func WriteConfig(t testing.TB, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "consentgraph.yaml")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// RepoRoot is the module's root directory, wherever the test runs from.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		t.Fatal("apptest: no caller information to find the module root")
+	}
+	// this file is internal/app/apptest/apptest.go
+	return filepath.Join(filepath.Dir(file), "..", "..", "..")
+}
+
+// Recorder is an HTTP receiver that keeps the body of every request it is
+// sent and answers 204: the third party a processor delivers to.
+type Recorder struct {
+	mu     sync.Mutex
+	bodies []string
+}
+
+// ServeHTTP records the request's body.
+func (r *Recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	b, _ := io.ReadAll(req.Body)
+	r.mu.Lock()
+	r.bodies = append(r.bodies, string(b))
+	r.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// Bodies returns the bodies received so far, oldest first.
+func (r *Recorder) Bodies() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.bodies...)
 }

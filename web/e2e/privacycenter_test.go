@@ -1,43 +1,21 @@
-package app_test
+package e2e_test
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/consentgraph/consentgraph/internal/app/apptest"
 	"github.com/consentgraph/consentgraph/internal/config"
 	"github.com/consentgraph/consentgraph/internal/mail/mailpittest"
 	"github.com/consentgraph/consentgraph/internal/seed"
 )
-
-// webhookReceiver is the third party the surveys processor delivers to.
-type webhookReceiver struct {
-	mu     sync.Mutex
-	bodies []string
-}
-
-func (w *webhookReceiver) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
-	b, _ := io.ReadAll(r.Body)
-	w.mu.Lock()
-	w.bodies = append(w.bodies, string(b))
-	w.mu.Unlock()
-	rw.WriteHeader(http.StatusNoContent)
-}
-
-func (w *webhookReceiver) received() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return append([]string(nil), w.bodies...)
-}
 
 // verificationLinks answers GET /?to=ADDRESS with the path and query of the
 // verification (or, with kind, another) link mailed to that address (through the real SMTP server),
@@ -82,16 +60,6 @@ func verificationLinks(mp *mailpittest.Server) http.Handler {
 	})
 }
 
-// repoRoot is the module root, two levels above this package.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return root
-}
-
 // TestBrowserPrivacyCenterAndPartnerConsole drives the two pages in a real
 // headless chromium (web/e2e/browser.mjs, playwright-core) against the real
 // server: sign up without an email, grant surveys, see the delivery to the
@@ -101,59 +69,11 @@ func repoRoot(t *testing.T) string {
 // the mail again and see it active once the link is followed. Screenshots
 // go to test-output/. scripts/test.sh installs chromium
 // and the npm packages; a missing one fails this test, it is never skipped.
-// browserTools returns the repository root, node and chromium for the
-// browser tests, failing (never skipping) when one is missing:
-// scripts/test.sh installs them.
-func browserTools(t *testing.T) (root, node, chromium string) {
-	t.Helper()
-	root = repoRoot(t)
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatalf("node is not installed (it runs the browser tests): %v; run ./scripts/test.sh, which installs what is missing", err)
-	}
-	chromium = os.Getenv("CHROMIUM_PATH")
-	if chromium == "" {
-		chromium = "/usr/bin/chromium"
-	}
-	if _, err := os.Stat(chromium); err != nil {
-		t.Fatalf("chromium is not installed at %s: %v; run ./scripts/test.sh (apt-get install chromium)", chromium, err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "web", "e2e", "node_modules", "playwright-core")); err != nil {
-		t.Fatalf("playwright-core is not installed: %v; run ./scripts/test.sh (npm ci in web/e2e)", err)
-	}
-	return root, node, chromium
-}
-
-// runBrowserScript runs web/e2e/<script> with node against the servers
-// named in env (OUT_DIR and CHROMIUM_PATH are added), fails the test when
-// it fails or when its output lacks one of the wanted "…: ok" lines, and
-// returns the output.
-func runBrowserScript(t *testing.T, ctx context.Context, node, root, chromium, script string, env []string, wants ...string) string {
-	t.Helper()
-	cmd := exec.CommandContext(ctx, node, filepath.Join(root, "web", "e2e", script))
-	cmd.Dir = root
-	cmd.Env = append(append(os.Environ(), env...), "OUT_DIR="+filepath.Join(root, "test-output"), "CHROMIUM_PATH="+chromium)
-	output, err := cmd.CombinedOutput()
-	t.Logf("%s output:\n%s", script, output)
-	if err != nil {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			t.Fatalf("%s timed out", script)
-		}
-		t.Fatalf("%s failed: %v", script, err)
-	}
-	for _, want := range wants {
-		if !strings.Contains(string(output), want) {
-			t.Errorf("%s output lacks %q", script, want)
-		}
-	}
-	return string(output)
-}
-
 func TestBrowserPrivacyCenterAndPartnerConsole(t *testing.T) {
 	t.Parallel() // its own server and browser
 	root, node, chromium := browserTools(t)
 
-	receiver := &webhookReceiver{}
+	receiver := &apptest.Recorder{}
 	hook := httptest.NewServer(receiver)
 	t.Cleanup(hook.Close)
 	cfgFile := filepath.Join(t.TempDir(), "consentgraph.yaml")
@@ -170,7 +90,7 @@ func TestBrowserPrivacyCenterAndPartnerConsole(t *testing.T) {
 	}
 	mailLinks := httptest.NewServer(verificationLinks(mp))
 	t.Cleanup(mailLinks.Close)
-	s, admin := partnerAdmin(t, func(c *config.Config) {
+	s, admin := apptest.StartWithAdmin(t, func(c *config.Config) {
 		c.DemographicsK = 5
 		// A cap of 10 lowers the threshold enough that one answer has
 		// more than 50 groups (the table's page) and three dimensions
@@ -179,11 +99,10 @@ func TestBrowserPrivacyCenterAndPartnerConsole(t *testing.T) {
 		c.ConfigFile = cfgFile
 		c.SMTPURL = mp.SMTPURL()
 	})
-	_, pc := createPartner(t, s, admin, 100, 30)
+	partnerKey := newPartnerKey(t, admin, "Acme Research", 100)
 	// The second partner, signed in after the first signs out, must
 	// inherit nothing; its small budget trips the cost guard.
-	var second struct{ CreatePartner struct{ APIKey string } }
-	admin.Do(t, `mutation { createPartner(name: "Beta Analytics", epsilonBudget: 5, budgetPeriodDays: 30) { apiKey } }`, nil).Decode(t, &second)
+	secondKey := newPartnerKey(t, admin, "Beta Analytics", 5)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -192,8 +111,8 @@ func TestBrowserPrivacyCenterAndPartnerConsole(t *testing.T) {
 	}
 
 	out := filepath.Join(root, "test-output")
-	runBrowserScript(t, ctx, node, root, chromium, "browser.mjs", []string{"BASE_URL=" + s.URL, "PARTNER_KEY=" + pc.Token,
-		"PARTNER_KEY_2=" + second.CreatePartner.APIKey, "ADMIN_TOKEN=" + admin.Token,
+	runBrowserScript(t, ctx, node, root, chromium, "browser.mjs", []string{"BASE_URL=" + s.URL, "PARTNER_KEY=" + partnerKey,
+		"PARTNER_KEY_2=" + secondKey, "ADMIN_TOKEN=" + admin.Token,
 		"EXPECT_PROCESSOR=survey-hook", "EXPECT_NEWSLETTER=letters", "MAIL_LINKS=" + mailLinks.URL},
 		"privacy center: ok", "password pages: ok", "partner console: ok", "languages: ok")
 	// The older walk runs in both languages; each of its states is
@@ -230,7 +149,7 @@ func TestBrowserPrivacyCenterAndPartnerConsole(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Second)
 	var got []string
 	for {
-		got = receiver.received()
+		got = receiver.Bodies()
 		all := strings.Join(got, "\n")
 		if strings.Contains(all, "subject.delivered") && strings.Contains(all, "subject.forgotten") {
 			break
@@ -248,4 +167,14 @@ func TestBrowserPrivacyCenterAndPartnerConsole(t *testing.T) {
 			t.Errorf("the webhook received the password or the username: %s", b)
 		}
 	}
+}
+
+// newPartnerKey creates a partner with a budget of epsilon over 30 days
+// and returns its API key.
+func newPartnerKey(t *testing.T, admin *apptest.Client, name string, epsilon float64) string {
+	t.Helper()
+	var out struct{ CreatePartner struct{ APIKey string } }
+	admin.Do(t, `mutation($n: String!, $e: Float!) { createPartner(name: $n, epsilonBudget: $e, budgetPeriodDays: 30) { apiKey } }`,
+		map[string]any{"n": name, "e": epsilon}).Decode(t, &out)
+	return out.CreatePartner.APIKey
 }

@@ -1,4 +1,4 @@
-package app_test
+package e2e_test
 
 import (
 	"context"
@@ -40,7 +40,7 @@ func TestBrowserBranding(t *testing.T) {
 
 	cfg := "controller:\n  name: Example KK\n  contact: Data protection officer\n  email: privacy@example.jp\n  jurisdiction: JP\n" +
 		"branding:\n  name: Example Shop\n  logoUrl: " + logoURL + "\n  accentColor: \"#0b6e4f\"\n  policyUrl: https://example.org/privacy\n"
-	s := apptest.Start(t, func(c *config.Config) { c.ConfigFile = writeConfig(t, cfg) })
+	s := apptest.Start(t, func(c *config.Config) { c.ConfigFile = apptest.WriteConfig(t, cfg) })
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
