@@ -15,10 +15,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/consentgraph/consentgraph/internal/app/apptest"
 )
 
 // TestReadme runs every sh block of README.md in order, as a reader pastes
@@ -277,25 +278,8 @@ func (s *stepShell) close() { _ = s.in.Close() }
 type background struct {
 	line int
 	cmd  *exec.Cmd
-	out  *lockedBuffer
+	out  *apptest.LockedBuffer
 	done chan struct{}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func startBackground(t *testing.T, line int, block string, env []string, readyURL string) *background {
@@ -303,7 +287,7 @@ func startBackground(t *testing.T, line int, block string, env []string, readyUR
 	cmd := exec.Command("bash", "--noprofile", "--norc", "-euo", "pipefail", "-c", block)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Env = append(os.Environ(), env...)
-	p := &background{line: line, cmd: cmd, out: &lockedBuffer{}, done: make(chan struct{})}
+	p := &background{line: line, cmd: cmd, out: &apptest.LockedBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

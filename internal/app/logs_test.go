@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -17,23 +16,6 @@ import (
 	"github.com/consentgraph/consentgraph/internal/app/apptest"
 	"github.com/consentgraph/consentgraph/internal/mail/mailpittest"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // A person's whole life cycle — sign-up with personal data, corrections,
 // a delivery to a processor, a failed delivery, mail, erasure — logged at
@@ -60,7 +42,7 @@ func TestLogsHoldNoPersonalData(t *testing.T) {
 	}
 	cfg := apptest.ConfigOn(t, apptest.Kind())
 	cfg.ConfigFile, cfg.OutboxPoll, cfg.SMTPURL = path, 10*time.Millisecond, mp.SMTPURL()
-	var logs lockedBuffer
+	var logs apptest.LockedBuffer
 	s := apptest.StartWithLogger(t, cfg, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 
 	c := s.Client()

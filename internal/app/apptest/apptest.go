@@ -439,3 +439,24 @@ func (r *Recorder) Bodies() []string {
 	defer r.mu.Unlock()
 	return append([]string(nil), r.bodies...)
 }
+
+// LockedBuffer collects output written from several goroutines (a logger,
+// a child process's stdout and stderr) for a test to read.
+type LockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (l *LockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// String returns everything written so far.
+func (l *LockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
