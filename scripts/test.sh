@@ -16,6 +16,16 @@ stage() {
 	echo "== $1"
 }
 
+# Temporary files and background jobs, removed and stopped however the
+# command ends.
+scratch="$(mktemp -d)"
+background_pids=()
+cleanup() {
+	if [ "${#background_pids[@]}" -gt 0 ]; then kill "${background_pids[@]}" 2>/dev/null || true; fi
+	rm -rf "${scratch}"
+}
+trap cleanup EXIT
+
 stage "go modules"
 go mod download
 
@@ -44,8 +54,7 @@ fi
 # embedded in --dev) mostly wait on the network: they install in the
 # background while gofmt, vet and the generated-code check use the CPU,
 # and `go test` waits for them.
-node_log="$(mktemp)"
-trap 'rm -f "${node_log}"' EXIT
+node_log="${scratch}/node.log"
 (
 	if [ ! -f web/e2e/node_modules/.package-lock.json ] || [ web/e2e/package-lock.json -nt web/e2e/node_modules/.package-lock.json ]; then
 		(cd web/e2e && npm ci --no-audit --no-fund)
@@ -53,6 +62,7 @@ trap 'rm -f "${node_log}"' EXIT
 	scripts/build-graphiql.sh
 ) >"${node_log}" 2>&1 &
 node_pid=$!
+background_pids+=("${node_pid}")
 
 stage "gofmt"
 unformatted="$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"
@@ -68,11 +78,11 @@ go vet ./...
 # between runs. It builds after vet so that the dependencies it shares with
 # the server are compiled once, in the background of the generated-code
 # check, and `go test` waits for it.
-mailpit_out="$(mktemp)"
-mailpit_log="$(mktemp)"
-trap 'rm -f "${mailpit_out}" "${mailpit_log}" "${node_log}"' EXIT
+mailpit_out="${scratch}/mailpit.out"
+mailpit_log="${scratch}/mailpit.log"
 scripts/install-mailpit.sh >"${mailpit_out}" 2>"${mailpit_log}" &
 mailpit_pid=$!
+background_pids+=("${mailpit_pid}")
 
 stage "generated code is up to date"
 if git rev-parse --git-dir >/dev/null 2>&1; then
@@ -107,7 +117,7 @@ tail -n 3 "${node_log}"
 # `go test` waits on browsers, servers and timers: they run beside it at
 # the lowest CPU priority, so they take the idle cores without slowing the
 # tests, and their output follows the test output.
-late_log="$(mktemp)"
+late_log="${scratch}/late.log"
 (
 	renice -n 19 -p "${BASHPID}" >/dev/null
 	late_began=$(date +%s)
@@ -132,7 +142,7 @@ late_log="$(mktemp)"
 	echo "   (fuzz: $(($(date +%s) - late_began))s)"
 ) >"${late_log}" 2>&1 &
 late_pid=$!
-trap 'kill "${late_pid}" 2>/dev/null || true; rm -f "${mailpit_out}" "${mailpit_log}" "${node_log}" "${late_log}"' EXIT
+background_pids+=("${late_pid}")
 
 stage "go test"
 # -vet=off: `go vet ./...` above has checked every package and its tests
