@@ -10,14 +10,8 @@ import (
 // from the configuration (it does not change while the server runs).
 // Optional values the file leaves out are null, not empty strings.
 func OperatorModel(b config.Branding, c policy.Controller) *model.Operator {
-	opt := func(s string) *string {
-		if s == "" {
-			return nil
-		}
-		return &s
-	}
 	return &model.Operator{
-		Name: b.Name, LogoURL: opt(b.LogoURL), AccentColor: b.AccentColor, PolicyURL: b.PolicyURL,
-		Controller: &model.DataController{Name: c.Name, Email: opt(c.Email), Jurisdiction: opt(c.Jurisdiction)},
+		Name: b.Name, LogoURL: nonEmpty(b.LogoURL), AccentColor: b.AccentColor, PolicyURL: b.PolicyURL,
+		Controller: &model.DataController{Name: c.Name, Email: nonEmpty(c.Email), Jurisdiction: nonEmpty(c.Jurisdiction)},
 	}
 }

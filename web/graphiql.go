@@ -37,10 +37,7 @@ func graphiqlPage(fsys fs.FS) http.Handler {
 	if !hasGraphiQL(fsys) {
 		return ExplorerPage()
 	}
-	b, err := fs.ReadFile(fsys, "graphiql/page.html")
-	if err != nil {
-		panic(err) // embedded above
-	}
+	b := mustRead(fsys, "graphiql/page.html")
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		setGraphiQLHeaders(w, "text/html; charset=utf-8")
 		_, _ = w.Write(b)
@@ -58,14 +55,22 @@ func GraphiQLRoutes(mux *http.ServeMux) {
 	if err != nil {
 		panic(err)
 	}
+	// Read once: fs.ReadFile copies an embedded file, and Monaco's are large.
+	assets := map[string][]byte{}
+	entries, err := fs.ReadDir(dist, ".")
+	if err != nil {
+		panic(err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			assets[e.Name()] = mustRead(dist, e.Name())
+		}
+	}
+	assets["page.css"] = mustRead(graphiql, "graphiql/page.css")
 	mux.HandleFunc("GET /_dev/graphiql/{name}", func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
-		src, file := dist, name
-		if name == "page.css" {
-			src, file = graphiql, "graphiql/page.css"
-		}
-		b, err := fs.ReadFile(src, file)
-		if err != nil {
+		b, ok := assets[name]
+		if !ok {
 			http.NotFound(w, r)
 			return
 		}
@@ -96,4 +101,13 @@ func contentType(name string) string {
 		return "text/plain; charset=utf-8"
 	}
 	return "application/octet-stream"
+}
+
+// mustRead reads an embedded file that is known to be there.
+func mustRead(fsys fs.FS, name string) []byte {
+	b, err := fs.ReadFile(fsys, name)
+	if err != nil {
+		panic(err) // embedded
+	}
+	return b
 }

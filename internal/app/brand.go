@@ -12,15 +12,18 @@ import (
 // accent applies without any inline style (the pages' CSP has none).
 const BrandCSSPath = "/brand.css"
 
-// serveBrandCSS writes the branding's custom properties. The colours were
-// validated (#rrggbb, contrast checked) when the config was read, so they
-// go into the stylesheet as they are.
-func (a *App) serveBrandCSS(w http.ResponseWriter, _ *http.Request) {
+// brandCSS serves the branding's custom properties. The colours were
+// validated (#rrggbb, contrast checked) when the config was read and do not
+// change while the server runs, so the stylesheet is written once.
+func (a *App) brandCSS() http.HandlerFunc {
 	b := a.File.Branding
-	httpsec.SetPageHeaders(w)
-	h := w.Header()
-	h.Set("Content-Type", "text/css; charset=utf-8")
-	h.Set("Cache-Control", "no-cache")
-	_, _ = fmt.Fprintf(w, "/* branding.accentColor from the --config file */\n:root {\n  --brand: %s;\n  --brand-dark: %s;\n}\n",
-		b.AccentColor, b.DarkerAccent())
+	css := []byte(fmt.Sprintf("/* branding.accentColor from the --config file */\n:root {\n  --brand: %s;\n  --brand-dark: %s;\n}\n",
+		b.AccentColor, b.DarkerAccent()))
+	return func(w http.ResponseWriter, _ *http.Request) {
+		httpsec.SetPageHeaders(w)
+		h := w.Header()
+		h.Set("Content-Type", "text/css; charset=utf-8")
+		h.Set("Cache-Control", "no-cache")
+		_, _ = w.Write(css)
+	}
 }

@@ -40,7 +40,7 @@ func (a *App) routes() http.Handler {
 	mux.Handle("/plugins/", a.pluginRoutes())
 	mux.Handle("GET /export", a.authenticate(http.HandlerFunc(a.serveExport)))
 	mux.HandleFunc("GET /privacy", a.servePrivacy)
-	mux.HandleFunc("GET "+BrandCSSPath, a.serveBrandCSS)
+	mux.HandleFunc("GET "+BrandCSSPath, a.brandCSS())
 	web.Routes(mux) // the Privacy Center at /, the partner console at /partners
 	// The consent widget for the operator's own site, /embed/consent.js.
 	web.WidgetRoutes(mux)

@@ -31,10 +31,8 @@ type privacyLanguage struct {
 // links to the page in every other language.
 func (a *App) servePrivacy(w http.ResponseWriter, r *http.Request) {
 	texts := a.File.Texts
-	lang := r.URL.Query().Get("lang")
-	if !texts.Has(lang) {
-		lang = texts.Negotiate(r.Header.Get("Accept-Language"))
-	}
+	// the middleware has negotiated Accept-Language already
+	lang := texts.Pick(r.URL.Query().Get("lang"), i18n.FromContext(r.Context()))
 	t := func(key string, pairs ...string) string {
 		params := i18n.Params{}
 		for i := 0; i+1 < len(pairs); i += 2 {

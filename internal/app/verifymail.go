@@ -44,10 +44,15 @@ func newVerificationMailer(smtpURL, publicURL string, dev bool, log *slog.Logger
 	return m, nil
 }
 
+// language is the recipient's language if it has a catalogue, else the
+// request's.
+func (m *verificationMailer) language(ctx context.Context, to accounts.Recipient) string {
+	return m.texts.Pick(to.Language, i18n.FromContext(ctx))
+}
+
 // compose writes the mail kind ("mail.<kind>.subject" and ".body") to
-// the recipient in their language.
-func (m *verificationMailer) compose(ctx context.Context, to accounts.Recipient, kind string, params i18n.Params) mail.Message {
-	lang := m.texts.Pick(to.Language, i18n.FromContext(ctx))
+// the recipient in lang.
+func (m *verificationMailer) compose(lang string, to accounts.Recipient, kind string, params i18n.Params) mail.Message {
 	params["service"] = m.service
 	return mail.Message{
 		To:      to.Email,
@@ -60,18 +65,18 @@ func (m *verificationMailer) compose(ctx context.Context, to accounts.Recipient,
 
 func (m *verificationMailer) SendVerification(ctx context.Context, to accounts.Recipient, token string) {
 	link := m.publicURL + "/?verify=" + url.QueryEscape(token)
-	m.send(ctx, "verification", link, m.compose(ctx, to, "verify", i18n.Params{"link": link, "code": token}))
+	m.send(ctx, "verification", link, m.compose(m.language(ctx, to), to, "verify", i18n.Params{"link": link, "code": token}))
 }
 
 func (m *verificationMailer) SendAddressInUse(ctx context.Context, to accounts.Recipient) {
-	m.send(ctx, "address in use", "", m.compose(ctx, to, "addressInUse", i18n.Params{}))
+	m.send(ctx, "address in use", "", m.compose(m.language(ctx, to), to, "addressInUse", i18n.Params{}))
 }
 
 func (m *verificationMailer) SendPasswordReset(ctx context.Context, to accounts.Recipient, token string) {
 	link := m.publicURL + "/?reset=" + url.QueryEscape(token)
-	lang := m.texts.Pick(to.Language, i18n.FromContext(ctx))
+	lang := m.language(ctx, to)
 	expiry := m.texts.T(lang, "mail.reset.expiry", i18n.Params{"count": int(m.resetTTL.Round(time.Minute) / time.Minute)})
-	m.send(ctx, "password reset", link, m.compose(ctx, to, "reset", i18n.Params{"link": link, "code": token, "expiry": expiry}))
+	m.send(ctx, "password reset", link, m.compose(lang, to, "reset", i18n.Params{"link": link, "code": token, "expiry": expiry}))
 }
 
 // send delivers msg, or logs the link (if any) when there is no SMTP
