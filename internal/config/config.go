@@ -408,8 +408,15 @@ func reachableAddr(addr string) string {
 	if err != nil {
 		return addr
 	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+	if NoHost(host) {
 		return net.JoinHostPort("127.0.0.1", port)
 	}
 	return addr
+}
+
+// NoHost reports whether host names no machine a browser can open: empty,
+// or a wildcard address (0.0.0.0, ::) that means "every interface".
+func NoHost(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "" || (ip != nil && ip.IsUnspecified())
 }
