@@ -35,8 +35,9 @@ const NameKey = "_meta.name"
 // concurrent use.
 type Bundle struct {
 	// langs are the catalogue tags, Fallback first, then sorted.
-	langs   []string
-	tags    []language.Tag
+	langs []string
+	// tags are the parsed langs, for the plural rules.
+	tags    map[string]language.Tag
 	msgs    map[string]map[string]string
 	matcher language.Matcher
 }
@@ -84,12 +85,15 @@ func Load(fsys fs.FS) (*Bundle, error) {
 		}
 		return strings.Compare(x, y)
 	})
-	for _, l := range b.langs {
-		b.tags = append(b.tags, language.Make(l))
+	b.tags = make(map[string]language.Tag, len(b.langs))
+	ordered := make([]language.Tag, len(b.langs))
+	for i, l := range b.langs {
+		ordered[i] = language.Make(l)
+		b.tags[l] = ordered[i]
 	}
 	// The first tag is the matcher's default: English when nothing the
 	// reader accepts is available.
-	b.matcher = language.NewMatcher(b.tags)
+	b.matcher = language.NewMatcher(ordered)
 	return b, nil
 }
 
@@ -197,7 +201,7 @@ func (b *Bundle) Lookup(lang, key string) (string, bool) {
 func (b *Bundle) lookup(lang, key string, params Params) (string, bool) {
 	msgs := b.msgs[lang]
 	if n, ok := count(params); ok {
-		if s, ok := msgs[key+"."+pluralForm(lang, n)]; ok {
+		if s, ok := msgs[key+"."+pluralForm(b.tags[lang], n)]; ok {
 			return s, true
 		}
 		if s, ok := msgs[key+".other"]; ok {
@@ -210,11 +214,11 @@ func (b *Bundle) lookup(lang, key string, params Params) (string, bool) {
 
 // pluralForm names the CLDR cardinal plural category of the integer n in
 // lang, e.g. "one" for 1 in English and "other" for every n in Japanese.
-func pluralForm(lang string, n int) string {
+func pluralForm(lang language.Tag, n int) string {
 	if n < 0 {
 		n = -n
 	}
-	switch plural.Cardinal.MatchPlural(language.Make(lang), n, 0, 0, 0, 0) {
+	switch plural.Cardinal.MatchPlural(lang, n, 0, 0, 0, 0) {
 	case plural.Zero:
 		return "zero"
 	case plural.One:
