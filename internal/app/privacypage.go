@@ -47,7 +47,7 @@ func (a *App) servePrivacy(w http.ResponseWriter, r *http.Request) {
 		cats := make([]string, len(p.DataCategories))
 		for i, c := range p.DataCategories {
 			// A category without a name in the catalogues shows its id.
-			if cats[i] = t("privacy.category." + c); cats[i] == "privacy.category."+c {
+			if cats[i] = t("common.category." + c); cats[i] == "common.category."+c {
 				cats[i] = c
 			}
 		}
