@@ -78,7 +78,12 @@
   }
 
   async function loadStrings() {
-    for (const tag of wantedLanguages().slice(0, 4)) {
+    // At most three wanted languages, then English if it was not among
+    // them: a page and a browser asking only for languages without a
+    // catalogue still get words, not keys.
+    const tries = wantedLanguages().slice(0, 3);
+    if (!tries.includes('en')) tries.push('en');
+    for (const tag of tries) {
       try {
         const res = await fetch(`${origin}/locales/${tag}.json`, { mode: 'cors', credentials: 'omit' });
         if (!res.ok) continue;
