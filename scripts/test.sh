@@ -25,6 +25,15 @@ cleanup() {
 	rm -rf "${scratch}"
 }
 trap cleanup EXIT
+# await_job PID LOG WHAT: waits for a background job; on failure prints
+# its log and stops the command.
+await_job() {
+	if ! wait "$1"; then
+		cat "$2" >&2
+		echo "$3 failed" >&2
+		exit 1
+	fi
+}
 
 stage "go modules"
 go mod download
@@ -95,21 +104,13 @@ if git rev-parse --git-dir >/dev/null 2>&1; then
 fi
 
 stage "mailpit (real SMTP server for the mail tests)"
-if ! wait "${mailpit_pid}"; then
-	cat "${mailpit_log}" >&2
-	echo "scripts/install-mailpit.sh failed" >&2
-	exit 1
-fi
+await_job "${mailpit_pid}" "${mailpit_log}" "scripts/install-mailpit.sh"
 cat "${mailpit_log}"
 MAILPIT_BIN="$(cat "${mailpit_out}")"
 export MAILPIT_BIN
 
 stage "npm packages (web/e2e) and GraphiQL (scripts/build-graphiql.sh)"
-if ! wait "${node_pid}"; then
-	cat "${node_log}" >&2
-	echo "npm ci in web/e2e or scripts/build-graphiql.sh failed" >&2
-	exit 1
-fi
+await_job "${node_pid}" "${node_log}" "npm ci in web/e2e or scripts/build-graphiql.sh"
 tail -n 3 "${node_log}"
 
 # The out-of-tree module and the fuzz stage compile on their own (a module
@@ -154,11 +155,7 @@ stage "go test"
 go test -p "$(($(nproc) + 1))" -count=1 -vet=off -timeout 12m ./web/e2e ./internal/app ./...
 
 stage "out-of-tree plugin module and fuzz (run beside go test)"
-if ! wait "${late_pid}"; then
-	cat "${late_log}" >&2
-	echo "the out-of-tree plugin module or a fuzz target failed" >&2
-	exit 1
-fi
+await_job "${late_pid}" "${late_log}" "the out-of-tree plugin module or a fuzz target"
 cat "${late_log}"
 stage "done"
 echo "all stages passed in $(($(date +%s) - began))s"
