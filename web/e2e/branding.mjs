@@ -12,9 +12,9 @@
 // the sentence naming the controller and the accent colour, runs axe, and
 // saves a screenshot. Every failed expectation throws.
 import { chromium } from 'playwright-core';
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { axeViolations } from './axe.mjs';
+import { executablePath, outDir, recordCSPViolations, rgb } from './common.mjs';
+import { SIZES, axeViolations } from './axe.mjs';
 
 const env = (k) => {
   if (!process.env[k]) throw new Error(`${k} must be set`);
@@ -27,9 +27,6 @@ const controllerEmail = env('CONTROLLER_EMAIL');
 const logoURL = env('LOGO_URL');
 const accent = env('ACCENT');
 const policyURL = env('POLICY_URL');
-const outDir = process.env.OUT_DIR || 'test-output';
-const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium-headless-shell';
-mkdirSync(outDir, { recursive: true });
 
 // The sentences of web/static/locales/{en,ja}.json (brand.*), filled in.
 const L = {
@@ -37,7 +34,6 @@ const L = {
   ja: { controller: `お客様の個人データの取り扱いについては、${controllerName}が責任を負います。`, contact: 'お問い合わせ先：', policy: 'プライバシーポリシー' },
 };
 const PAGES = [{ name: 'center', path: '/' }, { name: 'partners', path: '/partners' }];
-const SIZES = [{ width: 1280, height: 800 }, { width: 390, height: 844 }];
 
 let step = 'start';
 const problems = [];
@@ -46,18 +42,6 @@ let states = 0;
 
 function expect(cond, msg) {
   if (!cond) throw new Error(`${step}: ${msg}`);
-}
-
-function rgb(hex) {
-  const n = parseInt(hex.slice(1), 16);
-  return `rgb(${n >> 16}, ${(n >> 8) & 255}, ${n & 255})`;
-}
-
-function recorder() {
-  window.__violations = [];
-  document.addEventListener('securitypolicyviolation', (e) => {
-    window.__violations.push(`${e.violatedDirective} blocked ${e.blockedURI || 'inline'}`);
-  });
 }
 
 // Switches the page's language with its own switcher, as a reader would.
@@ -112,7 +96,7 @@ try {
     for (const size of SIZES) {
       // The logo's test origin has a self-signed certificate.
       const context = await browser.newContext({ viewport: size, ignoreHTTPSErrors: true });
-      await context.addInitScript(recorder);
+      await context.addInitScript(recordCSPViolations);
       const page = await context.newPage();
       page.setDefaultTimeout(15000);
       page.on('console', (m) => {

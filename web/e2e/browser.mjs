@@ -8,8 +8,9 @@
 // Every failed expectation throws; the process exits non-zero with the
 // reason and the page's console errors.
 import { chromium } from 'playwright-core';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { executablePath, outDir } from './common.mjs';
 import { axeBothSizes, axeViolations } from './axe.mjs';
 
 // The catalogues, read as the pages read them, for the language checks.
@@ -21,14 +22,11 @@ const partnerKey = process.env.PARTNER_KEY;
 // A second partner with a small budget: it must inherit nothing from the
 // first, and its budget is small enough to trip the cost guard.
 const partnerKey2 = process.env.PARTNER_KEY_2 || '';
-const outDir = process.env.OUT_DIR || 'test-output';
 const expectProcessor = process.env.EXPECT_PROCESSOR || '';
 const mailLinks = process.env.MAIL_LINKS || '';
 const adminToken = process.env.ADMIN_TOKEN || '';
 const expectNewsletter = process.env.EXPECT_NEWSLETTER || '';
-const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium-headless-shell';
 if (!base || !partnerKey) throw new Error('BASE_URL and PARTNER_KEY must be set');
-mkdirSync(outDir, { recursive: true });
 
 const STEP_TIMEOUT = 15000;
 const problems = [];

@@ -8,14 +8,11 @@
 // (--cors-origins, --cors-headers); API_NO_HEADER_URL allows the origin only.
 // Every failed expectation throws; the process exits non-zero.
 import { chromium } from 'playwright-core';
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { executablePath, outDir } from './common.mjs';
 
 const { APP_URL: app, API_URL: api, API_NO_HEADER_URL: apiNoHeader } = process.env;
-const outDir = process.env.OUT_DIR || 'test-output';
-const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium-headless-shell';
 if (!app || !api || !apiNoHeader) throw new Error('APP_URL, API_URL and API_NO_HEADER_URL must be set');
-mkdirSync(outDir, { recursive: true });
 
 let step = 'start';
 function expect(cond, msg) {

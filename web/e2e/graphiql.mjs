@@ -7,15 +7,12 @@
 // BASE_URL runs with --dev, OFF_URL without. Every failed expectation
 // throws; the process exits non-zero with the reason.
 import { chromium } from 'playwright-core';
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { executablePath, outDir, recordCSPViolations } from './common.mjs';
 
 const base = process.env.BASE_URL;
 const offURL = process.env.OFF_URL;
-const outDir = process.env.OUT_DIR || 'test-output';
-const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium-headless-shell';
 if (!base || !offURL) throw new Error('BASE_URL and OFF_URL must be set');
-mkdirSync(outDir, { recursive: true });
 
 let step = 'start';
 const problems = [];
@@ -35,12 +32,7 @@ const browser = await chromium.launch({ executablePath, headless: true, args: ['
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   // Before any script of the page: collect CSP violations, workers included.
-  await context.addInitScript(() => {
-    window.__violations = [];
-    document.addEventListener('securitypolicyviolation', (e) => {
-      window.__violations.push(`${e.violatedDirective} blocked ${e.blockedURI || 'inline'} (${e.sourceFile}:${e.lineNumber})`);
-    });
-  });
+  await context.addInitScript(recordCSPViolations);
   const page = await context.newPage();
   page.setDefaultTimeout(20000);
   page.on('console', (m) => {

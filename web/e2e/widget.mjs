@@ -11,15 +11,13 @@
 // English and in Japanese. Every failed expectation throws; the process
 // exits non-zero with the reason.
 import { chromium } from 'playwright-core';
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { executablePath, outDir, recordCSPViolations, rgb } from './common.mjs';
 import { axeBothSizes } from './axe.mjs';
 
 const base = process.env.BASE_URL;
 const hostURL = process.env.HOST_URL;
 const adminToken = process.env.ADMIN_TOKEN;
-const outDir = process.env.OUT_DIR || 'test-output';
-const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium-headless-shell';
 const operatorName = process.env.OPERATOR_NAME;
 const accent = process.env.ACCENT;
 if (!base || !hostURL || !adminToken || !operatorName || !accent) {
@@ -41,11 +39,6 @@ const L = {
   },
 };
 
-function rgb(hex) {
-  const n = parseInt(hex.slice(1), 16);
-  return `rgb(${n >> 16}, ${(n >> 8) & 255}, ${n & 255})`;
-}
-mkdirSync(outDir, { recursive: true });
 
 const STEP_TIMEOUT = 15000;
 const problems = [];
@@ -68,20 +61,18 @@ async function shot(page, name) {
   axeFound.push(...found);
 }
 
-// Before any script of the page: collect CSP violations and the widget's
-// events, so that the first event (sent on load) is not missed.
-function recorder() {
-  window.__violations = [];
+// Before any script of the page: collect the widget's events (and, with
+// recordCSPViolations, CSP violations), so that the first event (sent on
+// load) is not missed.
+function recordEvents() {
   window.__events = [];
-  document.addEventListener('securitypolicyviolation', (e) => {
-    window.__violations.push(`${e.violatedDirective} blocked ${e.blockedURI || 'inline'} (${e.sourceFile}:${e.lineNumber})`);
-  });
   document.addEventListener('consentgraph:change', (e) => window.__events.push(e.detail));
 }
 
 async function newContext(browser, opts = {}) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, ...opts });
-  await context.addInitScript(recorder);
+  await context.addInitScript(recordCSPViolations);
+  await context.addInitScript(recordEvents);
   return context;
 }
 
